@@ -1,0 +1,1 @@
+"""omni-scale: Pulumi components for an Omni + Proxmox + Talos estate."""

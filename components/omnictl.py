@@ -1,0 +1,156 @@
+"""The one way this program talks to Omni: the omnictl binary.
+
+Secrets reach omnictl only through its environment (OMNI_ENDPOINT,
+OMNI_SERVICE_ACCOUNT_KEY), never argv; every call has a timeout; failures
+become typed errors that keep omnictl's own message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .render import dump_yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class OmnictlError(Exception):
+    """omnictl failed; `message` is what omnictl said, `verb` what we asked of it."""
+
+    kind = "failed"
+
+    def __init__(self, verb: str, message: str):
+        self.verb, self.message = verb, message.strip()
+        super().__init__(f"omnictl {verb} {self.kind}: {self.message}")
+
+
+class NotFound(OmnictlError):
+    kind = "found nothing"
+
+
+class Unauthorized(OmnictlError):
+    kind = "was refused (is the service-account key valid and unexpired?)"
+
+
+class Unreachable(OmnictlError):
+    kind = "could not reach Omni"
+
+
+class InvalidInput(OmnictlError):
+    kind = "rejected the input"
+
+
+class Timeout(OmnictlError):
+    kind = "timed out"
+
+
+class OmnictlMissing(OmnictlError):
+    kind = "is not installed"
+
+
+# gRPC status codes as omnictl prints them ("rpc error: code = NotFound desc = ...").
+_BY_GRPC_CODE: dict[str, type[OmnictlError]] = {
+    "NotFound": NotFound,
+    "Unauthenticated": Unauthorized,
+    "PermissionDenied": Unauthorized,
+    "Unavailable": Unreachable,
+    "DeadlineExceeded": Unreachable,
+    "InvalidArgument": InvalidInput,
+    "FailedPrecondition": InvalidInput,
+    "AlreadyExists": InvalidInput,
+}
+# Messages that come without a gRPC code (client-side failures), most specific first.
+_BY_TEXT: list[tuple[type[OmnictlError], tuple[str, ...]]] = [
+    (NotFound, ("doesn't exist", "not found")),
+    (Unauthorized, ("signature", "expired", "service account key", "illegal base64 data")),
+    (Unreachable, ("connection refused", "no such host", "failed to connect", "error reading server preface")),
+    (InvalidInput, ("unknown flag", "unknown command", "yaml:", "failed to validate", "invalid")),
+]
+
+
+def classify(verb: str, message: str) -> OmnictlError:
+    code = re.search(r"code = (\w+)", message)
+    if code and code.group(1) in _BY_GRPC_CODE:
+        return _BY_GRPC_CODE[code.group(1)](verb, message)
+    for error_type, needles in _BY_TEXT:
+        if any(needle in message for needle in needles):
+            return error_type(verb, message)
+    return OmnictlError(verb, message)
+
+
+def resolve_binary(path: str) -> str:
+    """A bare name is looked up on PATH (the project's .tools/bin first); a relative path is
+    taken from the project root, so a stack config means the same from any working directory."""
+    if os.sep not in path:
+        tools_bin = str(PROJECT_ROOT / ".tools" / "bin")
+        found = shutil.which(path, path=os.pathsep.join([tools_bin, os.environ.get("PATH", "")]))
+        if found is None:
+            raise OmnictlMissing("run", f"{path!r} is not on PATH; run `make setup` or set omni-scale:omnictlPath")
+        return found
+    resolved = Path(path) if os.path.isabs(path) else PROJECT_ROOT / path
+    if not os.access(resolved, os.X_OK):
+        raise OmnictlMissing("run", f"{resolved} is not an executable file; check omni-scale:omnictlPath")
+    return str(resolved)
+
+
+@dataclass(frozen=True)
+class Omnictl:
+    binary: str
+    endpoint: str = field(repr=False)
+    service_account_key: str = field(repr=False)
+    insecure_skip_tls_verify: bool = False
+    timeout_seconds: float = 60.0
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["OMNI_ENDPOINT"] = self.endpoint
+        env["OMNI_SERVICE_ACCOUNT_KEY"] = self.service_account_key
+        return env
+
+    def run(self, *args: str) -> str:
+        argv = [self.binary]
+        if self.insecure_skip_tls_verify:
+            argv.append("--insecure-skip-tls-verify")
+        argv.extend(args)
+        verb = args[0] if args else ""
+        try:
+            proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True,
+                                  timeout=self.timeout_seconds, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise OmnictlMissing(verb, f"{self.binary} does not exist") from None
+        except subprocess.TimeoutExpired:
+            raise Timeout(verb, f"no answer within {self.timeout_seconds:g}s") from None
+        if proc.returncode != 0:
+            raise classify(verb, proc.stderr or proc.stdout or f"exit code {proc.returncode}")
+        return proc.stdout
+
+    def get(self, resource_type: str, resource_id: str, namespace: str) -> dict:
+        out = self.run("get", resource_type, resource_id, "-n", namespace, "-o", "yaml")
+        docs = [d for d in yaml.safe_load_all(out) if d]
+        if not docs:
+            raise NotFound("get", f"{resource_type} {namespace}/{resource_id} NotFound")
+        return docs[0]
+
+    def get_or_none(self, resource_type: str, resource_id: str, namespace: str) -> dict | None:
+        try:
+            return self.get(resource_type, resource_id, namespace)
+        except NotFound:
+            return None
+
+    def apply(self, document: dict) -> None:
+        # omnictl apply reads a file; the document holds no secret, but keep it private anyway.
+        with tempfile.NamedTemporaryFile("w", prefix="omni-scale-", suffix=".yaml") as f:
+            f.write(dump_yaml(document))
+            f.flush()
+            self.run("apply", "-f", f.name)
+
+    def delete(self, resource_type: str, resource_id: str, namespace: str) -> None:
+        self.run("delete", resource_type, resource_id, "-n", namespace)

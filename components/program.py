@@ -1,0 +1,41 @@
+"""What the Pulumi program needs before it registers anything: the spec and the stack
+settings, validated, with user mistakes turned into one clear message (no traceback)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+
+from .settings import NAMESPACE, OmniSettings, truthy
+from .spec import Spec, SpecError, load_spec
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ProgramSettings:
+    omni: OmniSettings
+    protect: bool
+
+
+def load_program_inputs() -> tuple[Spec, ProgramSettings]:
+    stack = pulumi.get_stack()
+    stack_file = f"Pulumi.{stack}.yaml"
+    config = pulumi.Config(NAMESPACE)
+    try:
+        spec_path = config.get("spec") or "specs/omni.yaml"
+        spec = load_spec(PROJECT_ROOT / spec_path, display_name=spec_path)
+        for key in ("omniEndpoint", "omniServiceAccountKey"):
+            if config.get(key) is None:
+                raise SpecError(stack_file, f"config.{NAMESPACE}:{key}",
+                                "a value (set it with `pulumi config set --secret`)")
+        omni = OmniSettings.from_lookup(config.get, stack_file)
+        protect_raw = config.get("protect")
+        # Production things are protected unless the stack deliberately says otherwise.
+        protect = True if protect_raw is None else truthy(protect_raw)
+    except SpecError as exc:
+        # RunError prints the message alone: a user mistake, not a bug.
+        raise pulumi.RunError(str(exc)) from None
+    return spec, ProgramSettings(omni=omni, protect=protect)

@@ -1,0 +1,239 @@
+"""Start, stop and use the lab: everything the `lab` stack talks to, on loopback only.
+
+    python -m lab.ctl start     fakepve (Matrix-shaped) + the omnictl stand-in's Omni
+    python -m lab.ctl stop
+    python -m lab.ctl up        start, configure the lab stack, `pulumi up`, print the outputs
+    python -m lab.ctl pulumi ARGS...   any pulumi command on the lab stack
+
+The lab's secrets are made per start, kept in <lab>/lab.json (mode 0600) and handed
+to the stack as Pulumi secrets through stdin, never argv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.spec import load_spec
+
+from . import omni_standin
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+STACK = "lab"
+# The stand-in Omni listens nowhere: omnictl calls are answered from files. The endpoint is
+# still checked, so a stack pointed elsewhere sees "unreachable" as it would for real.
+LAB_OMNI_ENDPOINT = "https://127.0.0.1:50042"
+
+
+def lab_dir() -> Path:
+    return Path(os.environ.get("OMNI_SCALE_LAB_DIR") or PROJECT_ROOT / ".lab").resolve()
+
+
+def _write_private(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, log: Path, deadline_s: float = 60) -> dict:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            return json.loads(path.read_text())
+        if proc.poll() is not None:
+            raise SystemExit(f"lab: fakepve exited with {proc.returncode}; see {log}")
+        time.sleep(0.05)
+    raise SystemExit(f"lab: fakepve did not start within {deadline_s:g}s; see {log}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def start(directory: Path | None = None) -> dict:
+    """Starts the lab (or returns the running one) and returns lab.json's contents."""
+    directory = directory or lab_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    info_file = directory / "lab.json"
+    if info_file.exists():
+        info = json.loads(info_file.read_text())
+        if _pid_alive(info["proxmox"]["pid"]):
+            return info
+        stop(directory)
+
+    pve_dir = directory / "fakepve"
+    pve_dir.mkdir(exist_ok=True)
+    (pve_dir / "fakepve.json").unlink(missing_ok=True)
+    log = directory / "fakepve.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "lab" / "fakepve_lab.py"), "--state-dir", str(pve_dir)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    pve = _wait_for(pve_dir / "fakepve.json", proc, log)
+
+    endpoint = LAB_OMNI_ENDPOINT
+    key = omni_standin.init_server(str(directory / "omni"), endpoint)
+    # What the real infra provider does when it starts: Omni refuses classes for unknown providers.
+    provider_id = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").infra_provider.id
+    omni_standin.register_provider(str(directory / "omni"), provider_id, name="Proxmox",
+                                   description="Proxmox infrastructure provider (lab)")
+    info = {
+        "omni": {"endpoint": endpoint, "service_account_key": key},
+        "proxmox": {"api_url": pve["api_url"], "token_id": pve["token_id"],
+                    "token_secret": pve["token_secret"], "cafile": pve["cafile"], "pid": pve["pid"]},
+    }
+    _write_private(info_file, info)
+    return info
+
+
+def stop(directory: Path | None = None) -> None:
+    directory = directory or lab_dir()
+    info_file = directory / "lab.json"
+    if info_file.exists():
+        pid = json.loads(info_file.read_text())["proxmox"]["pid"]
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        info_file.unlink()
+    if (directory / "omni").exists():
+        omni_standin.stop_server(str(directory / "omni"))
+
+
+# The pulumi verbs that read stack config, and so accept --config-file.
+_TAKES_CONFIG_FILE = {"up", "preview", "refresh", "destroy", "import", "config", "watch"}
+
+
+@dataclass(frozen=True)
+class LabStack:
+    """The pulumi CLI pointed at a project dir, a local file backend and a passphrase file."""
+
+    project_dir: Path
+    state_dir: Path
+    stack: str = STACK
+    config_file: Path | None = None
+    lab_dir: Path | None = None  # where the lab keeps its stand-ins' state, when not the default
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        tools = [str(PROJECT_ROOT / ".tools" / "bin"), str(PROJECT_ROOT / ".venv" / "bin")]
+        env["PATH"] = os.pathsep.join(tools + [env.get("PATH", "")])
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        passphrase = self.state_dir / "passphrase"
+        if not passphrase.exists():
+            fd = os.open(passphrase, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, secrets.token_hex(16).encode())
+            os.close(fd)
+        env.update({
+            "PULUMI_BACKEND_URL": f"file://{self.state_dir}",
+            "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
+            "PULUMI_HOME": str(self.state_dir / "home"),
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+        })
+        env.pop("PULUMI_CONFIG_PASSPHRASE", None)
+        if self.lab_dir is not None:
+            env["OMNI_SCALE_LAB_DIR"] = str(self.lab_dir)
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        argv = ["pulumi", *args, "--stack", self.stack, "--non-interactive"]
+        if self.config_file is not None and args and args[0] in _TAKES_CONFIG_FILE:
+            argv += ["--config-file", str(self.config_file)]
+        return argv
+
+    def run(self, *args: str, input: str | None = None, check: bool = True,
+            capture: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.argv(*args), cwd=self.project_dir, env=self.env(), input=input,
+                              text=True, capture_output=capture)
+        if check and proc.returncode != 0:
+            raise SystemExit(f"lab: `pulumi {' '.join(args)}` failed ({proc.returncode}):\n"
+                             f"{proc.stdout or ''}{proc.stderr or ''}")
+        return proc
+
+    def ensure_stack(self) -> None:
+        env = self.env()
+        listed = subprocess.run(["pulumi", "stack", "ls", "--json"], cwd=self.project_dir, env=env,
+                                text=True, capture_output=True)
+        names = {s["name"] for s in json.loads(listed.stdout or "[]")} if listed.returncode == 0 else set()
+        if self.stack not in names:
+            self.run_plain("stack", "init", self.stack, "--secrets-provider", "passphrase")
+
+    def run_plain(self, *args: str) -> None:
+        argv = ["pulumi", *args, "--non-interactive"]
+        proc = subprocess.run(argv, cwd=self.project_dir, env=self.env(), text=True, capture_output=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"lab: `pulumi {' '.join(args)}` failed:\n{proc.stdout}{proc.stderr}")
+
+    def set_config(self, key: str, value: str, secret: bool = False) -> None:
+        # The value goes through stdin: argv is visible to every process on the machine.
+        self.run("config", "set", key, "--secret" if secret else "--plaintext", input=value)
+
+    def configure_from_lab(self, info: dict) -> None:
+        self.set_config("omni-scale:omniEndpoint", info["omni"]["endpoint"], secret=True)
+        self.set_config("omni-scale:omniServiceAccountKey", info["omni"]["service_account_key"], secret=True)
+        self.set_config("omni-scale:proxmoxApiUrl", info["proxmox"]["api_url"])
+        self.set_config("omni-scale:proxmoxTokenId", info["proxmox"]["token_id"])
+        self.set_config("omni-scale:proxmoxTokenSecret", info["proxmox"]["token_secret"], secret=True)
+        self.set_config("omni-scale:proxmoxCaFile", info["proxmox"]["cafile"])
+
+
+def default_lab_stack() -> LabStack:
+    directory = lab_dir()
+    config_file = directory / "Pulumi.lab.yaml"
+    if not config_file.exists():
+        # The committed Pulumi.lab.yaml holds the lab's fixed settings; per-start values and
+        # secrets go into this copy so the working tree stays clean.
+        config_file.write_text((PROJECT_ROOT / "Pulumi.lab.yaml").read_text())
+    return LabStack(project_dir=PROJECT_ROOT, state_dir=directory / "state", config_file=config_file,
+                    lab_dir=directory)
+
+
+def up() -> int:
+    info = start()
+    stack = default_lab_stack()
+    stack.ensure_stack()
+    stack.configure_from_lab(info)
+    result = stack.run("up", "--yes", "--skip-preview", capture=False, check=False)
+    if result.returncode != 0:
+        return result.returncode
+    return stack.run("stack", "output", capture=False, check=False).returncode
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("start", "stop", "up", "pulumi"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    verb = argv[0]
+    if verb == "start":
+        info = start()
+        print(f"lab: fakepve at {info['proxmox']['api_url']}; Omni stand-in at {info['omni']['endpoint']}")
+    elif verb == "stop":
+        stop()
+        print("lab: stopped")
+    elif verb == "up":
+        return up()
+    else:
+        stack = default_lab_stack()
+        stack.ensure_stack()
+        return stack.run(*argv[1:], capture=False, check=False).returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

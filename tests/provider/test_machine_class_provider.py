@@ -1,0 +1,138 @@
+"""The MachineClass dynamic provider driven directly against the lab's Omni stand-in:
+every verb and every error path, through the same omnictl argv the engine would use."""
+
+import pytest
+import yaml
+
+from components import omnictl as omnictl_mod
+from components.machine_class import MachineClassProvider
+from components.render import MACHINE_CLASS_TYPE, machine_class_document
+from components.spec import SpecError
+from lab import omni_standin
+from lab.ctl import LAB_OMNI_ENDPOINT
+
+PROVIDER_DATA = {"cores": 4, "sockets": 1, "memory": 8192, "disk_size": 40,
+                 "network_bridge": "vmbr0", "storage_selector": 'name == "vm_ssd"'}
+INPUTS = {"class_id": "matrix-control-plane", "namespace": "default", "provider_id": "Proxmox",
+          "provider_data": PROVIDER_DATA}
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMNI_SCALE_LAB_DIR", str(tmp_path))
+    key = omni_standin.init_server(str(tmp_path / "omni"), LAB_OMNI_ENDPOINT)
+    omni_standin.register_provider(str(tmp_path / "omni"), "Proxmox", name="Proxmox")
+    return {"dir": tmp_path, "key": key}
+
+
+def provider_for(config: dict) -> MachineClassProvider:
+    provider = MachineClassProvider()
+    provider._raw_config = config
+    return provider
+
+
+def config(key: str, **extra) -> dict:
+    return {"omni-scale:omniEndpoint": LAB_OMNI_ENDPOINT, "omni-scale:omniServiceAccountKey": key,
+            "omni-scale:omnictlPath": "lab/bin/omnictl", **{f"omni-scale:{k}": v for k, v in extra.items()}}
+
+
+@pytest.fixture
+def provider(lab):
+    return provider_for(config(lab["key"]))
+
+
+def live(provider, class_id="matrix-control-plane"):
+    return provider.client.get_or_none(MACHINE_CLASS_TYPE, class_id, "default")
+
+
+def test_check_normalises_and_rejects_bad_provider_data(provider):
+    ok = provider.check({}, {**INPUTS, "provider_data": dict(reversed(list(PROVIDER_DATA.items())))})
+    assert ok.failures == [] and ok.inputs["provider_data"] == PROVIDER_DATA
+    bad = provider.check({}, {**INPUTS, "provider_data": {**PROVIDER_DATA, "memory": 512, "disk_cache": "fast"}})
+    assert {f.property for f in bad.failures} == {"provider_data.memory", "provider_data.disk_cache"}
+
+
+def test_check_needs_no_credentials():
+    assert provider_for({}).check({}, INPUTS).failures == []
+
+
+def test_create_read_update_delete_round_trip(provider):
+    created = provider.create(INPUTS)
+    assert created.id == "default/matrix-control-plane"
+    assert created.outs == INPUTS
+    stored = live(provider)
+    assert yaml.safe_load(stored["spec"]["autoprovision"]["providerdata"]) == PROVIDER_DATA
+
+    read = provider.read(created.id, created.outs)
+    assert (read.id, read.outs, read.inputs) == (created.id, INPUTS, INPUTS)
+
+    changed = {**INPUTS, "provider_data": {**PROVIDER_DATA, "memory": 16384}}
+    updated = provider.update(created.id, created.outs, changed)
+    assert updated.outs["provider_data"]["memory"] == 16384
+    assert yaml.safe_load(live(provider)["spec"]["autoprovision"]["providerdata"])["memory"] == 16384
+
+    provider.delete(created.id, updated.outs)
+    assert live(provider) is None
+    provider.delete(created.id, updated.outs)  # already gone: deleting again is not an error
+
+
+def test_diff_compares_parsed_provider_data_not_text(provider):
+    as_text = {**INPUTS, "provider_data": "storage_selector: name == \"vm_ssd\"\ncores: 4\nsockets: 1\n"
+                                          "memory: 8192\ndisk_size: 40\nnetwork_bridge:   vmbr0\n"}
+    assert provider.diff("id", as_text, INPUTS).changes is False
+    more_memory = provider.diff("id", INPUTS, {**INPUTS, "provider_data": {**PROVIDER_DATA, "memory": 16384}})
+    assert more_memory.changes is True and more_memory.replaces == []
+    renamed = provider.diff("id", INPUTS, {**INPUTS, "class_id": "other"})
+    assert renamed.changes is True and renamed.replaces == ["class_id"]
+
+
+def test_read_reports_out_of_band_changes_and_deletion(provider, lab, tmp_path):
+    created = provider.create(INPUTS)
+    drifted = machine_class_document("matrix-control-plane", "Proxmox", {**PROVIDER_DATA, "memory": 4096})
+    provider.client.apply(drifted)
+    assert provider.read(created.id, created.outs).inputs["provider_data"]["memory"] == 4096
+
+    provider.client.delete(MACHINE_CLASS_TYPE, "matrix-control-plane", "default")
+    assert provider.read(created.id, created.outs).id is None
+
+
+@pytest.mark.parametrize("key", ["not-base64!", omni_standin.generate_service_account_key()],
+                         ids=["malformed", "well-formed-but-not-omnis"])
+def test_wrong_key_is_unauthorized_and_keeps_omnictl_message(lab, key):
+    with pytest.raises(omnictl_mod.Unauthorized) as info:
+        provider_for(config(key)).create(INPUTS)
+    assert info.value.message and key not in str(info.value)
+
+
+def test_stopped_omni_is_unreachable(provider, lab):
+    omni_standin.stop_server(str(lab["dir"] / "omni"))
+    with pytest.raises(omnictl_mod.Unreachable):
+        provider.read("default/matrix-control-plane", INPUTS)
+
+
+def test_timeout_is_typed(lab, tmp_path):
+    slow = tmp_path / "slow-omnictl"
+    slow.write_text("#!/bin/sh\nexec sleep 5\n")
+    slow.chmod(0o755)
+    provider = provider_for(config(lab["key"], omnictlPath=str(slow), omniTimeoutSeconds="0.2"))
+    with pytest.raises(omnictl_mod.Timeout):
+        provider.create(INPUTS)
+
+
+def test_missing_omnictl_and_missing_credentials_are_clear(lab, tmp_path):
+    with pytest.raises(omnictl_mod.OmnictlMissing, match="not an executable"):
+        provider_for(config(lab["key"], omnictlPath=str(tmp_path / "nope"))).create(INPUTS)
+    with pytest.raises(SpecError, match="omniServiceAccountKey"):
+        provider_for({"omni-scale:omniEndpoint": LAB_OMNI_ENDPOINT}).create(INPUTS)
+
+
+def test_secrets_reach_omnictl_only_through_its_environment(lab, tmp_path):
+    recorder = tmp_path / "omnictl"
+    log = tmp_path / "argv.log"
+    recorder.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\necho \"$OMNI_SERVICE_ACCOUNT_KEY\" > {tmp_path}/env\n"
+                        f"exec {omni_standin.__file__.replace('omni_standin.py', 'bin/omnictl')} \"$@\"\n")
+    recorder.chmod(0o755)
+    provider = provider_for(config(lab["key"], omnictlPath=str(recorder)))
+    provider.create(INPUTS)
+    assert lab["key"] not in log.read_text()
+    assert (tmp_path / "env").read_text().strip() == lab["key"]

@@ -1,0 +1,68 @@
+"""Components under Pulumi mocks: what they register, under which parent, with which protection,
+and that no credential travels through resource inputs (they would land in the state)."""
+
+import pulumi
+import pytest
+
+from components.machine_class import MachineClass, MachineClassProvider
+from components.spec import load_spec
+from tests.conftest import PROJECT_ROOT
+
+REGISTERED: list[pulumi.runtime.MockResourceArgs] = []
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args):
+        REGISTERED.append(args)
+        return [f"{args.name}-id", dict(args.inputs)]
+
+    def call(self, args):
+        return {}
+
+
+@pytest.fixture(autouse=True)
+def mocks():
+    REGISTERED.clear()
+    pulumi.runtime.set_mocks(Mocks(), project="omni-scale", stack="unit", preview=False)
+    yield
+
+
+def _spec():
+    return load_spec(PROJECT_ROOT / "specs" / "omni.yaml").machine_classes["matrix-control-plane"]
+
+
+@pulumi.runtime.test
+def test_machine_class_registers_one_dynamic_child_with_the_class_inputs():
+    component = MachineClass("matrix-control-plane", _spec(), protect=True)
+
+    def check(urns):
+        component_urn, child_urn = urns
+        assert "omni-scale:omni:MachineClass::matrix-control-plane" in component_urn
+        # The child's URN carries its parent's type: it is parented to the component.
+        assert "omni-scale:omni:MachineClass$pulumi-python:dynamic:Resource::matrix-control-plane" in child_urn
+        dynamic = [r for r in REGISTERED if r.typ == "pulumi-python:dynamic:Resource"]
+        assert len(dynamic) == 1
+        inputs = dynamic[0].inputs
+        assert inputs["class_id"] == "matrix-control-plane"
+        assert inputs["provider_id"] == "Proxmox"
+        assert inputs["provider_data"]["memory"] == 8192
+        assert not {"omniEndpoint", "omniServiceAccountKey", "endpoint", "service_account_key"} & set(inputs)
+
+    return pulumi.Output.all(component.urn, component.resource.urn).apply(check)
+
+
+@pulumi.runtime.test
+def test_protect_flag_reaches_the_omni_resource():
+    protected = MachineClass("a", _spec(), protect=True)
+    unprotected = MachineClass("b", _spec(), protect=False)
+    assert protected.resource._protect is True
+    assert unprotected.resource._protect is False
+    return protected.urn
+
+
+def test_provider_pickles_without_any_configured_credentials():
+    import dill
+
+    provider = MachineClassProvider()
+    provider._raw_config = {"omni-scale:omniServiceAccountKey": "sekrit-key-123"}
+    assert b"sekrit-key-123" not in dill.dumps(provider)

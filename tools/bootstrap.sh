@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Sets up everything the project runs with, idempotently and offline-friendly:
+#   .venv/        the Python virtualenv from requirements.txt
+#   .tools/bin/   pulumi, pulumi-language-python (+ its scripts), omnictl
+# The Go tools are built from pinned Go modules (tools/*/go.mod) into a cache
+# outside the clone, keyed by a hash of their inputs, so a fresh clone on a warm
+# machine builds nothing. A compatible `pulumi` already on PATH is used instead
+# of building one.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=tools/versions.env
+. "$root/tools/versions.env"
+cache=${OMNI_SCALE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/omni-scale}
+bin="$root/.tools/bin"
+mkdir -p "$bin" "$cache"
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+# --- Python -----------------------------------------------------------------
+venv="$root/.venv"
+req_hash=$(cat "$root/requirements.txt" | sha256sum | cut -c1-16)
+if [ "$(cat "$venv/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
+  say "creating $venv from requirements.txt"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements.txt"
+  echo "$req_hash" > "$venv/.requirements-hash"
+fi
+
+# --- Go tools ---------------------------------------------------------------
+command -v go >/dev/null || { echo "bootstrap: Go is required to build the pinned toolchain (https://go.dev/dl)" >&2; exit 1; }
+go_version=$(go env GOVERSION)
+
+# build_tool NAME LDFLAGS: builds tools/NAME into $cache/NAME-HASH/bin and prints that dir.
+build_tool() {
+  local name=$1 ldflags=$2 dir="$root/tools/$1"
+  local hash
+  hash=$( (cd "$dir" && cat go.mod go.sum ./*.go 2>/dev/null; echo "$go_version $ldflags") | sha256sum | cut -c1-16)
+  local out="$cache/$name-$hash/bin"
+  if [ ! -f "$out/.complete" ]; then
+    say "building $name with $go_version (first run only; cached in $out)"
+    rm -rf "$out" && mkdir -p "$out"
+    if [ -n "$(ls "$dir"/*.go 2>/dev/null)" ]; then
+      (cd "$dir" && go build -ldflags "$ldflags" -o "$out/" .)
+    else
+      (cd "$dir" && go build -ldflags "$ldflags" -o "$out/" tool)
+    fi
+    touch "$out/.complete"
+  fi
+  echo "$out"
+}
+
+# A pulumi on PATH (outside .tools) at or above the pinned version is used as is.
+system_pulumi() {
+  local p v
+  p=$(PATH=$(echo "$PATH" | tr ':' '\n' | grep -vx "$bin" | paste -sd:) command -v pulumi) || return 1
+  v=$("$p" version 2>/dev/null | sed 's/^v//') || return 1
+  [ -n "$v" ] && [ "$(printf '%s\n%s\n' "$PULUMI_VERSION" "$v" | sort -V | head -1)" = "$PULUMI_VERSION" ] || return 1
+  echo "$p"
+}
+
+if [ -z "${OMNI_SCALE_BUILD_PULUMI:-}" ] && p=$(system_pulumi); then
+  say "using $p ($("$p" version))"
+  rm -f "$bin/pulumi" "$bin/pulumi-language-python" "$bin/pulumi-language-python-exec" "$bin/pulumi-resource-pulumi-python"
+else
+  cli=$(build_tool pulumi "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION")
+  langhost=$(build_tool python-langhost "")
+  # The scripts the language host and the engine run ship in the Python SDK's Go module.
+  sdk_dir=$(cd "$root/tools/pulumi" && go mod download -json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  for script in python/cmd/pulumi-language-python-exec python/dist/pulumi-resource-pulumi-python; do
+    install -m 0755 "$sdk_dir/$script" "$cli/$(basename "$script")"
+  done
+  cp "$langhost/pulumi-language-python" "$cli/"
+  for f in pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python; do
+    ln -sfn "$cli/$f" "$bin/$f"
+  done
+fi
+
+omnictl=$(build_tool omnictl "")
+ln -sfn "$omnictl/omnictl" "$bin/omnictl"
