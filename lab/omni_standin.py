@@ -62,6 +62,10 @@ class CmdError(Exception):
         self.unknown_command = unknown_command
 
 
+class GoPanic(Exception):
+    """Where the real omnictl v1.8.0 panics (exit status 2, Go stack trace on stderr)."""
+
+
 class NotSupported(CmdError):
     """Something real omnictl does that the lab stand-in does not."""
 
@@ -771,26 +775,23 @@ def node_col(node: yaml.Node) -> int:
     return node.start_mark.column + 1
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 def scalar_tag(node: yaml.ScalarNode) -> tuple[str, Any]:
-    """(short tag, value) of a scalar as go-yaml resolves it."""
+    """(short tag, value) of a scalar as go-yaml resolves it (PyYAML only parsed it)."""
     if node.style in ("'", '"', "|", ">"):
         return ("str", node.value)
-    explicit = node.tag if node.tag and not node.tag.startswith("tag:yaml.org,2002:") else None
-    if explicit is None and node.tag and node.tag != yaml.resolver.Resolver.resolve(
-            yaml.SafeLoader, yaml.ScalarNode, node.value, (True, False)):
-        explicit = node.tag
-    if explicit:
-        short = explicit.rsplit(":", 1)[-1]
-        if short == "str":
-            return ("str", node.value)
+    pyyaml_implicit = yaml.SafeLoader.resolve(yaml.SafeLoader, yaml.ScalarNode, node.value, (True, False))
+    if node.tag == _STR_TAG and pyyaml_implicit != _STR_TAG:  # an explicit !!str
+        return ("str", node.value)
     return go_resolve(node.value)
 
 
 def node_to_any(node: yaml.Node) -> Any:
     """yaml.Unmarshal into `any` (maps -> dict, timestamps stay strings)."""
     if isinstance(node, yaml.MappingNode):
-        return {str(node_to_any(k)) if not isinstance(node_to_any(k), str) else node_to_any(k): node_to_any(v)
-                for k, v in node.value}
+        return {str(node_to_any(k)): node_to_any(v) for k, v in node.value}
     if isinstance(node, yaml.SequenceNode):
         return [node_to_any(v) for v in node.value]
     tag, value = scalar_tag(node)
@@ -837,23 +838,20 @@ def _go_json_string(s: str) -> str:
 
 
 def _go_json_float(f: float) -> str:
+    """strconv.AppendFloat(f, 'f' or 'e', -1, 64) the way encoding/json picks between them."""
     if math.isnan(f) or math.isinf(f):
         raise CmdError(f"json: unsupported value: {'NaN' if math.isnan(f) else ('+Inf' if f > 0 else '-Inf')}")
-    if f == int(f) and abs(f) < 1e21:
-        return str(int(f))
     a = abs(f)
-    if a < 1e-6 or a >= 1e21:
-        r = "%e" % f
-        r = repr(f)
-        if "e" in r:
-            mant, exp = r.split("e")
-            sign = exp[0] if exp[0] in "+-" else "+"
-            digits = exp.lstrip("+-").lstrip("0") or "0"
-            if len(digits) < 2 and sign == "+":
-                digits = digits.rjust(2, "0")
-            return f"{mant}e{sign}{digits}"
-        return r
-    return repr(f)
+    if a != 0 and (a < 1e-6 or a >= 1e21):
+        mant, exp = repr(f).split("e")
+        sign, digits = exp[0], exp[1:].rjust(2, "0")
+        if sign == "-" and digits[0] == "0":  # encoding/json: e-07 -> e-7
+            digits = digits[1:]
+        return f"{mant}e{sign}{digits}"
+    if f == int(f):
+        return str(int(f))
+    import decimal
+    return format(decimal.Decimal(repr(f)), "f")
 
 
 def go_json(v: Any, indent: str | None = "    ", level: int = 0) -> str:
@@ -902,10 +900,8 @@ def tabwrite(text: str, padding: int = 3) -> str:
             parts = []
             for j, c in enumerate(cells):
                 parts.append(c)
-                if j < len(widths) and j < len(cells) - 1:
+                if j < len(widths):
                     parts.append(" " * (widths[j] - len(c)))
-                elif j < len(widths) and j == len(cells) - 1 and c == "":
-                    pass
             out.append("".join(parts) + ("\n" if i + 1 < len(lines) else ""))
 
     def fmt(line0: int, line1: int) -> None:
@@ -1312,6 +1308,17 @@ class _Construct:
         if not isinstance(node, yaml.MappingNode):
             self.error(node, go_type)
             return None
+        seen: dict[tuple, yaml.Node] = {}
+        duplicates = False
+        for k, _ in node.value:
+            ident = (node_kind(k), k.value if isinstance(k, yaml.ScalarNode) else id(k))
+            if ident in seen and isinstance(k, yaml.ScalarNode):
+                self.errors.append(f"line {node_line(k)}: mapping key {json.dumps(k.value)} already defined "
+                                   f"at line {node_line(seen[ident])}")
+                duplicates = True
+            seen.setdefault(ident, k)
+        if duplicates:
+            return zero_message(name)
         out = zero_message(name)
         fields = {f[0]: f for f in SPEC_MESSAGES[name]}
         for k, v in node.value:
@@ -1538,11 +1545,15 @@ def parse_metadata(node: yaml.MappingNode) -> dict:
             if text == "undefined":
                 md["version"] = None
             else:
-                parsed = _go_parse_int(text, unsigned=True) if re.fullmatch(r"[0-9]+", text) else None
-                if parsed is None:
-                    raise CmdError(f'{node_line(v)}:{node_col(v)} failed to parse resource.Version '
-                                   f'strconv.ParseUint: parsing "{text}": invalid syntax')
-                md["version"] = parsed
+                why = None
+                if not re.fullmatch(r"[+-]?[0-9]+", text):
+                    why = "invalid syntax"
+                elif not INT64_MIN <= int(text) <= INT64_MAX:
+                    why = "value out of range"
+                if why:
+                    raise CmdError(f'{node_line(v)}:{node_col(v)} failed to parse resource.Version error parsing '
+                                   f'version: strconv.ParseInt: parsing "{text}": {why}')
+                md["version"] = int(text) % 2**64
         elif key == "phase":
             text = _expect_scalar(v)
             if text not in ("running", "tearingDown"):
@@ -2291,10 +2302,6 @@ def _path_component(s: str) -> str:
     return "%" + urllib.parse.quote(s, safe="")
 
 
-def _from_path_component(s: str) -> str:
-    return urllib.parse.unquote(s[1:]) if s.startswith("%") else s
-
-
 class Store:
     def __init__(self, state_dir: Path):
         self.root = state_dir / "resources"
@@ -2320,15 +2327,21 @@ class Store:
         res["finalizers"] = [str(f) for f in md.get("finalizers") or []]
         return res
 
+    def _load_checked(self, path: Path) -> dict:
+        try:
+            return self._load(path)
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as e:
+            raise CmdError(f"lab stand-in: cannot read the stored resource {path}: {e}") from None
+
     def get(self, rtype: str, ns: str, rid: str) -> dict | None:
         path = self.path(rtype, ns, rid)
-        return self._load(path) if path.is_file() else None
+        return self._load_checked(path) if path.is_file() else None
 
     def list(self, rtype: str, ns: str) -> list[dict]:
         d = self._dir(rtype, ns)
         if not d.is_dir():
             return []
-        items = [self._load(p) for p in d.iterdir() if p.suffix == ".yaml" and not p.name.startswith(".")]
+        items = [self._load_checked(p) for p in d.iterdir() if p.suffix == ".yaml" and not p.name.startswith(".")]
         return sorted(items, key=lambda r: r["id"].encode("utf-8"))
 
     def put(self, res: dict) -> None:
@@ -2542,7 +2555,11 @@ def cmd_apply(state_dir: Path, opts: dict) -> None:
                     docs = [d for d in compose_documents(text) if d is not None]
                 except YamlInputError as e:
                     raise CmdError(str(e)) from None
-                resources = [parse_resource_document(d) for d in docs]
+                resources = []
+                for doc in docs:
+                    if isinstance(doc, yaml.ScalarNode) and scalar_tag(doc)[0] == "null":
+                        raise GoPanic("resource is not set")
+                    resources.append(parse_resource_document(doc))
                 for res in resources:
                     _apply_document(store, res, verbose, dry_run)
             except CmdError as e:
@@ -2838,6 +2855,12 @@ def main(argv: list[str] | None = None) -> int:
         if e.unknown_command:
             sys.stderr.write("Run 'omnictl --help' for usage.\n")
         return 1
+    except GoPanic as e:
+        sys.stdout.flush()
+        sys.stderr.write(f"panic: {e}\n\ngoroutine 1 [running]:\n"
+                         "(lab stand-in: omnictl v1.8.0 panics here too, e.g. on an empty YAML document "
+                         "such as a trailing '---' in an apply file)\n")
+        return 2
     except BrokenPipeError:
         return 1
 

@@ -17,10 +17,13 @@ mkdir -p "$bin" "$cache"
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
+tools_only=false
+[ "${1:-}" = "--tools-only" ] && tools_only=true  # tests of this script skip the venv
+
 # --- Python -----------------------------------------------------------------
 venv="$root/.venv"
 req_hash=$(cat "$root/requirements.txt" | sha256sum | cut -c1-16)
-if [ "$(cat "$venv/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
+if ! $tools_only && [ "$(cat "$venv/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
   say "creating $venv from requirements.txt"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements.txt"
@@ -71,10 +74,15 @@ else
     install -m 0755 "$sdk_dir/$script" "$cli/$(basename "$script")"
   done
   cp "$langhost/pulumi-language-python" "$cli/"
-  for f in pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python; do
+  for f in pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python; do
     ln -sfn "$cli/$f" "$bin/$f"
   done
+  # v3.79's language host ignores runtime.options.virtualenv: put the venv first for it.
+  rm -f "$bin/pulumi"
+  printf '#!/bin/sh\n# Written by tools/bootstrap.sh: the pinned pulumi, with the project venv first on PATH.\nPATH="%s:$PATH" exec "%s" "$@"\n' \
+    "$venv/bin" "$cli/pulumi" > "$bin/pulumi"
+  chmod +x "$bin/pulumi"
 fi
 
-omnictl=$(build_tool omnictl "")
+omnictl=$(build_tool omnictl "-X github.com/siderolabs/omni/client/pkg/version.Tag=$OMNICTL_VERSION")
 ln -sfn "$omnictl/omnictl" "$bin/omnictl"

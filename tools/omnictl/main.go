@@ -1,4 +1,6 @@
 // Command omnictl is the upstream omnictl CLI, built from siderolabs/omni's client module.
+// The upstream main lives in the omni root module, which the module proxy does not serve
+// here; this one does what it does: stamp the version and run the root command.
 package main
 
 import (
@@ -10,7 +12,6 @@ import (
 
 func main() {
 	version.Name = "omnictl"
-	version.Tag = "v1.8.0"
 	omnictl.RootCmd.Version = version.String()
 
 	if err := omnictl.RootCmd.Execute(); err != nil {

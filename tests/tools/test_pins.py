@@ -1,0 +1,32 @@
+"""Versions are pinned once: tools/versions.env, and the Go modules and requirements.txt agree."""
+
+import re
+
+from tests.conftest import PROJECT_ROOT
+
+TOOLS = PROJECT_ROOT / "tools"
+
+
+def pins() -> dict:
+    return dict(re.findall(r"^(\w+)=(\S+)", (TOOLS / "versions.env").read_text(), re.M))
+
+
+def require(go_mod: str, module: str) -> str:
+    return re.search(rf"^(?:require)?\s*{re.escape(module)} (v\S+)", (TOOLS / go_mod).read_text(), re.M).group(1)
+
+
+def test_pulumi_cli_sdk_module_and_python_sdk_agree():
+    version = pins()["PULUMI_VERSION"]
+    assert require("pulumi/go.mod", "github.com/pulumi/pulumi/pkg/v3") == f"v{version}"
+    assert require("pulumi/go.mod", "github.com/pulumi/pulumi/sdk/v3") == f"v{version}"
+    assert f"pulumi=={version}\n" in (PROJECT_ROOT / "requirements.txt").read_text()
+
+
+def test_language_host_and_omnictl_modules_match_their_pins():
+    assert require("python-langhost/go.mod", "github.com/pulumi/pulumi/sdk/v3") == f"v{pins()['PULUMI_LANGHOST_VERSION']}"
+    assert require("omnictl/go.mod", "github.com/siderolabs/omni/client") == pins()["OMNICTL_VERSION"]
+
+
+def test_every_tool_module_has_a_go_sum():
+    for go_mod in TOOLS.glob("*/go.mod"):
+        assert (go_mod.parent / "go.sum").stat().st_size > 0, go_mod
