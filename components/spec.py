@@ -2,17 +2,19 @@
 
 Every value a user can get wrong fails here, before Pulumi registers anything,
 as one SpecError naming the file, the dotted path and what was expected.
+Derived numbers (cores, memory, disk per cluster and overall) are properties.
 """
 
 from __future__ import annotations
 
 import re
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class SpecError(Exception):
@@ -24,11 +26,23 @@ class SpecError(Exception):
         super().__init__(f"{where}: {expected}")
 
 
+class _AtPath(ValueError):
+    """A cross-check failure that knows its own dotted path (relative to the model raising it)."""
+
+    def __init__(self, path: str, expected: str):
+        super().__init__(expected)
+        self.path, self.expected = path, expected
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+Version = Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$",
+                               description="a version like v1.34.3")]
+Extension = Annotated[str, Field(pattern=r"^[a-z0-9-]+/[a-z0-9._-]+$",
+                                 description="an extension like siderolabs/iscsi-tools")]
 
 
 class DiskCache(str, Enum):
@@ -59,13 +73,66 @@ class Hugepages(str, Enum):
 CEL_VARIABLES = ("name", "node", "storageType", "availableSpace")
 
 
+def selector_problem(selector: str) -> Optional[str]:
+    """Why a storage selector would not work with the provider, or None. Parsed with a real CEL parser."""
+    import celpy  # imported here: only specs with selectors pay for the parser
+
+    if re.search(r"(?<![\w.])type\b", selector):
+        return ("a selector without `type`, a reserved word in CEL the provider cannot parse; "
+                'use `storageType` (e.g. storageType == "rbd")')
+    try:
+        tree = celpy.Environment().compile(selector)
+    except celpy.CELParseError as exc:
+        return f"a CEL expression ({str(exc).splitlines()[0].strip() or 'does not parse'})"
+    unknown = sorted({str(t.children[0]) for t in tree.iter_subtrees() if t.data == "ident"}
+                     - set(CEL_VARIABLES))
+    if unknown:
+        return f"a CEL expression over {', '.join(CEL_VARIABLES)} only (unknown: {', '.join(unknown)})"
+    return None
+
+
+def _valid_selector(value: str) -> str:
+    problem = selector_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+StorageSelector = Annotated[str, Field(min_length=1)]
+
+
+class AdditionalNic(_Strict):
+    bridge: str = Field(min_length=1)
+    vlan: Optional[int] = Field(default=None, ge=0)
+    firewall: Optional[bool] = None
+
+
+class PciDevice(_Strict):
+    mapping: str = Field(min_length=1)
+    pcie: Optional[bool] = None
+    primary_gpu: Optional[bool] = None
+    rombar: Optional[bool] = None
+
+
+class AdditionalDisk(_Strict):
+    disk_size: int = Field(ge=5, description="GB")
+    storage_selector: StorageSelector
+    disk_ssd: Optional[bool] = None
+    disk_discard: Optional[bool] = None
+    disk_iothread: Optional[bool] = None
+    disk_cache: Optional[DiskCache] = None
+    disk_aio: Optional[DiskAio] = None
+
+    _check_selector = field_validator("storage_selector")(_valid_selector)
+
+
 class ProviderData(_Strict):
     """providerdata of the Omni Proxmox infra provider (its published JSON schema, restated)."""
 
     cores: int = Field(ge=1, description="cores per socket")
     memory: int = Field(ge=2048, description="MB")
     disk_size: int = Field(ge=5, description="GB")
-    storage_selector: str = Field(min_length=1)
+    storage_selector: StorageSelector
     sockets: Optional[int] = Field(default=None, ge=1)
     node: Optional[Name] = None
     network_bridge: Optional[str] = None
@@ -80,19 +147,19 @@ class ProviderData(_Strict):
     numa: Optional[bool] = None
     hugepages: Optional[Hugepages] = None
     balloon: Optional[bool] = None
+    additional_nics: Optional[list[AdditionalNic]] = None
+    pci_devices: Optional[list[PciDevice]] = None
+    additional_disks: Optional[list[AdditionalDisk]] = None
 
-    @model_validator(mode="after")
-    def _selector_uses_known_variables(self):
-        if re.search(r"\btype\b", self.storage_selector):
-            raise ValueError(
-                "storage_selector uses `type`, a reserved word in CEL; use `storageType` "
-                '(e.g. storageType == "rbd")'
-            )
-        return self
+    _check_selector = field_validator("storage_selector")(_valid_selector)
 
     @property
-    def total_cores(self) -> int:
+    def vcpus(self) -> int:
         return self.cores * (self.sockets or 1)
+
+    @property
+    def disk_gb(self) -> int:
+        return self.disk_size + sum(d.disk_size for d in self.additional_disks or [])
 
     def as_document(self) -> dict:
         """The providerdata mapping Omni stores: unset fields left out, enums as plain strings."""
@@ -113,10 +180,110 @@ class ProxmoxSpec(_Strict):
     nodes: list[Name] = Field(min_length=1)
 
 
+class Patch(_Strict):
+    """A Talos machine-config patch: inline YAML, or a file relative to the spec file."""
+
+    name: Name
+    inline: Optional[dict[str, Any]] = None
+    file: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.inline is None) == (self.file is None):
+            raise ValueError("exactly one of `inline` (a mapping) or `file` (a path)")
+        return self
+
+
+class _Pool(_Strict):
+    machine_class: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+    patches: list[Patch] = Field(default_factory=list)
+    system_extensions: list[Extension] = Field(default_factory=list)
+
+
+class ControlPlaneSpec(_Pool):
+    size: int = Field(ge=1)
+
+    @field_validator("size")
+    @classmethod
+    def _odd(cls, size: int) -> int:
+        if size % 2 == 0:
+            raise ValueError(f"an odd number of control planes, so etcd keeps quorum (got {size})")
+        return size
+
+
+class WorkerPoolSpec(_Pool):
+    name: Name
+    size: Union[Annotated[int, Field(ge=0)], Literal["unlimited"]]
+
+
+class ClusterSpec(_Strict):
+    kubernetes_version: Version
+    talos_version: Version
+    production: bool = True  # protected from deletion unless the stack deliberately opts out
+    labels: dict[str, str] = Field(default_factory=dict)
+    patches: list[Patch] = Field(default_factory=list)
+    system_extensions: list[Extension] = Field(default_factory=list)
+    control_plane: ControlPlaneSpec
+    workers: list[WorkerPoolSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        seen: set[str] = set()
+        for i, pool in enumerate(self.workers):
+            if pool.name in seen or pool.name == "control-planes":
+                raise _AtPath(f"workers[{i}].name", f"a worker pool name unique in the cluster (got {pool.name!r} twice"
+                              + (" — `control-planes` is the control plane's" if pool.name == "control-planes" else "")
+                              + ")")
+            seen.add(pool.name)
+        for where, patches in self._patch_lists():
+            names = [p.name for p in patches]
+            for i, name in enumerate(names):
+                if name in names[:i]:
+                    raise _AtPath(f"{where}[{i}].name", f"a patch name unique in its list (got {name!r} twice)")
+        return self
+
+    def _patch_lists(self):
+        yield "patches", self.patches
+        yield "control_plane.patches", self.control_plane.patches
+        for i, pool in enumerate(self.workers):
+            yield f"workers[{i}].patches", pool.patches
+
+    def pools(self) -> list[tuple[str, _Pool, Union[int, str]]]:
+        return [("control_plane", self.control_plane, self.control_plane.size)] + [
+            (f"workers[{i}]", p, p.size) for i, p in enumerate(self.workers)]
+
+
+class Totals(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    machines: int
+    cores: int
+    memory_mb: int
+    disk_gb: int
+
+    def __add__(self, other: "Totals") -> "Totals":
+        return Totals(**{k: getattr(self, k) + getattr(other, k) for k in Totals.model_fields})
+
+
+ZERO = Totals(machines=0, cores=0, memory_mb=0, disk_gb=0)
+
+
+class TailscaleOperatorSpec(_Strict):
+    enabled: bool = True
+    cluster: Name
+    namespace: Name = "tailscale"
+    hostname: Name
+    chart_repository: str = Field(pattern=r"^https?://")
+    chart_version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
 class Spec(_Strict):
     infra_provider: InfraProviderSpec
     proxmox: ProxmoxSpec
     machine_classes: dict[Name, MachineClassSpec] = Field(min_length=1)
+    clusters: dict[Name, ClusterSpec] = Field(default_factory=dict)
+    tailscale_operator: Optional[TailscaleOperatorSpec] = None
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -129,19 +296,35 @@ class Spec(_Strict):
                 )
             node = cls.provider_data.node
             if node is not None and node not in self.proxmox.nodes:
-                raise _AtPath(
-                    f"machine_classes.{name}.provider_data.node",
-                    f"one of the Proxmox nodes {self.proxmox.nodes} (got {node!r})",
-                )
+                raise _AtPath(f"machine_classes.{name}.provider_data.node",
+                              f"one of the Proxmox nodes {self.proxmox.nodes} (got {node!r})")
+        for cname, cluster in self.clusters.items():
+            for where, pool, _size in cluster.pools():
+                if pool.machine_class not in self.machine_classes:
+                    raise _AtPath(f"clusters.{cname}.{where}.machine_class",
+                                  f"one of the machine classes {sorted(self.machine_classes)} "
+                                  f"(got {pool.machine_class!r})")
+        op = self.tailscale_operator
+        if op is not None and op.cluster not in self.clusters:
+            raise _AtPath("tailscale_operator.cluster", f"one of the clusters {sorted(self.clusters)} (got {op.cluster!r})")
         return self
 
+    def cluster_totals(self, name: str) -> Totals:
+        """What one cluster asks of Proxmox; unlimited pools count as their current minimum (0)."""
+        total = ZERO
+        for _where, pool, size in self.clusters[name].pools():
+            count = 0 if size == "unlimited" else size
+            data = self.machine_classes[pool.machine_class].provider_data
+            total += Totals(machines=count, cores=count * data.vcpus, memory_mb=count * data.memory,
+                            disk_gb=count * data.disk_gb)
+        return total
 
-class _AtPath(ValueError):
-    """A cross-check failure that knows its own dotted path."""
-
-    def __init__(self, path: str, expected: str):
-        super().__init__(expected)
-        self.path, self.expected = path, expected
+    @cached_property
+    def totals(self) -> Totals:
+        total = ZERO
+        for name in self.clusters:
+            total += self.cluster_totals(name)
+        return total
 
 
 def _dotted(loc: tuple) -> str:
@@ -154,12 +337,17 @@ def _dotted(loc: tuple) -> str:
     return out
 
 
+# pydantic names union/literal branches in locations; users know only their own keys.
+_BRANCH = re.compile(r"^(\[key\]|function-\w+|int|str|literal\[.*\]|constrained-int|json-or-python\[.*\])$")
+
+
 def _first_error(exc: ValidationError) -> tuple[str, str]:
-    err = exc.errors()[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    errors = exc.errors()
+    err = errors[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _BRANCH.match(p)))
     cause = err.get("ctx", {}).get("error")
     if isinstance(cause, _AtPath):
-        return cause.path, cause.expected
+        return _dotted(loc + tuple(_split(cause.path))), cause.expected
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "no such field (check the spelling; see specs/omni.yaml for the fields)"
@@ -167,7 +355,19 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
         msg = "a value (this field is required)"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
+    if len({_dotted(tuple(p for p in e["loc"] if not (isinstance(p, str) and _BRANCH.match(p))))
+            for e in errors}) == 1 and len(errors) > 1:
+        msg = " or ".join(dict.fromkeys(e["msg"] for e in errors))  # a union: say every accepted form
     return _dotted(loc), msg
+
+
+def _split(path: str) -> list:
+    parts: list = []
+    for piece in path.split("."):
+        m = re.match(r"^([^\[]+)((\[\d+\])*)$", piece)
+        parts.append(m.group(1))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return parts
 
 
 def parse_spec(data: object, file: str) -> Spec:
@@ -180,17 +380,44 @@ def parse_spec(data: object, file: str) -> Spec:
         raise SpecError(file, path, expected) from None
 
 
-def load_spec(path: str | Path, display_name: str | None = None) -> Spec:
-    """display_name is how messages name the file (the path the user wrote, not an absolute one)."""
-    file = display_name or str(path)
+def load_yaml(path: Path, display_name: str, what: str = "spec file") -> Any:
     try:
-        text = Path(path).read_text()
+        text = path.read_text()
     except OSError as exc:
-        raise SpecError(file, "", f"a readable spec file ({exc.strerror})") from None
+        raise SpecError(display_name, "", f"a readable {what} ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(file, where, f"valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_spec(data, file)
+        raise SpecError(display_name, where, f"valid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def load_spec(path: str | Path, display_name: str | None = None) -> Spec:
+    """display_name is how messages name the file (the path the user wrote, not an absolute one)."""
+    path = Path(path)
+    file = display_name or str(path)
+    spec = parse_spec(load_yaml(path, file), file)
+    resolve_patch_files(spec, path.parent, file)
+    return spec
+
+
+def resolve_patch_files(spec: Spec, base: Path, file: str) -> None:
+    """A file patch must be a readable YAML mapping now, not when omnictl runs."""
+    for cname, cluster in spec.clusters.items():
+        for where, patches in cluster._patch_lists():
+            for i, patch in enumerate(patches):
+                if patch.file is None:
+                    continue
+                dotted = f"clusters.{cname}.{where}[{i}].file"
+                target = base / patch.file
+                try:
+                    content = yaml.safe_load(target.read_text())
+                except OSError as exc:
+                    raise SpecError(file, dotted, f"a readable patch file ({target}: {exc.strerror})") from None
+                except yaml.YAMLError as exc:
+                    raise SpecError(file, dotted, f"a patch file of valid YAML ({target}: {exc})") from None
+                if not isinstance(content, dict):
+                    raise SpecError(file, dotted, f"a patch file holding a YAML mapping ({target})")
+                # Frozen model: the content is rendered inline, so templates never depend on paths.
+                object.__setattr__(patch, "inline", content)

@@ -21,13 +21,21 @@ tools_only=false
 [ "${1:-}" = "--tools-only" ] && tools_only=true  # tests of this script skip the venv
 
 # --- Python -----------------------------------------------------------------
+# The venv lives in the cache, keyed by requirements.txt, so a fresh clone reuses it.
 venv="$root/.venv"
-req_hash=$(cat "$root/requirements.txt" | sha256sum | cut -c1-16)
-if ! $tools_only && [ "$(cat "$venv/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
-  say "creating $venv from requirements.txt"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements.txt"
-  echo "$req_hash" > "$venv/.requirements-hash"
+req_hash=$( (cat "$root/requirements.txt"; python3 --version) | sha256sum | cut -c1-16)
+cached_venv="$cache/venv-$req_hash"
+if ! $tools_only; then
+  if [ ! -f "$cached_venv/.complete" ]; then
+    say "creating the Python virtualenv from requirements.txt (cached in $cached_venv)"
+    rm -rf "$cached_venv"
+    python3 -m venv "$cached_venv"
+    "$cached_venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements.txt"
+    touch "$cached_venv/.complete"
+  fi
+  if [ "$(readlink "$venv" 2>/dev/null)" != "$cached_venv" ]; then
+    rm -rf "$venv" && ln -s "$cached_venv" "$venv"
+  fi
 fi
 
 # --- Go tools ---------------------------------------------------------------

@@ -15,6 +15,40 @@ def seed() -> dict:
     return yaml.safe_load(SEED.read_text())
 
 
+def test_seed_totals_are_computed_from_the_classes():
+    spec = load_spec(SEED)
+    totals = spec.cluster_totals("talos-prod-01")
+    # 3 x (4 cores, 8192 MB, 40 GB) + 2 x (8 cores, 16384 MB, 100 GB)
+    assert (totals.machines, totals.cores, totals.memory_mb, totals.disk_gb) == (5, 28, 57344, 320)
+    assert spec.totals == totals
+
+
+def test_unlimited_pools_count_nothing_and_extra_disks_count():
+    data = seed()
+    data["machine_classes"]["matrix-worker"]["provider_data"]["additional_disks"] = [
+        {"disk_size": 50, "storage_selector": 'name == "vm_ssd"'}]
+    data["clusters"]["talos-prod-01"]["workers"].append(
+        {"name": "burst", "machine_class": "matrix-worker", "size": "unlimited"})
+    totals = parse_spec(data, "s.yaml").cluster_totals("talos-prod-01")
+    assert (totals.machines, totals.disk_gb) == (5, 3 * 40 + 2 * 150)
+
+
+def test_file_patches_are_read_and_checked_at_load(tmp_path):
+    data = seed()
+    data["clusters"]["talos-prod-01"]["patches"] = [{"name": "ntp", "file": "patches/ntp.yaml"}]
+    (tmp_path / "patches").mkdir()
+    (tmp_path / "patches" / "ntp.yaml").write_text("machine:\n  time:\n    servers: [time.cloudflare.com]\n")
+    (tmp_path / "omni.yaml").write_text(yaml.safe_dump(data))
+    spec = load_spec(tmp_path / "omni.yaml", "specs/omni.yaml")
+    assert spec.clusters["talos-prod-01"].patches[0].inline == {"machine": {"time": {"servers": ["time.cloudflare.com"]}}}
+    (tmp_path / "patches" / "ntp.yaml").write_text("- not a mapping\n")
+    with pytest.raises(SpecError, match=r"clusters.talos-prod-01.patches\[0\].file: a patch file holding a YAML mapping"):
+        load_spec(tmp_path / "omni.yaml", "specs/omni.yaml")
+    (tmp_path / "patches" / "ntp.yaml").unlink()
+    with pytest.raises(SpecError, match="a readable patch file"):
+        load_spec(tmp_path / "omni.yaml", "specs/omni.yaml")
+
+
 def test_seed_spec_describes_the_control_plane_class():
     spec = load_spec(SEED)
     cls = spec.machine_classes["matrix-control-plane"]
@@ -30,7 +64,7 @@ def _set(data: dict, dotted: str, value):
     *parents, last = dotted.split(".")
     node = data
     for part in parents:
-        node = node[part]
+        node = node.setdefault(part, {})
     if value is _DELETE:
         del node[last]
     else:
@@ -39,6 +73,7 @@ def _set(data: dict, dotted: str, value):
 
 _DELETE = object()
 PD = "machine_classes.matrix-control-plane.provider_data"
+CL = "clusters.talos-prod-01"
 
 BAD_SPECS = [
     # (what to change, value, dotted path in the message, words of the expectation)
@@ -54,7 +89,13 @@ BAD_SPECS = [
     (f"{PD}.vlan", -1, f"{PD}.vlan", "greater than or equal to 0"),
     (f"{PD}.memroy", 8192, f"{PD}.memroy", "no such field"),
     (f"{PD}.storage_selector", _DELETE, f"{PD}.storage_selector", "required"),
-    (f"{PD}.storage_selector", 'type == "rbd"', PD, "use `storageType`"),
+    (f"{PD}.storage_selector", 'type == "rbd"', f"{PD}.storage_selector", "use `storageType`"),
+    (f"{PD}.storage_selector", 'name == ', f"{PD}.storage_selector", "a CEL expression"),
+    (f"{PD}.storage_selector", 'pool == "vm_ssd"', f"{PD}.storage_selector", "unknown: pool"),
+    (f"{PD}.additional_disks", [{"disk_size": 1, "storage_selector": "true"}],
+     f"{PD}.additional_disks[0].disk_size", "greater than or equal to 5"),
+    (f"{PD}.additional_nics", [{"vlan": 3}], f"{PD}.additional_nics[0].bridge", "required"),
+    (f"{PD}.pci_devices", [{"mapping": "gpu", "rombar": "maybe"}], f"{PD}.pci_devices[0].rombar", "valid boolean"),
     (f"{PD}.node", "india", f"{PD}.node", "one of the Proxmox nodes"),
     ("machine_classes.matrix-control-plane.provider_id", "proxmox",
      "machine_classes.matrix-control-plane.provider_id", "the infra provider id 'Proxmox'"),
@@ -62,6 +103,32 @@ BAD_SPECS = [
     ("proxmox.nodes", [], "proxmox.nodes", "at least 1 item"),
     ("infra_provider", _DELETE, "infra_provider", "required"),
     ("clusterz", {}, "clusterz", "no such field"),
+    (f"{CL}.control_plane.size", 2, f"{CL}.control_plane.size", "an odd number of control planes"),
+    (f"{CL}.control_plane.size", 0, f"{CL}.control_plane.size", "greater than or equal to 1"),
+    (f"{CL}.control_plane.machine_class", "matrix-cp", f"{CL}.control_plane.machine_class",
+     "one of the machine classes ['matrix-control-plane', 'matrix-worker']"),
+    (f"{CL}.workers", [{"name": "gpu", "machine_class": "matrix-gpu", "size": 1}],
+     f"{CL}.workers[0].machine_class", "one of the machine classes"),
+    (f"{CL}.workers", [{"name": "w", "machine_class": "matrix-worker", "size": -1}],
+     f"{CL}.workers[0].size", "greater than or equal to 0"),
+    (f"{CL}.workers", [{"name": "w", "machine_class": "matrix-worker", "size": "lots"}],
+     f"{CL}.workers[0].size", "'unlimited'"),
+    (f"{CL}.workers", [{"name": "w", "machine_class": "matrix-worker", "size": 1}] * 2,
+     f"{CL}.workers[1].name", "unique in the cluster"),
+    (f"{CL}.workers", [{"machine_class": "matrix-worker", "size": 1}], f"{CL}.workers[0].name", "required"),
+    (f"{CL}.kubernetes_version", "1.34.3", f"{CL}.kubernetes_version", "should match pattern"),
+    (f"{CL}.talos_version", "v1.11", f"{CL}.talos_version", "should match pattern"),
+    (f"{CL}.patches", [{"name": "p"}], f"{CL}.patches[0]", "exactly one of `inline`"),
+    (f"{CL}.patches", [{"name": "p", "inline": {}, "file": "p.yaml"}], f"{CL}.patches[0]", "exactly one of"),
+    (f"{CL}.patches", [{"name": "p", "inline": {"a": 1}}, {"name": "p", "inline": {"b": 2}}],
+     f"{CL}.patches[1].name", "unique in its list"),
+    (f"{CL}.patches", [{"name": "p", "inline": "cluster: {}"}], f"{CL}.patches[0].inline", "valid dictionary"),
+    (f"{CL}.control_plane.system_extensions", ["qemu-guest-agent"],
+     f"{CL}.control_plane.system_extensions[0]", "should match pattern"),
+    ("clusters.Talos_Prod", {}, "clusters.Talos_Prod", "should match pattern"),
+    ("tailscale_operator.cluster", "talos-prod-02", "tailscale_operator.cluster", "one of the clusters"),
+    ("tailscale_operator.chart_version", "latest", "tailscale_operator.chart_version", "should match pattern"),
+    ("tailscale_operator.hostname", _DELETE, "tailscale_operator.hostname", "required"),
 ]
 
 
