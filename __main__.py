@@ -8,12 +8,28 @@ import pulumi
 
 from components.machine_class import MachineClass
 from components.program import load_program_inputs
+from components.talos_cluster import TalosCluster
 
 spec, settings = load_program_inputs()
 
+# MachineClasses: how the infra provider sizes each kind of VM.
 classes = {
     class_id: MachineClass(class_id, class_spec, protect=settings.protect)
     for class_id, class_spec in spec.machine_classes.items()
 }
 
+# Talos clusters, each after the classes it provisions from.
+clusters = {
+    name: TalosCluster(
+        name, cluster,
+        protect=settings.protect and cluster.production,
+        machine_classes=[classes[pool.machine_class] for _, pool, _ in cluster.pools()],
+    )
+    for name, cluster in spec.clusters.items()
+}
+
 pulumi.export("machine_classes", {cid: c.provider_data for cid, c in classes.items()})
+pulumi.export("clusters", {name: c.template for name, c in clusters.items()})
+pulumi.export("kubeconfigs", {name: c.kubeconfig for name, c in clusters.items()})
+pulumi.export("totals", {name: spec.cluster_totals(name).model_dump() for name in spec.clusters}
+              | {"all": spec.totals.model_dump()})

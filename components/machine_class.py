@@ -9,19 +9,17 @@ import yaml
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
     Resource,
-    ResourceProvider,
     UpdateResult,
 )
 from pydantic import ValidationError
 
-from .omnictl import Omnictl
+from .infra_provider import check_provider
+from .omni_provider import OmniProvider
 from .render import DEFAULT_NAMESPACE, MACHINE_CLASS_TYPE, machine_class_document
-from .settings import omnictl_from_config
 from .spec import MachineClassSpec, ProviderData
 
 # Inputs that name the Omni resource: changing them means a different resource.
@@ -57,7 +55,7 @@ def _loose_provider_data(text: str) -> dict:
         return data if isinstance(data, dict) else {"_unparsed": str(text)}
 
 
-class MachineClassProvider(ResourceProvider):
+class MachineClassProvider(OmniProvider):
     """check/diff/read tell the truth about Omni; create/update/delete go through omnictl.
 
     The instance is pickled into the stack state by the Python SDK: it must hold no
@@ -65,19 +63,6 @@ class MachineClassProvider(ResourceProvider):
     runs in the provider process, and is dropped from the pickle.
     """
 
-    _client: Optional[Omnictl] = None
-
-    def __getstate__(self):
-        return {}
-
-    def configure(self, req: ConfigureRequest) -> None:
-        self._raw_config = req.config._props  # resolved lazily: check must work without credentials
-
-    @property
-    def client(self) -> Omnictl:
-        if self._client is None:
-            self._client = omnictl_from_config(getattr(self, "_raw_config", {}))
-        return self._client
 
     def check(self, _olds: dict, news: dict) -> CheckResult:
         failures = []
@@ -101,6 +86,8 @@ class MachineClassProvider(ResourceProvider):
                           delete_before_replace=False)
 
     def _apply(self, props: dict) -> dict:
+        check_provider(self.client, props["provider_id"], props["provider_data"], props["class_id"],
+                       self.settings.provider_heartbeat_max_age_seconds)
         document = machine_class_document(props["class_id"], props["provider_id"], props["provider_data"])
         document["metadata"]["namespace"] = props["namespace"]
         self.client.apply(document)

@@ -115,19 +115,20 @@ class Omnictl:
         env["OMNI_SERVICE_ACCOUNT_KEY"] = self.service_account_key
         return env
 
-    def run(self, *args: str) -> str:
+    def run(self, *args: str, timeout_seconds: float | None = None) -> str:
         argv = [self.binary]
         if self.insecure_skip_tls_verify:
             argv.append("--insecure-skip-tls-verify")
         argv.extend(args)
-        verb = args[0] if args else ""
+        verb = " ".join(a for a in args[:3] if not a.startswith("-"))
         try:
             proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True,
-                                  timeout=self.timeout_seconds, stdin=subprocess.DEVNULL)
+                                  timeout=timeout_seconds or self.timeout_seconds,
+                                  stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise OmnictlMissing(verb, f"{self.binary} does not exist") from None
         except subprocess.TimeoutExpired:
-            raise Timeout(verb, f"no answer within {self.timeout_seconds:g}s") from None
+            raise Timeout(verb, f"no answer within {timeout_seconds or self.timeout_seconds:g}s") from None
         if proc.returncode != 0:
             raise classify(verb, proc.stderr or proc.stdout or f"exit code {proc.returncode}")
         return proc.stdout
@@ -154,3 +155,25 @@ class Omnictl:
 
     def delete(self, resource_type: str, resource_id: str, namespace: str) -> None:
         self.run("delete", resource_type, resource_id, "-n", namespace)
+
+    def template(self, verb: str, template: str, *flags: str, timeout_seconds: float | None = None) -> str:
+        """`omnictl cluster template VERB -f FILE FLAGS...` (validate, render, sync, diff, status, delete)."""
+        with tempfile.NamedTemporaryFile("w", prefix="omni-scale-template-", suffix=".yaml") as f:
+            f.write(template)
+            f.flush()
+            return self.run("cluster", "template", verb, "-f", f.name, *flags, timeout_seconds=timeout_seconds)
+
+    def export_template(self, cluster: str) -> str:
+        with tempfile.TemporaryDirectory(prefix="omni-scale-") as d:
+            target = os.path.join(d, "template.yaml")
+            self.run("cluster", "template", "export", "-c", cluster, "-o", target)
+            with open(target) as f:
+                return f.read()
+
+    def service_account_kubeconfig(self, cluster: str, user: str) -> str:
+        # A kubeconfig made without --service-account logs in through a browser: useless here.
+        with tempfile.TemporaryDirectory(prefix="omni-scale-") as d:
+            target = os.path.join(d, "kubeconfig")
+            self.run("kubeconfig", "-c", cluster, "--service-account", "--user", user, target)
+            with open(target) as f:
+                return f.read()

@@ -46,3 +46,115 @@ def machine_class_document(class_id: str, provider_id: str, provider_data: dict)
 
 def render_machine_class(class_id: str, provider_id: str, provider_data: dict) -> str:
     return dump_yaml(machine_class_document(class_id, provider_id, provider_data))
+
+
+def _sorted_deep(value):
+    """Mappings with sorted keys, all the way down: patch contents render the same every time."""
+    if isinstance(value, dict):
+        return {k: _sorted_deep(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_deep(v) for v in value]
+    return value
+
+
+def _patches(patches) -> list[dict]:
+    return [{"name": p.name, "inline": _sorted_deep(p.inline)} for p in patches]
+
+
+def _pool_document(kind: str, pool, size, name: str | None = None) -> dict:
+    doc: dict = {"kind": kind}
+    if name is not None:
+        doc["name"] = name
+    if pool.labels:
+        doc["labels"] = dict(sorted(pool.labels.items()))
+    doc["machineClass"] = {"name": pool.machine_class, "size": size}
+    if pool.patches:
+        doc["patches"] = _patches(pool.patches)
+    if pool.system_extensions:
+        doc["systemExtensions"] = list(pool.system_extensions)
+    return doc
+
+
+def cluster_template_documents(name: str, cluster) -> list[dict]:
+    """The multi-document Omni cluster template (kind Cluster, ControlPlane, Workers...)."""
+    head: dict = {"kind": "Cluster", "name": name}
+    if cluster.labels:
+        head["labels"] = dict(sorted(cluster.labels.items()))
+    head["kubernetes"] = {"version": cluster.kubernetes_version}
+    head["talos"] = {"version": cluster.talos_version}
+    if cluster.patches:
+        head["patches"] = _patches(cluster.patches)
+    if cluster.system_extensions:
+        head["systemExtensions"] = list(cluster.system_extensions)
+    docs = [head, _pool_document("ControlPlane", cluster.control_plane, cluster.control_plane.size)]
+    docs += [_pool_document("Workers", pool, pool.size, name=pool.name) for pool in cluster.workers]
+    return docs
+
+
+def dump_documents(documents: list[dict]) -> str:
+    return "---\n".join(dump_yaml(doc) for doc in documents)
+
+
+def render_cluster_template(name: str, cluster) -> str:
+    return dump_documents(cluster_template_documents(name, cluster))
+
+
+_KIND_ORDER = {"Cluster": 0, "ControlPlane": 1, "Workers": 2, "Machine": 3}
+
+
+def _drop_empty(value):
+    if isinstance(value, dict):
+        kept = {k: _drop_empty(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, "", [], {})}
+    if isinstance(value, list):
+        return [_drop_empty(v) for v in value]
+    return value
+
+
+def _default_patch_id(cluster: str, doc: dict, patch_name: str) -> str:
+    """The ConfigPatch id omnictl gives a named template patch (omnictl export writes it back)."""
+    if doc.get("kind") == "Cluster":
+        return f"200-cluster-{cluster}-{patch_name}"
+    pool = "control-planes" if doc.get("kind") == "ControlPlane" else doc.get("name", "workers")
+    return f"400-{cluster}-{pool}-{patch_name}"
+
+
+def _canonical_patch(cluster: str, doc: dict, patch: dict) -> dict:
+    patch = dict(patch)
+    annotations = dict(patch.pop("annotations", None) or {})
+    if "name" not in patch and "name" in annotations:
+        patch["name"] = annotations.pop("name")
+    if annotations:
+        patch["annotations"] = annotations
+    if patch.get("idOverride") == _default_patch_id(cluster, doc, patch.get("name", "")):
+        del patch["idOverride"]
+    if isinstance(patch.get("inline"), str):
+        patch["inline"] = yaml.safe_load(patch["inline"])
+    if "inline" in patch:
+        patch["inline"] = _sorted_deep(patch["inline"])
+    return {k: patch[k] for k in ("name", "idOverride", "annotations", "inline", "file") if k in patch}
+
+
+_DOC_ORDER = ["kind", "name", "labels", "annotations", "kubernetes", "talos", "features",
+              "machineClass", "machines", "patches", "systemExtensions", "kernelArgs"]
+
+
+def canonical_template(text: str) -> str:
+    """One form for a template however it was written or exported: documents in kind order
+    (workers by name), empty fields dropped, patches as {name, inline mapping} with the ids
+    omnictl would give them anyway left out. Two templates that Omni would turn into the same
+    cluster compare equal; any real difference remains."""
+    documents = [_drop_empty(d) for d in yaml.safe_load_all(text) if d]
+    cluster = next((d.get("name", "") for d in documents if d.get("kind") == "Cluster"), "")
+    canonical = []
+    for doc in documents:
+        if doc.get("kind") == "Workers":
+            doc.setdefault("name", "workers")  # export leaves the default pool's name out
+        if "patches" in doc:
+            doc["patches"] = [_canonical_patch(cluster, doc, p) for p in doc["patches"]]
+        ordered = {k: doc[k] for k in _DOC_ORDER if k in doc}
+        ordered.update({k: doc[k] for k in sorted(doc) if k not in ordered})
+        ordered = {k: (v if k == "patches" else _sorted_deep(v)) for k, v in ordered.items()}
+        canonical.append(ordered)
+    canonical.sort(key=lambda d: (_KIND_ORDER.get(d.get("kind"), 9), str(d.get("name", ""))))
+    return dump_documents(canonical)

@@ -17,42 +17,56 @@ def truthy(value: object) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def _seconds(get: Callable[[str], Optional[object]], key: str, default: float, stack_file: str) -> float:
+    raw = get(key)
+    try:
+        value = float(raw) if raw is not None else default
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise SpecError(stack_file, f"config.{NAMESPACE}:{key}", f"a positive number of seconds (got {raw!r})")
+    return value
+
+
 @dataclass(frozen=True)
 class OmniSettings:
     omnictl_path: str
     insecure_skip_tls_verify: bool
     timeout_seconds: float
+    # How long a cluster may take to become ready after sync.
+    cluster_ready_timeout_seconds: float
+    # A provider whose last heartbeat is older than this is treated as down.
+    provider_heartbeat_max_age_seconds: float
 
     @staticmethod
     def from_lookup(get: Callable[[str], Optional[object]], stack_file: str) -> "OmniSettings":
-        timeout = get("omniTimeoutSeconds") or 60
-        try:
-            timeout = float(timeout)
-        except ValueError:
-            raise SpecError(stack_file, f"config.{NAMESPACE}:omniTimeoutSeconds",
-                            f"a number of seconds (got {timeout!r})") from None
         return OmniSettings(
             omnictl_path=str(get("omnictlPath") or "omnictl"),
             insecure_skip_tls_verify=truthy(get("omniInsecureSkipTlsVerify") or False),
-            timeout_seconds=timeout,
+            timeout_seconds=_seconds(get, "omniTimeoutSeconds", 60, stack_file),
+            cluster_ready_timeout_seconds=_seconds(get, "clusterReadyTimeoutSeconds", 1800, stack_file),
+            provider_heartbeat_max_age_seconds=_seconds(get, "providerHeartbeatMaxAgeSeconds", 300, stack_file),
         )
 
 
-def omnictl_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml") -> Omnictl:
-    """Builds the omnictl client inside a dynamic provider from the stack config it was handed."""
+def omnictl_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml",
+                        offline: bool = False) -> tuple[Omnictl, OmniSettings]:
+    """Builds the omnictl client inside a dynamic provider from the stack config it was handed.
+    An offline client (template validate/render) needs no endpoint or key."""
 
     def get(key: str):
         return raw.get(f"{NAMESPACE}:{key}")
 
     settings = OmniSettings.from_lookup(get, stack_file)
     missing = [k for k in ("omniEndpoint", "omniServiceAccountKey") if not get(k)]
-    if missing:
+    if missing and not offline:
         raise SpecError(stack_file, ", ".join(f"config.{NAMESPACE}:{k}" for k in missing),
                         "a value (set it with `pulumi config set --secret`)")
-    return Omnictl(
+    client = Omnictl(
         binary=resolve_binary(settings.omnictl_path),
-        endpoint=str(get("omniEndpoint")),
-        service_account_key=str(get("omniServiceAccountKey")),
+        endpoint=str(get("omniEndpoint") or ""),
+        service_account_key=str(get("omniServiceAccountKey") or ""),
         insecure_skip_tls_verify=settings.insecure_skip_tls_verify,
         timeout_seconds=settings.timeout_seconds,
     )
+    return client, settings

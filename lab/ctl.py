@@ -21,9 +21,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from components.spec import load_spec
 
-from . import omni_standin
+from . import omni_standin, provider_standin
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STACK = "lab"
@@ -57,10 +59,28 @@ def _wait_for(path: Path, proc: subprocess.Popen, log: Path, deadline_s: float =
 
 def _pid_alive(pid: int) -> bool:
     try:
+        # Reap it if it is our own child (started in this process), or it lingers as a zombie.
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     return True
+
+
+def _terminate(pid: int, grace_seconds: float = 10) -> None:
+    if not _pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while _pid_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.02)
 
 
 def start(directory: Path | None = None) -> dict:
@@ -86,14 +106,20 @@ def start(directory: Path | None = None) -> dict:
 
     endpoint = LAB_OMNI_ENDPOINT
     key = omni_standin.init_server(str(directory / "omni"), endpoint)
-    # What the real infra provider does when it starts: Omni refuses classes for unknown providers.
+    # The infra provider registers with Omni and heartbeats, as the real one does when it runs.
     provider_id = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").infra_provider.id
-    omni_standin.register_provider(str(directory / "omni"), provider_id, name="Proxmox",
-                                   description="Proxmox infrastructure provider (lab)")
+    provider_standin.register(str(directory / "omni"), provider_id)
+    provider_log = directory / "provider.log"
+    with open(provider_log, "ab") as out:
+        provider = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "lab" / "provider_standin.py"), "--omni-dir",
+             str(directory / "omni"), "--provider-id", provider_id],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     info = {
         "omni": {"endpoint": endpoint, "service_account_key": key},
         "proxmox": {"api_url": pve["api_url"], "token_id": pve["token_id"],
                     "token_secret": pve["token_secret"], "cafile": pve["cafile"], "pid": pve["pid"]},
+        "infra_provider": {"id": provider_id, "pid": provider.pid},
     }
     _write_private(info_file, info)
     return info
@@ -103,19 +129,13 @@ def stop(directory: Path | None = None) -> None:
     directory = directory or lab_dir()
     info_file = directory / "lab.json"
     if info_file.exists():
-        pid = json.loads(info_file.read_text())["proxmox"]["pid"]
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while _pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
+        info = json.loads(info_file.read_text())
+        for pid in (info["proxmox"]["pid"], info.get("infra_provider", {}).get("pid")):
+            if pid:
+                _terminate(pid)
         info_file.unlink()
     if (directory / "omni").exists():
         omni_standin.stop_server(str(directory / "omni"))
-
-
-# The pulumi verbs that read stack config, and so accept --config-file.
-_TAKES_CONFIG_FILE = {"up", "preview", "refresh", "destroy", "import", "config", "watch"}
 
 
 @dataclass(frozen=True)
@@ -125,7 +145,6 @@ class LabStack:
     project_dir: Path
     state_dir: Path
     stack: str = STACK
-    config_file: Path | None = None
     lab_dir: Path | None = None  # where the lab keeps its stand-ins' state, when not the default
 
     def env(self) -> dict[str, str]:
@@ -152,10 +171,7 @@ class LabStack:
         return env
 
     def argv(self, *args: str) -> list[str]:
-        argv = ["pulumi", *args, "--stack", self.stack, "--non-interactive"]
-        if self.config_file is not None and args and args[0] in _TAKES_CONFIG_FILE:
-            argv += ["--config-file", str(self.config_file)]
-        return argv
+        return ["pulumi", *args, "--stack", self.stack, "--non-interactive"]
 
     def run(self, *args: str, input: str | None = None, check: bool = True,
             capture: bool = True) -> subprocess.CompletedProcess:
@@ -193,15 +209,29 @@ class LabStack:
         self.set_config("omni-scale:proxmoxCaFile", info["proxmox"]["cafile"])
 
 
+# What the lab's pulumi project dir links to: the program, read live from the repo.
+_PROJECT_LINKS = ("Pulumi.yaml", "__main__.py", "components", "specs", "lab", ".venv", ".tools")
+
+
 def default_lab_stack() -> LabStack:
+    """The lab stack runs from <lab>/project, which links to this project's files and holds its
+    own Pulumi.lab.yaml: pulumi writes the encryption salt and the per-start secrets there, not
+    into the committed file, so the working tree stays clean."""
     directory = lab_dir()
-    config_file = directory / "Pulumi.lab.yaml"
-    if not config_file.exists():
-        # The committed Pulumi.lab.yaml holds the lab's fixed settings; per-start values and
-        # secrets go into this copy so the working tree stays clean.
-        config_file.write_text((PROJECT_ROOT / "Pulumi.lab.yaml").read_text())
-    return LabStack(project_dir=PROJECT_ROOT, state_dir=directory / "state", config_file=config_file,
-                    lab_dir=directory)
+    project = directory / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    for name in _PROJECT_LINKS:
+        link = project / name
+        if not link.is_symlink():
+            link.symlink_to(PROJECT_ROOT / name)
+    stack_file = project / f"Pulumi.{STACK}.yaml"
+    committed = yaml.safe_load((PROJECT_ROOT / f"Pulumi.{STACK}.yaml").read_text()) or {}
+    current = yaml.safe_load(stack_file.read_text()) if stack_file.exists() else {}
+    current = current or {}
+    # The committed settings win; the salt and what the lab set at start are kept.
+    current.setdefault("config", {}).update(committed.get("config") or {})
+    stack_file.write_text(yaml.safe_dump(current, sort_keys=False))
+    return LabStack(project_dir=project, state_dir=directory / "state", lab_dir=directory)
 
 
 def up() -> int:

@@ -14,9 +14,15 @@ State directory: $OMNI_SCALE_LAB_DIR/omni (or <repo>/.lab/omni):
                                      absent = "Omni is down"
     resources/<Type>/<ns>/<id>.yaml  one file per resource (atomic writes)
     .lock                            fcntl.flock: commands are serialized
+    lab-knobs/cluster-not-ready/<c>  set_cluster_ready(..., False): `cluster status` reports C not ready
+
+Cluster templates: `cluster template validate|render` run the real omnictl binary (.tools/bin/omnictl,
+offline, exact output); sync/diff/delete/status/export are ports of pkg/template(/operations) over the
+stored resources, with Omni's MachineSet validations and cleanup controllers.
 
 Library: init_server(state_dir, endpoint) -> key, stop_server(state_dir),
-register_provider(state_dir, provider_id, ...), default_state_dir(), main(argv).
+register_provider(state_dir, provider_id, ...), heartbeat(state_dir, provider_id, error=, at=),
+set_cluster_ready(state_dir, cluster, ready), default_state_dir(), main(argv).
 CLI:     python -m lab.omni_standin init --state-dir D --endpoint URL
          python -m lab.omni_standin stop --state-dir D
          lab/bin/omnictl ...               (the omnictl stand-in itself)
@@ -71,7 +77,9 @@ class NotSupported(CmdError):
 
     def __init__(self, what: str):
         super().__init__(f"lab stand-in: {what} is not supported by the lab stand-in "
-                         "(supported: apply, get, delete, help, --version; see lab/OMNI_STANDIN.md)")
+                         "(supported: apply, get, delete, cluster template validate|render|sync|diff|"
+                         "delete|status|export, cluster status|delete, kubeconfig --service-account, help, --version; "
+                         "see lab/OMNI_STANDIN.md)")
 
 
 # --------------------------------------------------------------------------------------
@@ -690,7 +698,7 @@ def emit_yaml(node: Any, indent_step: int = 4) -> str:
     def scalar_after(prefix: str, s: Scalar, indent: int) -> None:
         style = _final_style(s, False)
         if style == "literal":
-            header, lines = _literal_block(s.text, indent)
+            header, lines = _literal_block(s.text, indent, indent_step)
             out.append(prefix + " " + header)
             out.extend(lines)
             return
@@ -1228,12 +1236,65 @@ SPEC_MESSAGES: dict[str, list[tuple[str, str, str]]] = {
         ("seconds", "int64", "int64"),
         ("nanos", "int32", "int32"),
     ],
+    "specs.MachineSetSpec": [
+        ("updatestrategy", "enum:specs.MachineSetSpec_UpdateStrategy", "specs.MachineSetSpec_UpdateStrategy"),
+        ("machineclass", "msg:specs.MachineSetSpec_MachineAllocation", "*specs.MachineSetSpec_MachineAllocation"),
+        ("bootstrapspec", "msg:specs.MachineSetSpec_BootstrapSpec", "*specs.MachineSetSpec_BootstrapSpec"),
+        ("deletestrategy", "enum:specs.MachineSetSpec_UpdateStrategy", "specs.MachineSetSpec_UpdateStrategy"),
+        ("updatestrategyconfig", "msg:specs.MachineSetSpec_UpdateStrategyConfig",
+         "*specs.MachineSetSpec_UpdateStrategyConfig"),
+        ("deletestrategyconfig", "msg:specs.MachineSetSpec_UpdateStrategyConfig",
+         "*specs.MachineSetSpec_UpdateStrategyConfig"),
+        ("machineallocation", "msg:specs.MachineSetSpec_MachineAllocation", "*specs.MachineSetSpec_MachineAllocation"),
+        ("upgradestrategy", "enum:specs.MachineSetSpec_UpdateStrategy", "specs.MachineSetSpec_UpdateStrategy"),
+        ("upgradestrategyconfig", "msg:specs.MachineSetSpec_UpdateStrategyConfig",
+         "*specs.MachineSetSpec_UpdateStrategyConfig"),
+    ],
+    "specs.MachineSetSpec_MachineAllocation": [
+        ("name", "string", "string"),
+        ("machinecount", "uint32", "uint32"),
+        ("allocationtype", "enum:specs.MachineSetSpec_MachineAllocation_Type",
+         "specs.MachineSetSpec_MachineAllocation_Type"),
+    ],
+    "specs.MachineSetSpec_BootstrapSpec": [
+        ("clusteruuid", "string", "string"),
+        ("snapshot", "string", "string"),
+    ],
+    "specs.MachineSetSpec_UpdateStrategyConfig": [
+        ("rolling", "msg:specs.MachineSetSpec_RollingUpdateStrategyConfig",
+         "*specs.MachineSetSpec_RollingUpdateStrategyConfig"),
+    ],
+    "specs.MachineSetSpec_RollingUpdateStrategyConfig": [
+        ("maxparallelism", "uint32", "uint32"),
+    ],
+    "specs.MachineSetNodeSpec": [],
+    "specs.ConfigPatchSpec": [
+        ("data", "string", "string"),
+        ("compresseddata", "list:uint8", "[]uint8"),
+    ],
+    "specs.ExtensionsConfigurationSpec": [
+        ("extensions", "list:string", "[]string"),
+    ],
+    "specs.KernelArgsSpec": [
+        ("args", "list:string", "[]string"),
+    ],
+    "specs.KubernetesManifestGroupSpec": [
+        ("compresseddata", "list:uint8", "[]uint8"),
+        ("data", "string", "string"),
+        ("mode", "enum:specs.KubernetesManifestGroupSpec_Mode", "specs.KubernetesManifestGroupSpec_Mode"),
+    ],
 }
 
 MACHINE_CLASS_TYPE = "MachineClasses.omni.sidero.dev"
 INFRA_PROVIDER_STATUS_TYPE = "InfraProviderStatuses.omni.sidero.dev"
 INFRA_PROVIDER_HEALTH_STATUS_TYPE = "InfraProviderHealthStatuses.omni.sidero.dev"
 CLUSTER_TYPE = "Clusters.omni.sidero.dev"
+MACHINE_SET_TYPE = "MachineSets.omni.sidero.dev"
+MACHINE_SET_NODE_TYPE = "MachineSetNodes.omni.sidero.dev"
+CONFIG_PATCH_TYPE = "ConfigPatches.omni.sidero.dev"
+EXTENSIONS_CONFIGURATION_TYPE = "ExtensionsConfigurations.omni.sidero.dev"
+KUBERNETES_MANIFEST_GROUP_TYPE = "KubernetesManifestGroups.omni.sidero.dev"
+KERNEL_ARGS_TYPE = "KernelArgs.omni.sidero.dev"
 
 # type -> spec message; server-side validations are looked up in VALIDATORS below.
 SUPPORTED_TYPES: dict[str, str] = {
@@ -1241,9 +1302,15 @@ SUPPORTED_TYPES: dict[str, str] = {
     INFRA_PROVIDER_STATUS_TYPE: "specs.InfraProviderStatusSpec",
     INFRA_PROVIDER_HEALTH_STATUS_TYPE: "specs.InfraProviderHealthStatusSpec",
     CLUSTER_TYPE: "specs.ClusterSpec",
+    MACHINE_SET_TYPE: "specs.MachineSetSpec",
+    MACHINE_SET_NODE_TYPE: "specs.MachineSetNodeSpec",
+    CONFIG_PATCH_TYPE: "specs.ConfigPatchSpec",
+    EXTENSIONS_CONFIGURATION_TYPE: "specs.ExtensionsConfigurationSpec",
+    KUBERNETES_MANIFEST_GROUP_TYPE: "specs.KubernetesManifestGroupSpec",
+    KERNEL_ARGS_TYPE: "specs.KernelArgsSpec",
 }
 
-_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (INT64_MIN, INT64_MAX),
+_INT_RANGES = {"uint8": (0, 255), "int32": (-(2**31), 2**31 - 1), "int64": (INT64_MIN, INT64_MAX),
                "uint32": (0, 2**32 - 1), "uint64": (0, UINT64_MAX)}
 
 
@@ -1482,10 +1549,10 @@ def metadata_node(res: dict) -> dict:
     return md
 
 
-def resource_yaml(res: dict) -> str:
-    """resource.MarshalYAML + yaml.Marshal / yaml.NewEncoder(...).Encode."""
+def resource_yaml(res: dict, indent: int = 4) -> str:
+    """resource.MarshalYAML + yaml.Marshal / yaml.NewEncoder(...).Encode (SetIndent(2) for templates)."""
     spec_name = SUPPORTED_TYPES[res["type"]]
-    return emit_yaml({"metadata": metadata_node(res), "spec": spec_to_node(res["spec"], spec_name)})
+    return emit_yaml({"metadata": metadata_node(res), "spec": spec_to_node(res["spec"], spec_name)}, indent)
 
 
 def _json_of_untagged(text: str) -> Any:
@@ -2690,8 +2757,1092 @@ def cmd_delete(state_dir: Path, args: list[str], opts: dict, ns_changed: bool) -
                 raise CmdError(not_found_error(rd.type, ns, rid))
             sys.stderr.write(f"torn down {rd.type} {rid}\n")
             sys.stderr.flush()
-            store.delete(rd.type, ns, rid)
+            users = [ms["id"] for ms in store.list(MACHINE_SET_TYPE, DEFAULT_NS)
+                     if (_allocation(ms) or {}).get("name") == rid] if rd.type == MACHINE_CLASS_TYPE else []
+            if users:  # Omni's destroy validation; the real class stays in phase tearingDown
+                raise CmdError(validation_error(["can not delete the machine class as it is still in use by "
+                                                 "machine sets: " + ", ".join(users)]))
+            destroy_resource(store, store.get(rd.type, ns, rid))
             sys.stderr.write(f"destroyed {rd.type} {rid}\n")
+
+
+# --------------------------------------------------------------------------------------
+# Cluster templates: omnictl cluster template validate|render|sync|diff|delete|status|export,
+# cluster status|delete, kubeconfig. Ports of pkg/template (Sync/Delete/actualResources),
+# pkg/template/operations (sync, diff, delete, status, export) and internal/utils (RenderDiff).
+# Offline verbs (validate, render) and template loading run the real omnictl binary.
+# --------------------------------------------------------------------------------------
+
+REAL_OMNICTL = PROJECT_ROOT / ".tools" / "bin" / "omnictl"
+DEFAULT_NS = "default"
+SYSTEM_PREFIX = "omni.sidero.dev/"
+LABEL_CLUSTER = SYSTEM_PREFIX + "cluster"
+LABEL_MACHINE_SET = SYSTEM_PREFIX + "machine-set"
+LABEL_CLUSTER_MACHINE = SYSTEM_PREFIX + "cluster-machine"
+LABEL_CP_ROLE = SYSTEM_PREFIX + "role-controlplane"
+LABEL_WORKER_ROLE = SYSTEM_PREFIX + "role-worker"
+LABEL_MSN_CONTROLLER = SYSTEM_PREFIX + "managed-by-machine-set-node-controller"
+ANNOTATION_TEMPLATES = SYSTEM_PREFIX + "managed-by-cluster-templates"
+ANNOTATION_LOCKED = SYSTEM_PREFIX + "locked"
+ANNOTATION_CLUSTER_LOCKED = SYSTEM_PREFIX + "cluster-locked"
+ANNOTATION_IMPORTING = SYSTEM_PREFIX + "cluster-import-is-in-progress"
+# pkg/template/order.go
+CANONICAL_ORDER = {CLUSTER_TYPE: 1, EXTENSIONS_CONFIGURATION_TYPE: 2, CONFIG_PATCH_TYPE: 3,
+                   KUBERNETES_MANIFEST_GROUP_TYPE: 4, MACHINE_SET_TYPE: 5, MACHINE_SET_NODE_TYPE: 6,
+                   KERNEL_ARGS_TYPE: 7}
+UPDATE_STRATEGIES = {0: "Unset", 1: "Rolling"}
+ALLOCATION_TYPES = {0: "Static", 1: "Unlimited"}
+LAB_ACCOUNT = "lab"  # Omni's account name (kubeconfig context names are <account>-<cluster>-<user>)
+LAB_KUBE_API = "https://127.0.0.1:6443"
+SERVICE_ACCOUNT_TOKEN_MAX_NS = 10 * 365 * 24 * 3600 * 10**9  # external.ServiceAccountTokenLifetime
+
+
+def _color(code: str, text: str, reset: str = "0") -> str:
+    """fatih/color: escape codes only when stdout is a terminal, TERM != dumb and NO_COLOR unset
+    (Sprintf-style wrapping resets bold with 22, Fprintf-style output with 0)."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb" or not sys.stdout.isatty():
+        return text
+    return f"\x1b[{code}m{text}\x1b[{reset}m"
+
+
+def _rkey(r: dict) -> tuple:
+    return (r["namespace"], r["type"], r["id"])
+
+
+def _rstring(r: dict) -> str:
+    """resource.String."""
+    return f"{r['type']}({r['namespace']}/{r['id']})"
+
+
+def _describe(r: dict) -> str:
+    """internal/utils.Describe."""
+    return f"{r['type']}({r['id']})"
+
+
+def _canonical_sort(items: list, res=lambda x: x) -> list:
+    return sorted(items, key=lambda x: CANONICAL_ORDER[res(x)["type"]])
+
+
+def _allocation(ms: dict) -> dict | None:
+    """omni.GetMachineAllocation: the deprecated machineclass field wins."""
+    return ms["spec"]["machineclass"] or ms["spec"]["machineallocation"]
+
+
+# ---- the real binary, for what the real omnictl does offline ----
+
+def _real_omnictl() -> str:
+    if not os.access(REAL_OMNICTL, os.X_OK):
+        raise CmdError(f"lab stand-in: the cluster template commands run the real omnictl v1.8.0 offline "
+                       f"(validate/render), but {REAL_OMNICTL} is missing: run `make setup` (tools/bootstrap.sh)")
+    return str(REAL_OMNICTL)
+
+
+def run_real_omnictl(args: list[str], capture: bool = True) -> Any:
+    """The real omnictl, offline: private HOME, no OMNI_*/SIDERO_* environment."""
+    import subprocess
+
+    binary = _real_omnictl()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMNI", "SIDERO")) and k != "XDG_CONFIG_HOME"}
+    with tempfile.TemporaryDirectory(prefix="omnictl-home.") as home:
+        env["HOME"] = home
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return subprocess.run([binary, *args], env=env, stdin=subprocess.DEVNULL,
+                              capture_output=capture, timeout=120)
+
+
+def _real_error(p: Any) -> str:
+    text = p.stderr.decode("utf-8", "replace")
+    text = text[len("Error: "):] if text.startswith("Error: ") else text
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _render_template(path: str, allowed_dir: str) -> list[dict]:
+    """template.Load + Validate + Translate, done by `omnictl cluster template render`."""
+    p = run_real_omnictl(["cluster", "template", "render", "-f", path, "--allowed-dir", allowed_dir])
+    if p.returncode != 0:
+        raise CmdError(_real_error(p).replace("error rendering template: ", "error syncing template: ", 1))
+    return [parse_resource_document(d) for d in compose_documents(p.stdout.decode("utf-8"))
+            if d is not None]
+
+
+def _validated_cluster_name(path: str, allowed_dir: str) -> str:
+    """template.Load + Validate (the real `validate`), then models.List.ClusterName."""
+    p = run_real_omnictl(["cluster", "template", "validate", "-f", path, "--allowed-dir", allowed_dir])
+    if p.returncode != 0:
+        raise CmdError(_real_error(p))
+    with open(path, encoding="utf-8") as f:
+        for doc in yaml.safe_load_all(f):
+            if isinstance(doc, dict) and doc.get("kind") == "Cluster":
+                return str(doc.get("name") or "")
+    raise CmdError("cluster model not found")
+
+
+def _open_root(template_path: str, allowed_dir: str) -> str:
+    """The template command's PersistentPreRunE: os.OpenRoot(allowed dir, relative to the -f path's dir).
+    Returns it as an absolute path (what the real binary is given as --allowed-dir for each template file)."""
+    root = allowed_dir if os.path.isabs(allowed_dir) else \
+        os.path.join(os.path.dirname(template_path) or ".", allowed_dir)
+    root = os.path.normpath(root)
+    try:
+        if not os.path.isdir(root):
+            os.stat(root)
+            raise NotADirectoryError(20, os.strerror(20))
+        os.listdir(root)
+    except OSError as e:
+        raise CmdError(_os_error_text("open", root, e)) from None
+    return os.path.abspath(root)
+
+
+# ---- github.com/neticdk/go-stdlib/diff/myers (linear space) + unified formatter, as omni's pkg/diff ----
+
+def _lcs_edits(a: list[str], b: list[str]) -> list[tuple[str, str]]:
+    n, m = len(a), len(b)
+    matches: list[tuple[int, int]] = []
+    if n and m:
+        dp = [[0] * (m + 1) for _ in range(n + 1)]
+        for i in range(1, n + 1):
+            row, prev, ai = dp[i], dp[i - 1], a[i - 1]
+            for j in range(1, m + 1):
+                row[j] = prev[j - 1] + 1 if ai == b[j - 1] else max(prev[j], row[j - 1])
+        i, j = n, m
+        while i > 0 and j > 0:
+            if a[i - 1] == b[j - 1]:
+                matches.append((i - 1, j - 1))
+                i, j = i - 1, j - 1
+            elif dp[i - 1][j] > dp[i][j - 1]:
+                i -= 1
+            else:
+                j -= 1
+        matches.reverse()
+    edits: list[tuple[str, str]] = []
+    ai = bi = 0
+    for x, y in matches:
+        edits += [("-", t) for t in a[ai:x]] + [("+", t) for t in b[bi:y]] + [(" ", a[x])]
+        ai, bi = x + 1, y + 1
+    return edits + [("-", t) for t in a[ai:]] + [("+", t) for t in b[bi:]]
+
+
+def _middle_snake(a: list[str], b: list[str], a0: int, a1: int, b0: int, b1: int) -> tuple:
+    n, m = a1 - a0, b1 - b0
+    none = (a0, b0, a0, b0, 0)
+    if n <= 0 or m <= 0:
+        return none
+    if n == 1 or m == 1:
+        for i in range(n):
+            for j in range(m):
+                if a[a0 + i] == b[b0 + j]:
+                    return (a0 + i, b0 + j, a0 + i + 1, b0 + j + 1, 1)
+        return none
+    max_diff, delta = (n + m + 1) // 2, n - m
+    size, off = 2 * max_diff + 1, max_diff
+    if delta > 0:
+        size += delta
+    elif delta < 0:
+        size, off = size - delta, off - delta
+    vf, vr = [-1] * size, [-1] * size
+    vf[off] = 0
+    if not 0 <= off + delta < size:
+        return none
+    vr[off + delta] = n
+
+    def follow(x: int, y: int) -> bool:
+        return 0 <= x < n and 0 <= y < m and a[a0 + x] == b[b0 + y]
+
+    for d in range(max_diff + 1):
+        for k in range(-d, d + 1, 2):
+            idx = off + k
+            if not 0 <= idx < size:
+                continue
+            right = k > -d and idx - 1 >= 0 and vf[idx - 1] != -1
+            down = k < d and idx + 1 < size and vf[idx + 1] != -1
+            if down and not right:
+                x = vf[idx + 1]
+            elif right and not down:
+                x = vf[idx - 1] + 1
+            elif right and down:
+                x = max(vf[idx - 1] + 1, vf[idx + 1])
+            elif idx == off and d == 0:
+                x = vf[idx]
+            else:
+                continue
+            x = min(x, n)
+            y = x - k
+            if y < 0 or y > m:
+                continue
+            sx, sy = x, y
+            while follow(x, y):
+                x, y = x + 1, y + 1
+            vf[idx] = x
+            if delta % 2 != 0 and delta - (d - 1) <= k <= delta + (d - 1) and 0 <= vr[idx] <= x:
+                return (a0 + sx, b0 + sy, a0 + x, b0 + y, x - sx)
+        for kr in range(-d, d + 1, 2):
+            k = kr + delta
+            idx = off + k
+            if not 0 <= idx < size:
+                continue
+            left = k > -d + delta and idx - 1 >= 0 and vr[idx - 1] != -1
+            up = k < d + delta and idx + 1 < size and vr[idx + 1] != -1
+            if up and not left:
+                x = vr[idx + 1] - 1
+            elif left and not up:
+                x = vr[idx - 1]
+            elif left and up:
+                x = min(vr[idx - 1], vr[idx + 1] - 1)
+            else:
+                continue
+            x = max(x, 0)
+            y = x - k
+            if y < 0 or y > m:
+                continue
+            ex, ey = x, y
+            while x > 0 and y > 0 and follow(x - 1, y - 1):
+                x, y = x - 1, y - 1
+            vr[idx] = x
+            if delta % 2 == 0 and -d <= k <= d and vf[idx] >= 0 and vf[idx] >= x:
+                return (a0 + x, b0 + y, a0 + ex, b0 + ey, ex - x)
+    return none
+
+
+def _myers(a: list[str], b: list[str], a0: int, a1: int, b0: int, b1: int, depth: int = 0) -> list:
+    n, m = a1 - a0, b1 - b0
+    if n < 0 or m < 0:
+        return []
+    if n == 0:
+        return [("+", t) for t in b[b0:b1]]
+    if m == 0:
+        return [("-", t) for t in a[a0:a1]]
+    if depth >= 30 or (n < 10 and m < 10):
+        return _lcs_edits(a[a0:a1], b[b0:b1])
+    p = 0
+    while p < n and p < m and a[a0 + p] == b[b0 + p]:
+        p += 1
+    s = 0
+    while s < n - p and s < m - p and a[a1 - 1 - s] == b[b1 - 1 - s]:
+        s += 1
+    if p or s:
+        return ([(" ", t) for t in a[a0:a0 + p]] + _myers(a, b, a0 + p, a1 - s, b0 + p, b1 - s, depth + 1)
+                + [(" ", t) for t in a[a1 - s:a1]])
+    sx, sy, ex, ey, length = _middle_snake(a, b, a0, a1, b0, b1)
+    return (_myers(a, b, a0, sx, b0, sy, depth + 1) + [(" ", t) for t in a[sx:sx + length]]
+            + _myers(a, b, ex, a1, ey, b1, depth + 1))
+
+
+def unified_diff(old: str, new: str, context: int = 3) -> str:
+    """omni pkg/diff.Compute: hunks without the ---/+++ header ("" when equal)."""
+    if old == new:
+        return ""
+    if old.count("\n") + new.count("\n") > 75_000:
+        return f"@@ -1,{old.count(chr(10))} +1,{new.count(chr(10))} @@ diff too large to display\n"
+    split = lambda s: s[:-1].split("\n") if s.endswith("\n") else (s.split("\n") if s else [])  # noqa: E731
+    a, b = split(old), split(new)
+    edits = _myers(a, b, 0, len(a), 0, len(b))
+    changes = [i for i, e in enumerate(edits) if e[0] != " "]
+    ranges: list[list[int]] = []
+    if edits and not changes:
+        ranges = [[0, len(edits)]]
+    groups: list[list[int]] = []
+    for i in changes:
+        if groups and i - groups[-1][-1] <= 2 * context:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    for g in groups:
+        start, end = max(0, g[0] - context), min(len(edits), g[-1] + context + 1)
+        if ranges and start < ranges[-1][1]:
+            ranges[-1][1] = max(ranges[-1][1], end)
+        else:
+            ranges.append([start, end])
+    out = []
+    for start, end in ranges:
+        a_start = 1 + sum(1 for op, _ in edits[:start] if op != "+")
+        b_start = 1 + sum(1 for op, _ in edits[:start] if op != "-")
+        a_len = sum(1 for op, _ in edits[start:end] if op != "+")
+        b_len = sum(1 for op, _ in edits[start:end] if op != "-")
+        out.append(f"@@ -{a_start - 1 if a_len == 0 else a_start},{a_len} "
+                   f"+{b_start - 1 if b_len == 0 else b_start},{b_len} @@\n")
+        out += [op + text + "\n" for op, text in edits[start:end]]
+    return "".join(out)
+
+
+def render_diff(old: dict | None, new: dict | None) -> str:
+    """internal/utils.RenderDiff (resources marshaled with indent 2)."""
+    diff = unified_diff(resource_yaml(old, 2) if old else "", resource_yaml(new, 2) if new else "")
+    if not diff:
+        return ""
+    out = [_color("1", f"--- {_rstring(old) if old else '/dev/null'}\n"),
+           _color("1", f"+++ {_rstring(new) if new else '/dev/null'}\n")]
+    for line in diff.split("\n"):
+        if line.startswith("@@"):
+            out.append(_color("36", line) + "\n")
+        elif line.startswith("-"):
+            out.append(_color("31", line) + "\n")
+        elif line.startswith("+"):
+            out.append(_color("32", line) + "\n")
+        elif line:
+            out.append(line + "\n")
+    return "".join(out)
+
+
+# ---- server side: Omni's validations for the template resource types and its cleanup controllers ----
+
+def _relation_label_errors(old: dict | None, res: dict, keys: tuple[str, ...]) -> list[str]:
+    """relationLabelsValidationOptions (state_validation.go)."""
+    errs = []
+    for key in keys:
+        val = res["labels"].get(key)
+        if val is None:
+            errs.append(f"label {_go_quote(key)} does not exist")
+        elif val == "":
+            errs.append(f"label {_go_quote(key)} has empty value")
+    for key in keys if old is not None else ():
+        was, now = old["labels"].get(key, ""), res["labels"].get(key, "")
+        if was and was != now:
+            errs.append(f"changing value of label {_go_quote(key)} from {_go_quote(was)} to {_go_quote(now)}")
+    return errs
+
+
+def validate_machine_set(store: Store, old: dict | None, res: dict) -> list[str]:
+    """machineSetValidationOptions of Omni v1.8.0 (no ClusterBootstrapStatus/ClusterUUID in the lab)."""
+    errs = _relation_label_errors(old, res, (LABEL_CLUSTER,))
+    err = _machine_set_error(store, old, res)
+    return errs + ([err] if err else [])
+
+
+def _machine_set_error(store: Store, old: dict | None, res: dict) -> str | None:
+    q, rid, labels = _go_quote, res["id"], res["labels"]
+    name = labels.get(LABEL_CLUSTER, "")
+    cluster = store.get(CLUSTER_TYPE, DEFAULT_NS, name)
+    if cluster is None:
+        return None if res["phase"] == "tearingDown" else f"the cluster {q(name)} does not exist"
+    locked = ANNOTATION_CLUSTER_LOCKED in cluster["annotations"] and \
+        ANNOTATION_IMPORTING not in cluster["annotations"]
+    if old is None and cluster["phase"] == "tearingDown":
+        return f"the cluster {q(name)} is tearing down"
+    if old is None and locked:
+        return f"adding machine set {q(rid)} to the cluster {q(name)} is not allowed: the cluster is locked"
+    if locked and res["phase"] == "running":
+        return f"updating machine set {q(rid)} on the cluster {q(name)} is not allowed: the cluster is locked"
+    is_cp, is_worker = LABEL_CP_ROLE in labels, LABEL_WORKER_ROLE in labels
+    if not is_cp and not is_worker:
+        return f"machine set must have either {q(LABEL_CP_ROLE)} or {q(LABEL_WORKER_ROLE)} label"
+    bootstrap = res["spec"]["bootstrapspec"]
+    if not is_cp and bootstrap is not None:
+        return "bootstrap spec is not allowed for worker machine sets"
+    if old is not None and bootstrap != old["spec"]["bootstrapspec"]:
+        return "bootstrap spec is immutable after creation"
+    if old is None and bootstrap is not None:  # the lab has no ClusterUUID resources to restore from
+        return f"invalid cluster UUID {q(bootstrap['clusteruuid'])}"
+    alloc = _allocation(res)
+    if alloc is not None:
+        if alloc["name"] == "":
+            return "machine allocation source name is not set"
+        if alloc["machinecount"] != 0 and alloc["allocationtype"] != 0:
+            return "machine count can be set only if static allocation type is used"
+        old_alloc = _allocation(old) if old is not None else None
+        if old is None or (old_alloc is not None and old_alloc["name"] != alloc["name"]):
+            mc = store.get(MACHINE_CLASS_TYPE, DEFAULT_NS, alloc["name"])
+            if mc is None:
+                return f"machine class with name {q(alloc['name'])} doesn't exist"
+            if mc["spec"]["autoprovision"] is not None and alloc["allocationtype"] == 1:
+                return (f"machine class {q(alloc['name'])} is using autoprovision, "
+                        "so unlimited machine set allocation is not supported")
+    if old is not None:
+        old_alloc = _allocation(old)
+        if (old_alloc is None) != (alloc is None) and any(
+                n["labels"].get(LABEL_MACHINE_SET) == rid for n in store.list(MACHINE_SET_NODE_TYPE, DEFAULT_NS)):
+            return ("machine set is not empty and is using manual nodes management, updating to machine class mode "
+                    "is not allowed" if old_alloc is None else "machine set is not empty and is using machine class "
+                    "based node management, updating to manual mode is not allowed")
+        return None
+    prefix, cp_id = name + "-", f"{name}-control-planes"
+    if not rid.startswith(prefix):
+        return f"machine set of cluster {q(name)} ID must have {q(prefix)} as prefix"
+    if is_cp and rid != cp_id:
+        return f"control plane machine set must have ID {q(cp_id)}"
+    if not is_cp and rid == cp_id:
+        return f"worker machine set must not have ID {q(cp_id)}"
+    return None
+
+
+def validate_machine_set_node(store: Store, old: dict | None, res: dict) -> list[str]:
+    """relationLabels + machineSetNodeValidationOptions (create; machine-level checks need machines)."""
+    errs = _relation_label_errors(old, res, (LABEL_CLUSTER, LABEL_MACHINE_SET))
+    if old is not None or errs:
+        return errs
+    ms_id = res["labels"][LABEL_MACHINE_SET]
+    ms = store.get(MACHINE_SET_TYPE, DEFAULT_NS, ms_id)
+    prefix = f"adding machine set node to the machine set {_go_quote(ms_id)} is not allowed: "
+    if ms is None:
+        return [prefix + "the machine set does not exist"]
+    if ms["phase"] == "tearingDown":
+        return [prefix + "the machine set is tearing down"]
+    if _allocation(ms) is not None:
+        return [prefix + "the machine set is using automated machine allocation"]
+    cluster = store.get(CLUSTER_TYPE, DEFAULT_NS, res["labels"][LABEL_CLUSTER])
+    if cluster is None:
+        return [prefix + f"the cluster {_go_quote(res['labels'][LABEL_CLUSTER])} does not exist"]
+    if cluster["phase"] == "tearingDown":
+        return [prefix + f"the cluster {_go_quote(cluster['id'])} is tearing down"]
+    if LABEL_CP_ROLE in ms["labels"] and ANNOTATION_LOCKED in res["annotations"]:
+        return ["locking controlplanes is not allowed"]
+    return []
+
+
+VALIDATORS[MACHINE_SET_TYPE] = validate_machine_set
+VALIDATORS[MACHINE_SET_NODE_TYPE] = validate_machine_set_node
+
+# Omni's cleanup controllers (ClusterController, MachineSetController): what goes with a destroyed resource.
+_CLEANUP = {
+    CLUSTER_TYPE: (LABEL_CLUSTER, (MACHINE_SET_TYPE, CONFIG_PATCH_TYPE, KUBERNETES_MANIFEST_GROUP_TYPE,
+                                   EXTENSIONS_CONFIGURATION_TYPE)),
+    MACHINE_SET_TYPE: (LABEL_MACHINE_SET, (MACHINE_SET_NODE_TYPE, EXTENSIONS_CONFIGURATION_TYPE, CONFIG_PATCH_TYPE)),
+}
+
+
+def destroy_resource(store: Store, res: dict) -> None:
+    """Destroy a resource and, like Omni's controllers before they release its finalizer, its outputs."""
+    label, types = _CLEANUP.get(res["type"], ("", ()))
+    for rtype in types:
+        for child in store.list(rtype, DEFAULT_NS):
+            if child["labels"].get(label) == res["id"] and store.get(rtype, DEFAULT_NS, child["id"]):
+                destroy_resource(store, child)
+    store.delete(res["type"], res["namespace"], res["id"])
+
+
+# ---- pkg/template: Sync / Delete plans ----
+
+def _of_cluster(store: Store, rtype: str, cluster: str) -> list[dict]:
+    return [r for r in store.list(rtype, DEFAULT_NS) if r["labels"].get(LABEL_CLUSTER) == cluster]
+
+
+def _actual_resources(store: Store, cluster: str, expected: list[dict]) -> list[dict]:
+    actual = [r for r in [store.get(CLUSTER_TYPE, DEFAULT_NS, cluster)] if r]
+    for rtype in (MACHINE_SET_TYPE, MACHINE_SET_NODE_TYPE, CONFIG_PATCH_TYPE, EXTENSIONS_CONFIGURATION_TYPE,
+                  KUBERNETES_MANIFEST_GROUP_TYPE):
+        items = [r for r in _of_cluster(store, rtype, cluster)
+                 if LABEL_MSN_CONTROLLER not in r["labels"] and r["owner"] == ""]
+        actual += items
+        if rtype == MACHINE_SET_NODE_TYPE:
+            actual += [ka for ka in (store.get(KERNEL_ARGS_TYPE, DEFAULT_NS, n["id"]) for n in items) if ka]
+    seen = {_rkey(r) for r in actual}
+    for e in expected:
+        if _rkey(e) not in seen:
+            got = store.get(e["type"], e["namespace"], e["id"])
+            if got is not None and got["owner"] == "":
+                actual.append(got)
+                seen.add(_rkey(got))
+    return actual
+
+
+def _no_longer_expected(res: dict, cluster: str) -> tuple[tuple | None, dict | None]:
+    if res["type"] == KERNEL_ARGS_TYPE:
+        if ANNOTATION_TEMPLATES not in res["annotations"]:
+            return None, None
+        new = dict(res, annotations={k: v for k, v in res["annotations"].items() if k != ANNOTATION_TEMPLATES})
+        return (res, new), None
+    if res["type"] != CLUSTER_TYPE and res["labels"].get(LABEL_CLUSTER, "") != cluster:
+        raise CmdError(f"resource {_rstring(res)} belongs to cluster {_go_quote(res['labels'].get(LABEL_CLUSTER, ''))}"
+                       f", but template is for cluster {_go_quote(cluster)}")
+    return None, res
+
+
+def _split_destroy(to_delete: list[dict]) -> list[list[dict]]:
+    keys = {_rkey(r) for r in to_delete}
+    phases: list[list[dict]] = [[], []]
+    for r in to_delete:
+        if r["type"] == MACHINE_SET_NODE_TYPE:
+            owner_key = (DEFAULT_NS, MACHINE_SET_TYPE, r["labels"].get(LABEL_MACHINE_SET))
+        elif r["type"] != CLUSTER_TYPE:
+            owner_key = (DEFAULT_NS, CLUSTER_TYPE, r["labels"].get(LABEL_CLUSTER))
+        else:
+            owner_key = None
+        if owner_key and owner_key[2] is not None and owner_key in keys:
+            continue  # removed by Omni together with its cluster / machine set
+        phases[0 if r["type"] in (MACHINE_SET_NODE_TYPE, MACHINE_SET_TYPE) else 1].append(r)
+    return [_canonical_sort(p) for p in phases]
+
+
+def plan_sync(store: Store, cluster: str, expected: list[dict]) -> tuple[list, list, list]:
+    """template.Sync: (create, update pairs, destroy phases)."""
+    remaining = {_rkey(e): e for e in expected}
+    create, update, to_delete = [], [], []
+    for actual in _actual_resources(store, cluster, expected):
+        exp = remaining.pop(_rkey(actual), None)
+        if exp is not None:
+            exp = dict(exp, version=actual["version"], updated=actual["updated"], created=actual["created"],
+                       finalizers=actual["finalizers"])
+            if any(actual[k] != exp[k] for k in ("owner", "phase", "labels", "annotations", "spec")):
+                update.append((actual, exp))
+            continue
+        upd, gone = _no_longer_expected(actual, cluster)
+        if upd:
+            update.append(upd)
+        elif gone:
+            to_delete.append(gone)
+    for exp in remaining.values():
+        got = store.get(exp["type"], exp["namespace"], exp["id"]) if exp["type"] != KERNEL_ARGS_TYPE else None
+        if got is not None:
+            raise CmdError(f"resource {_rstring(got)} already exists for cluster "
+                           f"{_go_quote(got['labels'].get(LABEL_CLUSTER, ''))}, cannot create a conflicting "
+                           "resource for a different cluster")
+        create.append(exp)
+    return _canonical_sort(create), _canonical_sort(update, lambda u: u[1]), _split_destroy(to_delete)
+
+
+def plan_delete(store: Store, cluster: str) -> tuple[list, list, list]:
+    """template.Delete."""
+    update, to_delete = [], []
+    for actual in _actual_resources(store, cluster, []):
+        upd, gone = _no_longer_expected(actual, cluster)
+        if upd:
+            update.append(upd)
+        elif gone:
+            to_delete.append(gone)
+    return [], update, _split_destroy(to_delete)
+
+
+def execute_plan(store: Store, plan: tuple, verbose: bool, dry_run: bool) -> None:
+    """operations.sync: create, then update, then tear down phase by phase."""
+    create, update, phases = plan
+    dry = " (dry run)" if dry_run else ""
+    say = lambda verb, r: sys.stdout.write(  # noqa: E731
+        _color("33", f"* {verb}{dry} {_color('1', _describe(r), '22')}\n"))
+    for old, new in [(None, r) for r in create] + list(update):
+        say("creating" if old is None else "updating", new)
+        if verbose:
+            sys.stdout.write(render_diff(old, new))
+        if dry_run:
+            continue
+        validator = VALIDATORS.get(new["type"])
+        errs = validator(store, old, new) if validator else []
+        if errs:
+            raise CmdError(validation_error(errs))
+        if old is None:
+            store.put(dict(new, version=1, owner="", created=now_rfc3339()))
+        else:
+            store.put(dict(new, version=(old["version"] or 0) + 1, created=old["created"], updated=now_rfc3339()))
+    for phase in phases:
+        for r in phase:
+            say("tearing down", r)
+            if verbose:
+                sys.stdout.write(render_diff(r, None))
+        if dry_run:
+            continue
+        for r in phase:
+            if store.get(r["type"], r["namespace"], r["id"]) is not None:
+                destroy_resource(store, r)
+            say("destroyed", r)
+        sys.stdout.flush()
+
+
+# ---- status (operations.StatusTemplate/StatusCluster; the lab's readiness knob) ----
+
+def _knob_path(state_dir: Path, cluster: str) -> Path:
+    return state_dir / "lab-knobs" / "cluster-not-ready" / _path_component(cluster)
+
+
+def set_cluster_ready(state_dir: str | os.PathLike, name: str, ready: bool) -> None:
+    """Lab knob: whether `omnictl cluster status` reports cluster NAME healthy and ready (default: ready).
+    The lab has no machines; this stands for them being up (or not)."""
+    state = Path(state_dir)
+    with locked(state):
+        path = _knob_path(state, name)
+        if ready:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        else:
+            _atomic_write(path, "not ready\n")
+
+
+def _tree(root: str, children: list[tuple[str, list]]) -> str:
+    """xlab/treeprint Bytes()."""
+    out = [root]
+
+    def walk(nodes: list, prefix: str) -> None:
+        for i, (value, kids) in enumerate(nodes):
+            last = i == len(nodes) - 1
+            out.append(prefix + ("└── " if last else "├── ") + value)
+            walk(kids, prefix + ("    " if last else "│   "))
+
+    walk(children, "")
+    return "\n".join(out) + "\n"
+
+
+def status_tree(store: Store, cluster: str, ready: bool) -> str:
+    """statustree.NodeWrapper rendering of the status resources a machine-backed Omni would have."""
+    import uuid
+
+    y, g, r, hy = (lambda s: _color("33", s)), (lambda s: _color("32", s)), (lambda s: _color("31", s)), \
+        (lambda s: _color("93", s))
+    ready_s = g("Ready") if ready else r("Not Ready")
+    nodes = store.list(MACHINE_SET_NODE_TYPE, DEFAULT_NS)
+    sets = []
+    for ms in _of_cluster(store, MACHINE_SET_TYPE, cluster):
+        alloc = _allocation(ms)
+        if alloc is None:
+            machines = [n["id"] for n in nodes if n["labels"].get(LABEL_MACHINE_SET) == ms["id"]]
+        else:
+            count = alloc["machinecount"] if alloc["allocationtype"] == 0 else 0
+            machines = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"omni-scale-lab:{ms['id']}:{i}")) for i in range(count)]
+        sets.append((ms, sorted(machines)))
+    sets.sort(key=lambda s: (LABEL_CP_ROLE not in s[0]["labels"], s[0]["id"] != f"{cluster}-workers", s[0]["id"]))
+    total = sum(len(m) for _, m in sets)
+    healthy = total if ready else 0
+    children: list[tuple[str, list]] = [(f"{y('Kubernetes Upgrade')} {g('Done')} ", []),
+                                        (f"{y('Talos Upgrade')} {g('Done')} ", [])]
+    for ms, machines in sets:
+        is_cp = LABEL_CP_ROLE in ms["labels"]
+        title = "Control Plane" if is_cp else "Workers" if ms["id"] == f"{cluster}-workers" else "Additional Workers"
+        kids = [(f"{y('Load Balancer')} {ready_s}", []),
+                (f"{y('Status Checks')} {g('OK') if ready else r('Failing: [Etcd]')}", [])] if is_cp else []
+        kids += [(f"{y('Machine')} {_go_quote(m)} {g('RUNNING') + ' ' + ready_s if ready else hy('BOOTING')}", [])
+                 for m in machines]
+        phase = g("Running") if ready else hy("ScalingUp")
+        count = len(machines) if ready else 0
+        children.append((f"{y(title)} {_go_quote(ms['id'])} {phase} {ready_s} ({count}/{len(machines)})", kids))
+    root = (f"{y('Cluster')} {_go_quote(cluster)} {g('RUNNING') if ready else hy('SCALING_UP')} {ready_s} "
+            f"({healthy}/{total}) (healthy/total)")
+    return _tree(root, children)
+
+
+def cluster_status(state_dir: Path, cluster: str, wait: float, quiet: bool) -> None:
+    deadline = time.monotonic() + wait
+    shown = None
+    while True:
+        with locked(state_dir, exclusive=False):
+            store = Store(state_dir)
+            exists = store.get(CLUSTER_TYPE, DEFAULT_NS, cluster) is not None
+            ready = not _knob_path(state_dir, cluster).exists()
+            tree = status_tree(store, cluster, ready) if exists else None
+        if tree is not None:
+            if tree != shown and not quiet:
+                if shown is not None and sys.stdout.isatty():  # printStatus: redraw over the previous tree
+                    try:
+                        width = os.get_terminal_size(sys.stdout.fileno()).columns or 80
+                    except OSError:
+                        width = 80
+                    sys.stdout.write("".join("\x1b[A\x1b[K" * ((len(line) + width - 1) // width)
+                                             for line in shown.split("\n")))
+                sys.stdout.write(tree)
+                sys.stdout.flush()
+            shown = tree
+            if ready:
+                return
+            if wait <= 0:
+                raise CmdError("cluster is not healthy")
+        elif wait <= 0:
+            raise CmdError(f"lab stand-in: cluster {_go_quote(cluster)} does not exist; the real omnictl v1.8.0 "
+                           "waits for it forever with --wait 0 (no deadline)")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise CmdError("context deadline exceeded")
+        time.sleep(min(0.1, left))
+
+
+# ---- export (operations.ExportTemplate) ----
+
+def _go_duration(ns: int) -> str:
+    """time.Duration.String."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    if ns < 10**6:
+        return f"{sign}{_trim_frac(ns, 1000)}µs"
+    if ns < 10**9:
+        return f"{sign}{_trim_frac(ns, 10**6)}ms"
+    h, rest = divmod(ns, 3600 * 10**9)
+    m, rest = divmod(rest, 60 * 10**9)
+    secs = _trim_frac(rest, 10**9) + "s"
+    return sign + (f"{h}h{m}m{secs}" if h else f"{m}m{secs}" if m else secs)
+
+
+def _trim_frac(value: int, unit: int) -> str:
+    whole, frac = divmod(value, unit)
+    digits = str(frac).rjust(len(str(unit)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def _user_descriptors(node: dict, res: dict, drop: tuple = ()) -> dict:
+    for kv in ("labels", "annotations"):
+        items = {k: v for k, v in res[kv].items() if not k.startswith(SYSTEM_PREFIX) and k not in drop}
+        if items:
+            node[kv] = {go_string(k): go_string(items[k]) for k in sorted(items)}
+    return node
+
+
+def _patches_node(patches: list[dict]) -> list:
+    return [_user_descriptors({"idOverride": go_string(p["id"])}, p) | {"inline": Scalar(p["spec"]["data"], "literal")}
+            for p in sorted(patches, key=lambda p: p["id"])]
+
+
+def _with_tail(node: dict, patches: list[dict], kernel_args: list[str] | None = None) -> dict:
+    if patches:
+        node["patches"] = _patches_node(patches)
+    if kernel_args is not None:
+        node["kernelArgs"] = [go_string(a) for a in kernel_args]
+    return node
+
+
+def _head(kind: str, exts: list[dict]) -> dict:
+    node = {"kind": go_string(kind)}
+    if exts and exts[0]["spec"]["extensions"]:
+        node["systemExtensions"] = [go_string(e) for e in exts[0]["spec"]["extensions"]]
+    return node
+
+
+def _strategy_node(spec: dict, which: str, default: int) -> dict | None:
+    cfg = spec[f"{which}strategyconfig"]
+    if cfg is None:
+        return None
+    node: dict = {}
+    if spec[f"{which}strategy"] != default:
+        node["type"] = go_string(UPDATE_STRATEGIES.get(spec[f"{which}strategy"], ""))
+    if cfg["rolling"] is not None:
+        mp = cfg["rolling"]["maxparallelism"]
+        node["rolling"] = {"maxParallelism": Scalar(str(mp))} if mp else {}
+    return node
+
+
+def export_template(store: Store, cluster_id: str, include_kernel_args: bool) -> str:
+    cluster = store.get(CLUSTER_TYPE, DEFAULT_NS, cluster_id)
+    if cluster is None:
+        raise CmdError(f"error getting cluster {_go_quote(cluster_id)}: "
+                       + not_found_error(CLUSTER_TYPE, DEFAULT_NS, cluster_id))
+    sets = _of_cluster(store, MACHINE_SET_TYPE, cluster_id)
+    by_id = {ms["id"]: ms for ms in sets}
+    nodes: dict[str, list[dict]] = {}
+    kernel_args: dict[str, dict] = {}
+    for n in _of_cluster(store, MACHINE_SET_NODE_TYPE, cluster_id):
+        ms_id = n["labels"].get(LABEL_MACHINE_SET)
+        if ms_id is None:
+            raise CmdError(f"machine set node {_go_quote(n['id'])} has no machine set label")
+        if ms_id not in by_id:
+            raise CmdError(f"unexpected machine set label {_go_quote(ms_id)}")
+        if _allocation(by_id[ms_id]) is not None:
+            continue
+        nodes.setdefault(ms_id, []).append(n)
+        ka = store.get(KERNEL_ARGS_TYPE, DEFAULT_NS, n["id"]) if include_kernel_args else None
+        if ka:
+            kernel_args[n["id"]] = ka
+    install_disks: dict[str, str] = {}
+
+    def install_disk(p: dict) -> bool:
+        machine = p["labels"].get(LABEL_CLUSTER_MACHINE)
+        if machine is None or p["id"] != f"000-cm-{machine}-install-disk":
+            return False
+        try:
+            data = yaml.safe_load(p["spec"]["data"])
+        except yaml.YAMLError:
+            return False
+        disk = None
+        if isinstance(data, dict) and len(data) == 1 and isinstance(data.get("machine"), dict) \
+                and len(data["machine"]) == 1 and isinstance(data["machine"].get("install"), dict) \
+                and len(data["machine"]["install"]) == 1:
+            disk = data["machine"]["install"].get("disk")
+        if isinstance(disk, str) and disk:
+            install_disks[machine] = disk
+            return True
+        return False
+
+    def layers(rtype: str, skip=lambda r: False) -> tuple[list, dict, dict]:
+        top: list = []
+        per_set: dict = {}
+        per_machine: dict = {}
+        for r in _of_cluster(store, rtype, cluster_id):
+            if r["owner"] or LABEL_MSN_CONTROLLER in r["labels"] or skip(r):
+                continue
+            if LABEL_CLUSTER_MACHINE in r["labels"]:
+                per_machine.setdefault(r["labels"][LABEL_CLUSTER_MACHINE], []).append(r)
+            elif LABEL_MACHINE_SET in r["labels"]:
+                per_set.setdefault(r["labels"][LABEL_MACHINE_SET], []).append(r)
+            else:
+                top.append(r)
+        return top, per_set, per_machine
+
+    patches, exts = layers(CONFIG_PATCH_TYPE, install_disk), layers(EXTENSIONS_CONFIGURATION_TYPE)
+    spec = cluster["spec"]
+    node = _user_descriptors(_head("Cluster", exts[0]) | {"name": go_string(cluster_id)}, cluster)
+    kube: dict = {"version": go_string("v" + spec["kubernetesversion"])}
+    manifests = []
+    for m in sorted((r for r in _of_cluster(store, KUBERNETES_MANIFEST_GROUP_TYPE, cluster_id) if not r["owner"]),
+                    key=lambda r: r["id"]):
+        if "name" not in m["annotations"]:
+            raise CmdError(f"manifest {_go_quote(m['id'])} has no name annotation")
+        mode = {1: "full", 2: "one-time"}.get(m["spec"]["mode"])
+        if mode is None:
+            raise CmdError(f"error encoding model: unknown mode {m['spec']['mode']}")
+        manifests.append(_user_descriptors({"inline": Scalar(m["spec"]["data"], "literal")}, m, ("name",))
+                         | {"name": go_string(m["annotations"]["name"]), "mode": go_string(mode)})
+    if manifests:
+        kube["manifests"] = manifests
+    node |= {"kubernetes": kube, "talos": {"version": go_string("v" + spec["talosversion"])}}
+    feats = spec["features"] or {}
+    features = {k: Scalar("true") for k, f in (("diskEncryption", "diskencryption"),
+                                               ("enableWorkloadProxy", "enableworkloadproxy"),
+                                               ("useEmbeddedDiscoveryService", "useembeddeddiscoveryservice"))
+                if feats.get(f)}
+    interval = ((spec["backupconfiguration"] or {}).get("interval") or {"seconds": 0, "nanos": 0})
+    interval_ns = interval["seconds"] * 10**9 + interval["nanos"]
+    if interval_ns:
+        features["backupConfiguration"] = {"interval": go_string(_go_duration(interval_ns))}
+    if features:
+        node["features"] = features
+    docs = [_with_tail(node, patches[0])]
+    control_plane: dict = {"kind": go_string("")}
+    workers = []
+    for ms in sorted(sets, key=lambda r: r["id"]):
+        is_cp, is_worker = LABEL_CP_ROLE in ms["labels"], LABEL_WORKER_ROLE in ms["labels"]
+        if not is_cp and not is_worker:
+            raise CmdError(f"machine set {_go_quote(ms['id'])} has no role label")
+        ms_node = _head("Workers" if is_worker else "ControlPlane", exts[1].get(ms["id"], []))
+        name = ""
+        if is_worker and ms["id"] != f"{cluster_id}-workers":
+            name = ms["id"].removeprefix(cluster_id + "-")
+        if name:
+            ms_node["name"] = go_string(name)
+        _user_descriptors(ms_node, ms)
+        ms_spec, alloc = ms["spec"], _allocation(ms)
+        if ms_spec["bootstrapspec"] is not None:
+            ms_node["bootstrapSpec"] = {"clusterUUID": go_string(ms_spec["bootstrapspec"]["clusteruuid"]),
+                                        "snapshot": go_string(ms_spec["bootstrapspec"]["snapshot"])}
+        if alloc is None and nodes.get(ms["id"]):
+            ms_node["machines"] = [go_string(i) for i in sorted(n["id"] for n in nodes[ms["id"]])]
+        if alloc is not None:
+            size = Scalar(str(alloc["machinecount"])) if alloc["allocationtype"] == 0 else \
+                go_string(ALLOCATION_TYPES.get(alloc["allocationtype"], ""))
+            ms_node["machineClass"] = {"name": go_string(alloc["name"]), "size": size}
+        for key, which, default in (("updateStrategy", "update", 1), ("deleteStrategy", "delete", 0),
+                                    ("upgradeStrategy", "upgrade", 0)):
+            strategy = _strategy_node(ms_spec, which, default)
+            if strategy is not None:
+                ms_node[key] = strategy
+        _with_tail(ms_node, patches[1].get(ms["id"], []))
+        if is_cp:
+            control_plane = ms_node
+        else:
+            workers.append((name, ms_node))
+    docs.append(control_plane)
+    docs += [w for _, w in sorted(workers, key=lambda w: w[0])]
+    for n in sorted((n for ns in nodes.values() for n in ns), key=lambda n: n["id"]):
+        m_node = _user_descriptors(_head("Machine", exts[2].get(n["id"], [])) | {"name": go_string(n["id"])}, n)
+        if ANNOTATION_LOCKED in n["annotations"]:
+            m_node["locked"] = Scalar("true")
+        if n["id"] in install_disks:
+            m_node["install"] = {"disk": go_string(install_disks[n["id"]])}
+        ka = kernel_args.get(n["id"])
+        docs.append(_with_tail(m_node, patches[2].get(n["id"], []),
+                               (ka["spec"]["args"] if ka else []) if include_kernel_args else None))
+    return "---\n".join(emit_yaml(d, 2) for d in docs)
+
+
+# ---- kubeconfig (service-account kubeconfigs only) ----
+
+def _kube_yaml(config: dict) -> str:
+    """clientcmd.Write layout: keys sorted, sequences not indented, named lists sorted by name."""
+    for key in ("clusters", "contexts", "users"):
+        config[key] = sorted(config.get(key) or [], key=lambda e: e.get("name", ""))
+    config.setdefault("preferences", {})
+    return yaml.safe_dump(config, sort_keys=True, default_flow_style=False, width=1 << 30)
+
+
+def _merge_kubeconfig(existing: dict, new: dict, force: bool, out: list[str]) -> dict:
+    """siderolabs/go-kubeconfig Merger.Merge (non-interactive: conflicts are renamed unless --force)."""
+    sections = {"cluster": "clusters", "auth info": "users", "context": "contexts"}
+    field = {"clusters": "cluster", "users": "user", "contexts": "context"}
+    current = {s: {e["name"]: e.get(field[s]) for e in existing.get(s) or [] if isinstance(e, dict)}
+               for s in sections.values()}
+    mapped: dict[str, dict[str, str]] = {}
+    previous: dict[str, str] = {}
+    for what, section in sections.items():
+        mapped[section] = {}
+        for entry in new[section]:
+            name = merged = entry["name"]
+            for old, renamed in previous.items():
+                merged = merged.replace(old, renamed)
+            if merged in current[section] and current[section][merged] != entry[field[section]] and not force:
+                i, base = 0, merged
+                while merged in current[section]:
+                    i += 1
+                    merged = f"{base}-{i}"
+            mapped[section][name] = merged
+        previous = mapped[section]
+    for what, section in sections.items():
+        for entry in new[section]:
+            merged = mapped[section][entry["name"]]
+            if merged != entry["name"]:
+                out.append(f"renamed {what} {_go_quote(entry['name'])} -> {_go_quote(merged)}\n")
+            value = dict(entry[field[section]])
+            if section == "contexts":
+                value["user"] = mapped["users"].get(value["user"], value["user"])
+                value["cluster"] = mapped["clusters"].get(value["cluster"], value["cluster"])
+                existing["current-context"] = merged
+            current[section][merged] = value
+    for section in sections.values():
+        existing[section] = [{"name": n, field[section]: v} for n, v in current[section].items()]
+    return existing
+
+
+def cmd_kubeconfig(state_dir: Path, args: list[str], opts: dict, changed: set) -> None:
+    connect(state_dir)
+    merge, force = opts["merge"], opts["force"]
+    if args:
+        local = args[0]
+    elif merge:
+        local = next((p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p),
+                     os.path.join(os.path.expanduser("~"), ".kube", "config"))
+    else:
+        local = os.getcwd()
+    local = os.path.normpath(local)
+    if os.path.isdir(local):
+        local = os.path.join(local, "kubeconfig")
+    elif not os.path.exists(local):
+        os.makedirs(os.path.dirname(local) or ".", 0o755, exist_ok=True)
+    if os.path.exists(local) and not force and not merge:
+        raise CmdError(f"kubeconfig file already exists, use --force to overwrite: {_go_quote(local)}")
+    merge = merge and os.path.exists(local)
+    cluster = opts["cluster"]
+    with locked(state_dir, exclusive=False):
+        if Store(state_dir).get(CLUSTER_TYPE, DEFAULT_NS, cluster) is None:
+            raise CmdError(f"cluster not found: {_go_quote(cluster)}")
+    if not opts["service-account"]:
+        raise CmdError("the lab stand-in supports only --service-account kubeconfigs (OIDC needs a browser)")
+    if not opts["user"]:
+        raise CmdError("--user flag is required when --service-account is set to true")
+    ttl = opts["ttl"]
+    if ttl <= 0:
+        raise CmdError("rpc error: code = InvalidArgument desc = service account ttl is must be positive")
+    if ttl > SERVICE_ACCOUNT_TOKEN_MAX_NS:
+        raise CmdError("rpc error: code = InvalidArgument desc = service account ttl is too long "
+                       f"(max allowed: {_go_duration(SERVICE_ACCOUNT_TOKEN_MAX_NS)})")
+    name = f"{LAB_ACCOUNT}-{cluster}-{opts['user']}"
+    context = opts["force-context-name"] or name
+    new = {"apiVersion": "v1", "kind": "Config", "current-context": context,
+           "clusters": [{"name": name, "cluster": {"server": LAB_KUBE_API}}],
+           "contexts": [{"name": context, "context": {"cluster": name, "namespace": "default", "user": name}}],
+           "users": [{"name": name, "user": {"token": secrets.token_urlsafe(32)}}]}
+    messages: list[str] = []
+    if merge:
+        try:
+            with open(local, encoding="utf-8") as f:
+                existing = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise CmdError(f"lab stand-in: cannot read the kubeconfig to merge into ({local}): {e}") from None
+        new = _merge_kubeconfig(existing if isinstance(existing, dict) else {}, new, force, messages)
+    sys.stdout.write("".join(messages))
+    _atomic_write(Path(local), _kube_yaml(new), mode=0o600)
+
+
+# ---- lab helpers: provider heartbeat ----
+
+def heartbeat(state_dir: str | os.PathLike, provider_id: str, *, error: str = "",
+              at: dt.datetime | float | None = None) -> None:
+    """What a running infra provider does every few seconds (ProviderHealthStatusController): write its
+    InfraProviderHealthStatus (namespace infra-provider-ephemeral, id = provider id, owned by the controller)
+    with lastheartbeattimestamp = `at` (default now) and `error` ("" = healthy)."""
+    state = Path(state_dir)
+    when = at.timestamp() if isinstance(at, dt.datetime) else time.time() if at is None else float(at)
+    seconds = math.floor(when)
+    rd = resolve_type(INFRA_PROVIDER_HEALTH_STATUS_TYPE)
+    with locked(state):
+        store = Store(state)
+        old = store.get(INFRA_PROVIDER_HEALTH_STATUS_TYPE, rd.default_ns, provider_id)
+        res = new_resource(INFRA_PROVIDER_HEALTH_STATUS_TYPE, rd.default_ns, provider_id,
+                           {"lastheartbeattimestamp": {"seconds": seconds,
+                                                       "nanos": int(round((when - seconds) * 1e9)) % 10**9},
+                            "error": error})
+        res["owner"] = f"{provider_id}.ProviderHealthStatusController"
+        res["version"] = (old["version"] + 1) if old else 1
+        res["created"] = old["created"] if old else now_rfc3339()
+        res["updated"] = now_rfc3339()
+        store.put(res)
+
+
+# ---- the verbs ----
+
+def cmd_template(state_dir: Path, verb: str, opts: dict, allowed: str) -> int:
+    """sync, diff, delete, status, export (validate and render are the real binary's)."""
+    path = opts.get("file", "")
+    connect(state_dir)
+    if verb == "export":
+        return cmd_export(state_dir, opts)
+    if verb == "sync":
+        try:
+            files = _discover_files(path)
+        except CmdError as e:
+            raise CmdError(f"failed to discover template files from {_go_quote(path)}: {e.text}") from None
+        if opts["verbose"]:
+            sys.stdout.write(f"Processing {len(files)} template file(s)\n")
+        for file in files:
+            if opts["verbose"]:
+                sys.stdout.write(f"Syncing template: {file}\n")
+            try:
+                _sync_file(state_dir, file, allowed, opts)
+            except CmdError as e:
+                raise CmdError(f"failed to sync template {_go_quote(file)}: {e.text}") from None
+        return 0
+    if verb == "diff":
+        expected = _render_template(path, allowed)
+        with locked(state_dir, exclusive=False):
+            store = Store(state_dir)
+            create, update, phases = plan_sync(store, _cluster_of(expected), expected)
+            text = "".join([render_diff(o, n) for o, n in update] + [render_diff(None, r) for r in create]
+                           + [render_diff(r, None) for p in phases for r in p])
+        sys.stdout.write(text)
+        return 0
+    cluster = _validated_cluster_name(path, allowed)
+    if verb == "status":
+        cluster_status(state_dir, cluster, opts["wait"] / 1e9, opts["quiet"])
+        return 0
+    return delete_cluster(state_dir, cluster, opts)
+
+
+def _cluster_of(expected: list[dict]) -> str:
+    return next(r["id"] for r in expected if r["type"] == CLUSTER_TYPE)
+
+
+def _sync_file(state_dir: Path, file: str, allowed: str, opts: dict) -> None:
+    expected = _render_template(file, allowed)
+    with locked(state_dir):
+        store = Store(state_dir)
+        plan = plan_sync(store, _cluster_of(expected), expected)
+        execute_plan(store, plan, opts["verbose"], opts["dry-run"])
+
+
+def delete_cluster(state_dir: Path, cluster: str, opts: dict) -> int:
+    """operations.deleteTemplate (template delete and `cluster delete`)."""
+    with locked(state_dir):
+        store = Store(state_dir)
+        create, update, phases = plan_delete(store, cluster)
+        if opts["destroy-disconnected-machines"]:  # no machines in the lab: only the cluster's extensions
+            phases = [store.list(EXTENSIONS_CONFIGURATION_TYPE, DEFAULT_NS)] + phases
+            phases[0] = [r for r in phases[0] if r["labels"].get(LABEL_CLUSTER) == cluster]
+        execute_plan(store, (create, update, phases), opts["verbose"], opts["dry-run"])
+    return 0
+
+
+def cmd_export(state_dir: Path, opts: dict) -> int:
+    out = None
+    if opts["output"]:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if opts["force"] else os.O_EXCL)
+        try:
+            out = os.open(opts["output"], flags, 0o644)
+        except OSError as e:
+            raise CmdError("failed to open output file: " + _os_error_text("open", opts["output"], e)) from None
+    try:
+        with locked(state_dir, exclusive=False):
+            text = export_template(Store(state_dir), opts["cluster"], opts["include-kernel-args"])
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            os.write(out, text.encode("utf-8"))
+    finally:
+        if out is not None:
+            os.close(out)
+    return 0
 
 
 # --------------------------------------------------------------------------------------
@@ -2720,12 +3871,80 @@ COMMAND_FLAGS: dict[str, list[_Flag]] = {
     "delete": [_Flag("namespace", "n", "string", "default"), _Flag("all", "", "bool", False),
                _Flag("selector", "l", "string", "")],
 }
-_ALIASES = {"g": "get", "d": "delete"}
+_ALIASES = {"g": "get", "d": "delete", "c": "cluster"}
 # every other omnictl v1.8.0 top-level command (the stand-in refuses them clearly)
-_OTHER_COMMANDS = ["audit-log", "cluster", "completion", "config", "configure", "edit", "infraprovider",
-                   "jointoken", "kubeconfig", "machine", "machine-logs", "media", "serviceaccount", "support",
+_OTHER_COMMANDS = ["audit-log", "completion", "config", "configure", "edit", "infraprovider",
+                   "jointoken", "machine", "machine-logs", "media", "serviceaccount", "support",
                    "talosconfig", "user"]
-_ALL_COMMANDS = sorted(["apply", "delete", "get", "help"] + _OTHER_COMMANDS)
+_ALL_COMMANDS = sorted(["apply", "cluster", "delete", "get", "help", "kubeconfig"] + _OTHER_COMMANDS)
+_FILE_FLAG = _Flag("file", "f", "string", "")
+_VERBOSE_FLAGS = [_Flag("verbose", "v", "bool", False), _Flag("dry-run", "d", "bool", False),
+                  _Flag("destroy-disconnected-machines", "", "bool", False)]
+_STATUS_FLAGS = [_Flag("quiet", "q", "bool", False), _Flag("wait", "w", "duration", 300 * 10**9)]
+# omnictl cluster ... leaves the stand-in runs (flags as in pkg/omnictl/cluster/...)
+CLUSTER_FLAGS: dict[tuple, list[_Flag]] = {
+    ("template", "validate"): [_FILE_FLAG],
+    ("template", "render"): [_FILE_FLAG],
+    ("template", "diff"): [_FILE_FLAG],
+    ("template", "sync"): [_FILE_FLAG] + _VERBOSE_FLAGS[:2],
+    ("template", "delete"): [_FILE_FLAG] + _VERBOSE_FLAGS,
+    ("template", "status"): [_FILE_FLAG] + _STATUS_FLAGS,
+    ("template", "export"): [_Flag("cluster", "c", "string", ""), _Flag("output", "o", "string", ""),
+                             _Flag("include-kernel-args", "", "bool", False), _Flag("force", "f", "bool", False)],
+    ("status",): _STATUS_FLAGS,
+    ("delete",): _VERBOSE_FLAGS,
+}
+_TEMPLATE_FLAGS = [_Flag("allowed-dir", "", "string", "./")]
+_CLUSTER_UNSUPPORTED = ("import", "kubernetes", "k", "lock", "machine", "secret", "unlock")
+COMMAND_FLAGS["kubeconfig"] = [
+    _Flag("cluster", "c", "string", ""), _Flag("force", "f", "bool", False),
+    _Flag("force-context-name", "", "string", ""), _Flag("merge", "m", "bool", True),
+    _Flag("service-account", "", "bool", False), _Flag("ttl", "", "duration", 365 * 24 * 3600 * 10**9),
+    _Flag("user", "", "string", ""), _Flag("groups", "", "strings", ["system:masters"]),
+    _Flag("grant-type", "", "string", ""), _Flag("break-glass", "", "bool", False),
+    _Flag("oidc-cache-base-dir", "", "string", ""), _Flag("oidc-cache-isolation", "", "bool", False)]
+_DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+                   "h": 3600 * 10**9}
+
+
+def go_parse_duration(text: str) -> int:
+    """time.ParseDuration, in nanoseconds."""
+    from fractions import Fraction
+
+    s, total = text, Fraction(0)
+    neg = s[:1] == "-"
+    s = s[1:] if s[:1] in "+-" else s
+    if s == "0":
+        return 0
+    if not s:
+        raise ValueError(f"time: invalid duration {_go_quote(text)}")
+    while s:
+        m = re.match(r"([0-9]*)(?:\.([0-9]*))?", s)
+        if not (m.group(1) or m.group(2)):
+            raise ValueError(f"time: invalid duration {_go_quote(text)}")
+        s = s[m.end():]
+        unit = re.match(r"[^0-9.]*", s).group(0)
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {_go_quote(text)}")
+        if unit not in _DURATION_UNITS:
+            raise ValueError(f"time: unknown unit {_go_quote(unit)} in duration {_go_quote(text)}")
+        s = s[len(unit):]
+        total += Fraction(f"{m.group(1) or 0}.{m.group(2) or 0}") * _DURATION_UNITS[unit]
+    return -int(total) if neg else int(total)
+
+
+def _set_flag(f: _Flag, values: dict, changed: set, raw: str) -> None:
+    if f.kind == "duration":
+        try:
+            values[f.name] = go_parse_duration(raw)
+        except ValueError as e:
+            label = f"-{f.short}, --{f.name}" if f.short else f"--{f.name}"
+            raise CmdError(f'invalid argument "{raw}" for "{label}" flag: {e}') from None
+    elif f.kind == "strings":
+        items = [x for x in raw.split(",")] if raw else []
+        values[f.name] = (values[f.name] if f.name in changed else []) + items
+    else:
+        values[f.name] = raw
 
 
 def _parse_bool(flag: _Flag, value: str) -> bool:
@@ -2742,7 +3961,7 @@ def parse_flags(args: list[str], flags: list[_Flag]) -> tuple[dict, set, list[st
     """pflag: interspersed flags, --name[=v], -n v, -nv, -n=v, combined bool shorthands, '--'."""
     by_long = {f.name: f for f in flags}
     by_short = {f.short: f for f in flags if f.short}
-    values = {f.name: f.default for f in flags}
+    values = {f.name: list(f.default) if isinstance(f.default, list) else f.default for f in flags}
     changed: set[str] = set()
     positionals: list[str] = []
     i = 0
@@ -2760,9 +3979,9 @@ def parse_flags(args: list[str], flags: list[_Flag]) -> tuple[dict, set, list[st
             if f.kind == "bool":
                 values[name] = _parse_bool(f, val) if eq else True
             elif eq:
-                values[name] = val
+                _set_flag(f, values, changed, val)
             elif i < len(args):
-                values[name] = args[i]
+                _set_flag(f, values, changed, args[i])
                 i += 1
             else:
                 raise CmdError(f"flag needs an argument: --{name}")
@@ -2785,9 +4004,9 @@ def parse_flags(args: list[str], flags: list[_Flag]) -> tuple[dict, set, list[st
                 else:
                     if j + 1 < len(shorts):
                         rest = shorts[j + 1:]
-                        values[f.name] = rest[1:] if rest.startswith("=") else rest
+                        _set_flag(f, values, changed, rest[1:] if rest.startswith("=") else rest)
                     elif i < len(args):
-                        values[f.name] = args[i]
+                        _set_flag(f, values, changed, args[i])
                         i += 1
                     else:
                         raise CmdError(f"flag needs an argument: '{c}' in -{shorts}")
@@ -2870,6 +4089,10 @@ def _run(argv: list[str]) -> int:
     cmd = _ALIASES.get(name, name) if name else None
     if cmd in _OTHER_COMMANDS:
         raise NotSupported(f"'omnictl {cmd}'")
+    if cmd in ("cluster", "kubeconfig"):
+        rest = list(argv)
+        rest.remove(name)
+        return _run_cluster(argv, rest) if cmd == "cluster" else _run_kubeconfig(argv, rest)
     if cmd not in ("apply", "get", "delete", "help"):
         values, _, positionals = parse_flags(argv, _GLOBAL_FLAGS + COMMAND_FLAGS[""])
         if values["help"]:
@@ -2893,6 +4116,8 @@ def _run(argv: list[str]) -> int:
         if topic in HELP_TEXTS and topic != "root":
             sys.stdout.write(HELP_TEXTS[topic])
             return 0
+        if topic in ("cluster", "kubeconfig"):
+            return run_real_omnictl(argv, capture=False).returncode
         if topic in _OTHER_COMMANDS:
             raise NotSupported(f"'omnictl help {topic}'")
         sys.stderr.write(f"Unknown help topic [`{' '.join(topics)}`]\n" + _usage_only())
@@ -2919,6 +4144,78 @@ def _run(argv: list[str]) -> int:
             raise CmdError("if any flags in the group [all selector] are set none of the others can be; "
                            "[all selector] were all set")
         cmd_delete(state_dir, positionals, values, "namespace" in changed)
+    return 0
+
+
+def _first_positional(args: list[str], flags: list[_Flag]) -> str | None:
+    """cobra's stripFlags: the first argument that is neither a flag nor a flag's value."""
+    bools = {f.name for f in flags if f.kind == "bool"} | {f.short for f in flags if f.kind == "bool" and f.short}
+    i = 0
+    while i < len(args):
+        s = args[i]
+        i += 1
+        if s == "--":
+            return None
+        if s.startswith("-") and len(s) > 1:
+            if "=" not in s and s.lstrip("-") not in bools and not (s[1] != "-" and len(s) > 2):
+                i += 1
+            continue
+        return s
+    return None
+
+
+def _help_requested(args: list[str]) -> bool:
+    head = args[:args.index("--")] if "--" in args else args
+    return any(a in ("-h", "--help") or a.startswith("--help=") for a in head)
+
+
+def _run_cluster(argv: list[str], rest: list[str]) -> int:
+    args = list(rest)
+    sub = _first_positional(args, _GLOBAL_FLAGS)
+    key = None
+    if sub in ("template", "t"):
+        args.remove(sub)
+        verb = _first_positional(args, _GLOBAL_FLAGS + _TEMPLATE_FLAGS)
+        if ("template", verb) in CLUSTER_FLAGS:
+            args.remove(verb)
+            key = ("template", verb)
+    elif sub in ("status", "delete"):
+        args.remove(sub)
+        key = (sub,)
+    elif sub in _CLUSTER_UNSUPPORTED:
+        raise NotSupported(f"'omnictl cluster {sub}'")
+    if key is None or _help_requested(args) or key[-1] in ("validate", "render"):
+        # help texts and the offline verbs: exactly what the real omnictl prints
+        return run_real_omnictl(argv, capture=False).returncode
+    flags = _GLOBAL_FLAGS + (_TEMPLATE_FLAGS if key[0] == "template" else []) + CLUSTER_FLAGS[key]
+    values, changed, positionals = parse_flags(args, flags)
+    state_dir = default_state_dir()
+    if key[0] == "template":
+        if positionals:
+            raise CmdError(f'unknown command "{positionals[0]}" for "omnictl cluster template {key[1]}"')
+        root = _open_root(values.get("file", ""), values["allowed-dir"])
+        required = "cluster" if key[1] == "export" else "file"
+        if required not in changed:
+            raise CmdError(f'required flag(s) "{required}" not set')
+        return cmd_template(state_dir, key[1], values, root)
+    if len(positionals) != 1:
+        raise CmdError(f"accepts 1 arg(s), received {len(positionals)}")
+    connect(state_dir)
+    if key == ("status",):
+        cluster_status(state_dir, positionals[0], values["wait"] / 1e9, values["quiet"])
+        return 0
+    return delete_cluster(state_dir, positionals[0], values)
+
+
+def _run_kubeconfig(argv: list[str], rest: list[str]) -> int:
+    if _help_requested(rest):
+        return run_real_omnictl(argv, capture=False).returncode
+    values, changed, positionals = parse_flags(rest, _GLOBAL_FLAGS + COMMAND_FLAGS["kubeconfig"])
+    if len(positionals) > 1:
+        raise CmdError(f"accepts at most 1 arg(s), received {len(positionals)}")
+    if "cluster" not in changed:
+        raise CmdError('required flag(s) "cluster" not set')
+    cmd_kubeconfig(default_state_dir(), positionals, values, changed)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""The real pulumi CLI runs the program against the lab: preview, up, no-change preview, a spec
-change, drift made out of band, refresh, destroy; and the state never holds a secret in plain text.
+"""The real pulumi CLI runs the program against the lab: preview, up of the seed estate (two
+MachineClasses and talos-prod-01), no-change preview, spec changes, drift made out of band,
+refresh, protection, destroy; and the state never holds a secret in plain text.
 
 The steps share one lab and one stack and run in file order, as an operator would run them.
 """
@@ -19,6 +20,8 @@ from tests.conftest import PROJECT_ROOT
 pytestmark = pytest.mark.engine
 
 CLASS = "matrix-control-plane"
+CLUSTER = "talos-prod-01"
+DYNAMIC = "pulumi-python:dynamic:Resource"
 
 
 class Estate:
@@ -28,6 +31,7 @@ class Estate:
         shutil.copytree(PROJECT_ROOT, self.project, ignore=shutil.ignore_patterns(
             ".venv", ".tools", ".lab", ".git", "tests", "__pycache__", "Pulumi.*.yaml", ".pytest_cache"))
         (self.project / ".venv").symlink_to(PROJECT_ROOT / ".venv")
+        (self.project / ".tools").symlink_to(PROJECT_ROOT / ".tools")
         (self.project / "Pulumi.lab.yaml").write_text(yaml.safe_dump({"config": {
             "omni-scale:omnictlPath": "lab/bin/omnictl", "omni-scale:protect": "false"}}))
         self.info = ctl.start(self.lab_dir)
@@ -50,17 +54,30 @@ class Estate:
     def live_memory(self) -> int:
         return yaml.safe_load(self.live_class()["spec"]["autoprovision"]["providerdata"])["memory"]
 
-    def set_spec_memory(self, memory: int) -> None:
+    def edit_spec(self, edit) -> None:
         path = self.project / "specs" / "omni.yaml"
         data = yaml.safe_load(path.read_text())
-        data["machine_classes"][CLASS]["provider_data"]["memory"] = memory
+        edit(data)
         path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def set_spec_memory(self, memory: int) -> None:
+        self.edit_spec(lambda d: d["machine_classes"][CLASS]["provider_data"].update(memory=memory))
+
+    def live_workers(self) -> int:
+        exported = yaml.safe_load_all(self.omni.export_template(CLUSTER))
+        return next(d for d in exported if d["kind"] == "Workers")["machineClass"]["size"]
+
+    def set_config(self, key: str, value: str) -> None:
+        self.stack.set_config(key, value)
 
     def class_in_state(self) -> dict:
         deployment = json.loads(self.pulumi("stack", "export").stdout)["deployment"]
-        [resource] = [r for r in deployment["resources"]
-                      if r["urn"].endswith(f"pulumi-python:dynamic:Resource::{CLASS}")]
+        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{DYNAMIC}::{CLASS}")]
         return resource
+
+    def kubeconfig(self) -> str:
+        outputs = json.loads(self.pulumi("stack", "output", "--json", "--show-secrets").stdout)
+        return outputs["kubeconfigs"][CLUSTER]
 
     def state_text(self) -> str:
         files = list((self.stack.state_dir / ".pulumi").rglob("*.json"))
@@ -69,6 +86,10 @@ class Estate:
 
     def secrets(self) -> list[str]:
         return [self.info["omni"]["service_account_key"], self.info["proxmox"]["token_secret"]]
+
+    def kubeconfig_token(self) -> str:
+        users = yaml.safe_load(self.kubeconfig())["users"]
+        return users[0]["user"]["token"]
 
 
 @pytest.fixture(scope="module")
@@ -82,20 +103,25 @@ def estate(tmp_path_factory):
         ctl.stop(estate.lab_dir)
 
 
-def _steps(preview: dict, op: str) -> list[dict]:
-    return [s for s in preview.get("steps", []) if s["op"] == op
-            and s["urn"].endswith(f"pulumi-python:dynamic:Resource::{CLASS}")]
+def _steps(preview: dict, op: str, name: str = CLASS) -> list[dict]:
+    return [s for s in preview.get("steps", []) if s["op"] == op and s["urn"].endswith(f"{DYNAMIC}::{name}")]
 
 
-def test_preview_shows_one_machine_class_create(estate):
+def test_preview_shows_the_seed_estate_to_create(estate):
     preview = estate.preview_json()
-    assert len(_steps(preview, "create")) == 1
+    creates = sorted(s["urn"].rsplit("::", 1)[1] for s in preview["steps"]
+                     if s["op"] == "create" and DYNAMIC in s["urn"])
+    assert creates == ["matrix-control-plane", "matrix-worker", CLUSTER]
     assert estate.live_class() is None  # preview wrote nothing
 
 
-def test_up_creates_the_class_in_omni(estate):
+def test_up_creates_the_classes_and_the_cluster(estate):
     estate.pulumi("up", "--yes", "--skip-preview")
     assert estate.live_memory() == 8192
+    assert estate.live_workers() == 2
+    outputs = json.loads(estate.pulumi("stack", "output", "--json").stdout)
+    assert outputs["kubeconfigs"] == {CLUSTER: "[secret]"}
+    assert outputs["totals"]["all"] == {"machines": 5, "cores": 28, "memory_mb": 57344, "disk_gb": 320}
 
 
 def test_no_change_preview_passes_expect_no_changes(estate):
@@ -107,6 +133,7 @@ def test_memory_change_in_spec_is_an_update_of_that_field_only(estate):
     estate.set_spec_memory(16384)
     preview = estate.preview_json()
     [update] = _steps(preview, "update")
+    assert not _steps(preview, "update", CLUSTER)
     old = update["oldState"]["inputs"]["provider_data"]
     new = update["newState"]["inputs"]["provider_data"]
     assert {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)} == {"memory"}
@@ -115,9 +142,21 @@ def test_memory_change_in_spec_is_an_update_of_that_field_only(estate):
     text = estate.pulumi("preview", "--diff").stdout
     resource_part = text.split("--outputs:--")[0]
     changed = [line.strip() for line in resource_part.splitlines() if line.strip().startswith("~ ")]
-    assert changed[1:] == ["~ provider_data: {", "~ memory          : 8192 => 16384"], changed
+    assert changed == [f"~ {DYNAMIC}: (update)", "~ provider_data: {", "~ memory          : 8192 => 16384"], changed
     estate.pulumi("up", "--yes", "--skip-preview")
     assert estate.live_memory() == 16384
+
+
+def test_worker_count_change_is_an_update_of_the_cluster_template(estate):
+    estate.edit_spec(lambda d: d["clusters"][CLUSTER]["workers"][0].update(size=3))
+    preview = estate.preview_json()
+    [update] = _steps(preview, "update", CLUSTER)
+    assert not _steps(preview, "replace", CLUSTER) and not _steps(preview, "update")
+    old, new = update["oldState"]["inputs"]["template"], update["newState"]["inputs"]["template"]
+    assert old.replace("  size: 2\n", "  size: 3\n") == new
+    estate.pulumi("up", "--yes", "--skip-preview")
+    assert estate.live_workers() == 3
+    assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
 
 
 def test_refresh_reports_drift_made_out_of_band(estate):
@@ -155,14 +194,24 @@ def test_a_bad_spec_stops_preview_with_one_clear_message(estate):
 
 def test_state_holds_no_secret_in_plain_text(estate):
     state = estate.state_text()
-    for secret in estate.secrets():
+    for secret in estate.secrets() + [estate.kubeconfig_token()]:
         assert secret and secret not in state
     config = (estate.project / "Pulumi.lab.yaml").read_text()
     for secret in estate.secrets():
         assert secret not in config
 
 
-def test_destroy_leaves_no_machine_class_in_omni(estate):
+def test_destroy_is_refused_while_protected_and_the_deliberate_path_works(estate):
+    estate.set_config("omni-scale:protect", "true")
+    estate.pulumi("up", "--yes", "--skip-preview")  # protection is a state-only change
+    refused = estate.pulumi("destroy", "--yes", "--skip-preview", check=False)
+    assert refused.returncode != 0
+    assert "protected" in refused.stdout + refused.stderr
+    assert estate.live_workers() == 3 and estate.live_class() is not None
+    # The documented deliberate act: unprotect in config, apply, then destroy.
+    estate.set_config("omni-scale:protect", "false")
+    estate.pulumi("up", "--yes", "--skip-preview")
     estate.pulumi("destroy", "--yes", "--skip-preview")
     assert estate.live_class() is None
     assert estate.omni.run("get", "machineclasses", "-o", "yaml").strip() == ""
+    assert estate.omni.run("get", "clusters", "-o", "yaml").strip() == ""

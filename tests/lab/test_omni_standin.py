@@ -455,7 +455,7 @@ def test_cli_behaviour_matches_omnictl(lab):
 
 
 def test_unsupported_verbs_fail_clearly(lab):
-    for args in (("cluster", "template", "sync", "-f", "x.yaml"), ("kubeconfig", "-c", "x"),
+    for args in (("cluster", "lock", "x"), ("cluster", "kubernetes", "upgrade-pre-checks"), ("serviceaccount", "list"),
                  ("get", "mc", "--watch"), ("get", "mc", "-o", "jsonpath={.metadata.id}")):
         p = lab.run(*args)
         assert p.returncode == 1 and "not supported by the lab stand-in" in p.stderr, args

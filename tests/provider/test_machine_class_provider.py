@@ -1,15 +1,19 @@
 """The MachineClass dynamic provider driven directly against the lab's Omni stand-in:
 every verb and every error path, through the same omnictl argv the engine would use."""
 
+import time
+
 import pytest
 import yaml
 
 from components import omnictl as omnictl_mod
+from components.infra_provider import ProviderNotReady
 from components.machine_class import MachineClassProvider
 from components.render import MACHINE_CLASS_TYPE, machine_class_document
 from components.spec import SpecError
 from lab import omni_standin
 from lab.ctl import LAB_OMNI_ENDPOINT
+from tests.provider.conftest import configured, stack_config
 
 PROVIDER_DATA = {"cores": 4, "sockets": 1, "memory": 8192, "disk_size": 40,
                  "network_bridge": "vmbr0", "storage_selector": 'name == "vm_ssd"'}
@@ -17,23 +21,12 @@ INPUTS = {"class_id": "matrix-control-plane", "namespace": "default", "provider_
           "provider_data": PROVIDER_DATA}
 
 
-@pytest.fixture
-def lab(tmp_path, monkeypatch):
-    monkeypatch.setenv("OMNI_SCALE_LAB_DIR", str(tmp_path))
-    key = omni_standin.init_server(str(tmp_path / "omni"), LAB_OMNI_ENDPOINT)
-    omni_standin.register_provider(str(tmp_path / "omni"), "Proxmox", name="Proxmox")
-    return {"dir": tmp_path, "key": key}
-
-
 def provider_for(config: dict) -> MachineClassProvider:
-    provider = MachineClassProvider()
-    provider._raw_config = config
-    return provider
+    return configured(MachineClassProvider, config)
 
 
 def config(key: str, **extra) -> dict:
-    return {"omni-scale:omniEndpoint": LAB_OMNI_ENDPOINT, "omni-scale:omniServiceAccountKey": key,
-            "omni-scale:omnictlPath": "lab/bin/omnictl", **{f"omni-scale:{k}": v for k, v in extra.items()}}
+    return stack_config(key, **extra)
 
 
 @pytest.fixture
@@ -136,3 +129,26 @@ def test_secrets_reach_omnictl_only_through_its_environment(lab, tmp_path):
     provider.create(INPUTS)
     assert lab["key"] not in log.read_text()
     assert (tmp_path / "env").read_text().strip() == lab["key"]
+
+
+def test_unregistered_provider_is_named(lab):
+    provider = provider_for(config(lab["key"]))
+    with pytest.raises(ProviderNotReady, match="infra provider 'Elsewhere' is not registered with Omni"):
+        provider.create({**INPUTS, "provider_id": "Elsewhere"})
+
+
+def test_providerdata_is_checked_against_the_schema_the_provider_published(provider):
+    # Bypasses `check` on purpose: the provider's own schema is the last word before Omni.
+    with pytest.raises(ProviderNotReady, match=r"memory: 1024 is less than the minimum of 2048"):
+        provider.create({**INPUTS, "provider_data": {**PROVIDER_DATA, "memory": 1024}})
+    assert live(provider) is None
+
+
+def test_stale_heartbeat_and_provider_error_stop_the_apply(provider, lab):
+    omni_standin.heartbeat(lab["omni"], "Proxmox", at=time.time() - 3600)
+    with pytest.raises(ProviderNotReady, match=r"last reported \d+s ago"):
+        provider.create(INPUTS)
+    omni_standin.heartbeat(lab["omni"], "Proxmox", error="failed to authenticate: key expired")
+    with pytest.raises(ProviderNotReady, match="reports an error: failed to authenticate: key expired"):
+        provider.create(INPUTS)
+    assert live(provider) is None

@@ -66,3 +66,33 @@ def test_provider_pickles_without_any_configured_credentials():
     provider = MachineClassProvider()
     provider._raw_config = {"omni-scale:omniServiceAccountKey": "sekrit-key-123"}
     assert b"sekrit-key-123" not in dill.dumps(provider)
+
+
+@pulumi.runtime.test
+def test_talos_cluster_waits_for_its_classes_is_protected_and_keeps_kubeconfig_secret(monkeypatch):
+    from components import talos_cluster
+
+    captured = {}
+    real = talos_cluster._TalosClusterResource.__init__
+
+    def spy(self, name, props, opts):
+        captured["opts"], captured["props"] = opts, props
+        real(self, name, props, opts)
+
+    monkeypatch.setattr(talos_cluster._TalosClusterResource, "__init__", spy)
+    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
+    classes = [MachineClass(cid, c) for cid, c in spec.machine_classes.items()]
+    cluster = talos_cluster.TalosCluster("talos-prod-01", spec.clusters["talos-prod-01"], protect=True,
+                                         machine_classes=classes)
+    opts = captured["opts"]
+    assert opts.protect is True
+    assert list(opts.depends_on) == classes
+    assert "kubeconfig" in opts.additional_secret_outputs
+    assert captured["props"]["template"].startswith("kind: Cluster\nname: talos-prod-01\n")
+
+    def check(args):
+        urn, is_secret = args
+        assert "omni-scale:omni:TalosCluster$pulumi-python:dynamic:Resource::talos-prod-01" in urn
+        assert is_secret
+
+    return pulumi.Output.all(cluster.resource.urn, pulumi.Output.is_secret(cluster.kubeconfig)).apply(check)

@@ -1,6 +1,8 @@
 """Renderers are pure and byte-stable; the seed estate renders to the checked-in golden files."""
 
-from components.render import render_machine_class
+import subprocess
+
+from components.render import canonical_template, render_cluster_template, render_machine_class
 from components.spec import load_spec
 from tests.conftest import PROJECT_ROOT
 
@@ -18,3 +20,87 @@ def test_providerdata_key_order_does_not_change_the_bytes():
     a = {"cores": 4, "memory": 8192, "disk_size": 40, "storage_selector": "x"}
     b = dict(reversed(list(a.items())))
     assert render_machine_class("c", "Proxmox", a) == render_machine_class("c", "Proxmox", b)
+
+
+EXPORTED = """kind: Cluster
+name: c1
+kubernetes:
+  version: v1.34.3
+talos:
+  version: v1.11.6
+patches:
+  - idOverride: 200-cluster-c1-cilium
+    annotations:
+      name: cilium
+    inline: |
+      cluster:
+          proxy:
+              disabled: true
+---
+kind: Workers
+systemExtensions:
+  - siderolabs/iscsi-tools
+machineClass:
+  name: w
+  size: 2
+patches:
+  - idOverride: 400-c1-workers-sysctl
+    annotations:
+      name: sysctl
+    inline: |
+      machine: {sysctls: {a: "1"}}
+---
+kind: ControlPlane
+machineClass:
+  name: cp
+  size: 3
+"""
+
+WRITTEN = """kind: Cluster
+name: c1
+talos: {version: v1.11.6}
+kubernetes: {version: v1.34.3}
+patches:
+- name: cilium
+  inline: {cluster: {proxy: {disabled: true}}}
+---
+kind: ControlPlane
+machineClass: {size: 3, name: cp}
+---
+kind: Workers
+name: workers
+machineClass: {name: w, size: 2}
+patches:
+- inline: {machine: {sysctls: {a: "1"}}}
+  name: sysctl
+systemExtensions: [siderolabs/iscsi-tools]
+"""
+
+
+def test_exported_and_written_forms_of_one_cluster_are_canonically_equal():
+    assert canonical_template(EXPORTED) == canonical_template(WRITTEN)
+
+
+def test_real_differences_survive_canonicalisation():
+    assert canonical_template(WRITTEN.replace("size: 2", "size: 3")) != canonical_template(EXPORTED)
+    assert canonical_template(EXPORTED.replace("disabled: true", "disabled: false")) != canonical_template(WRITTEN)
+    custom_id = EXPORTED.replace("idOverride: 400-c1-workers-sysctl", "idOverride: 999-custom")
+    assert "idOverride: 999-custom" in canonical_template(custom_id)
+
+
+def test_seed_cluster_template_matches_golden_file():
+    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
+    rendered = render_cluster_template("talos-prod-01", spec.clusters["talos-prod-01"])
+    assert rendered == (GOLDEN / "talos-prod-01.yaml").read_text()
+    assert canonical_template(rendered) == rendered  # what we render is already canonical
+
+
+def test_every_rendered_template_passes_the_real_omnictl_validate(tmp_path):
+    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
+    omnictl = PROJECT_ROOT / ".tools" / "bin" / "omnictl"
+    for name, cluster in spec.clusters.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(render_cluster_template(name, cluster))
+        proc = subprocess.run([str(omnictl), "cluster", "template", "validate", "-f", str(path)],
+                              capture_output=True, text=True, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr

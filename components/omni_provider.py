@@ -1,0 +1,49 @@
+"""The base of every dynamic provider that talks to Omni."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pulumi.dynamic import ConfigureRequest, ResourceProvider
+
+from .omnictl import Omnictl
+from .settings import OmniSettings, omnictl_from_config
+
+
+class OmniProvider(ResourceProvider):
+    """Holds the omnictl client, built from the stack config in `configure`.
+
+    The Python SDK pickles the provider object into the stack state: it must hold no
+    secret, so the config (with the service-account key) arrives in `configure`, which
+    runs in the provider process only, and nothing of the instance is pickled.
+    """
+
+    _raw_config: dict = {}
+    _client: Optional[Omnictl] = None
+    _settings: Optional[OmniSettings] = None
+
+    def __getstate__(self):
+        return {}
+
+    def configure(self, req: ConfigureRequest) -> None:
+        self._raw_config = req.config._props  # resolved lazily: check must work without credentials
+
+    def _build(self, offline: bool) -> tuple[Omnictl, OmniSettings]:
+        return omnictl_from_config(self._raw_config, offline=offline)
+
+    @property
+    def client(self) -> Omnictl:
+        if self._client is None:
+            self._client, self._settings = self._build(offline=False)
+        return self._client
+
+    @property
+    def offline_client(self) -> Omnictl:
+        """For omnictl's offline verbs (template validate/render): no endpoint or key needed."""
+        return self._build(offline=True)[0]
+
+    @property
+    def settings(self) -> OmniSettings:
+        if self._settings is None:
+            self._settings = self._build(offline=True)[1]
+        return self._settings

@@ -1,0 +1,87 @@
+"""The TalosCluster dynamic provider against the lab's Omni: every verb and error path."""
+
+import pytest
+import yaml
+
+from components import omnictl as omnictl_mod
+from components.machine_class import MachineClassProvider
+from components.render import canonical_template, render_cluster_template
+from components.spec import load_spec
+from components.talos_cluster import TalosClusterProvider
+from lab import omni_standin
+from tests.conftest import PROJECT_ROOT
+from tests.provider.conftest import configured, stack_config
+
+NAME = "talos-prod-01"
+SPEC = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
+TEMPLATE = render_cluster_template(NAME, SPEC.clusters[NAME])
+
+
+@pytest.fixture
+def provider(lab):
+    config = stack_config(lab["key"], clusterReadyTimeoutSeconds="2")
+    classes = configured(MachineClassProvider, config)
+    for class_id, cls in SPEC.machine_classes.items():
+        classes.create({"class_id": class_id, "namespace": "default", "provider_id": cls.provider_id,
+                        "provider_data": cls.provider_data.as_document()})
+    return configured(TalosClusterProvider, config)
+
+
+def with_workers(size: int) -> str:
+    docs = list(yaml.safe_load_all(TEMPLATE))
+    docs[2]["machineClass"]["size"] = size
+    return yaml.safe_dump_all(docs)
+
+
+def test_check_validates_offline_and_canonicalises(lab):
+    offline = configured(TalosClusterProvider, {"omni-scale:omnictlPath": "lab/bin/omnictl"})
+    ok = offline.check({}, {"cluster_name": NAME, "template": TEMPLATE})
+    assert ok.failures == [] and ok.inputs["template"] == canonical_template(TEMPLATE)
+    broken = TEMPLATE.replace("  size: 3\n", "  size: 3\n  sise: 3\n")
+    bad = offline.check({}, {"cluster_name": NAME, "template": broken})
+    assert [f.property for f in bad.failures] == ["template"]
+    assert "field sise not found" in bad.failures[0].reason
+
+
+def test_create_syncs_waits_and_returns_the_live_template_and_a_kubeconfig(provider):
+    created = provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
+    assert created.id == NAME
+    assert created.outs["template"] == canonical_template(TEMPLATE)
+    assert "clusters:" in created.outs["kubeconfig"] and "127.0.0.1" in created.outs["kubeconfig"]
+    read = provider.read(NAME, created.outs)
+    assert read.inputs == {"cluster_name": NAME, "template": canonical_template(TEMPLATE)}
+
+
+def test_diff_ignores_cosmetics_and_sees_worker_count(provider):
+    olds = {"cluster_name": NAME, "template": canonical_template(TEMPLATE)}
+    reordered = provider.check({}, {"cluster_name": NAME, "template": yaml.safe_dump_all(
+        list(yaml.safe_load_all(TEMPLATE)), sort_keys=True)}).inputs
+    assert provider.diff(NAME, olds, reordered).changes is False
+    more = provider.check({}, {"cluster_name": NAME, "template": with_workers(3)}).inputs
+    result = provider.diff(NAME, olds, more)
+    assert result.changes is True and result.replaces == []
+    assert provider.diff(NAME, olds, {**olds, "cluster_name": "other"}).replaces == ["cluster_name"]
+
+
+def test_update_and_out_of_band_drift_are_seen_by_read(provider):
+    created = provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
+    updated = provider.update(NAME, created.outs, {"cluster_name": NAME, "template": canonical_template(with_workers(3))})
+    assert "size: 3" in updated.outs["template"].split("kind: Workers")[1]
+    provider.client.template("sync", with_workers(5))  # someone scales by hand
+    drifted = provider.read(NAME, updated.outs)
+    assert drifted.inputs["template"] == canonical_template(with_workers(5))
+
+
+def test_cluster_not_ready_in_time_fails_with_omnictls_message(provider, lab):
+    created = provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
+    omni_standin.set_cluster_ready(lab["omni"], NAME, False)
+    with pytest.raises(omnictl_mod.OmnictlError) as info:
+        provider.update(NAME, created.outs, {"cluster_name": NAME, "template": canonical_template(with_workers(3))})
+    assert "status" in info.value.verb and info.value.message
+
+
+def test_delete_removes_the_cluster_and_read_then_reports_it_gone(provider):
+    created = provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
+    provider.delete(NAME, created.outs)
+    assert provider.read(NAME, created.outs).id is None
+    provider.delete(NAME, created.outs)  # already gone: not an error
