@@ -104,3 +104,22 @@ def test_every_rendered_template_passes_the_real_omnictl_validate(tmp_path):
         proc = subprocess.run([str(omnictl), "cluster", "template", "validate", "-f", str(path)],
                               capture_output=True, text=True, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
         assert proc.returncode == 0, proc.stderr
+
+
+def test_grown_estate_renders_every_cluster_to_a_template_the_real_omnictl_accepts(tmp_path):
+    spec = load_spec(PROJECT_ROOT / "tests" / "fixtures" / "grown-estate.yaml")
+    omnictl = PROJECT_ROOT / ".tools" / "bin" / "omnictl"
+    assert sorted(spec.clusters) == ["talos-lab-02", "talos-prod-01"]
+    prod = spec.cluster_totals("talos-prod-01")
+    # 3 x cp(4c, 8 GiB, 40 GB) + 4 x worker(8c, 16 GiB, 100+200 GB) + 1 x gpu(2x8c, 32 GiB, 100 GB)
+    assert (prod.machines, prod.cores, prod.memory_mb, prod.disk_gb) == (8, 60, 122880, 1420)
+    assert spec.totals.machines == 9  # the lab cluster's unlimited pool counts as its minimum, 0
+    for name, cluster in spec.clusters.items():
+        text = render_cluster_template(name, cluster)
+        assert canonical_template(text) == text
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        proc = subprocess.run([str(omnictl), "cluster", "template", "validate", "-f", str(path)],
+                              capture_output=True, text=True, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, (name, proc.stderr)
+    assert "time.cloudflare.com" in render_cluster_template("talos-prod-01", spec.clusters["talos-prod-01"])

@@ -1,0 +1,33 @@
+"""Stack config mistakes end in one message naming Pulumi.<stack>.yaml and the key."""
+
+import pytest
+
+from components.settings import OmniSettings, omnictl_from_config
+from components.spec import SpecError
+
+
+def lookup(**values):
+    return lambda key: values.get(key)
+
+
+@pytest.mark.parametrize("key,value", [("omniTimeoutSeconds", "soon"), ("clusterReadyTimeoutSeconds", "-5"),
+                                       ("providerHeartbeatMaxAgeSeconds", "0")])
+def test_bad_durations_name_the_stack_file_and_key(key, value):
+    with pytest.raises(SpecError) as info:
+        OmniSettings.from_lookup(lookup(**{key: value}), "Pulumi.prod.yaml")
+    assert str(info.value) == (f"Pulumi.prod.yaml: config.omni-scale:{key}: "
+                               f"a positive number of seconds (got {value!r})")
+
+
+def test_defaults():
+    settings = OmniSettings.from_lookup(lookup(), "Pulumi.prod.yaml")
+    assert (settings.omnictl_path, settings.timeout_seconds, settings.cluster_ready_timeout_seconds,
+            settings.provider_heartbeat_max_age_seconds, settings.insecure_skip_tls_verify) == \
+        ("omnictl", 60, 1800, 300, False)
+
+
+def test_missing_credentials_are_named_unless_offline():
+    with pytest.raises(SpecError, match="config.omni-scale:omniEndpoint, config.omni-scale:omniServiceAccountKey"):
+        omnictl_from_config({"omni-scale:omnictlPath": "lab/bin/omnictl"})
+    client, _ = omnictl_from_config({"omni-scale:omnictlPath": "lab/bin/omnictl"}, offline=True)
+    assert client.binary.endswith("lab/bin/omnictl") and "key" not in repr(client)
