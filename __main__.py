@@ -8,13 +8,18 @@ import pulumi
 
 from components.machine_class import MachineClass
 from components.program import load_program_inputs
+from components.storage_preflight import StoragePreflight
 from components.talos_cluster import TalosCluster
 
 spec, settings = load_program_inputs()
 
+# Proxmox first: would the provider find nodes, storage, bridges, capacity and sane DNS?
+# It stops `preview` with every problem before anything is applied.
+preflight = StoragePreflight(spec.proxmox.cluster, spec)
+
 # MachineClasses: how the infra provider sizes each kind of VM.
 classes = {
-    class_id: MachineClass(class_id, class_spec, protect=settings.protect)
+    class_id: MachineClass(class_id, class_spec, protect=settings.protect, depends_on=[preflight])
     for class_id, class_spec in spec.machine_classes.items()
 }
 
@@ -28,6 +33,7 @@ clusters = {
     for name, cluster in spec.clusters.items()
 }
 
+pulumi.export("preflight", preflight.live)
 pulumi.export("machine_classes", {cid: c.provider_data for cid, c in classes.items()})
 pulumi.export("clusters", {name: c.template for name, c in clusters.items()})
 pulumi.export("kubeconfigs", {name: c.kubeconfig for name, c in clusters.items()})

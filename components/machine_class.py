@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pulumi
 import yaml
@@ -130,7 +130,7 @@ class MachineClass(pulumi.ComponentResource):
     """One Omni MachineClass that auto-provisions VMs through the infra provider."""
 
     def __init__(self, class_id: str, spec: MachineClassSpec, *, protect: bool = False,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 depends_on: Sequence[pulumi.Resource] = (), opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("omni-scale:omni:MachineClass", class_id, None, opts)
         props = {
             "class_id": class_id,
@@ -139,7 +139,7 @@ class MachineClass(pulumi.ComponentResource):
             "provider_data": spec.provider_data.as_document(),
         }
         self.resource = _MachineClassResource(
-            class_id, props, pulumi.ResourceOptions(parent=self, protect=protect))
+            class_id, props, pulumi.ResourceOptions(parent=self, protect=protect, depends_on=list(depends_on)))
         self.class_id = pulumi.Output.from_input(class_id)
         self.provider_data = self.resource.provider_data  # type: ignore[attr-defined]
         self.register_outputs({"class_id": self.class_id, "provider_data": self.provider_data})

@@ -70,3 +70,25 @@ def omnictl_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml",
         timeout_seconds=settings.timeout_seconds,
     )
     return client, settings
+
+
+def proxmox_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml") -> "ProxmoxSettings":
+    """The Proxmox API settings a dynamic provider is handed with the stack config."""
+    from .proxmox import ProxmoxSettings
+    from .omnictl import PROJECT_ROOT
+
+    def get(key: str):
+        return raw.get(f"{NAMESPACE}:{key}")
+
+    missing = [k for k in ("proxmoxApiUrl", "proxmoxTokenId", "proxmoxTokenSecret") if not get(k)]
+    if missing:
+        raise SpecError(stack_file, ", ".join(f"config.{NAMESPACE}:{k}" for k in missing),
+                        "a value (the token secret with `pulumi config set --secret`)")
+    verify: bool | str = True
+    if get("proxmoxCaFile"):
+        verify = str(PROJECT_ROOT / str(get("proxmoxCaFile")))  # absolute paths stay as they are
+    elif truthy(get("proxmoxInsecureSkipTlsVerify") or False):
+        verify = False  # a deliberate opt-out for self-signed PVE certificates
+    return ProxmoxSettings(api_url=str(get("proxmoxApiUrl")), token_id=str(get("proxmoxTokenId")),
+                           token_secret=str(get("proxmoxTokenSecret")), verify_tls=verify,
+                           timeout_seconds=_seconds(get, "proxmoxTimeoutSeconds", 30, stack_file))

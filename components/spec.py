@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
 
 
 class SpecError(Exception):
@@ -178,6 +178,8 @@ class InfraProviderSpec(_Strict):
 class ProxmoxSpec(_Strict):
     cluster: Name
     nodes: list[Name] = Field(min_length=1)
+    # The LAN resolvers every node must hand Talos VMs (split-horizon DNS for Omni); optional.
+    dns_resolvers: Optional[list[IPvAnyAddress]] = None
 
 
 class Patch(_Strict):
@@ -421,3 +423,14 @@ def resolve_patch_files(spec: Spec, base: Path, file: str) -> None:
                     raise SpecError(file, dotted, f"a patch file holding a YAML mapping ({target})")
                 # Frozen model: the content is rendered inline, so templates never depend on paths.
                 object.__setattr__(patch, "inline", content)
+
+
+def spec_document(spec: Spec) -> dict:
+    """The spec as plain data that parse_spec accepts again: file patches travel as their content."""
+    data = spec.model_dump(mode="json", exclude_none=True)
+    for cluster in data.get("clusters", {}).values():
+        pools = [cluster, cluster["control_plane"], *cluster.get("workers", [])]
+        for pool in pools:
+            for patch in pool.get("patches", []):
+                patch.pop("file", None)
+    return data

@@ -15,15 +15,19 @@ import secrets
 import signal
 import sys
 import tempfile
+import time
 
-from fakepve import FakePve
-from fakepve import shapes
+from fakepve import FakePve, routing, shapes
 from fakepve.certs import make_cert
+from fakepve.routing import split_list
+from fakepve.storage import BLOCK_NAME, spec_of
 
 NODES = ('foxtrot', 'golf', 'hotel')
 TOKEN_USER, TOKEN_NAME = 'pulumi@pve', 'omni-scale'
 TOKEN_ID = '{0}!{1}'.format(TOKEN_USER, TOKEN_NAME)
 TiB, GiB = 1024 ** 4, 1024 ** 3
+DEFAULT_DNS = {'search': 'matrix.lan', 'dns1': '127.0.0.53'}
+FILL_VMID = 999999999  # fill_storage()'s filler volume is named for the highest VMID PVE allows: no guest has it
 
 
 def build_matrix(pve, token_secret=None):
@@ -33,31 +37,155 @@ def build_matrix(pve, token_secret=None):
     for node in NODES:
         pve.add_node(node)
     # fakepve 0.5.0 has no setting for node capacity: /nodes and /cluster/resources take it from this
-    # (private) hook, for every node alike. The default is 4 CPUs / 8 GiB.
+    # (private) hook, for every node alike. The default is 4 CPUs / 8 GiB. set_node_capacity() overrides it per node.
     pve._node_stats = lambda online: dict(cpu=0.05, maxcpu=32, mem=24 * GiB, maxmem=128 * GiB, disk=8 * GiB,
                                           maxdisk=100 * GiB, uptime=86400) if online else {}
+    # The lab's own per-node state, read by the handlers below on every request (see the fault functions).
+    pve.matrix = {'capacity': {}, 'dns': {}, 'removed_bridges': {}}
+    # The hand-written GET /nodes and /cluster/resources routes are bound when start() builds the app, so
+    # these wrappers must be in place before then; they add set_node_capacity()'s values to node items.
+    pve._nodes = _with_node_capacity(pve, pve._nodes)
+    pve._resources = _with_node_capacity(pve, pve._resources)
     # local (dir) and local-lvm (lvmthin) are fakepve defaults; storages apply to every node.
     pve.add_ceph_storage('vm_ssd', pool='vm_ssd')
     pve.storages['vm_ssd']['total'] = 4 * TiB  # no 'avail' key: fakepve derives avail = total - used
     # Not modelled by fakepve (generic schema answers); added through its route tables (see fakepve.routing),
     # so the schema's parameter and permission checks still apply.
-    pve._routes_matrix = lambda: [('GET', '/nodes/{node}/dns', _dns), ('GET', '/nodes/{node}/network', _network)]
+    pve._routes_matrix = lambda: [('GET', '/nodes/{node}/dns', _dns_handler(pve)),
+                                  ('GET', '/nodes/{node}/network', _network_handler(pve))]
     if token_secret is not None:
         pve.apitokens[TOKEN_ID] = token_secret
         pve.grant(TOKEN_ID, '/', *shapes.ROLES['PVEAuditor'])  # read-only, as PVE's PVEAuditor role on /
     return pve
 
 
-async def _dns(values, user):
-    # fakepve's generic answer is 192.0.2.53 / example.org; a fake's resolver stays on loopback.
-    return {'search': 'matrix.lan', 'dns1': '127.0.0.53'}
+def _dns_handler(pve):
+    async def dns(values, user):
+        # fakepve's generic answer is 192.0.2.53 / example.org; a fake's resolver stays on loopback.
+        return pve.matrix['dns'].get(values['node'], DEFAULT_DNS)
+    return dns
 
 
-async def _network(values, user):
-    # fakepve's generic answer (vmbr0 on eno1), with the ?type= filter PVE applies and fakepve does not.
-    kind = values.get('type')
-    wanted = ('bridge', 'OVSBridge') if kind in ('any_bridge', 'any_local_bridge') else (kind,)
-    return [iface for iface in shapes.networks({}) if kind is None or iface['type'] in wanted]
+def _network_handler(pve):
+    async def network(values, user):
+        # fakepve's generic answer (vmbr0 on eno1), with the ?type= filter PVE applies and fakepve does not,
+        # less the bridges remove_bridge() took off this node.
+        kind = values.get('type')
+        wanted = ('bridge', 'OVSBridge') if kind in ('any_bridge', 'any_local_bridge') else (kind,)
+        gone = pve.matrix['removed_bridges'].get(values['node'], ())
+        return [iface for iface in shapes.networks({})
+                if iface['iface'] not in gone and (kind is None or iface['type'] in wanted)]
+    return network
+
+
+def _with_node_capacity(pve, handler):
+    """Wrap fakepve's GET /nodes or /cluster/resources handler: online node items get set_node_capacity()'s values."""
+    async def serve(request):
+        response = await handler(request)
+        capacity = pve.matrix['capacity']
+        if response.status != 200 or not capacity:
+            return response
+        data = json.loads(response.text)['data']
+        for item in data:
+            if item.get('type') == 'node' and item.get('status') == 'online':
+                item.update(capacity.get(item['node'], {}))
+        return routing.ok(data)
+    return serve
+
+
+# ---------------------------------------------------------------- faults
+#
+# Each changes a FakePve built by build_matrix, before or after start(); the next API answer shows it (the
+# handlers read this state per request). On a running server, call them on its event loop (see
+# tests/fakepve_matrix.py: Matrix.call) so no request sees a half-made change.
+
+def _need_node(pve, node):
+    if node not in pve.nodes:
+        raise KeyError('no node {0!r} in the fake cluster'.format(node))
+
+
+def take_node_offline(pve, node):
+    """GET /nodes: the node has status 'offline' and no cpu/maxcpu/mem/maxmem fields; any /nodes/{node}/...
+    request answers HTTP 595 'No route to host'."""
+    _need_node(pve, node)
+    pve.set_node_offline(node)
+
+
+def remove_storage_from_node(pve, storage, node):
+    """PVE's storage.cfg `nodes` restriction (fakepve models it): on that node GET /nodes/{node}/storage still
+    lists the storage, as real PVE does, but with enabled 0, active 0, total/used/avail 0; with ?content=images it
+    is left out. The other nodes are unchanged."""
+    _need_node(pve, node)
+    store = pve.storages[storage]
+    keep = [n for n in (split_list(store.get('nodes')) or sorted(pve.nodes)) if n != node]
+    if not keep:
+        raise ValueError('an empty nodes list means every node in PVE; use disable_storage()')
+    store['nodes'] = ','.join(keep)
+
+
+def ceph_down(pve):
+    """fakepve's own Ceph-down fault. GET /nodes/{n}/storage then still lists vm_ssd (no error) with enabled 1,
+    active 0, total 0, used 0, avail 0 (and no used_fraction), on every node; its content listing answers 500
+    'rbd error: rbd: listing images failed: (110) Connection timed out', /cluster/ceph/status 500
+    'rados_connect failed - Connection timed out'; RBD-backed VM starts and disk changes end in TASK ERROR."""
+    pve.ceph_down()
+
+
+def fill_storage(pve, storage, avail_bytes=0):
+    """GET /nodes/{n}/storage: the storage keeps its total, avail is avail_bytes and used = total - avail (a filler
+    volume, vm-999999999-disk-fill, takes the space); new disks beyond avail_bytes fail 'No space left on device'."""
+    store = pve.storages[storage]
+    total = pve._space(store)[0]  # fakepve's own (total, used, avail) arithmetic
+    volumes = store.setdefault('volumes', {})
+    filler = ('vm-{0}-disk-fill' if store.get('type') in BLOCK_NAME else '{0}/vm-{0}-disk-fill.raw').format(FILL_VMID)
+    volumes.pop(filler, None)
+    size = total - sum(int(vol.get('size') or 0) for vol in volumes.values()) - avail_bytes
+    if size < 0:
+        raise ValueError('{0} has less than {1} bytes free already'.format(storage, avail_bytes))
+    volumes[filler] = {'content': 'images', 'format': 'raw', 'size': size, 'ctime': int(time.time())}
+    store.update(total=total, avail=avail_bytes)
+
+
+def remove_bridge(pve, node, bridge):
+    """GET /nodes/{node}/network (any ?type=) no longer lists the bridge on that node; other nodes still do."""
+    _need_node(pve, node)
+    pve.matrix['removed_bridges'].setdefault(node, set()).add(bridge)
+
+
+def set_node_dns(pve, node, servers):
+    """GET /nodes/{node}/dns answers {'search': 'matrix.lan', 'dns1': servers[0], ...} (1 to 3 resolvers, unset
+    ones absent, as PVE) on that node only. The addresses are data the fake returns; nothing contacts them."""
+    _need_node(pve, node)
+    if not 1 <= len(servers) <= 3:
+        raise ValueError('PVE has dns1..dns3: give 1 to 3 resolvers')
+    pve.matrix['dns'][node] = dict({'search': DEFAULT_DNS['search']},
+                                   **{'dns{0}'.format(i): str(s) for i, s in enumerate(servers, 1)})
+
+
+def set_node_capacity(pve, node, maxcpu, maxmem, mem):
+    """GET /nodes and /cluster/resources?type=node: this node (while online) has these maxcpu, maxmem and mem
+    (bytes); the others keep the Matrix default (32 CPUs, 128 GiB, 24 GiB used)."""
+    _need_node(pve, node)
+    if not 0 <= mem <= maxmem:
+        raise ValueError('mem must be between 0 and maxmem')
+    pve.matrix['capacity'][node] = {'maxcpu': int(maxcpu), 'maxmem': int(maxmem), 'mem': int(mem)}
+
+
+def disable_storage(pve, storage):
+    """storage.cfg `disable`: on every node GET /nodes/{n}/storage lists it with enabled 0, active 0,
+    total/used/avail 0; ?enabled=1 or ?content=... leave it out."""
+    pve.storages[storage]['disable'] = 1
+
+
+def set_storage_content(pve, storage, content):
+    """storage.cfg `content` (e.g. 'rootdir': no 'images'); shown on every node in GET /nodes/{n}/storage's
+    content field, and ?content=images leaves the storage out. Types the storage's plugin lacks are refused."""
+    store = pve.storages[storage]
+    wanted = split_list(content if isinstance(content, str) else ','.join(content))
+    bad = [c for c in wanted if c not in spec_of(store)['content']]
+    if bad or not wanted:
+        raise ValueError('{0} ({1}) cannot hold content {2}'.format(storage, store.get('type'), bad or "''"))
+    store['content'] = ','.join(wanted)
 
 
 def is_loopback(host):

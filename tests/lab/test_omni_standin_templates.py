@@ -42,7 +42,7 @@ patches:
     inline:
       machine:
         network:
-          nameservers: [1.1.1.1]
+          nameservers: [127.0.0.53]
 systemExtensions:
   - siderolabs/qemu-guest-agent
 ---

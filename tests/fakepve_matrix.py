@@ -1,0 +1,76 @@
+"""An in-process Matrix-shaped fakepve server for tests: `with running_matrix(tmp_path) as matrix: ...`.
+
+The server runs on its own asyncio loop in a background thread, on 127.0.0.1 with a port the system picks.
+matrix.pve is the FakePve; change it through matrix.call(fn, *args), which runs fn on the server's loop and
+waits for it, e.g. `matrix.call(fake.fill_storage, matrix.pve, 'vm_ssd')`. Direct calls from the test thread
+are not safe on a running server: the handlers iterate fakepve's dicts (storages, volumes, nodes) while
+answering, and a fault adding a key meanwhile ("dictionary changed size during iteration") or a request landing
+between two of a fault's assignments would give a wrong answer.
+"""
+
+import asyncio
+import concurrent.futures
+import contextlib
+import secrets
+import threading
+
+from fakepve import FakePve
+from fakepve.certs import make_cert
+
+from lab import fakepve_lab
+
+HOST = '127.0.0.1'
+TIMEOUT = 30  # seconds; a start, stop or call taking longer fails the test instead of hanging it
+
+
+class Matrix(object):
+    """What running_matrix() yields: the fake, how to reach it, and call() to change it safely."""
+
+    def __init__(self, pve, loop, token_secret, cafile):
+        self.pve = pve
+        self.loop = loop
+        self.api_url = pve.url + '/api2/json'
+        self.token_id = fakepve_lab.TOKEN_ID
+        self.token_secret = token_secret
+        self.cafile = cafile
+
+    def call(self, fn, *args, **kwargs):
+        """Run fn(*args, **kwargs) on the server's loop, between two requests; return its result or raise."""
+        done = concurrent.futures.Future()
+
+        def run():
+            try:
+                done.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the caller's thread
+                done.set_exception(exc)
+        self.loop.call_soon_threadsafe(run)
+        return done.result(TIMEOUT)
+
+
+@contextlib.contextmanager
+def running_matrix(tmp_path, prepare=None):
+    """Start a Matrix-shaped FakePve (time_scale 0, API token pulumi@pve!omni-scale) and yield a Matrix.
+
+    prepare(pve), if given, runs before the server starts (no call() needed then): a fault from the first request.
+    """
+    certfile, keyfile, _ = make_cert(str(tmp_path), hosts=(HOST,))
+    token_secret = secrets.token_hex(16)
+    pve = fakepve_lab.build_matrix(FakePve(password=secrets.token_hex(16), host=HOST, port=0), token_secret)
+    pve.time_scale = 0
+    if prepare is not None:
+        prepare(pve)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name='fakepve-matrix', daemon=True)
+    thread.start()
+    try:
+        # start() returns once the socket listens (and pve.port holds the real port): no polling, no sleeps.
+        asyncio.run_coroutine_threadsafe(pve.start(certfile, keyfile), loop).result(TIMEOUT)
+        try:
+            yield Matrix(pve, loop, token_secret, certfile)
+        finally:
+            asyncio.run_coroutine_threadsafe(pve.stop(), loop).result(TIMEOUT)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(TIMEOUT)
+        if not thread.is_alive():
+            loop.close()

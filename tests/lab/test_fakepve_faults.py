@@ -1,0 +1,173 @@
+"""Each Matrix lab fault shows in the PVE API answers a storage preflight reads, at once, on the target only."""
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+
+import pytest
+
+from lab import fakepve_lab as fake
+from tests.fakepve_matrix import running_matrix
+
+GiB, TiB = 1024 ** 3, 1024 ** 4
+NODES = ['foxtrot', 'golf', 'hotel']
+
+
+@pytest.fixture
+def matrix(tmp_path):
+    with running_matrix(tmp_path) as running:
+        yield running
+
+
+def get(matrix, path):
+    request = urllib.request.Request(matrix.api_url + path, headers={
+        'Authorization': 'PVEAPIToken={0}={1}'.format(matrix.token_id, matrix.token_secret)})
+    context = ssl.create_default_context(cafile=matrix.cafile)
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        return json.load(response)['data']
+
+
+def get_error(matrix, path):
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        get(matrix, path)
+    return raised.value.code, json.load(raised.value).get('message')  # PVE ends its messages with a newline
+
+
+def nodes(matrix):
+    return {n['node']: n for n in get(matrix, '/nodes')}
+
+
+def storages(matrix, node, query=''):
+    return {s['storage']: s for s in get(matrix, '/nodes/{0}/storage{1}'.format(node, query))}
+
+
+def fields(item, *keys):
+    return tuple(item[k] for k in keys)
+
+
+def test_running_matrix_serves_the_matrix_over_verified_tls(matrix):
+    assert matrix.api_url.startswith('https://127.0.0.1:') and matrix.api_url.endswith('/api2/json')
+    assert matrix.token_id == 'pulumi@pve!omni-scale'
+    assert sorted(nodes(matrix)) == NODES
+    assert fields(storages(matrix, 'golf')['vm_ssd'], 'type', 'enabled', 'active', 'shared', 'total') == \
+        ('rbd', 1, 1, 1, 4 * TiB)
+    with pytest.raises(urllib.error.URLError):  # a client that does not trust the cafile refuses the server
+        urllib.request.urlopen(matrix.api_url + '/version', context=ssl.create_default_context(), timeout=10)
+
+
+def test_call_runs_on_the_server_loop_and_raises_there_errors_here(matrix):
+    assert matrix.call(lambda: matrix.pve.nodes['golf']['online']) is True
+    with pytest.raises(KeyError, match='kilo'):
+        matrix.call(fake.take_node_offline, matrix.pve, 'kilo')
+
+
+def test_take_node_offline(matrix):
+    assert nodes(matrix)['golf']['status'] == 'online'
+    matrix.call(fake.take_node_offline, matrix.pve, 'golf')
+    seen = nodes(matrix)
+    assert seen['golf']['status'] == 'offline'
+    assert not {'maxcpu', 'maxmem', 'mem'} & set(seen['golf'])
+    assert all(fields(seen[n], 'status', 'maxcpu') == ('online', 32) for n in ('foxtrot', 'hotel'))
+    assert get_error(matrix, '/nodes/golf/storage') == (595, 'No route to host\n')
+    assert 'vm_ssd' in storages(matrix, 'foxtrot')
+
+
+def test_remove_storage_from_node(matrix):
+    matrix.call(fake.remove_storage_from_node, matrix.pve, 'vm_ssd', 'golf')
+    # As real PVE (storage_info): still listed, but not enabled there and without space ...
+    gone = storages(matrix, 'golf')['vm_ssd']
+    assert fields(gone, 'enabled', 'active', 'total', 'used', 'avail') == (0, 0, 0, 0, 0)
+    # ... and absent once a content type is asked for.
+    assert 'vm_ssd' not in storages(matrix, 'golf', '?content=images')
+    assert 'local-lvm' in storages(matrix, 'golf', '?content=images')
+    for node in ('foxtrot', 'hotel'):
+        kept = storages(matrix, node, '?content=images')['vm_ssd']
+        assert fields(kept, 'enabled', 'active', 'total') == (1, 1, 4 * TiB)
+
+
+def test_ceph_down(matrix):
+    matrix.call(fake.ceph_down, matrix.pve)
+    for node in NODES:
+        listed = storages(matrix, node)
+        assert fields(listed['vm_ssd'], 'enabled', 'active', 'total', 'used', 'avail') == (1, 0, 0, 0, 0)
+        assert 'used_fraction' not in listed['vm_ssd']
+        assert listed['local-lvm']['active'] == 1
+    assert get_error(matrix, '/nodes/golf/storage/vm_ssd/content') == \
+        (500, 'rbd error: rbd: listing images failed: (110) Connection timed out\n')
+
+
+def test_fill_storage(matrix):
+    matrix.call(fake.fill_storage, matrix.pve, 'vm_ssd')
+    for node in NODES:
+        full = storages(matrix, node)['vm_ssd']
+        assert fields(full, 'active', 'total', 'used', 'avail', 'used_fraction') == (1, 4 * TiB, 4 * TiB, 0, 1.0)
+    assert storages(matrix, 'golf')['local-lvm']['avail'] > 0
+    matrix.call(fake.fill_storage, matrix.pve, 'vm_ssd', 10 * GiB)  # again: the filler is resized
+    almost = storages(matrix, 'hotel')['vm_ssd']
+    assert fields(almost, 'total', 'used', 'avail') == (4 * TiB, 4 * TiB - 10 * GiB, 10 * GiB)
+    matrix.call(fake.fill_storage, matrix.pve, 'local', GiB)  # a dir storage with fakepve's fixed avail
+    local = storages(matrix, 'foxtrot')['local']
+    assert fields(local, 'total', 'used', 'avail') == (50 * GiB, 49 * GiB, GiB)
+
+
+def test_remove_bridge(matrix):
+    matrix.call(fake.remove_bridge, matrix.pve, 'hotel', 'vmbr0')
+    assert get(matrix, '/nodes/hotel/network?type=bridge') == []
+    assert [i['iface'] for i in get(matrix, '/nodes/hotel/network')] == ['eno1']
+    for node in ('foxtrot', 'golf'):
+        assert [i['iface'] for i in get(matrix, '/nodes/{0}/network?type=bridge'.format(node))] == ['vmbr0']
+
+
+def test_set_node_dns(matrix):
+    matrix.call(fake.set_node_dns, matrix.pve, 'golf', ['1.1.1.1', '8.8.8.8'])
+    assert get(matrix, '/nodes/golf/dns') == {'search': 'matrix.lan', 'dns1': '1.1.1.1', 'dns2': '8.8.8.8'}
+    for node in ('foxtrot', 'hotel'):
+        assert get(matrix, '/nodes/{0}/dns'.format(node)) == {'search': 'matrix.lan', 'dns1': '127.0.0.53'}
+    with pytest.raises(ValueError):
+        matrix.call(fake.set_node_dns, matrix.pve, 'golf', ['1.1.1.1', '8.8.8.8', '9.9.9.9', '127.0.0.1'])
+
+
+def test_set_node_capacity(matrix):
+    matrix.call(fake.set_node_capacity, matrix.pve, 'foxtrot', 8, 16 * GiB, 15 * GiB)
+    seen = nodes(matrix)
+    assert fields(seen['foxtrot'], 'maxcpu', 'maxmem', 'mem') == (8, 16 * GiB, 15 * GiB)
+    for node in ('golf', 'hotel'):
+        assert fields(seen[node], 'maxcpu', 'maxmem', 'mem') == (32, 128 * GiB, 24 * GiB)
+    resources = {r['node']: r for r in get(matrix, '/cluster/resources?type=node')}
+    assert fields(resources['foxtrot'], 'maxcpu', 'maxmem', 'mem') == (8, 16 * GiB, 15 * GiB)
+    assert resources['golf']['maxcpu'] == 32
+    matrix.call(fake.take_node_offline, matrix.pve, 'foxtrot')  # an offline node still shows no capacity
+    assert 'maxcpu' not in nodes(matrix)['foxtrot']
+
+
+def test_disable_storage(matrix):
+    matrix.call(fake.disable_storage, matrix.pve, 'vm_ssd')
+    for node in NODES:
+        off = storages(matrix, node)['vm_ssd']
+        assert fields(off, 'enabled', 'active', 'total', 'avail') == (0, 0, 0, 0)
+        assert 'vm_ssd' not in storages(matrix, node, '?enabled=1')
+        assert 'vm_ssd' not in storages(matrix, node, '?content=images')
+        assert fields(storages(matrix, node)['local-lvm'], 'enabled', 'active') == (1, 1)
+
+
+def test_set_storage_content(matrix):
+    matrix.call(fake.set_storage_content, matrix.pve, 'vm_ssd', 'rootdir')
+    for node in NODES:
+        listed = storages(matrix, node)['vm_ssd']
+        assert fields(listed, 'content', 'enabled', 'active') == ('rootdir', 1, 1)
+        with_images = storages(matrix, node, '?content=images')
+        assert 'vm_ssd' not in with_images and 'local-lvm' in with_images
+    with pytest.raises(ValueError):  # RBD holds images and rootdir only, as PVE's plugin says
+        matrix.call(fake.set_storage_content, matrix.pve, 'vm_ssd', 'iso')
+
+
+def test_faults_made_before_start_show_from_the_first_request(tmp_path):
+    def prepare(pve):
+        fake.set_node_capacity(pve, 'hotel', 4, 8 * GiB, 7 * GiB)
+        fake.set_node_dns(pve, 'hotel', ['9.9.9.9'])
+        fake.fill_storage(pve, 'vm_ssd')
+    with running_matrix(tmp_path, prepare=prepare) as matrix:
+        assert fields(nodes(matrix)['hotel'], 'maxcpu', 'maxmem', 'mem') == (4, 8 * GiB, 7 * GiB)
+        assert get(matrix, '/nodes/hotel/dns')['dns1'] == '9.9.9.9'
+        assert storages(matrix, 'golf')['vm_ssd']['avail'] == 0
