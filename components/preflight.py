@@ -89,9 +89,12 @@ def run_preflight(spec: Spec, facts: dict[str, NodeFacts]) -> Report:
                                      "(the provider fails with \"no matches for the condition\")")
                 continue
             chosen[node] = storage["storage"]
-            if not int(storage.get("enabled", 1)) or not int(storage.get("active", 0)):
-                report.errors.append(f"{where}: selector picks storage {storage['storage']}, which is "
-                                     f"{'disabled' if not int(storage.get('enabled', 1)) else 'inactive'}")
+            if not int(storage.get("enabled", 1)):
+                report.errors.append(f"{where}: selector picks storage {storage['storage']}, which is disabled "
+                                     "on this node (storage.cfg `disable`, or a `nodes` list without it)")
+            elif not int(storage.get("active", 0)):
+                report.errors.append(f"{where}: selector picks storage {storage['storage']}, which is inactive "
+                                     "(for Ceph RBD: is the Ceph cluster healthy?)")
             if "images" not in str(storage.get("content", "")).split(","):
                 report.errors.append(f"{where}: selector picks storage {storage['storage']}, which does not "
                                      "hold VM disk images (content lacks `images`)")

@@ -59,9 +59,10 @@ class ProxmoxClient:
         self.requests += 1
         try:
             return self._api.get(path, **params)
-        except AuthenticationError as exc:
-            raise ProxmoxError(f"GET {path}: the API token was refused ({exc}); is it valid and unexpired?") from None
-        except ResourceException as exc:
+        except (AuthenticationError, ResourceException) as exc:
+            if isinstance(exc, AuthenticationError) or getattr(exc, "status_code", None) in (401, 403):
+                raise ProxmoxError(f"GET {path}: the API token was refused ({exc}); is it valid, unexpired "
+                                   "and allowed to audit the nodes?") from None
             raise ProxmoxError(f"GET {path}: {exc}") from None
         except requests.exceptions.RequestException as exc:
             raise ProxmoxError(f"GET {path}: Proxmox API unreachable ({type(exc).__name__}: {exc})") from None

@@ -14,7 +14,7 @@ from pulumi.dynamic import (CheckFailure, CheckResult, ConfigureRequest, CreateR
 from .preflight import run_preflight
 from .proxmox import ProxmoxClient, ProxmoxError
 from .settings import proxmox_from_config
-from .spec import Spec, parse_spec, spec_document
+from .spec import Spec, SpecError, parse_spec, spec_document
 
 
 class StoragePreflightProvider(ResourceProvider):
@@ -39,8 +39,8 @@ class StoragePreflightProvider(ResourceProvider):
     def check(self, _olds: dict, news: dict) -> CheckResult:
         try:
             live, errors = self._observe(news["spec"])
-        except ProxmoxError as exc:
-            return CheckResult(news, [CheckFailure("proxmox", str(exc))])
+        except (ProxmoxError, SpecError) as exc:
+            return CheckResult(news, [CheckFailure("proxmox" if isinstance(exc, ProxmoxError) else "spec", str(exc))])
         # What the infrastructure looks like now is part of the desired state: a change shows in diff.
         return CheckResult({**news, "live": live}, [CheckFailure("preflight", e) for e in errors])
 

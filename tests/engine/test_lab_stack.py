@@ -194,6 +194,26 @@ def test_a_bad_spec_stops_preview_with_one_clear_message(estate):
         path.write_text(good)
 
 
+def test_preflight_stops_preview_with_every_problem_before_anything_is_applied(estate):
+    path = estate.project / "specs" / "omni.yaml"
+    good = path.read_text()
+    try:
+        estate.edit_spec(lambda d: d["machine_classes"]["matrix-worker"]["provider_data"].update(
+            storage_selector='name == "nvme"', memory=32768))
+        proc = estate.pulumi("up", "--yes", "--skip-preview", check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        for node in ("foxtrot", "golf", "hotel"):
+            assert f"class matrix-worker on node {node}: no storage matches selector" in out
+        assert "Traceback" not in out
+        assert estate.live_workers() == 3  # nothing was applied: the class keeps its old size
+        live = yaml.safe_load(estate.omni.get(MACHINE_CLASS_TYPE, "matrix-worker", "default")["spec"]
+                              ["autoprovision"]["providerdata"])
+        assert live["memory"] == 16384
+    finally:
+        path.write_text(good)
+
+
 def test_state_holds_no_secret_in_plain_text(estate):
     state = estate.state_text()
     for secret in estate.secrets() + [estate.kubeconfig_token()]:
