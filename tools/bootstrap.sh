@@ -76,20 +76,27 @@ if [ -z "${OMNI_SCALE_BUILD_PULUMI:-}" ] && p=$(system_pulumi); then
 else
   cli=$(build_tool pulumi "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION")
   langhost=$(build_tool python-langhost "")
-  # The scripts the language host and the engine run ship in the Python SDK's Go module.
-  sdk_dir=$(cd "$root/tools/pulumi" && go mod download -json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  for script in python/cmd/pulumi-language-python-exec python/dist/pulumi-resource-pulumi-python; do
-    install -m 0755 "$sdk_dir/$script" "$cli/$(basename "$script")"
-  done
-  cp "$langhost/pulumi-language-python" "$cli/"
+  # The scripts the language host and the engine run ship in the Python SDK's Go module; they
+  # go beside the CLI once (rewriting files other runs may be executing would race).
+  if [ ! -f "$cli/.assembled-$(basename "$(dirname "$langhost")")" ]; then
+    sdk_dir=$(cd "$root/tools/pulumi" && go mod download -json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    for script in python/cmd/pulumi-language-python-exec python/dist/pulumi-resource-pulumi-python; do
+      install -m 0755 "$sdk_dir/$script" "$cli/$(basename "$script").tmp"
+      mv -f "$cli/$(basename "$script").tmp" "$cli/$(basename "$script")"
+    done
+    cp "$langhost/pulumi-language-python" "$cli/pulumi-language-python.tmp"
+    mv -f "$cli/pulumi-language-python.tmp" "$cli/pulumi-language-python"
+    touch "$cli/.assembled-$(basename "$(dirname "$langhost")")"
+  fi
   for f in pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python; do
     ln -sfn "$cli/$f" "$bin/$f"
   done
   # v3.79's language host ignores runtime.options.virtualenv: put the venv first for it.
-  rm -f "$bin/pulumi"
-  printf '#!/bin/sh\n# Written by tools/bootstrap.sh: the pinned pulumi, with the project venv first on PATH.\nPATH="%s:$PATH" exec "%s" "$@"\n' \
-    "$venv/bin" "$cli/pulumi" > "$bin/pulumi"
-  chmod +x "$bin/pulumi"
+  wrapper=$(printf '#!/bin/sh\n# Written by tools/bootstrap.sh: the pinned pulumi, with the project venv first on PATH.\nPATH="%s:$PATH" exec "%s" "$@"\n' \
+    "$venv/bin" "$cli/pulumi")
+  if [ "$(cat "$bin/pulumi" 2>/dev/null)" != "$wrapper" ]; then
+    rm -f "$bin/pulumi" && printf '%s\n' "$wrapper" > "$bin/pulumi.tmp" && chmod +x "$bin/pulumi.tmp" && mv -f "$bin/pulumi.tmp" "$bin/pulumi"
+  fi
 fi
 
 omnictl=$(build_tool omnictl "-X github.com/siderolabs/omni/client/pkg/version.Tag=$OMNICTL_VERSION")
