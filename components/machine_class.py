@@ -18,7 +18,7 @@ from pulumi.dynamic import (
 from pydantic import ValidationError
 
 from .infra_provider import check_provider
-from .omni_provider import OmniProvider
+from .providers import OmniProvider
 from .render import DEFAULT_NAMESPACE, MACHINE_CLASS_TYPE, machine_class_document
 from .spec import MachineClassSpec, ProviderData
 

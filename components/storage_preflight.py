@@ -8,25 +8,17 @@ import sys
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import (CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult,
-                            Resource, ResourceProvider, UpdateResult)
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
+from .providers import StackConfiguredProvider
 from .preflight import run_preflight
 from .proxmox import ProxmoxClient, ProxmoxError
 from .settings import proxmox_from_config
 from .spec import Spec, SpecError, parse_spec, spec_document
 
 
-class StoragePreflightProvider(ResourceProvider):
-    """Holds no secret when pickled: the token comes from the stack config in `configure`."""
-
-    _raw_config: dict = {}
-
-    def __getstate__(self):
-        return {}
-
-    def configure(self, req: ConfigureRequest) -> None:
-        self._raw_config = req.config._props
+class StoragePreflightProvider(StackConfiguredProvider):
+    """The Proxmox API token comes from the stack config (see StackConfiguredProvider)."""
 
     def _observe(self, document: dict) -> tuple[dict, list[str]]:
         spec = parse_spec(document, "specs/omni.yaml")

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from .omni_provider import OmniProvider
+from .providers import OmniProvider
 from .omnictl import NotFound, OmnictlError
 from .render import canonical_template, render_cluster_template
 from .spec import ClusterSpec

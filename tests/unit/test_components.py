@@ -60,12 +60,20 @@ def test_protect_flag_reaches_the_omni_resource():
     return protected.urn
 
 
-def test_provider_pickles_without_any_configured_credentials():
+@pytest.mark.parametrize("provider_class", ["machine_class.MachineClassProvider",
+                                            "talos_cluster.TalosClusterProvider",
+                                            "storage_preflight.StoragePreflightProvider"])
+def test_provider_pickles_without_any_configured_credentials(provider_class):
+    import importlib
+
     import dill
 
-    provider = MachineClassProvider()
-    provider._raw_config = {"omni-scale:omniServiceAccountKey": "sekrit-key-123"}
-    assert b"sekrit-key-123" not in dill.dumps(provider)
+    module, name = provider_class.split(".")
+    provider = getattr(importlib.import_module(f"components.{module}"), name)()
+    provider._raw_config = {"omni-scale:omniServiceAccountKey": "sekrit-key-123",
+                            "omni-scale:proxmoxTokenSecret": "sekrit-token-456"}
+    pickled = dill.dumps(provider, recurse=True)
+    assert b"sekrit-key-123" not in pickled and b"sekrit-token-456" not in pickled
 
 
 @pulumi.runtime.test

@@ -1,4 +1,4 @@
-"""The base of every dynamic provider that talks to Omni."""
+"""The bases of this project's dynamic providers."""
 
 from __future__ import annotations
 
@@ -10,23 +10,28 @@ from .omnictl import Omnictl
 from .settings import OmniSettings, omnictl_from_config
 
 
-class OmniProvider(ResourceProvider):
-    """Holds the omnictl client, built from the stack config in `configure`.
+class StackConfiguredProvider(ResourceProvider):
+    """Gets the stack config (with its secrets) in `configure`, never through resource inputs.
 
     The Python SDK pickles the provider object into the stack state: it must hold no
-    secret, so the config (with the service-account key) arrives in `configure`, which
-    runs in the provider process only, and nothing of the instance is pickled.
+    secret, so the config arrives in `configure`, which runs in the provider process
+    only, and nothing of the instance is pickled.
     """
 
     _raw_config: dict = {}
-    _client: Optional[Omnictl] = None
-    _settings: Optional[OmniSettings] = None
 
     def __getstate__(self):
         return {}
 
     def configure(self, req: ConfigureRequest) -> None:
         self._raw_config = req.config._props  # resolved lazily: check must work without credentials
+
+
+class OmniProvider(StackConfiguredProvider):
+    """Holds the omnictl client, built from the stack config."""
+
+    _client: Optional[Omnictl] = None
+    _settings: Optional[OmniSettings] = None
 
     def _build(self, offline: bool) -> tuple[Omnictl, OmniSettings]:
         return omnictl_from_config(self._raw_config, offline=offline)
