@@ -4038,24 +4038,7 @@ def _unknown_command(name: str, path: str = "omnictl") -> CmdError:
 
 def _find_command(args: list[str]) -> str | None:
     """cobra's stripFlags + Find over the root flags: the first non-flag argument."""
-    root_flags = {f.name: f for f in _GLOBAL_FLAGS + COMMAND_FLAGS[""]}
-    root_short = {f.short: f for f in _GLOBAL_FLAGS + COMMAND_FLAGS[""] if f.short}
-    i = 0
-    while i < len(args):
-        s = args[i]
-        i += 1
-        if s == "--":
-            return None
-        if s.startswith("--") and "=" not in s and not (s[2:] in root_flags and root_flags[s[2:]].kind == "bool"):
-            i += 1
-            continue
-        if s.startswith("-") and "=" not in s and len(s) == 2 and not (
-                s[1:] in root_short and root_short[s[1:]].kind == "bool"):
-            i += 1
-            continue
-        if s and not s.startswith("-"):
-            return s
-    return None
+    return _first_positional(args, _GLOBAL_FLAGS + COMMAND_FLAGS[""])
 
 
 def _usage_only() -> str:
@@ -4148,19 +4131,22 @@ def _run(argv: list[str]) -> int:
 
 
 def _first_positional(args: list[str], flags: list[_Flag]) -> str | None:
-    """cobra's stripFlags: the first argument that is neither a flag nor a flag's value."""
-    bools = {f.name for f in flags if f.kind == "bool"} | {f.short for f in flags if f.kind == "bool" and f.short}
+    """cobra's stripFlags: the first argument that is neither a flag nor a flag's value
+    (a non-bool `--name` or `-n` without `=` takes the next argument as its value)."""
+    long_bools = {f.name for f in flags if f.kind == "bool"}
+    short_bools = {f.short for f in flags if f.kind == "bool" and f.short}
     i = 0
     while i < len(args):
         s = args[i]
         i += 1
         if s == "--":
             return None
-        if s.startswith("-") and len(s) > 1:
-            if "=" not in s and s.lstrip("-") not in bools and not (s[1] != "-" and len(s) > 2):
-                i += 1
-            continue
-        return s
+        if s.startswith("--") and "=" not in s and s[2:] not in long_bools:
+            i += 1
+        elif s.startswith("-") and "=" not in s and len(s) == 2 and s[1:] not in short_bools:
+            i += 1
+        elif s and not s.startswith("-"):
+            return s
     return None
 
 
