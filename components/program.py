@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pulumi
 
-from .settings import NAMESPACE, OmniSettings, truthy
+from .settings import NAMESPACE, OMNI_CREDENTIALS, OmniSettings, require, truthy
 from .spec import Spec, SpecError, load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -27,10 +27,7 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
     try:
         spec_path = config.get("spec") or "specs/omni.yaml"
         spec = load_spec(PROJECT_ROOT / spec_path, display_name=spec_path)
-        for key in ("omniEndpoint", "omniServiceAccountKey"):
-            if config.get(key) is None:
-                raise SpecError(stack_file, f"config.{NAMESPACE}:{key}",
-                                "a value (set it with `pulumi config set --secret`)")
+        require(config.get, OMNI_CREDENTIALS, stack_file)
         omni = OmniSettings.from_lookup(config.get, stack_file)
         protect_raw = config.get("protect")
         # Production things are protected unless the stack deliberately says otherwise.

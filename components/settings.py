@@ -17,7 +17,26 @@ def truthy(value: object) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def _seconds(get: Callable[[str], Optional[object]], key: str, default: float, stack_file: str) -> float:
+Lookup = Callable[[str], Optional[object]]
+
+OMNI_CREDENTIALS = ("omniEndpoint", "omniServiceAccountKey")
+PROXMOX_CREDENTIALS = ("proxmoxApiUrl", "proxmoxTokenId", "proxmoxTokenSecret")
+
+
+def lookup_in(raw: dict) -> Lookup:
+    """Reads this project's keys from the stack config a dynamic provider is handed."""
+    return lambda key: raw.get(f"{NAMESPACE}:{key}")
+
+
+def require(get: Lookup, keys: tuple[str, ...], stack_file: str) -> None:
+    """Every missing key, named at once, in one message."""
+    missing = [k for k in keys if not get(k)]
+    if missing:
+        raise SpecError(stack_file, ", ".join(f"config.{NAMESPACE}:{k}" for k in missing),
+                        "a value (secrets with `pulumi config set --secret`)")
+
+
+def _seconds(get: Lookup, key: str, default: float, stack_file: str) -> float:
     raw = get(key)
     try:
         value = float(raw) if raw is not None else default
@@ -39,7 +58,7 @@ class OmniSettings:
     provider_heartbeat_max_age_seconds: float
 
     @staticmethod
-    def from_lookup(get: Callable[[str], Optional[object]], stack_file: str) -> "OmniSettings":
+    def from_lookup(get: Lookup, stack_file: str) -> "OmniSettings":
         return OmniSettings(
             omnictl_path=str(get("omnictlPath") or "omnictl"),
             insecure_skip_tls_verify=truthy(get("omniInsecureSkipTlsVerify") or False),
@@ -53,15 +72,10 @@ def omnictl_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml",
                         offline: bool = False) -> tuple[Omnictl, OmniSettings]:
     """Builds the omnictl client inside a dynamic provider from the stack config it was handed.
     An offline client (template validate/render) needs no endpoint or key."""
-
-    def get(key: str):
-        return raw.get(f"{NAMESPACE}:{key}")
-
+    get = lookup_in(raw)
     settings = OmniSettings.from_lookup(get, stack_file)
-    missing = [k for k in ("omniEndpoint", "omniServiceAccountKey") if not get(k)]
-    if missing and not offline:
-        raise SpecError(stack_file, ", ".join(f"config.{NAMESPACE}:{k}" for k in missing),
-                        "a value (set it with `pulumi config set --secret`)")
+    if not offline:
+        require(get, OMNI_CREDENTIALS, stack_file)
     client = Omnictl(
         binary=resolve_binary(settings.omnictl_path),
         endpoint=str(get("omniEndpoint") or ""),
@@ -76,14 +90,8 @@ def proxmox_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml") -> "
     """The Proxmox API settings a dynamic provider is handed with the stack config."""
     from .proxmox import ProxmoxSettings
     from .omnictl import PROJECT_ROOT
-
-    def get(key: str):
-        return raw.get(f"{NAMESPACE}:{key}")
-
-    missing = [k for k in ("proxmoxApiUrl", "proxmoxTokenId", "proxmoxTokenSecret") if not get(k)]
-    if missing:
-        raise SpecError(stack_file, ", ".join(f"config.{NAMESPACE}:{k}" for k in missing),
-                        "a value (the token secret with `pulumi config set --secret`)")
+    get = lookup_in(raw)
+    require(get, PROXMOX_CREDENTIALS, stack_file)
     verify: bool | str = True
     if get("proxmoxCaFile"):
         verify = str(PROJECT_ROOT / str(get("proxmoxCaFile")))  # absolute paths stay as they are
