@@ -121,14 +121,14 @@ class Omnictl:
             argv.append("--insecure-skip-tls-verify")
         argv.extend(args)
         verb = " ".join(a for a in args[:3] if not a.startswith("-"))
+        timeout_seconds = timeout_seconds or self.timeout_seconds
         try:
             proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True,
-                                  timeout=timeout_seconds or self.timeout_seconds,
-                                  stdin=subprocess.DEVNULL)
+                                  timeout=timeout_seconds, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise OmnictlMissing(verb, f"{self.binary} does not exist") from None
         except subprocess.TimeoutExpired:
-            raise Timeout(verb, f"no answer within {timeout_seconds or self.timeout_seconds:g}s") from None
+            raise Timeout(verb, f"no answer within {timeout_seconds:g}s") from None
         if proc.returncode != 0:
             raise classify(verb, proc.stderr or proc.stdout or f"exit code {proc.returncode}")
         return proc.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import celpy
 from celpy import celtypes
@@ -40,9 +41,15 @@ def _activation(storage: dict, node: str) -> dict:
             "availableSpace": celtypes.UintType(max(int(storage.get("avail", 0) or 0), 0))}
 
 
+@lru_cache(maxsize=None)
+def _cel_program(selector: str):
+    environment = celpy.Environment()
+    return environment.program(environment.compile(selector))
+
+
 def first_matching_storage(selector: str, node: str, storages) -> dict | None:
     """The provider's choice: the first storage of the node, in order, whose selector is true."""
-    program = celpy.Environment().program(celpy.Environment().compile(selector))
+    program = _cel_program(selector)  # compiled once per selector, evaluated per node and storage
     for storage in storages:
         result = program.evaluate(_activation(storage, node))
         if isinstance(result, celtypes.BoolType) and bool(result):

@@ -343,10 +343,14 @@ def _dotted(loc: tuple) -> str:
 _BRANCH = re.compile(r"^(\[key\]|function-\w+|int|str|literal\[.*\]|constrained-int|json-or-python\[.*\])$")
 
 
+def _user_loc(loc: tuple) -> tuple:
+    return tuple(p for p in loc if not (isinstance(p, str) and _BRANCH.match(p)))
+
+
 def _first_error(exc: ValidationError) -> tuple[str, str]:
     errors = exc.errors()
     err = errors[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _BRANCH.match(p)))
+    loc = _user_loc(err["loc"])
     cause = err.get("ctx", {}).get("error")
     if isinstance(cause, _AtPath):
         return _dotted(loc + tuple(_split(cause.path))), cause.expected
@@ -357,8 +361,7 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
         msg = "a value (this field is required)"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-    if len({_dotted(tuple(p for p in e["loc"] if not (isinstance(p, str) and _BRANCH.match(p))))
-            for e in errors}) == 1 and len(errors) > 1:
+    if len(errors) > 1 and len({_user_loc(e["loc"]) for e in errors}) == 1:
         msg = " or ".join(dict.fromkeys(e["msg"] for e in errors))  # a union: say every accepted form
     return _dotted(loc), msg
 
