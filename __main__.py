@@ -7,7 +7,8 @@ specs/omni.yaml says what the estate is; Pulumi.<stack>.yaml says where it lives
 import pulumi
 
 from components.machine_class import MachineClass
-from components.program import load_program_inputs
+from components.program import load_program_inputs, provider_stack_secrets
+from components.provider_lxc import ProviderLxc
 from components.storage_preflight import StoragePreflight
 from components.talos_cluster import TalosCluster
 
@@ -17,9 +18,18 @@ spec, settings = load_program_inputs()
 # It stops `preview` with every problem before anything is applied.
 preflight = StoragePreflight(spec.proxmox.cluster, spec)
 
+# The provider LXC and its compose stack: the provider must run (and register its providerdata
+# schema with Omni) before MachineClasses can be checked against it.
+provider_lxc = None
+if spec.provider_lxc is not None:
+    provider_lxc = ProviderLxc(spec.provider_lxc.hostname, spec.provider_lxc, spec.infra_provider.id,
+                               secrets=provider_stack_secrets(), protect=settings.protect,
+                               opts=pulumi.ResourceOptions(depends_on=[preflight]))
+
 # MachineClasses: how the infra provider sizes each kind of VM.
 classes = {
-    class_id: MachineClass(class_id, class_spec, protect=settings.protect, depends_on=[preflight])
+    class_id: MachineClass(class_id, class_spec, protect=settings.protect,
+                           depends_on=[preflight] + ([provider_lxc] if provider_lxc else []))
     for class_id, class_spec in spec.machine_classes.items()
 }
 
@@ -34,6 +44,8 @@ clusters = {
 }
 
 pulumi.export("preflight", preflight.live)
+if provider_lxc is not None:
+    pulumi.export("provider_lxc", {"container": provider_lxc.container.id, "compose": provider_lxc.deployment.id})
 pulumi.export("machine_classes", {cid: c.provider_data for cid, c in classes.items()})
 pulumi.export("clusters", {name: c.template for name, c in clusters.items()})
 pulumi.export("kubeconfigs", {name: c.kubeconfig for name, c in clusters.items()})

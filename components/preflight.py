@@ -120,7 +120,29 @@ def run_preflight(spec: Spec, facts: dict[str, NodeFacts]) -> Report:
 
     _check_capacity(spec, facts, online, need_by_storage, report)
     _check_control_plane_spread(spec, online, report)
+    _check_provider_lxc(spec, facts, online, report)
     return report
+
+
+def _check_provider_lxc(spec: Spec, facts: dict[str, NodeFacts], online: list[str], report: Report) -> None:
+    """Where the provider LXC goes: its bridge (L2-adjacent to the Talos VMs), root disk storage and template."""
+    lxc = spec.provider_lxc
+    if lxc is None or lxc.node not in online:
+        return  # a missing or offline node is already reported
+    where, node = f"provider LXC {lxc.vmid} on node {lxc.node}", facts[lxc.node]
+    if lxc.network.bridge not in node.bridges:
+        report.errors.append(f"{where}: bridge {lxc.network.bridge} does not exist on {lxc.node}")
+    storages = {s.get("storage"): s for s in node.storages}
+    template_storage = lxc.os_template.split(":", 1)[0]
+    for storage_id, content, what in ((lxc.root_disk.storage, "rootdir", "root disk"),
+                                      (template_storage, "vztmpl", "template")):
+        storage = storages.get(storage_id)
+        if storage is None:
+            report.errors.append(f"{where}: {what} storage {storage_id} does not exist on {lxc.node}")
+        elif not int(storage.get("enabled", 1)) or not int(storage.get("active", 0)):
+            report.errors.append(f"{where}: {what} storage {storage_id} is disabled or inactive on {lxc.node}")
+        elif content not in str(storage.get("content", "")).split(","):
+            report.errors.append(f"{where}: {what} storage {storage_id} does not hold `{content}` content")
 
 
 def _machines_of_class(spec: Spec, class_id: str) -> int:

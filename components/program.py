@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pulumi
 
-from .settings import NAMESPACE, OMNI_CREDENTIALS, OmniSettings, require, truthy
+from .settings import (NAMESPACE, OMNI_CREDENTIALS, PROVIDER_STACK_CREDENTIALS, PROXMOX_ADMIN_CREDENTIALS,
+                       OmniSettings, provider_secrets_from_lookup, require, truthy)
 from .spec import Spec, SpecError, load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,10 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
     try:
         spec_path = config.get("spec") or "specs/omni.yaml"
         spec = load_spec(PROJECT_ROOT / spec_path, display_name=spec_path)
-        require(config.get, OMNI_CREDENTIALS, stack_file)
+        required = OMNI_CREDENTIALS
+        if spec.provider_lxc is not None:
+            required += PROXMOX_ADMIN_CREDENTIALS + PROVIDER_STACK_CREDENTIALS
+        require(config.get, tuple(dict.fromkeys(required)), stack_file)
         omni = OmniSettings.from_lookup(config.get, stack_file)
         protect_raw = config.get("protect")
         # Production things are protected unless the stack deliberately says otherwise.
@@ -36,3 +40,12 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
         # RunError prints the message alone: a user mistake, not a bug.
         raise pulumi.RunError(str(exc)) from None
     return spec, ProgramSettings(omni=omni, protect=protect)
+
+
+def provider_stack_secrets() -> pulumi.Output:
+    """The provider LXC's compose secrets as one secret Output of ProviderSecrets."""
+    config = pulumi.Config(NAMESPACE)
+    keys = PROVIDER_STACK_CREDENTIALS + ("proxmoxApiUrl", "providerProxmoxApiUrl", "providerProxmoxInsecureSkipVerify")
+    values = pulumi.Output.all(**{key: config.get_secret(key) for key in keys})
+    return pulumi.Output.secret(values.apply(
+        lambda got: provider_secrets_from_lookup(got.get, f"Pulumi.{pulumi.get_stack()}.yaml")))

@@ -52,3 +52,15 @@ class OmniProvider(StackConfiguredProvider):
         if self._settings is None:
             self._settings = self._build(offline=True)[1]
         return self._settings
+
+
+def whole_numbers(value):
+    """Props as this program wrote them: the dynamic provider protocol carries every number as a
+    float (200 arrives as 200.0), which Proxmox's type checks and our diffs must not see."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value

@@ -6,6 +6,7 @@ with the number of nodes, never with nodes x classes.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -16,6 +17,10 @@ from proxmoxer.core import AuthenticationError, ResourceException
 
 class ProxmoxError(Exception):
     """The Proxmox API could not be read; the message says what and why."""
+
+
+class ProxmoxNotFound(ProxmoxError):
+    """The guest or object asked for does not exist (PVE answers 500 '... does not exist')."""
 
 
 @dataclass(frozen=True)
@@ -37,35 +42,70 @@ class NodeFacts:
 @dataclass(frozen=True)
 class ProxmoxSettings:
     api_url: str
-    token_id: str  # USER@REALM!TOKENID
-    token_secret: str = field(repr=False)
+    user: str  # USER@REALM!TOKENID for an API token, USER@REALM for a password login
+    secret: str = field(repr=False)  # the token's secret or the user's password
     verify_tls: bool | str = True  # True, False (the stack opted out) or a CA bundle path
     timeout_seconds: float = 30.0
+    # Which stack config keys these came from, so an error names them.
+    keys: str = "proxmoxApiUrl / proxmoxTokenId"
+
+    @property
+    def is_token(self) -> bool:
+        return "!" in self.user
 
 
 class ProxmoxClient:
     def __init__(self, settings: ProxmoxSettings):
         url = urlparse(settings.api_url)
-        user, _, token_name = settings.token_id.partition("!")
-        if not (url.hostname and user and token_name):
-            raise ProxmoxError(f"proxmoxApiUrl {settings.api_url!r} / proxmoxTokenId {settings.token_id!r}: "
-                               "expected https://HOST:PORT/api2/json and USER@REALM!TOKENID")
-        self._api = ProxmoxAPI(url.hostname, port=url.port or 8006, user=user, token_name=token_name,
-                               token_value=settings.token_secret, verify_ssl=settings.verify_tls,
-                               timeout=settings.timeout_seconds, service="PVE")
+        user, _, token_name = settings.user.partition("!")
+        if not (url.hostname and "@" in user and (token_name or not settings.is_token)):
+            raise ProxmoxError(f"{settings.keys} = {settings.api_url!r} / {settings.user!r}: expected "
+                               "https://HOST:PORT/api2/json and USER@REALM!TOKENID (or USER@REALM with a password)")
+        auth = (dict(token_name=token_name, token_value=settings.secret) if settings.is_token
+                else dict(password=settings.secret))
+        self._describe = "API token" if settings.is_token else f"login of {user}"
+        try:
+            self._api = ProxmoxAPI(url.hostname, port=url.port or 8006, user=user, verify_ssl=settings.verify_tls,
+                                   timeout=settings.timeout_seconds, service="PVE", **auth)
+        except Exception as exc:  # a password login talks to the API at once
+            raise self._error("POST", "access/ticket", exc) from None
         self.requests = 0  # what a benchmark counts
 
-    def get(self, path: str, **params) -> list | dict:
+    def _error(self, method: str, path: str, exc: Exception) -> "ProxmoxError":
+        if isinstance(exc, AuthenticationError) or getattr(exc, "status_code", None) in (401, 403):
+            return ProxmoxError(f"{method} {path}: the {self._describe} was refused ({exc}); is it valid, "
+                                "unexpired and allowed to do this?")
+        if isinstance(exc, requests.exceptions.RequestException):
+            return ProxmoxError(f"{method} {path}: Proxmox API unreachable ({type(exc).__name__}: {exc})")
+        if isinstance(exc, ResourceException) and getattr(exc, "status_code", None) == 500 \
+                and "does not exist" in str(exc):
+            return ProxmoxNotFound(f"{method} {path}: {exc}")
+        return ProxmoxError(f"{method} {path}: {exc}")
+
+    def call(self, method: str, path: str, **params) -> list | dict | str | None:
         self.requests += 1
         try:
-            return self._api.get(path, **params)
-        except (AuthenticationError, ResourceException) as exc:
-            if isinstance(exc, AuthenticationError) or getattr(exc, "status_code", None) in (401, 403):
-                raise ProxmoxError(f"GET {path}: the API token was refused ({exc}); is it valid, unexpired "
-                                   "and allowed to audit the nodes?") from None
-            raise ProxmoxError(f"GET {path}: {exc}") from None
-        except requests.exceptions.RequestException as exc:
-            raise ProxmoxError(f"GET {path}: Proxmox API unreachable ({type(exc).__name__}: {exc})") from None
+            return getattr(self._api, method.lower())(path, **params)
+        except (AuthenticationError, ResourceException, requests.exceptions.RequestException) as exc:
+            raise self._error(method, path, exc) from None
+
+    def get(self, path: str, **params) -> list | dict:
+        return self.call("GET", path, **params)
+
+    def wait_task(self, node: str, upid: str, timeout_seconds: float) -> None:
+        """Polls a task (create, start, stop, destroy) until it ends; its failure is an error."""
+        deadline = time.monotonic() + timeout_seconds
+        delay = 0.05
+        while True:
+            status = self.get(f"nodes/{node}/tasks/{upid}/status")
+            if status.get("status") == "stopped":
+                if status.get("exitstatus") != "OK":
+                    raise ProxmoxError(f"task {upid} failed: {status.get('exitstatus')}")
+                return
+            if time.monotonic() > deadline:
+                raise ProxmoxError(f"task {upid} still running after {timeout_seconds:g}s")
+            time.sleep(delay)  # polling a remote task: the API has no way to wait on it
+            delay = min(delay * 2, 2.0)
 
     def node_facts(self) -> dict[str, NodeFacts]:
         facts = {}

@@ -86,17 +86,75 @@ def omnictl_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml",
     return client, settings
 
 
-def proxmox_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml") -> "ProxmoxSettings":
-    """The Proxmox API settings a dynamic provider is handed with the stack config."""
-    from .proxmox import ProxmoxSettings
+def _proxmox_verify(get: Lookup) -> bool | str:
     from .omnictl import PROJECT_ROOT
+    if get("proxmoxCaFile"):
+        return str(PROJECT_ROOT / str(get("proxmoxCaFile")))  # absolute paths stay as they are
+    # A deliberate opt-out for self-signed PVE certificates.
+    return not truthy(get("proxmoxInsecureSkipTlsVerify") or False)
+
+
+def proxmox_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml") -> "ProxmoxSettings":
+    """The read-only API token the preflight uses, from the stack config a dynamic provider is handed."""
+    from .proxmox import ProxmoxSettings
     get = lookup_in(raw)
     require(get, PROXMOX_CREDENTIALS, stack_file)
-    verify: bool | str = True
-    if get("proxmoxCaFile"):
-        verify = str(PROJECT_ROOT / str(get("proxmoxCaFile")))  # absolute paths stay as they are
-    elif truthy(get("proxmoxInsecureSkipTlsVerify") or False):
-        verify = False  # a deliberate opt-out for self-signed PVE certificates
-    return ProxmoxSettings(api_url=str(get("proxmoxApiUrl")), token_id=str(get("proxmoxTokenId")),
-                           token_secret=str(get("proxmoxTokenSecret")), verify_tls=verify,
+    if "!" not in str(get("proxmoxTokenId")):
+        raise SpecError(stack_file, f"config.{NAMESPACE}:proxmoxTokenId", "an API token id, USER@REALM!TOKENID")
+    return ProxmoxSettings(api_url=str(get("proxmoxApiUrl")), user=str(get("proxmoxTokenId")),
+                           secret=str(get("proxmoxTokenSecret")), verify_tls=_proxmox_verify(get),
                            timeout_seconds=_seconds(get, "proxmoxTimeoutSeconds", 30, stack_file))
+
+
+PROXMOX_ADMIN_CREDENTIALS = ("proxmoxApiUrl", "proxmoxLxcPassword")
+
+
+def proxmox_admin_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml") -> "ProxmoxSettings":
+    """The login that creates the provider LXC. Proxmox lets only root@pam itself (not its API tokens)
+    set the keyctl feature and /dev/net/tun passthrough the Tailscale sidecar needs."""
+    from .proxmox import ProxmoxSettings
+    get = lookup_in(raw)
+    require(get, PROXMOX_ADMIN_CREDENTIALS, stack_file)
+    return ProxmoxSettings(api_url=str(get("proxmoxApiUrl")), user=str(get("proxmoxLxcUser") or "root@pam"),
+                           secret=str(get("proxmoxLxcPassword")), verify_tls=_proxmox_verify(get),
+                           timeout_seconds=_seconds(get, "proxmoxTimeoutSeconds", 30, stack_file),
+                           keys="proxmoxApiUrl / proxmoxLxcUser")
+
+
+# What the compose stack in the provider LXC needs; secrets are set with `pulumi config set --secret`.
+PROVIDER_STACK_CREDENTIALS = ("omniEndpoint", "providerOmniServiceAccountKey", "tailscaleAuthKey",
+                              "providerProxmoxTokenId", "providerProxmoxTokenSecret", "providerLxcSshPrivateKey")
+
+
+def provider_secrets_from_lookup(get: Lookup, stack_file: str) -> "ProviderSecrets":
+    from .provider_stack import ProviderSecrets
+    require(get, PROVIDER_STACK_CREDENTIALS, stack_file)
+    return ProviderSecrets(
+        omni_endpoint=str(get("omniEndpoint")),
+        omni_service_account_key=str(get("providerOmniServiceAccountKey")),
+        tailscale_auth_key=str(get("tailscaleAuthKey")),
+        # The provider reaches the same Proxmox API as this program unless the stack says otherwise.
+        proxmox_api_url=str(get("providerProxmoxApiUrl") or get("proxmoxApiUrl") or ""),
+        proxmox_token_id=str(get("providerProxmoxTokenId")),
+        proxmox_token_secret=str(get("providerProxmoxTokenSecret")),
+        proxmox_insecure_skip_verify=truthy(get("providerProxmoxInsecureSkipVerify") or False),
+    )
+
+
+def ssh_from_lookup(get: Lookup, default_host: str, stack_file: str, pinned_host_key: str = "") -> "SshSettings":
+    """How to reach the provider LXC: its own address from the spec unless the stack names another
+    (the lab's loopback SSH server). A host key in the config wins over the one remembered in state."""
+    from .ssh import SshSettings
+    require(get, ("providerLxcSshPrivateKey",), stack_file)
+    port_raw = get("providerLxcSshPort") or 22
+    try:
+        port = int(port_raw)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise SpecError(stack_file, f"config.{NAMESPACE}:providerLxcSshPort", f"a TCP port (got {port_raw!r})")
+    return SshSettings(host=str(get("providerLxcSshHost") or default_host), port=port,
+                       user=str(get("providerLxcSshUser") or "root"),
+                       private_key=str(get("providerLxcSshPrivateKey")),
+                       host_key=str(get("providerLxcSshHostKey") or pinned_host_key),
+                       timeout_seconds=_seconds(get, "providerLxcSshTimeoutSeconds", 120, stack_file))

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
+from ipaddress import IPv4Address, IPv4Interface
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
 
 
 class SpecError(Exception):
@@ -280,15 +282,79 @@ class TailscaleOperatorSpec(_Strict):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
+StorageId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]*$", description="a Proxmox storage id")]
+# A pinned image: a tag that names a release, never a moving one such as latest.
+def _pinned_image(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9._-]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]*", value) \
+            or value.rsplit(":", 1)[1] == "latest":
+        raise ValueError(f"an image with a pinned tag, e.g. tailscale/tailscale:v1.90.9, not :latest (got {value!r})")
+    return value
+
+
+def _relative_directory(value: str) -> str:
+    parts = value.split("/")
+    if not value or value.startswith("/") or ".." in parts or not all(re.fullmatch(r"[A-Za-z0-9_.-]+", p) for p in parts):
+        raise ValueError(f"a directory relative to the SSH user's home, without '..' (got {value!r})")
+    return value
+
+
+Image = Annotated[str, AfterValidator(_pinned_image)]
+
+
+class LxcRootDisk(_Strict):
+    storage: StorageId
+    size_gb: int = Field(ge=1)
+
+
+class LxcNetwork(_Strict):
+    bridge: Name
+    address: IPv4Interface  # static, with its prefix: 192.168.3.10/24
+    gateway: IPv4Address
+
+    @model_validator(mode="after")
+    def _gateway_on_link(self):
+        if self.gateway not in self.address.network:
+            raise _AtPath("gateway", f"an address inside {self.address.network} (got {self.gateway})")
+        return self
+
+
+class ComposeStackSpec(_Strict):
+    # Relative to the SSH user's home in the container: no absolute paths, no '..'.
+    directory: Annotated[str, AfterValidator(_relative_directory)] = "omni-provider"
+    provider_image: Image
+    tailscale_image: Image
+    tailscale_hostname: Name
+
+
+class ProviderLxcSpec(_Strict):
+    """The container that runs the Omni Proxmox provider and its Tailscale sidecar."""
+    node: Name
+    vmid: int = Field(ge=100, le=999999999)
+    hostname: Name
+    os_template: str = Field(pattern=r"^[a-z][a-z0-9_.-]*:vztmpl/[^/\s]+\.tar\.(gz|xz|zst)$",
+                             description="a container template volume, e.g. local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst")
+    cores: int = Field(ge=1)
+    memory: int = Field(ge=256, description="MB")
+    swap: int = Field(default=512, ge=0, description="MB")
+    root_disk: LxcRootDisk
+    network: LxcNetwork
+    start_on_boot: bool = True
+    compose: ComposeStackSpec
+
+
 class Spec(_Strict):
     infra_provider: InfraProviderSpec
     proxmox: ProxmoxSpec
     machine_classes: dict[Name, MachineClassSpec] = Field(min_length=1)
     clusters: dict[Name, ClusterSpec] = Field(default_factory=dict)
     tailscale_operator: Optional[TailscaleOperatorSpec] = None
+    provider_lxc: Optional[ProviderLxcSpec] = None
 
     @model_validator(mode="after")
     def _cross_checks(self):
+        lxc = self.provider_lxc
+        if lxc is not None and lxc.node not in self.proxmox.nodes:
+            raise _AtPath("provider_lxc.node", f"one of the Proxmox nodes {self.proxmox.nodes} (got {lxc.node!r})")
         for name, cls in self.machine_classes.items():
             if cls.provider_id != self.infra_provider.id:
                 raise _AtPath(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,15 +47,22 @@ def _write_private(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, log: Path, deadline_s: float = 60) -> dict:
+def _wait_for(path: Path, proc: subprocess.Popen, log: Path, what: str, deadline_s: float = 60) -> dict:
+    """The info file a server writes once it listens (written atomically: complete when it exists)."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if path.exists():
             return json.loads(path.read_text())
         if proc.poll() is not None:
-            raise SystemExit(f"lab: fakepve exited with {proc.returncode}; see {log}")
-        time.sleep(0.05)
-    raise SystemExit(f"lab: fakepve did not start within {deadline_s:g}s; see {log}")
+            raise SystemExit(f"lab: {what} exited with {proc.returncode}; see {log}")
+        time.sleep(0.05)  # another process's readiness: nothing to wait on but its file
+    raise SystemExit(f"lab: {what} did not start within {deadline_s:g}s; see {log}")
+
+
+def _spawn(directory: Path, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
+    with open(directory / f"{name}.log", "ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -90,36 +98,49 @@ def start(directory: Path | None = None) -> dict:
     info_file = directory / "lab.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
-        if _pid_alive(info["proxmox"]["pid"]):
+        if all(_pid_alive(info[part]["pid"]) for part in ("proxmox", "lxc") if part in info) and "lxc" in info:
             return info
         stop(directory)
+    # fakepve keeps its guests in memory only, so a new lab starts empty everywhere: Omni's resources,
+    # the container's files and the lab stack's state go too, or they would describe things that are gone.
+    for stale in ("omni", "lxc", "state", "project"):
+        shutil.rmtree(directory / stale, ignore_errors=True)
 
     pve_dir = directory / "fakepve"
     pve_dir.mkdir(exist_ok=True)
     (pve_dir / "fakepve.json").unlink(missing_ok=True)
-    log = directory / "fakepve.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "lab" / "fakepve_lab.py"), "--state-dir", str(pve_dir)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    pve = _wait_for(pve_dir / "fakepve.json", proc, log)
+    proc = _spawn(directory, "fakepve", [sys.executable, str(PROJECT_ROOT / "lab" / "fakepve_lab.py"),
+                                         "--state-dir", str(pve_dir)])
+    pve = _wait_for(pve_dir / "fakepve.json", proc, directory / "fakepve.log", "fakepve")
+
+    # The provider LXC's SSH server, with the docker stand-in the compose deployment drives.
+    ssh_dir = directory / "lxc"
+    (ssh_dir / "ssh.json").unlink(missing_ok=True)
+    ssh_proc = _spawn(directory, "ssh", [sys.executable, str(PROJECT_ROOT / "lab" / "ssh_standin.py"),
+                                         "--state-dir", str(ssh_dir)],
+                      env={**os.environ, "OMNI_SCALE_COMPOSE_SCHEMA": str(PROJECT_ROOT / ".tools" / "compose-spec.json")})
+    ssh = _wait_for(ssh_dir / "ssh.json", ssh_proc, directory / "ssh.log", "the lab SSH server")
 
     endpoint = LAB_OMNI_ENDPOINT
     key = omni_standin.init_server(str(directory / "omni"), endpoint)
     # The infra provider registers with Omni and heartbeats, as the real one does when it runs.
     provider_id = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").infra_provider.id
     provider_standin.register(str(directory / "omni"), provider_id)
-    provider_log = directory / "provider.log"
-    with open(provider_log, "ab") as out:
-        provider = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "lab" / "provider_standin.py"), "--omni-dir",
-             str(directory / "omni"), "--provider-id", provider_id],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    provider = _spawn(directory, "provider", [sys.executable, str(PROJECT_ROOT / "lab" / "provider_standin.py"),
+                                              "--omni-dir", str(directory / "omni"), "--provider-id", provider_id])
     info = {
         "omni": {"endpoint": endpoint, "service_account_key": key},
         "proxmox": {"api_url": pve["api_url"], "token_id": pve["token_id"],
                     "token_secret": pve["token_secret"], "cafile": pve["cafile"], "pid": pve["pid"]},
         "infra_provider": {"id": provider_id, "pid": provider.pid},
+        "lxc": {"root_password": pve["root_password"], "ssh_host": ssh["host"], "ssh_port": ssh["port"],
+                "ssh_user": ssh["user"], "ssh_host_key": ssh["host_key"], "home": ssh["home"], "pid": ssh["pid"],
+                "ssh_private_key": Path(ssh["private_key_file"]).read_text()},
+        # What the provider's compose stack is handed; nothing in the lab checks them but their secrecy.
+        "provider_stack": {"tailscale_auth_key": f"tskey-auth-lab-{secrets.token_hex(16)}",
+                           "omni_service_account_key": secrets.token_hex(32),
+                           "proxmox_token_id": pve["provider_token_id"],
+                           "proxmox_token_secret": pve["provider_token_secret"]},
     }
     _write_private(info_file, info)
     return info
@@ -130,7 +151,7 @@ def stop(directory: Path | None = None) -> None:
     info_file = directory / "lab.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
-        for pid in (info["proxmox"]["pid"], info.get("infra_provider", {}).get("pid")):
+        for pid in (info["proxmox"]["pid"], info.get("infra_provider", {}).get("pid"), info.get("lxc", {}).get("pid")):
             if pid:
                 _terminate(pid)
         info_file.unlink()
@@ -207,6 +228,16 @@ class LabStack:
         self.set_config("omni-scale:proxmoxTokenId", info["proxmox"]["token_id"])
         self.set_config("omni-scale:proxmoxTokenSecret", info["proxmox"]["token_secret"], secret=True)
         self.set_config("omni-scale:proxmoxCaFile", info["proxmox"]["cafile"])
+        lxc, stack = info["lxc"], info["provider_stack"]
+        self.set_config("omni-scale:proxmoxLxcPassword", lxc["root_password"], secret=True)
+        self.set_config("omni-scale:providerLxcSshHost", lxc["ssh_host"])
+        self.set_config("omni-scale:providerLxcSshPort", str(lxc["ssh_port"]))
+        self.set_config("omni-scale:providerLxcSshHostKey", lxc["ssh_host_key"])
+        self.set_config("omni-scale:providerLxcSshPrivateKey", lxc["ssh_private_key"], secret=True)
+        self.set_config("omni-scale:tailscaleAuthKey", stack["tailscale_auth_key"], secret=True)
+        self.set_config("omni-scale:providerOmniServiceAccountKey", stack["omni_service_account_key"], secret=True)
+        self.set_config("omni-scale:providerProxmoxTokenId", stack["proxmox_token_id"])
+        self.set_config("omni-scale:providerProxmoxTokenSecret", stack["proxmox_token_secret"], secret=True)
 
 
 # What the lab's pulumi project dir links to: the program, read live from the repo.

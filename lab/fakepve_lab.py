@@ -2,7 +2,8 @@
 
     python lab/fakepve_lab.py --state-dir DIR [--host 127.0.0.1] [--port 0] [--time-scale 0]
 
-Once listening it writes DIR/fakepve.json (url, api_url, token_id, token_secret, cafile, pid) and
+Once listening it writes DIR/fakepve.json (url, api_url, token_id, token_secret, cafile, pid, root_password,
+provider_token_id, provider_token_secret) and
 removes it again on SIGTERM/SIGINT. Needs fakepve==0.5.0 with its crypto extra.
 """
 
@@ -25,6 +26,10 @@ from fakepve.storage import BLOCK_NAME, spec_of
 NODES = ('foxtrot', 'golf', 'hotel')
 TOKEN_USER, TOKEN_NAME = 'pulumi@pve', 'omni-scale'
 TOKEN_ID = '{0}!{1}'.format(TOKEN_USER, TOKEN_NAME)
+# The token the Omni Proxmox provider itself would use inside the provider LXC (config.yaml).
+PROVIDER_TOKEN_ID = 'omni-provider@pve!provider'
+# The container template the spec's provider_lxc names, present on 'local' as `pveam download` leaves it.
+CT_TEMPLATE = 'vztmpl/debian-12-standard_12.12-1_amd64.tar.zst'
 TiB, GiB = 1024 ** 4, 1024 ** 3
 DEFAULT_DNS = {'search': 'matrix.lan', 'dns1': '127.0.0.53'}
 FILL_VMID = 999999999  # fill_storage()'s filler volume is named for the highest VMID PVE allows: no guest has it
@@ -53,6 +58,8 @@ def build_matrix(pve, token_secret=None):
     # so the schema's parameter and permission checks still apply.
     pve._routes_matrix = lambda: [('GET', '/nodes/{node}/dns', _dns_handler(pve)),
                                   ('GET', '/nodes/{node}/network', _network_handler(pve))]
+    pve.storages['local'].setdefault('volumes', {})[CT_TEMPLATE] = {
+        'content': 'vztmpl', 'format': 'tzst', 'size': 126 * 1024 ** 2, 'ctime': 0}
     if token_secret is not None:
         pve.apitokens[TOKEN_ID] = token_secret
         pve.grant(TOKEN_ID, '/', *shapes.ROLES['PVEAuditor'])  # read-only, as PVE's PVEAuditor role on /
@@ -215,9 +222,13 @@ async def serve(args):
     # 'localhost' may resolve to ::1 too, which with port 0 would get a second, different port.
     host = '127.0.0.1' if args.host == 'localhost' else args.host
     certfile, keyfile, _ = make_cert(state_dir, hosts=(host,))
-    token_secret = secrets.token_hex(16)
-    # Nobody needs the password login; a random one closes fakepve's public default (root@pam / secret).
-    pve = build_matrix(FakePve(password=secrets.token_hex(16), host=host, port=args.port), token_secret)
+    token_secret, provider_token_secret = secrets.token_hex(16), secrets.token_hex(16)
+    # root@pam creates the provider LXC (keyctl and device passthrough are root-only in PVE); a random
+    # password per start closes fakepve's public default (root@pam / secret).
+    root_password = secrets.token_hex(16)
+    pve = build_matrix(FakePve(password=root_password, host=host, port=args.port), token_secret)
+    pve.apitokens[PROVIDER_TOKEN_ID] = provider_token_secret
+    pve.grant(PROVIDER_TOKEN_ID, '/', *shapes.ROLES['Administrator'])
     pve.time_scale = args.time_scale
     await pve.start(certfile, keyfile)
     os.remove(keyfile)  # loaded; no need to leave it on disk
@@ -228,7 +239,9 @@ async def serve(args):
         loop.add_signal_handler(sig, stop.set)
     try:
         write_private_json(info_path, {'url': pve.url, 'api_url': pve.url + '/api2/json', 'token_id': TOKEN_ID,
-                                       'token_secret': token_secret, 'cafile': certfile, 'pid': os.getpid()})
+                                       'token_secret': token_secret, 'cafile': certfile, 'pid': os.getpid(),
+                                       'root_password': root_password, 'provider_token_id': PROVIDER_TOKEN_ID,
+                                       'provider_token_secret': provider_token_secret})
         print('fakepve listening on ' + pve.url, flush=True)
         await stop.wait()
     finally:

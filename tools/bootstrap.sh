@@ -101,3 +101,11 @@ fi
 
 omnictl=$(build_tool omnictl "-X github.com/siderolabs/omni/client/pkg/version.Tag=$OMNICTL_VERSION")
 ln -sfn "$omnictl/omnictl" "$bin/omnictl"
+
+# --- The compose-spec schema (data, not code) ---------------------------------
+schema="$root/.tools/compose-spec.json"
+if [ ! -f "$schema" ] || ! grep -qx "$COMPOSE_GO_VERSION" "$schema.version" 2>/dev/null; then
+  compose_dir=$(cd "$root/tools" && GOFLAGS=-mod=mod go mod download -json "github.com/compose-spec/compose-go/v2@$COMPOSE_GO_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  install -m 0644 "$compose_dir/schema/compose-spec.json" "$schema.tmp" && mv -f "$schema.tmp" "$schema"
+  echo "$COMPOSE_GO_VERSION" > "$schema.version"
+fi

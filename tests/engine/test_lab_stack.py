@@ -13,9 +13,11 @@ import pytest
 import yaml
 
 from components.omnictl import Omnictl
+from components.proxmox import ProxmoxClient, ProxmoxNotFound, ProxmoxSettings
 from components.render import MACHINE_CLASS_TYPE, machine_class_document
 from lab import ctl
 from tests.conftest import PROJECT_ROOT
+from tests.lxc_host import docker_history
 
 pytestmark = pytest.mark.engine
 
@@ -85,7 +87,28 @@ class Estate:
         return "\n".join(f.read_text() for f in files)
 
     def secrets(self) -> list[str]:
-        return [self.info["omni"]["service_account_key"], self.info["proxmox"]["token_secret"]]
+        stack = self.info["provider_stack"]
+        private_key_body = self.info["lxc"]["ssh_private_key"].splitlines()[1]
+        return [self.info["omni"]["service_account_key"], self.info["proxmox"]["token_secret"],
+                self.info["lxc"]["root_password"], private_key_body, stack["tailscale_auth_key"],
+                stack["omni_service_account_key"], stack["proxmox_token_secret"]]
+
+    def pve(self) -> ProxmoxClient:
+        return ProxmoxClient(ProxmoxSettings(self.info["proxmox"]["api_url"], "root@pam", self.info["lxc"]["root_password"],
+                                             verify_tls=self.info["proxmox"]["cafile"]))
+
+    def ct_config(self) -> dict | None:
+        try:
+            return self.pve().get("nodes/foxtrot/lxc/200/config")
+        except ProxmoxNotFound:
+            return None
+
+    @property
+    def stack_dir(self) -> Path:
+        return Path(self.info["lxc"]["home"]) / "omni-provider"
+
+    def docker_history(self) -> list[list[str]]:
+        return docker_history({"home": self.info["lxc"]["home"]})
 
     def kubeconfig_token(self) -> str:
         users = yaml.safe_load(self.kubeconfig())["users"]
@@ -111,8 +134,8 @@ def test_preview_shows_the_seed_estate_to_create(estate):
     preview = estate.preview_json()
     creates = sorted(s["urn"].rsplit("::", 1)[1] for s in preview["steps"]
                      if s["op"] == "create" and DYNAMIC in s["urn"])
-    assert creates == ["matrix", "matrix-control-plane", "matrix-worker", CLUSTER]
-    assert estate.live_class() is None  # preview wrote nothing
+    assert creates == ["matrix", "matrix-control-plane", "matrix-worker", "omni-provider", "omni-provider-compose", CLUSTER]
+    assert estate.live_class() is None and estate.ct_config() is None  # preview wrote nothing
 
 
 def test_up_creates_the_classes_and_the_cluster(estate):
@@ -124,9 +147,38 @@ def test_up_creates_the_classes_and_the_cluster(estate):
     assert outputs["totals"]["all"] == {"machines": 5, "cores": 28, "memory_mb": 57344, "disk_gb": 320}
 
 
+def test_up_created_the_provider_lxc_and_deployed_its_compose_stack(estate):
+    config = estate.ct_config()
+    assert (config["hostname"], config["cores"], config["memory"]) == ("omni-provider", 1, 1024)
+    assert config["features"] == "keyctl=1,nesting=1" and config["dev0"] == "/dev/net/tun"
+    assert "bridge=vmbr0" in config["net0"] and "ip=192.168.3.10/24" in config["net0"]
+    modes = {p.name: p.stat().st_mode & 0o777 for p in estate.stack_dir.iterdir()}
+    assert modes == {"compose.yml": 0o644, "config.yaml": 0o600, ".env": 0o600}
+    compose = yaml.safe_load((estate.stack_dir / "compose.yml").read_text())
+    assert compose["services"]["provider"]["image"].endswith(":v0.3.0")
+    # Validated by the compose-spec schema where it runs, then started; the classes came after.
+    assert estate.docker_history() == [["compose", "config", "--quiet"], ["compose", "up", "-d"]]
+
+
 def test_no_change_preview_passes_expect_no_changes(estate):
     proc = estate.pulumi("preview", "--expect-no-changes", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_second_up_changes_nothing_and_starts_nothing(estate):
+    before = estate.docker_history()
+    out = estate.pulumi("up", "--yes", "--skip-preview").stdout
+    assert "created" not in out and "updated" not in out.split("Resources:")[1], out
+    assert [argv for argv in estate.docker_history()[len(before):] if argv[:2] == ["compose", "up"]] == []
+
+
+def test_lxc_memory_changed_in_proxmox_is_drift_and_up_puts_it_back(estate):
+    estate.pve().call("PUT", "nodes/foxtrot/lxc/200/config", memory=2048)
+    drift = estate.pulumi("refresh", "--preview-only", "--expect-no-changes", "--diff", check=False)
+    assert drift.returncode != 0 and "~ memory        : 1024 => 2048" in drift.stdout, drift.stdout
+    estate.pulumi("refresh", "--yes", "--skip-preview")
+    estate.pulumi("up", "--yes", "--skip-preview")
+    assert estate.ct_config()["memory"] == 1024
 
 
 def test_memory_change_in_spec_is_an_update_of_that_field_only(estate):
@@ -230,10 +282,15 @@ def test_destroy_is_refused_while_protected_and_the_deliberate_path_works(estate
     assert refused.returncode != 0
     assert "protected" in refused.stdout + refused.stderr
     assert estate.live_workers() == 3 and estate.live_class() is not None
+    assert estate.ct_config()["protection"] == 1 and estate.stack_dir.exists()
     # The documented deliberate act: unprotect in config, apply, then destroy.
     estate.set_config("omni-scale:protect", "false")
     estate.pulumi("up", "--yes", "--skip-preview")
+    assert estate.ct_config()["protection"] == 0  # Proxmox's own flag follows the stack's protect
     estate.pulumi("destroy", "--yes", "--skip-preview")
+    assert estate.ct_config() is None
+    assert estate.docker_history()[-1] == ["compose", "down"]
+    assert not any("-v" in argv or "--volumes" in argv for argv in estate.docker_history())
     assert estate.live_class() is None
     assert estate.omni.run("get", "machineclasses", "-o", "yaml").strip() == ""
     assert estate.omni.run("get", "clusters", "-o", "yaml").strip() == ""

@@ -106,9 +106,12 @@ def test_fill_storage(matrix):
     matrix.call(fake.fill_storage, matrix.pve, 'vm_ssd', 10 * GiB)  # again: the filler is resized
     almost = storages(matrix, 'hotel')['vm_ssd']
     assert fields(almost, 'total', 'used', 'avail') == (4 * TiB, 4 * TiB - 10 * GiB, 10 * GiB)
-    matrix.call(fake.fill_storage, matrix.pve, 'local', GiB)  # a dir storage with fakepve's fixed avail
+    # A dir storage with fakepve's fixed avail (50 GiB) besides what it holds (the LXC template): the total stays.
+    total = storages(matrix, 'foxtrot')['local']['total']
+    assert total == 50 * GiB + matrix.pve.storages['local']['volumes'][fake.CT_TEMPLATE]['size']
+    matrix.call(fake.fill_storage, matrix.pve, 'local', GiB)
     local = storages(matrix, 'foxtrot')['local']
-    assert fields(local, 'total', 'used', 'avail') == (50 * GiB, 49 * GiB, GiB)
+    assert fields(local, 'total', 'used', 'avail') == (total, total - GiB, GiB)
 
 
 def test_remove_bridge(matrix):

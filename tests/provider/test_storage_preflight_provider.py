@@ -85,6 +85,18 @@ def test_bridge_missing_on_one_node(matrix):
     assert problems(preflight(matrix)) == on_every_class("hotel", "bridge vmbr0 does not exist on hotel")
 
 
+def test_provider_lxc_placement_bridge_root_storage_and_template(matrix):
+    matrix.call(fakepve_lab.remove_bridge, matrix.pve, "foxtrot", "vmbr0")
+    matrix.call(fakepve_lab.disable_storage, matrix.pve, "local-lvm")
+    spec = copy.deepcopy(SEED)
+    spec["provider_lxc"]["os_template"] = "vm_ssd:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst"
+    lxc = "provider LXC 200 on node foxtrot"
+    assert problems(preflight(matrix, spec)) == sorted(on_every_class("foxtrot", "bridge vmbr0 does not exist on foxtrot") + [
+        f"{lxc}: bridge vmbr0 does not exist on foxtrot",
+        f"{lxc}: root disk storage local-lvm is disabled or inactive on foxtrot",
+        f"{lxc}: template storage vm_ssd does not hold `vztmpl` content"])
+
+
 def test_public_dns_on_golf(matrix):
     matrix.call(fakepve_lab.set_node_dns, matrix.pve, "golf", ["1.1.1.1", "127.0.0.53"])
     [problem] = problems(preflight(matrix))

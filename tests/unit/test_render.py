@@ -123,3 +123,29 @@ def test_grown_estate_renders_every_cluster_to_a_template_the_real_omnictl_accep
                               capture_output=True, text=True, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
         assert proc.returncode == 0, (name, proc.stderr)
     assert "time.cloudflare.com" in render_cluster_template("talos-prod-01", spec.clusters["talos-prod-01"])
+
+
+def test_provider_stack_secrets_live_only_in_the_0600_files():
+    from components.provider_stack import ProviderSecrets, render_provider_stack
+    from components.spec import load_spec
+    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
+    secrets = ProviderSecrets(omni_endpoint="https://127.0.0.1:1", omni_service_account_key="OMNIKEY",
+                              tailscale_auth_key="TSKEY", proxmox_api_url="https://127.0.0.1:2/api2/json",
+                              proxmox_token_id="a@pve!b", proxmox_token_secret="PVESECRET")
+    files = {f.name: f for f in render_provider_stack(spec.provider_lxc.compose, "Proxmox", secrets)}
+    assert [f.name for f in files.values()] == ["config.yaml", ".env", "compose.yml"]  # secrets before compose
+    for name, f in files.items():
+        holds = [s for s in ("OMNIKEY", "TSKEY", "PVESECRET") if s in f.content]
+        assert (f.mode == "600") == bool(holds), name
+    assert render_provider_stack(spec.provider_lxc.compose, "Proxmox", secrets)[2].sha256 == files["compose.yml"].sha256
+
+
+def test_a_secret_that_env_cannot_hold_is_refused_not_mangled():
+    import pytest
+    from components.provider_stack import ProviderSecrets, render_provider_stack
+    from components.spec import load_spec
+    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
+    bad = ProviderSecrets(omni_endpoint="e", omni_service_account_key="it's", tailscale_auth_key="t",
+                          proxmox_api_url="u", proxmox_token_id="i", proxmox_token_secret="s")
+    with pytest.raises(ValueError, match="OMNI_SERVICE_ACCOUNT_KEY"):
+        render_provider_stack(spec.provider_lxc.compose, "Proxmox", bad)

@@ -129,6 +129,20 @@ BAD_SPECS = [
     ("tailscale_operator.cluster", "talos-prod-02", "tailscale_operator.cluster", "one of the clusters"),
     ("tailscale_operator.chart_version", "latest", "tailscale_operator.chart_version", "should match pattern"),
     ("tailscale_operator.hostname", _DELETE, "tailscale_operator.hostname", "required"),
+    ("provider_lxc.node", "india", "provider_lxc.node", "one of the Proxmox nodes"),
+    ("provider_lxc.vmid", 99, "provider_lxc.vmid", "greater than or equal to 100"),
+    ("provider_lxc.memory", 128, "provider_lxc.memory", "greater than or equal to 256"),
+    ("provider_lxc.os_template", "debian-12.tar.zst", "provider_lxc.os_template", "should match pattern"),
+    ("provider_lxc.root_disk.size_gb", 0, "provider_lxc.root_disk.size_gb", "greater than or equal to 1"),
+    ("provider_lxc.network.address", "192.168.3.10", "provider_lxc.network.gateway", "an address inside 192.168.3.10/32"),
+    ("provider_lxc.network.address", "300.1.1.1/24", "provider_lxc.network.address", "valid IPv4 interface"),
+    ("provider_lxc.network.gateway", "10.0.0.1", "provider_lxc.network.gateway", "an address inside 192.168.3.0/24"),
+    ("provider_lxc.compose.provider_image", "ghcr.io/siderolabs/omni-infra-provider-proxmox:latest",
+     "provider_lxc.compose.provider_image", "pinned tag"),
+    ("provider_lxc.compose.tailscale_image", "tailscale/tailscale", "provider_lxc.compose.tailscale_image", "pinned tag"),
+    ("provider_lxc.compose.directory", "/opt/omni", "provider_lxc.compose.directory", "relative to the SSH user's home"),
+    ("provider_lxc.compose.directory", "a/../../etc", "provider_lxc.compose.directory", "without '..'"),
+    ("provider_lxc.cpus", 1, "provider_lxc.cpus", "no such field"),
 ]
 
 

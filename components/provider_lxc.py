@@ -1,0 +1,357 @@
+"""ProviderLxc: the container that runs the Omni Proxmox provider and its Tailscale sidecar, and the
+docker compose stack inside it.
+
+Two dynamic resources under one component:
+- the container, through the Proxmox API (root@pam login: keyctl and /dev/net/tun are root-only);
+- the compose deployment, over SSH: files written through stdin, `docker compose up -d` only when a
+  file changed, never `down -v`.
+Both `read` the live thing back in the same canonical form their inputs have, so refresh and
+`preview` show real drift (a memory change made in Proxmox, a file edited in the container).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+
+from .provider_stack import (COMPOSE_FILE, FILE_ORDER, ProviderSecrets, RenderedFile, file_states,
+                             render_provider_stack)
+from .providers import StackConfiguredProvider, whole_numbers
+from .proxmox import ProxmoxClient, ProxmoxNotFound
+from .settings import (NAMESPACE, lookup_in, provider_secrets_from_lookup, proxmox_admin_from_config,
+                       ssh_from_lookup)
+from .spec import ComposeStackSpec, ProviderLxcSpec
+from .ssh import RemoteHost, public_key_of
+
+TUN_DEVICE = "/dev/net/tun"
+# Docker inside an unprivileged container needs nesting; keyctl lets its runc use session keyrings.
+FEATURES = {"keyctl": 1, "nesting": 1}
+TASK_TIMEOUT_SECONDS = 600.0
+# Changing these means a new container (Proxmox cannot change them in place).
+REPLACE_KEYS = ("node", "vmid", "ostemplate", "unprivileged", "rootfs_storage")
+
+
+def _progress(message: str) -> None:
+    print(f"omni-scale: {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------ the container
+
+def container_inputs(spec: ProviderLxcSpec, protect: bool) -> dict:
+    """The container as this program wants it, in the canonical form `read` returns."""
+    net = spec.network
+    return {
+        "node": spec.node, "vmid": spec.vmid, "ostemplate": spec.os_template, "unprivileged": True,
+        "hostname": spec.hostname, "cores": spec.cores, "memory": spec.memory, "swap": spec.swap,
+        "rootfs_storage": spec.root_disk.storage, "rootfs_size_gb": spec.root_disk.size_gb,
+        "net0": {"name": "eth0", "bridge": net.bridge, "ip": str(net.address), "gw": str(net.gateway)},
+        "features": dict(FEATURES), "devices": [TUN_DEVICE],
+        "onboot": spec.start_on_boot, "running": True,
+        # Proxmox's own protection flag too: nothing outside this program deletes it by accident either.
+        "protection": protect,
+    }
+
+
+def _props(text: str) -> tuple[Optional[str], dict[str, str]]:
+    """PVE's property strings: 'local-lvm:vm-200-disk-0,size=4G' -> ('local-lvm:vm-200-disk-0', {'size': '4G'})."""
+    first, out = None, {}
+    for i, part in enumerate(p for p in str(text or "").split(",") if p):
+        key, eq, value = part.partition("=")
+        if eq:
+            out[key] = value
+        elif i == 0:
+            first = part
+    return first, out
+
+
+def _size_gb(size: str) -> int:
+    units = {"K": 1 / 1024 ** 2, "M": 1 / 1024, "G": 1, "T": 1024}
+    size = size.strip().upper()
+    factor = units.get(size[-1:], None)
+    return int(float(size[:-1]) * factor) if factor else int(int(size) / 1024 ** 3)
+
+
+def canonical_container(config: dict, status: str, known: dict) -> dict:
+    """What GET .../config and status/current say, in the form of container_inputs (create-only
+    parameters that the config does not keep, such as the template, are taken from `known`)."""
+    volume, rootfs = _props(config.get("rootfs", ""))
+    _, net0 = _props(config.get("net0", ""))
+    _, features = _props(config.get("features", ""))
+    devices = []
+    for key in sorted((k for k in config if k.startswith("dev") and k[3:].isdigit()), key=lambda k: int(k[3:])):
+        path, opts = _props(config[key])
+        devices.append(opts.get("path") or path)
+    return {
+        "node": known["node"], "vmid": known["vmid"], "ostemplate": known.get("ostemplate"),
+        "unprivileged": bool(int(config.get("unprivileged", 0))),
+        "hostname": config.get("hostname"), "cores": int(config.get("cores", 0) or 0),
+        "memory": int(config.get("memory", 512)), "swap": int(config.get("swap", 512)),
+        "rootfs_storage": (volume or "").split(":")[0], "rootfs_size_gb": _size_gb(rootfs.get("size", "0G")),
+        "net0": {k: net0.get(k) for k in ("name", "bridge", "ip", "gw")},
+        "features": {k: int(v) for k, v in sorted(features.items())}, "devices": devices,
+        "onboot": bool(int(config.get("onboot", 0))), "running": status == "running",
+        "protection": bool(int(config.get("protection", 0))),
+    }
+
+
+def _config_params(props: dict) -> dict:
+    """container_inputs as the parameters of PVE's create and config calls."""
+    net = props["net0"]
+    params = {
+        "hostname": props["hostname"], "cores": props["cores"], "memory": props["memory"], "swap": props["swap"],
+        "net0": f"name={net['name']},bridge={net['bridge']},ip={net['ip']},gw={net['gw']}",
+        "features": ",".join(f"{k}={v}" for k, v in sorted(props["features"].items())),
+        "onboot": int(props["onboot"]), "protection": int(props["protection"]),
+    }
+    for i, device in enumerate(props["devices"]):
+        params[f"dev{i}"] = device
+    return params
+
+
+class LxcContainerProvider(StackConfiguredProvider):
+    """The root@pam password comes from the stack config (see StackConfiguredProvider)."""
+
+    def _api(self) -> ProxmoxClient:
+        return ProxmoxClient(proxmox_admin_from_config(self._raw_config))
+
+    def _base(self, props: dict) -> str:
+        return f"nodes/{props['node']}/lxc/{props['vmid']}"
+
+    def _live(self, api: ProxmoxClient, props: dict) -> Optional[dict]:
+        try:
+            config = api.get(f"{self._base(props)}/config")
+            status = api.get(f"{self._base(props)}/status/current").get("status", "")
+        except ProxmoxNotFound:
+            return None
+        return canonical_container(config, status, props)
+
+    def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
+        olds, news = whole_numbers(olds), whole_numbers(news)
+        changed = sorted(k for k in news if k != "ssh_public_key" and olds.get(k) != news.get(k))
+        replaces = [k for k in changed if k in REPLACE_KEYS]
+        # A smaller disk cannot be had in place, and a new container loses the tailnet identity: say so.
+        if "rootfs_size_gb" in changed and (news.get("rootfs_size_gb") or 0) < (olds.get("rootfs_size_gb") or 0):
+            replaces.append("rootfs_size_gb")
+        return DiffResult(changes=bool(changed), replaces=replaces, stables=["node", "vmid"],
+                          delete_before_replace=True)
+
+    def create(self, props: dict) -> CreateResult:
+        props = whole_numbers(props)
+        api = self._api()
+        node, vmid = props["node"], props["vmid"]
+        params = {"vmid": vmid, "ostemplate": props["ostemplate"], "unprivileged": int(props["unprivileged"]),
+                  "rootfs": f"{props['rootfs_storage']}:{props['rootfs_size_gb']}",
+                  "ssh-public-keys": props["ssh_public_key"], "start": int(props["running"]),
+                  **_config_params(props)}
+        _progress(f"creating CT {vmid} {props['hostname']!r} on {node}")
+        api.wait_task(node, api.call("POST", f"nodes/{node}/lxc", **params), TASK_TIMEOUT_SECONDS)
+        return CreateResult(f"{node}/{vmid}", dict(props))
+
+    def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
+        olds, news = whole_numbers(olds), whole_numbers(news)
+        api = self._api()
+        live = self._live(api, news) or olds
+        node, base = news["node"], self._base(news)
+        wanted, have = _config_params(news), _config_params(live)
+        changes = {k: v for k, v in wanted.items() if have.get(k) != v}
+        removed = [k for k in have if k not in wanted]
+        if changes or removed:
+            api.call("PUT", f"{base}/config", **changes, **({"delete": ",".join(removed)} if removed else {}))
+        if news["rootfs_size_gb"] > live["rootfs_size_gb"]:
+            api.wait_task(node, api.call("PUT", f"{base}/resize", disk="rootfs", size=f"{news['rootfs_size_gb']}G"),
+                          TASK_TIMEOUT_SECONDS)
+        if news["running"] and not live["running"]:
+            api.wait_task(node, api.call("POST", f"{base}/status/start"), TASK_TIMEOUT_SECONDS)
+        return UpdateResult(dict(news))
+
+    def read(self, id_: str, props: dict) -> ReadResult:
+        if not props:  # `pulumi import`: the id says where it is
+            node, _, vmid = id_.partition("/")
+            props = {"node": node, "vmid": int(vmid)}
+        props = whole_numbers(props)
+        live = self._live(self._api(), props)
+        if live is None:
+            return ReadResult(None, {})  # gone: refresh drops it, the next `up` creates it again
+        live["ssh_public_key"] = props.get("ssh_public_key", "")
+        return ReadResult(id_, live)
+
+    def delete(self, _id: str, props: dict) -> None:
+        props = whole_numbers(props)
+        api = self._api()
+        node, base = props["node"], self._base(props)
+        live = self._live(api, props)
+        if live is None:
+            return
+        if live["protection"]:
+            # Reached only when the stack itself said protect: false and `up` ran before destroy.
+            api.call("PUT", f"{base}/config", protection=0)
+        if live["running"]:
+            api.wait_task(node, api.call("POST", f"{base}/status/stop"), TASK_TIMEOUT_SECONDS)
+        _progress(f"destroying CT {props['vmid']} on {node}")
+        api.wait_task(node, api.call("DELETE", base, purge=1), TASK_TIMEOUT_SECONDS)
+
+
+class _LxcContainer(Resource):
+    node: pulumi.Output[str]
+    vmid: pulumi.Output[int]
+
+    def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
+        super().__init__(LxcContainerProvider(), name, props, opts)
+
+
+# ------------------------------------------------------------------------- the compose stack
+
+def _stack_files(raw: dict, props: dict) -> list[RenderedFile]:
+    secrets = provider_secrets_from_lookup(lookup_in(raw), "Pulumi.<stack>.yaml")
+    return render_provider_stack(ComposeStackSpec(**props["stack"]), props["provider_id"], secrets)
+
+
+def _write_commands(directory: str, files: list[RenderedFile]) -> list[tuple[str, Optional[str]]]:
+    """Each file through stdin into a temporary name with its final mode, then renamed over the old one,
+    so a reader never sees half a file or a secret with loose permissions."""
+    d = shlex.quote(directory)
+    commands: list[tuple[str, Optional[str]]] = [(f"mkdir -p {d} && chmod 700 {d}", None)]
+    for f in files:
+        tmp = shlex.quote(f".{f.name}.omni-scale-new")
+        commands.append((f"cd {d} && umask 077 && cat > {tmp} && chmod {f.mode} {tmp} && mv -f {tmp} "
+                         f"{shlex.quote(f.name)}", f.content))
+    return commands
+
+
+# Prints "NAME MODE SHA256" per file ("NAME - -" if absent), then compose.yml itself, then the services.
+_READ_SCRIPT = """cd {d} 2>/dev/null || exit 3
+for f in {names}; do
+  if [ -f "$f" ]; then printf '%s %s %s\\n' "$f" "$(stat -c %a "$f")" "$(sha256sum < "$f" | cut -d' ' -f1)";
+  else printf '%s - -\\n' "$f"; fi
+done"""
+
+
+class ComposeDeploymentProvider(StackConfiguredProvider):
+    """The SSH key and every secret the files hold come from the stack config, never from inputs."""
+
+    def _host(self, props: dict) -> RemoteHost:
+        pinned = props.get("host_key") or ""
+        return RemoteHost(ssh_from_lookup(lookup_in(self._raw_config), props["address"], "Pulumi.<stack>.yaml",
+                                          pinned_host_key=pinned))
+
+    def check(self, _olds: dict, news: dict) -> CheckResult:
+        # The digests the program computed and what this provider would write must agree: they differ
+        # only if the stack config changed between the program's run and this one.
+        try:
+            rendered = file_states(_stack_files(self._raw_config, news))
+        except Exception as exc:  # a user mistake in the config: one message, no traceback
+            return CheckResult(news, [CheckFailure("stack", str(exc))])
+        if rendered != news.get("files"):
+            return CheckResult(news, [CheckFailure("files", "the stack config changed while this run was going; "
+                                                            "run again")])
+        return CheckResult(news, [])
+
+    def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
+        keys = ("directory", "files", "compose_yml", "services", "container")
+        changed = [k for k in keys if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "directory"],
+                          stables=[], delete_before_replace=True)
+
+    def _deploy(self, props: dict, changed_only: Optional[dict] = None) -> dict:
+        files = _stack_files(self._raw_config, props)
+        if changed_only is not None:
+            files = [f for f in files if changed_only.get(f.name) != {"sha256": f.sha256, "mode": f.mode}]
+        host = self._host(props)
+        d = shlex.quote(props["directory"])
+        _progress(f"deploying {', '.join(f.name for f in files) or 'nothing new'} to "
+                  f"{host.settings.target}:{props['directory']}")
+        host.run_all(_write_commands(props["directory"], files) + [
+            # Validated where it runs, before anything is (re)started.
+            (f"cd {d} && docker compose config --quiet", None),
+            (f"cd {d} && docker compose up -d", None),
+        ])
+        return {**props, "host_key": host.seen_host_key}
+
+    def create(self, props: dict) -> CreateResult:
+        return CreateResult(f"{props['address']}:{props['directory']}", self._deploy(props))
+
+    def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
+        # Only what changed is rewritten; compose recreates only the services whose config changed.
+        live_files = olds.get("files") if olds.get("directory") == news.get("directory") else None
+        return UpdateResult(self._deploy({**news, "host_key": olds.get("host_key", "")}, live_files))
+
+    def read(self, id_: str, props: dict) -> ReadResult:
+        host = self._host(props)
+        d = shlex.quote(props["directory"])
+        names = " ".join(shlex.quote(n) for n in FILE_ORDER)
+        listing, compose_yml, ps = host.run_all([
+            (_READ_SCRIPT.format(d=d, names=names), None),
+            (f"cat {d}/{COMPOSE_FILE} 2>/dev/null || true", None),
+            (f"cd {d} && docker compose ps --all --format json 2>/dev/null || true", None),
+        ])
+        files = {}
+        for line in listing.stdout.splitlines():
+            name, mode, digest = line.split()
+            if digest != "-":
+                files[name] = {"sha256": digest, "mode": mode}
+        if not files:
+            return ReadResult(None, {})  # nothing deployed: refresh drops it, `up` deploys again
+        live = {**props, "files": files, "compose_yml": compose_yml.stdout if COMPOSE_FILE in files else None,
+                "services": _service_states(ps.stdout), "host_key": host.seen_host_key or props.get("host_key", "")}
+        return ReadResult(id_, live)
+
+    def delete(self, _id: str, props: dict) -> None:
+        d = shlex.quote(props["directory"])
+        # Stops the containers and removes the secrets, keeping the tailscale state volume: no -v, ever.
+        self._host(props).run_all([
+            (f"cd {d} 2>/dev/null || exit 0; docker compose down", None),
+            (f"cd {d} 2>/dev/null || exit 0; rm -f " + " ".join(shlex.quote(n) for n in FILE_ORDER), None),
+        ])
+
+
+def _service_states(ps_output: str) -> dict[str, str]:
+    """`docker compose ps --format json` prints one JSON object per line (or one array, in older versions)."""
+    text = ps_output.strip()
+    if not text:
+        return {}
+    items = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
+    return {item["Service"]: item["State"] for item in items}
+
+
+class _ComposeDeployment(Resource):
+    files: pulumi.Output[dict]
+    host_key: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
+        super().__init__(ComposeDeploymentProvider(), name, {**props, "host_key": None}, opts)
+
+
+# ---------------------------------------------------------------------------- the component
+
+class ProviderLxc(pulumi.ComponentResource):
+    """CT `omni-provider` and the docker compose stack of the Omni Proxmox provider inside it."""
+
+    def __init__(self, name: str, spec: ProviderLxcSpec, provider_id: str, secrets: pulumi.Output,
+                 protect: bool, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("omni-scale:proxmox:ProviderLxc", name, None, opts)
+        config = pulumi.Config(NAMESPACE)
+        ssh_public_key = pulumi.Output.secret(config.require_secret("providerLxcSshPrivateKey")).apply(public_key_of)
+        self.container = _LxcContainer(
+            name, {**container_inputs(spec, protect), "ssh_public_key": ssh_public_key},
+            pulumi.ResourceOptions(parent=self, protect=protect))
+        stack = spec.compose.model_dump()
+        files = secrets.apply(lambda s: file_states(render_provider_stack(spec.compose, provider_id, s)))
+        compose_yml = next(f.content for f in render_provider_stack(spec.compose, provider_id, _NO_SECRETS)
+                           if f.name == COMPOSE_FILE)
+        self.deployment = _ComposeDeployment(f"{name}-compose", {
+            "address": str(spec.network.address.ip), "directory": spec.compose.directory, "stack": stack,
+            "provider_id": provider_id, "files": pulumi.Output.secret(files), "compose_yml": compose_yml,
+            "services": {"provider": "running", "tailscale": "running"},
+            "container": self.container.id,
+        }, pulumi.ResourceOptions(parent=self, protect=protect, additional_secret_outputs=["files"]))
+        self.register_outputs({"container": self.container.id, "deployment": self.deployment.id})
+
+
+# compose.yml carries no secret: rendering it needs none (its text is a plain input, shown in diffs).
+_NO_SECRETS = ProviderSecrets(omni_endpoint="", omni_service_account_key="", tailscale_auth_key="",
+                              proxmox_api_url="", proxmox_token_id="", proxmox_token_secret="")

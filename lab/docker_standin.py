@@ -1,0 +1,196 @@
+"""`docker`, as far as the provider LXC's compose deployment uses it, for the lab's SSH server.
+
+    docker compose config [--quiet]       interpolate from .env, validate against the compose-spec
+                                          JSON schema (compose-go's, from the Go module proxy)
+    docker compose up -d                  validate, then record the services as running
+    docker compose ps [--all] --format json
+    docker compose down [-v]              record the services as removed (and, with -v, the volumes)
+
+No container runs. State and an argv history live in $HOME/.docker-standin/, so tests can see what
+ran, e.g. that nothing ever passed -v. Anything else exits 1 saying it is not modelled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
+class ComposeError(Exception):
+    pass
+
+
+def _state_dir() -> Path:
+    path = Path(os.environ.get("HOME", ".")) / ".docker-standin"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _load_state() -> dict:
+    path = _state_dir() / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {"projects": {}, "volumes": {}}
+
+
+def _save_state(state: dict) -> None:
+    tmp = _state_dir() / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    tmp.replace(_state_dir() / "state.json")
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """compose's .env: KEY=VALUE lines; single-quoted values are literal, double-quoted ones unescaped."""
+    env: dict[str, str] = {}
+    if not path.exists():
+        return env
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
+            raise ComposeError(f"{path}:{number}: unexpected line (KEY=VALUE expected)")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key.strip()] = value
+    return env
+
+
+_VARIABLE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
+
+
+def interpolate(value, env: dict[str, str], where: str = ""):
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        expr = m.group("braced") if m.group("braced") is not None else m.group("plain")
+        name, op, arg = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(:?[-?+]?)(.*)", expr, re.S).groups()
+        present = name in env and (env[name] != "" or not op.startswith(":"))
+        if op in (":?", "?"):
+            if not present:
+                raise ComposeError(f"required variable {name} is missing a value: {arg}")
+            return env[name]
+        if op in (":-", "-"):
+            return env[name] if present else arg
+        if op in (":+", "+"):
+            return arg if present else ""
+        return env.get(name, "")
+    return _VARIABLE.sub(one, value)
+
+
+def load_project(directory: Path) -> tuple[str, dict]:
+    found = next((directory / n for n in COMPOSE_FILES if (directory / n).exists()), None)
+    if found is None:
+        raise ComposeError(f"no configuration file provided: not found in {directory}")
+    try:
+        raw = yaml.safe_load(found.read_text())
+    except yaml.YAMLError as exc:
+        raise ComposeError(f"{found.name}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ComposeError(f"{found.name}: top-level object must be a mapping")
+    document = interpolate(raw, {**read_dotenv(directory / ".env")})
+    schema_path = os.environ.get("OMNI_SCALE_COMPOSE_SCHEMA")
+    if not schema_path or not Path(schema_path).exists():
+        raise ComposeError("lab: the compose-spec schema is missing (OMNI_SCALE_COMPOSE_SCHEMA); run tools/bootstrap.sh")
+    import jsonschema
+    schema = json.loads(Path(schema_path).read_text())
+    errors = sorted(jsonschema.validators.validator_for(schema)(schema).iter_errors(document), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        raise ComposeError(f"validating {found.name}: {'.'.join(str(p) for p in e.path) or '(root)'}: {e.message}")
+    for name, service in document.get("services", {}).items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0] if isinstance(volume, str) else volume.get("source", "")
+            if source.startswith((".", "/")) and not (directory / source).exists():
+                raise ComposeError(f"service {name}: bind mount source {source} does not exist")
+        mode = service.get("network_mode", "")
+        if mode.startswith("service:") and mode[len("service:"):] not in document["services"]:
+            raise ComposeError(f"service {name}: network_mode names an unknown service {mode}")
+    return str(document.get("name") or directory.name), document
+
+
+def _service_hash(service: dict) -> str:
+    return hashlib.sha256(json.dumps(service, sort_keys=True).encode()).hexdigest()
+
+
+def compose(args: list[str], directory: Path) -> int:
+    verb, flags = (args[0], args[1:]) if args else ("", [])
+    history = _state_dir() / "history.log"
+    with open(history, "a") as log:
+        log.write(json.dumps({"cwd": str(directory), "argv": ["compose", *args]}) + "\n")
+    if verb == "config":
+        name, document = load_project(directory)
+        if not ({"-q", "--quiet"} & set(flags)):
+            sys.stdout.write(yaml.safe_dump(document, sort_keys=True))
+        return 0
+    state = _load_state()
+    if verb == "up":
+        if "-d" not in flags and "--detach" not in flags:
+            raise ComposeError("lab: only `up -d` is modelled (a foreground up would never return)")
+        name, document = load_project(directory)
+        project = state["projects"].setdefault(name, {"dir": str(directory), "services": {}})
+        for service, body in document["services"].items():
+            old = project["services"].get(service, {})
+            digest = _service_hash(body)
+            recreated = old.get("config_hash") != digest or old.get("state") != "running"
+            project["services"][service] = {"image": body.get("image", ""), "state": "running",
+                                            "config_hash": digest,
+                                            "starts": old.get("starts", 0) + (1 if recreated else 0)}
+        for volume in document.get("volumes", {}) or {}:
+            state["volumes"].setdefault(f"{name}_{volume}", {"created_by": "up"})
+        _save_state(state)
+        return 0
+    if verb == "ps":
+        name = _project_name(directory)
+        services = state["projects"].get(name, {}).get("services", {})
+        for service, info in sorted(services.items()):
+            if info["state"] == "running" or "--all" in flags or "-a" in flags:
+                print(json.dumps({"Name": f"{name}-{service}-1", "Service": service, "State": info["state"],
+                                  "Image": info["image"], "Project": name}))
+        return 0
+    if verb == "down":
+        name = _project_name(directory)
+        state["projects"].pop(name, None)
+        if {"-v", "--volumes"} & set(flags):
+            for volume in [v for v in state["volumes"] if v.startswith(f"{name}_")]:
+                del state["volumes"][volume]
+        _save_state(state)
+        return 0
+    raise ComposeError(f"lab: `docker compose {verb}` is not modelled by the stand-in")
+
+
+def _project_name(directory: Path) -> str:
+    try:
+        return load_project(directory)[0]
+    except ComposeError:
+        return directory.name
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] != "compose":
+        print(f"lab: `docker {' '.join(argv)}` is not modelled by the stand-in (only `docker compose`)",
+              file=sys.stderr)
+        return 1
+    try:
+        return compose(argv[1:], Path.cwd())
+    except ComposeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
