@@ -2,7 +2,11 @@
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
 
-.PHONY: setup lab lab-stop lab-pulumi test
+.PHONY: setup lab lab-stop lab-pulumi drift adopt test
+
+# drift and adopt act on the lab stack unless STACK names another (e.g. STACK=prod).
+STACK ?= lab
+TOOLS_PATH := PATH="$(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$$PATH"
 
 setup:  ## venv + pinned pulumi, language host and omnictl (built from Go modules, cached)
 	@tools/bootstrap.sh
@@ -16,5 +20,19 @@ lab-stop:
 lab-pulumi: setup  ## any pulumi command on the lab stack: make lab-pulumi ARGS="preview --diff"
 	@$(PYTHON) -m lab.ctl pulumi $(ARGS)
 
+drift: setup  ## exit 0 no drift, 1 drift (summary + drift-report.json), 2 could not judge
+ifeq ($(STACK),lab)
+	@$(PYTHON) -m lab.ctl drift drift-report.json
+else
+	@$(TOOLS_PATH) $(PYTHON) -m components.drift --stack $(STACK) --report drift-report.json
+endif
+
+adopt: setup  ## take over what already runs: print the list from the spec, then one `up` in adoption mode
+ifeq ($(STACK),lab)
+	@$(PYTHON) -m lab.ctl adopt
+else
+	@$(TOOLS_PATH) $(PYTHON) -m components.adoption --stack $(STACK)
+endif
+
 test: setup  ## every test: unit, provider, lab, engine
-	@PATH="$(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$$PATH" $(PYTHON) -m pytest $(PYTEST_ARGS)
+	@$(TOOLS_PATH) $(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -18,7 +18,7 @@ from pulumi.dynamic import (
 from pydantic import ValidationError
 
 from .infra_provider import check_provider
-from .providers import OmniProvider
+from .providers import OmniProvider, adopted
 from .render import DEFAULT_NAMESPACE, MACHINE_CLASS_TYPE, machine_class_document
 from .spec import MachineClassSpec, ProviderData
 
@@ -95,8 +95,8 @@ class MachineClassProvider(OmniProvider):
         return live_inputs(live, props["namespace"])
 
     def create(self, props: dict) -> CreateResult:
-        outs = self._apply(props)
-        return CreateResult(f"{props['namespace']}/{props['class_id']}", outs)
+        id_ = f"{props['namespace']}/{props['class_id']}"
+        return adopted(self, id_, props) or CreateResult(id_, self._apply(props))
 
     def update(self, _id: str, _olds: dict, news: dict) -> UpdateResult:
         return UpdateResult(self._apply(news))

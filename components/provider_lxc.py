@@ -21,7 +21,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from .provider_stack import (COMPOSE_FILE, FILE_ORDER, ProviderSecrets, RenderedFile, file_states,
                              render_provider_stack)
-from .providers import StackConfiguredProvider, whole_numbers
+from .providers import StackConfiguredProvider, adopted, whole_numbers
 from .proxmox import ProxmoxClient, ProxmoxNotFound
 from .settings import (NAMESPACE, lookup_in, provider_secrets_from_lookup, proxmox_admin_from_config,
                        ssh_from_lookup)
@@ -142,8 +142,11 @@ class LxcContainerProvider(StackConfiguredProvider):
 
     def create(self, props: dict) -> CreateResult:
         props = whole_numbers(props)
-        api = self._api()
         node, vmid = props["node"], props["vmid"]
+        adoption = adopted(self, f"{node}/{vmid}", props)
+        if adoption:
+            return adoption
+        api = self._api()
         params = {"vmid": vmid, "ostemplate": props["ostemplate"], "unprivileged": int(props["unprivileged"]),
                   "rootfs": f"{props['rootfs_storage']}:{props['rootfs_size_gb']}",
                   "ssh-public-keys": props["ssh_public_key"], "start": int(props["running"]),
@@ -273,7 +276,8 @@ class ComposeDeploymentProvider(StackConfiguredProvider):
         return {**props, "host_key": host.seen_host_key}
 
     def create(self, props: dict) -> CreateResult:
-        return CreateResult(f"{props['address']}:{props['directory']}", self._deploy(props))
+        id_ = f"{props['address']}:{props['directory']}"
+        return adopted(self, id_, props) or CreateResult(id_, self._deploy(props))
 
     def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
         # Only what changed is rewritten; compose recreates only the services whose config changed.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+import sys
+from typing import Callable, Optional
 
 from pulumi.dynamic import ConfigureRequest, ResourceProvider
 
 from .omnictl import Omnictl
-from .settings import OmniSettings, omnictl_from_config
+from .settings import OmniSettings, omnictl_from_config, truthy
 
 
 class StackConfiguredProvider(ResourceProvider):
@@ -64,3 +66,27 @@ def whole_numbers(value):
     if isinstance(value, list):
         return [whole_numbers(v) for v in value]
     return value
+
+
+# `make adopt` sets this for one `pulumi up`: create() then takes over a thing that already exists
+# instead of writing it (see adopted()).
+ADOPT_ENV = "OMNI_SCALE_ADOPT"
+
+
+def adopted(provider: ResourceProvider, id_: str, props: dict, extra: Optional[Callable[[dict], dict]] = None):
+    """In adoption mode, the CreateResult recording what already exists, as it is, or None.
+
+    Pulumi cannot import a Python dynamic resource (the engine's Read for an import carries no
+    `__provider`), so adoption happens here: the state records the live thing as its outputs and the
+    program's wishes as its inputs, and the next `preview` shows exactly where they differ. Nothing is
+    written. What does not exist yet is created as usual."""
+    from pulumi.dynamic import CreateResult
+    if not truthy(os.environ.get(ADOPT_ENV, "")):
+        return None
+    found = provider.read(id_, props)
+    if found.id is None:
+        print(f"omni-scale: adopt: {id_} does not exist yet; creating it", file=sys.stderr, flush=True)
+        return None
+    print(f"omni-scale: adopt: {id_} taken over as it is (nothing written)", file=sys.stderr, flush=True)
+    outs = dict(found.outs)
+    return CreateResult(found.id, extra(outs) if extra else outs)

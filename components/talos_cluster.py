@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from .providers import OmniProvider
+from .providers import OmniProvider, adopted
 from .omnictl import NotFound, OmnictlError
 from .render import canonical_template, render_cluster_template
 from .spec import ClusterSpec
@@ -52,11 +52,16 @@ class TalosClusterProvider(OmniProvider):
         return {
             "cluster_name": name,
             "template": canonical_template(self.client.export_template(name)),
-            "kubeconfig": self.client.service_account_kubeconfig(name, KUBECONFIG_USER),
+            "kubeconfig": self._kubeconfig(name),
         }
 
     def create(self, props: dict) -> CreateResult:
-        return CreateResult(props["cluster_name"], self._sync_and_wait(props))
+        name = props["cluster_name"]
+        with_kubeconfig = lambda outs: {**outs, "kubeconfig": self._kubeconfig(name)}  # noqa: E731
+        return adopted(self, name, props, with_kubeconfig) or CreateResult(name, self._sync_and_wait(props))
+
+    def _kubeconfig(self, name: str) -> str:
+        return self.client.service_account_kubeconfig(name, KUBECONFIG_USER)
 
     def update(self, _id: str, _olds: dict, news: dict) -> UpdateResult:
         return UpdateResult(self._sync_and_wait(news))

@@ -4,6 +4,8 @@
     python -m lab.ctl stop
     python -m lab.ctl up        start, configure the lab stack, `pulumi up`, print the outputs
     python -m lab.ctl pulumi ARGS...   any pulumi command on the lab stack
+    python -m lab.ctl drift [REPORT]   drift detection on the lab stack (exit 0 none, 1 drift, 2 unjudged)
+    python -m lab.ctl adopt            take over what already runs in the lab (see components/adoption.py)
 
 The lab's secrets are made per start, kept in <lab>/lab.json (mode 0600) and handed
 to the stack as Pulumi secrets through stdin, never argv.
@@ -195,9 +197,9 @@ class LabStack:
         return ["pulumi", *args, "--stack", self.stack, "--non-interactive"]
 
     def run(self, *args: str, input: str | None = None, check: bool = True,
-            capture: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(self.argv(*args), cwd=self.project_dir, env=self.env(), input=input,
-                              text=True, capture_output=capture)
+            capture: bool = True, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.argv(*args), cwd=self.project_dir, env={**self.env(), **(extra_env or {})},
+                              input=input, text=True, capture_output=capture)
         if check and proc.returncode != 0:
             raise SystemExit(f"lab: `pulumi {' '.join(args)}` failed ({proc.returncode}):\n"
                              f"{proc.stdout or ''}{proc.stderr or ''}")
@@ -276,8 +278,27 @@ def up() -> int:
     return stack.run("stack", "output", capture=False, check=False).returncode
 
 
+def drift(report_path: str | None = "drift-report.json") -> int:
+    """components.drift on the lab stack."""
+    from components import drift as drift_check
+    stack = default_lab_stack()
+    report = drift_check.detect(stack.argv(*drift_check.PREVIEW_ARGS), stack.project_dir, stack.env())
+    return drift_check.report_and_exit_code(report, report_path, stack.stack)
+
+
+def adopt() -> int:
+    """components.adoption on the lab stack: the list, then one `pulumi up` in adoption mode."""
+    from components.adoption import ADOPT_UP_ARGS, format_table, import_list
+    from components.providers import ADOPT_ENV
+    print(format_table(import_list(load_spec(PROJECT_ROOT / "specs" / "omni.yaml"))))
+    stack = default_lab_stack()
+    stack.ensure_stack()
+    stack.configure_from_lab(start())
+    return stack.run(*ADOPT_UP_ARGS, capture=False, check=False, extra_env={ADOPT_ENV: "1"}).returncode
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("start", "stop", "up", "pulumi"):
+    if not argv or argv[0] not in ("start", "stop", "up", "pulumi", "drift", "adopt"):
         print(__doc__, file=sys.stderr)
         return 2
     verb = argv[0]
@@ -289,6 +310,10 @@ def main(argv: list[str]) -> int:
         print("lab: stopped")
     elif verb == "up":
         return up()
+    elif verb == "drift":
+        return drift(argv[1] if len(argv) > 1 else "drift-report.json")
+    elif verb == "adopt":
+        return adopt()
     else:
         stack = default_lab_stack()
         stack.ensure_stack()

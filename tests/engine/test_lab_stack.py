@@ -6,124 +6,14 @@ The steps share one lab and one stack and run in file order, as an operator woul
 """
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 import yaml
 
-from components.omnictl import Omnictl
-from components.proxmox import ProxmoxClient, ProxmoxNotFound, ProxmoxSettings
 from components.render import MACHINE_CLASS_TYPE, machine_class_document
-from lab import ctl
-from tests.conftest import PROJECT_ROOT
-from tests.lxc_host import docker_history
+from tests.engine.estate import CLASS, CLUSTER, DYNAMIC, estate  # noqa: F401 (estate is a fixture)
 
 pytestmark = pytest.mark.engine
-
-CLASS = "matrix-control-plane"
-CLUSTER = "talos-prod-01"
-DYNAMIC = "pulumi-python:dynamic:Resource"
-
-
-class Estate:
-    def __init__(self, root: Path):
-        self.project = root / "project"
-        self.lab_dir = root / "lab"
-        shutil.copytree(PROJECT_ROOT, self.project, ignore=shutil.ignore_patterns(
-            ".venv", ".tools", ".lab", ".git", "tests", "__pycache__", "Pulumi.*.yaml", ".pytest_cache"))
-        (self.project / ".venv").symlink_to(PROJECT_ROOT / ".venv")
-        (self.project / ".tools").symlink_to(PROJECT_ROOT / ".tools")
-        (self.project / "Pulumi.lab.yaml").write_text(yaml.safe_dump({"config": {
-            "omni-scale:omnictlPath": "lab/bin/omnictl", "omni-scale:protect": "false"}}))
-        self.info = ctl.start(self.lab_dir)
-        self.stack = ctl.LabStack(project_dir=self.project, state_dir=root / "state", lab_dir=self.lab_dir)
-        self.stack.ensure_stack()
-        self.stack.configure_from_lab(self.info)
-        self.omni = Omnictl(binary=str(self.project / "lab" / "bin" / "omnictl"),
-                            endpoint=self.info["omni"]["endpoint"],
-                            service_account_key=self.info["omni"]["service_account_key"])
-
-    def pulumi(self, *args, check=True):
-        return self.stack.run(*args, check=check)
-
-    def preview_json(self) -> dict:
-        return json.loads(self.pulumi("preview", "--json", "--diff").stdout)
-
-    def live_class(self):
-        return self.omni.get_or_none(MACHINE_CLASS_TYPE, CLASS, "default")
-
-    def live_memory(self) -> int:
-        return yaml.safe_load(self.live_class()["spec"]["autoprovision"]["providerdata"])["memory"]
-
-    def edit_spec(self, edit) -> None:
-        path = self.project / "specs" / "omni.yaml"
-        data = yaml.safe_load(path.read_text())
-        edit(data)
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-    def set_spec_memory(self, memory: int) -> None:
-        self.edit_spec(lambda d: d["machine_classes"][CLASS]["provider_data"].update(memory=memory))
-
-    def live_workers(self) -> int:
-        exported = yaml.safe_load_all(self.omni.export_template(CLUSTER))
-        return next(d for d in exported if d["kind"] == "Workers")["machineClass"]["size"]
-
-    def set_config(self, key: str, value: str) -> None:
-        self.stack.set_config(key, value)
-
-    def class_in_state(self) -> dict:
-        deployment = json.loads(self.pulumi("stack", "export").stdout)["deployment"]
-        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{DYNAMIC}::{CLASS}")]
-        return resource
-
-    def kubeconfig(self) -> str:
-        outputs = json.loads(self.pulumi("stack", "output", "--json", "--show-secrets").stdout)
-        return outputs["kubeconfigs"][CLUSTER]
-
-    def state_text(self) -> str:
-        files = list((self.stack.state_dir / ".pulumi").rglob("*.json"))
-        assert files, "no state file written"
-        return "\n".join(f.read_text() for f in files)
-
-    def secrets(self) -> list[str]:
-        stack = self.info["provider_stack"]
-        private_key_body = self.info["lxc"]["ssh_private_key"].splitlines()[1]
-        return [self.info["omni"]["service_account_key"], self.info["proxmox"]["token_secret"],
-                self.info["lxc"]["root_password"], private_key_body, stack["tailscale_auth_key"],
-                stack["omni_service_account_key"], stack["proxmox_token_secret"]]
-
-    def pve(self) -> ProxmoxClient:
-        return ProxmoxClient(ProxmoxSettings(self.info["proxmox"]["api_url"], "root@pam", self.info["lxc"]["root_password"],
-                                             verify_tls=self.info["proxmox"]["cafile"]))
-
-    def ct_config(self) -> dict | None:
-        try:
-            return self.pve().get("nodes/foxtrot/lxc/200/config")
-        except ProxmoxNotFound:
-            return None
-
-    @property
-    def stack_dir(self) -> Path:
-        return Path(self.info["lxc"]["home"]) / "omni-provider"
-
-    def docker_history(self) -> list[list[str]]:
-        return docker_history({"home": self.info["lxc"]["home"]})
-
-    def kubeconfig_token(self) -> str:
-        users = yaml.safe_load(self.kubeconfig())["users"]
-        return users[0]["user"]["token"]
-
-
-@pytest.fixture(scope="module")
-def estate(tmp_path_factory):
-    root = tmp_path_factory.mktemp("engine")
-    with pytest.MonkeyPatch.context() as mp:
-        # The test's own omnictl calls (out-of-band drift, checks) must see this lab too.
-        mp.setenv("OMNI_SCALE_LAB_DIR", str(root / "lab"))
-        estate = Estate(root)
-        yield estate
-        ctl.stop(estate.lab_dir)
 
 
 def _steps(preview: dict, op: str, name: str = CLASS) -> list[dict]:

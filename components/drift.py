@@ -1,0 +1,162 @@
+"""Drift detection: does the live estate still match the spec?
+
+    python -m components.drift [--stack prod] [--report drift-report.json]
+
+Runs `pulumi preview --refresh --json` (refresh reads every live thing through the providers' `read`;
+preview then compares it with what the program wants) and answers with an exit code:
+
+    0  no drift
+    1  drift: what differs is printed (resource, field, live vs desired) and written to the report
+    2  could not judge: Omni or Proxmox unreachable, a refused key, a bad spec (the report says which)
+
+A preflight failure (a storage gone from a node, a node offline, public DNS) is drift too: the
+infrastructure no longer satisfies the spec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+NO_DRIFT, DRIFT, UNJUDGED = 0, 1, 2
+PREVIEW_ARGS = ("preview", "--refresh", "--json", "--diff")
+# What a changed-out-of-band resource turns into in a refreshed preview.
+CHANGE_OPS = {"update": "differs", "replace": "differs (would be replaced)", "create-replacement":
+              "differs (would be replaced)", "create": "missing (would be created)", "delete": "not in the spec"}
+# How the engine prints a failed `check` of the StoragePreflight resource, one line per problem.
+_PREFLIGHT = re.compile(r"property preflight value .*? has a problem: (.+)")
+_INTERNAL = ("__provider", "__inputs")
+# The engine's and the Python SDK's wrapping around a provider's own message.
+_ENGINE_NOISE = re.compile(r"^(error: )?(Preview failed: )?(Exception calling application: )?")
+
+
+def _name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+def _component_type(urn: str) -> str:
+    """The component a dynamic resource belongs to: urn:...::omni-scale:proxmox:ProviderLxc$pulumi-python:...::name."""
+    chain = urn.split("::")[2].split("$")
+    return next((t for t in reversed(chain) if not t.startswith("pulumi-python:")), chain[-1])
+
+
+def field_changes(live: dict, desired: dict, prefix: str = "") -> list[dict]:
+    """Dotted paths whose values differ, with both values (secrets stay "[secret]" as pulumi prints them)."""
+    out = []
+    for key in sorted(set(live) | set(desired)):
+        if key in _INTERNAL:
+            continue
+        path = f"{prefix}{key}"
+        a, b = live.get(key), desired.get(key)
+        if b is None:
+            continue  # an output the program leaves to the provider (a kubeconfig, a host key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += field_changes(a, b, path + ".")
+        elif a != b:
+            out.append({"field": path, "live": a, "desired": b})
+    return out
+
+
+def analyse(preview: dict, returncode: int, stderr: str = "") -> dict:
+    """The report, from pulumi's JSON preview (and its exit code and stderr when it failed)."""
+    resources = []
+    for step in preview.get("steps", []):
+        op = step.get("op")
+        if op not in CHANGE_OPS or step["urn"].endswith("pulumi:pulumi:Stack::" + _name(step["urn"])):
+            continue
+        old, new = step.get("oldState") or {}, step.get("newState") or {}
+        fields = field_changes(old.get("outputs") or {}, new.get("inputs") or {}) if op == "update" else []
+        resources.append({"name": _name(step["urn"]), "type": _component_type(step["urn"]), "urn": step["urn"],
+                          "change": CHANGE_OPS[op], "fields": fields})
+    errors, preflight = [], []
+    messages = [d.get("message", "") for d in preview.get("diagnostics", []) if d.get("severity") == "error"]
+    if returncode != 0 and not messages:
+        messages = [line for line in stderr.splitlines() if "error" in line.lower()] or [stderr.strip()]
+    for message in messages:
+        found = _PREFLIGHT.findall(message)
+        if found:
+            preflight += [f.strip() for f in found]
+        elif message.strip() and message.strip() not in ("error: preview failed", "preview failed"):
+            errors.append(_ENGINE_NOISE.sub("", message.strip()))
+    preflight, errors = sorted(set(preflight)), sorted(set(errors))
+    if errors:
+        code = UNJUDGED
+    elif resources or preflight:
+        code = DRIFT
+    elif returncode != 0:
+        code, errors = UNJUDGED, [stderr.strip() or f"pulumi preview exited with {returncode}"]
+    else:
+        code = NO_DRIFT
+    return {"exit_code": code, "drift": code == DRIFT, "resources": resources, "preflight": preflight,
+            "errors": errors}
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def _field_lines(f: dict) -> list[str]:
+    live, desired = f["live"], f["desired"]
+    if isinstance(live, str) and isinstance(desired, str) and "\n" in live + desired:
+        # A document (a cluster template): the lines that differ, not two walls of text.
+        changed = [line for line in difflib.unified_diff(live.splitlines(), desired.splitlines(), lineterm="", n=0)
+                   if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+        shown = [f"      {'live   ' if line[0] == '-' else 'desired'} | {line[1:]}" for line in changed[:8]]
+        more = [f"      ... {len(changed) - 8} more changed lines"] if len(changed) > 8 else []
+        return [f"    {f['field']}:"] + shown + more
+    return [f"    {f['field']}: live {_short(live)}, desired {_short(desired)}"]
+
+
+def summary(report: dict) -> str:
+    if report["exit_code"] == UNJUDGED:
+        return "drift: could not judge:\n" + "\n".join(f"  {e}" for e in report["errors"])
+    if report["exit_code"] == NO_DRIFT:
+        return "drift: none; the live estate matches the spec"
+    lines = ["drift: the live estate differs from the spec:"]
+    for r in report["resources"]:
+        lines.append(f"  {r['name']} ({r['type']}): {r['change']}")
+        for f in r["fields"]:
+            lines += _field_lines(f)
+    lines += [f"  preflight: {p}" for p in report["preflight"]]
+    return "\n".join(lines)
+
+
+def detect(argv: list[str], cwd: Path, env: Optional[dict] = None) -> dict:
+    """Runs the refreshed preview (argv: the pulumi command with its stack flags) and analyses it."""
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    try:
+        preview = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    except json.JSONDecodeError:
+        preview = {}
+    return analyse(preview, proc.returncode, proc.stderr + ("" if preview else proc.stdout))
+
+
+def report_and_exit_code(report: dict, report_path: Optional[str], stack: str) -> int:
+    print(summary(report))
+    if report_path:
+        Path(report_path).write_text(json.dumps({"stack": stack, **report}, indent=2, default=str) + "\n")
+    return report["exit_code"]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", default=None)
+    parser.add_argument("--report", default="drift-report.json", help="where to write the JSON report")
+    args = parser.parse_args(argv)
+    stack = ["--stack", args.stack] if args.stack else []
+    report = detect(["pulumi", *PREVIEW_ARGS, *stack, "--non-interactive"], PROJECT_ROOT, dict(os.environ))
+    return report_and_exit_code(report, args.report, args.stack or "(selected)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

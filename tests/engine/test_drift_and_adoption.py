@@ -1,0 +1,173 @@
+"""Drift detection and adoption on a lab estate, with the real pulumi CLI.
+
+Drift: one test per kind of out-of-band change, each asserting the exit code (0 none, 1 drift, 2 could
+not judge) and what the summary says; each puts the estate back with `up` (or undoes the fault).
+Adoption: the estate is built by a stack that is then forgotten (`pulumi stack rm --force` keeps every
+resource), a new stack adopts it, and `preview --expect-no-changes` passes; an out-of-band difference
+present at adoption shows as exactly that difference.
+"""
+
+import copy
+import json
+
+import pytest
+import yaml
+
+from components import drift
+from components.adoption import ADOPT_UP_ARGS
+from components.providers import ADOPT_ENV
+from components.render import MACHINE_CLASS_TYPE, machine_class_document
+from lab import omni_standin
+from tests.engine.estate import CLASS, CLUSTER, running_estate
+
+pytestmark = pytest.mark.engine
+SPARE = "matrix-spare"
+
+
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory):
+    with running_estate(tmp_path_factory, "drift") as estate:
+        # A class no cluster uses (Omni refuses to delete one a machine set uses): the one deleted out of band.
+        estate.edit_spec(lambda d: d["machine_classes"].update(
+            {SPARE: copy.deepcopy(d["machine_classes"]["matrix-worker"])}))
+        estate.pulumi("up", "--yes", "--skip-preview")
+        yield estate
+
+
+def run_drift(estate, tmp_path):
+    report_path = tmp_path / "drift.json"
+    report = drift.detect(estate.stack.argv(*drift.PREVIEW_ARGS), estate.stack.project_dir, estate.stack.env())
+    code = drift.report_and_exit_code(report, str(report_path), estate.stack.stack)
+    assert json.loads(report_path.read_text())["exit_code"] == code
+    return code, drift.summary(report), report
+
+
+def converge(estate):
+    estate.pulumi("up", "--yes", "--skip-preview", "--refresh")
+
+
+def class_document(memory: int) -> dict:
+    return machine_class_document(CLASS, "Proxmox", {
+        "cores": 4, "sockets": 1, "memory": memory, "disk_size": 40, "network_bridge": "vmbr0",
+        "storage_selector": 'name == "vm_ssd"'})
+
+
+def resync_cluster(estate, edit):
+    documents = list(yaml.safe_load_all(estate.omni.export_template(CLUSTER)))
+    edit(documents)
+    estate.omni.template("sync", yaml.safe_dump_all(documents, sort_keys=False))
+
+
+def test_no_drift_after_a_clean_up(estate, tmp_path):
+    code, text, report = run_drift(estate, tmp_path)
+    assert (code, report["resources"], report["preflight"]) == (0, [], []), text
+    assert text == "drift: none; the live estate matches the spec"
+
+
+def test_class_memory_changed_out_of_band(estate, tmp_path):
+    estate.omni.apply(class_document(4096))
+    code, text, report = run_drift(estate, tmp_path)
+    assert code == 1, text
+    [resource] = report["resources"]
+    assert (resource["name"], resource["type"], resource["change"]) == (CLASS, "omni-scale:omni:MachineClass", "differs")
+    assert resource["fields"] == [{"field": "provider_data.memory", "live": 4096, "desired": 8192}]
+    assert "provider_data.memory: live 4096, desired 8192" in text
+    converge(estate)
+    assert run_drift(estate, tmp_path)[0] == 0
+
+
+def test_class_deleted_out_of_band(estate, tmp_path):
+    estate.omni.delete(MACHINE_CLASS_TYPE, SPARE, "default")
+    code, text, report = run_drift(estate, tmp_path)
+    assert code == 1, text
+    assert [(r["name"], r["change"]) for r in report["resources"]] == [(SPARE, "missing (would be created)")]
+    assert f"{SPARE} (omni-scale:omni:MachineClass): missing (would be created)" in text
+    converge(estate)
+    assert estate.omni.get_or_none(MACHINE_CLASS_TYPE, SPARE, "default") is not None
+
+
+def test_worker_count_changed_out_of_band(estate, tmp_path):
+    resync_cluster(estate, lambda docs: next(d for d in docs if d["kind"] == "Workers")["machineClass"].update(size=5))
+    code, text, report = run_drift(estate, tmp_path)
+    assert code == 1, text
+    [resource] = report["resources"]
+    assert resource["name"] == CLUSTER and [f["field"] for f in resource["fields"]] == ["template"]
+    assert "live    |   size: 5" in text and "desired |   size: 2" in text
+    converge(estate)
+    assert estate.live_workers() == 2
+
+
+def test_patch_edited_out_of_band(estate, tmp_path):
+    def edit(docs):
+        patch = next(d for d in docs if d["kind"] == "Cluster")["patches"][0]
+        if isinstance(patch["inline"], str):  # export writes inline patches back as YAML text
+            patch["inline"] = patch["inline"].replace("disabled: true", "disabled: false")
+        else:
+            patch["inline"]["cluster"]["proxy"]["disabled"] = False
+    resync_cluster(estate, edit)
+    code, text, report = run_drift(estate, tmp_path)
+    assert code == 1, text
+    assert [r["name"] for r in report["resources"]] == [CLUSTER]
+    assert "live    |         disabled: false" in text and "desired |         disabled: true" in text
+    converge(estate)
+
+
+def test_lxc_memory_changed_in_proxmox(estate, tmp_path):
+    estate.pve().call("PUT", "nodes/foxtrot/lxc/200/config", memory=2048)
+    code, text, report = run_drift(estate, tmp_path)
+    assert code == 1, text
+    [resource] = report["resources"]
+    assert (resource["name"], resource["type"]) == ("omni-provider", "omni-scale:proxmox:ProviderLxc")
+    assert resource["fields"] == [{"field": "memory", "live": 2048, "desired": 1024}]
+    converge(estate)
+    assert estate.ct_config()["memory"] == 1024
+
+
+def test_storage_removed_from_a_node_is_preflight_drift(estate, tmp_path):
+    api = estate.pve()
+    api.call("PUT", "storage/vm_ssd", nodes="foxtrot,golf")
+    try:
+        code, text, report = run_drift(estate, tmp_path)
+        assert code == 1, text
+        assert report["preflight"] == [
+            f"class {c} on node hotel: selector picks storage vm_ssd, which is disabled on this node "
+            "(storage.cfg `disable`, or a `nodes` list without it)" for c in ("matrix-control-plane", SPARE, "matrix-worker")]
+    finally:
+        api.call("PUT", "storage/vm_ssd", delete="nodes")
+    assert run_drift(estate, tmp_path)[0] == 0
+
+
+def test_unreachable_omni_cannot_be_judged(estate, tmp_path):
+    server = estate.lab_dir / "omni" / "server.json"
+    saved = server.read_text()
+    omni_standin.stop_server(str(estate.lab_dir / "omni"))
+    try:
+        code, text, report = run_drift(estate, tmp_path)
+        assert code == 2, text
+        assert len(report["errors"]) == 4 and all("could not reach Omni" in e for e in report["errors"]), text
+        assert "omnictl cluster template export could not reach Omni" in text
+    finally:
+        server.write_text(saved)
+    assert run_drift(estate, tmp_path)[0] == 0
+
+
+# -------------------------------------------------------------------------------------- adoption
+
+def test_adoption_takes_over_the_running_estate_without_writing_anything(estate, tmp_path):
+    # Forget the stack that built it: every resource stays where it is.
+    estate.stack.run_plain("stack", "rm", estate.stack.stack, "--force", "--yes", "--preserve-config")
+    estate.stack.ensure_stack()
+    estate.stack.configure_from_lab(estate.info)
+    compose_ups = len([a for a in estate.docker_history() if a[:2] == ["compose", "up"]])
+    # One difference made before adoption: it must show afterwards, as exactly that.
+    estate.omni.apply(class_document(6144))
+    adopted = estate.stack.run(*ADOPT_UP_ARGS, extra_env={ADOPT_ENV: "1"})
+    assert "taken over as it is" in adopted.stdout + adopted.stderr
+    assert estate.live_memory() == 6144  # adoption wrote nothing
+    assert len([a for a in estate.docker_history() if a[:2] == ["compose", "up"]]) == compose_ups
+    code, text, report = run_drift(estate, tmp_path)
+    assert code == 1 and [(r["name"], r["fields"]) for r in report["resources"]] == [
+        (CLASS, [{"field": "provider_data.memory", "live": 6144, "desired": 8192}])], text
+    estate.pulumi("up", "--yes", "--skip-preview")
+    assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
+    assert estate.live_memory() == 8192
