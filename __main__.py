@@ -10,6 +10,7 @@ from components.machine_class import MachineClass
 from components.program import load_program_inputs, provider_stack_secrets
 from components.provider_lxc import ProviderLxc
 from components.storage_preflight import StoragePreflight
+from components.tailscale_operator import TailscaleOperator
 from components.talos_cluster import TalosCluster
 
 spec, settings = load_program_inputs()
@@ -42,6 +43,17 @@ clusters = {
     )
     for name, cluster in spec.clusters.items()
 }
+
+# The Tailscale operator in the cluster the spec names, once that cluster is ready.
+operator_spec = spec.tailscale_operator
+if operator_spec is not None and operator_spec.enabled:
+    target = clusters[operator_spec.cluster]
+    operator = TailscaleOperator(
+        "tailscale-operator", operator_spec, target.kubeconfig,
+        protect=settings.protect and spec.clusters[operator_spec.cluster].production, depends_on=[target])
+    pulumi.export("tailscale_operator", {"cluster": operator_spec.cluster, "status": operator.status})
+elif operator_spec is not None:
+    pulumi.log.info("tailscale_operator.enabled is false in specs/omni.yaml: the operator release is not managed")
 
 pulumi.export("preflight", preflight.live)
 if provider_lxc is not None:

@@ -41,6 +41,8 @@ def import_list(spec: Spec) -> list[dict]:
                       "id": name})
     op = spec.tailscale_operator
     if op is not None and op.enabled:
+        items.append({"type": "omni-scale:k8s:TailscaleOperator", "name": "tailscale-operator-namespace",
+                      "what": f"namespace in {op.cluster}", "id": op.namespace})
         items.append({"type": "omni-scale:k8s:TailscaleOperator", "name": "tailscale-operator",
                       "what": f"Helm release in {op.cluster}", "id": f"{op.namespace}/tailscale-operator"})
     return items

@@ -31,6 +31,8 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
         required = OMNI_CREDENTIALS
         if spec.provider_lxc is not None:
             required += PROXMOX_ADMIN_CREDENTIALS + PROVIDER_STACK_CREDENTIALS
+        if spec.tailscale_operator is not None and spec.tailscale_operator.enabled:
+            required += ("tailscaleOAuthClientId", "tailscaleOAuthClientSecret")
         require(config.get, tuple(dict.fromkeys(required)), stack_file)
         omni = OmniSettings.from_lookup(config.get, stack_file)
         protect_raw = config.get("protect")

@@ -28,7 +28,7 @@ import yaml
 
 from components.spec import load_spec
 
-from . import omni_standin, provider_standin
+from . import kube_lab, omni_standin, provider_standin
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STACK = "lab"
@@ -100,12 +100,13 @@ def start(directory: Path | None = None) -> dict:
     info_file = directory / "lab.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
-        if all(_pid_alive(info[part]["pid"]) for part in ("proxmox", "lxc") if part in info) and "lxc" in info:
+        if "kubernetes" in info and all(_pid_alive(info[part]["pid"]) for part in ("proxmox", "lxc")) \
+                and all(_pid_alive(pid) for pid in info["kubernetes"]["pids"]):
             return info
         stop(directory)
     # fakepve keeps its guests in memory only, so a new lab starts empty everywhere: Omni's resources,
     # the container's files and the lab stack's state go too, or they would describe things that are gone.
-    for stale in ("omni", "lxc", "state", "project"):
+    for stale in ("omni", "lxc", "kubernetes", "state", "project"):
         shutil.rmtree(directory / stale, ignore_errors=True)
 
     pve_dir = directory / "fakepve"
@@ -123,8 +124,12 @@ def start(directory: Path | None = None) -> dict:
                       env={**os.environ, "OMNI_SCALE_COMPOSE_SCHEMA": str(PROJECT_ROOT / ".tools" / "compose-spec.json")})
     ssh = _wait_for(ssh_dir / "ssh.json", ssh_proc, directory / "ssh.log", "the lab SSH server")
 
+    # The new cluster's Kubernetes API (and a chart repository), for the Tailscale operator release.
+    kube = kube_lab.start(directory / "kubernetes")
+
     endpoint = LAB_OMNI_ENDPOINT
     key = omni_standin.init_server(str(directory / "omni"), endpoint)
+    kube_lab.write_cluster_access(directory / "omni", kube)
     # The infra provider registers with Omni and heartbeats, as the real one does when it runs.
     provider_id = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").infra_provider.id
     provider_standin.register(str(directory / "omni"), provider_id)
@@ -138,6 +143,9 @@ def start(directory: Path | None = None) -> dict:
         "lxc": {"root_password": pve["root_password"], "ssh_host": ssh["host"], "ssh_port": ssh["port"],
                 "ssh_user": ssh["user"], "ssh_host_key": ssh["host_key"], "home": ssh["home"], "pid": ssh["pid"],
                 "ssh_private_key": Path(ssh["private_key_file"]).read_text()},
+        "kubernetes": kube,
+        "tailscale_oauth": {"client_id": f"lab-client-{secrets.token_hex(6)}",
+                            "client_secret": f"tskey-client-lab-{secrets.token_hex(16)}"},
         # What the provider's compose stack is handed; nothing in the lab checks them but their secrecy.
         "provider_stack": {"tailscale_auth_key": f"tskey-auth-lab-{secrets.token_hex(16)}",
                            "omni_service_account_key": secrets.token_hex(32),
@@ -153,7 +161,8 @@ def stop(directory: Path | None = None) -> None:
     info_file = directory / "lab.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
-        for pid in (info["proxmox"]["pid"], info.get("infra_provider", {}).get("pid"), info.get("lxc", {}).get("pid")):
+        for pid in (info["proxmox"]["pid"], info.get("infra_provider", {}).get("pid"), info.get("lxc", {}).get("pid"),
+                    *info.get("kubernetes", {}).get("pids", [])):
             if pid:
                 _terminate(pid)
         info_file.unlink()
@@ -240,6 +249,10 @@ class LabStack:
         self.set_config("omni-scale:providerOmniServiceAccountKey", stack["omni_service_account_key"], secret=True)
         self.set_config("omni-scale:providerProxmoxTokenId", stack["proxmox_token_id"])
         self.set_config("omni-scale:providerProxmoxTokenSecret", stack["proxmox_token_secret"], secret=True)
+        self.set_config("omni-scale:tailscaleOAuthClientId", info["tailscale_oauth"]["client_id"], secret=True)
+        self.set_config("omni-scale:tailscaleOAuthClientSecret", info["tailscale_oauth"]["client_secret"], secret=True)
+        # The lab serves the chart itself: pkgs.tailscale.com is not reachable from here.
+        self.set_config("omni-scale:tailscaleChartRepository", info["kubernetes"]["chart_repository"])
 
 
 # What the lab's pulumi project dir links to: the program, read live from the repo.

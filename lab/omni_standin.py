@@ -3686,6 +3686,13 @@ def _merge_kubeconfig(existing: dict, new: dict, force: bool, out: list[str]) ->
     return existing
 
 
+def _lab_cluster_access(state_dir: Path) -> dict:
+    try:
+        return json.loads((Path(state_dir) / "kubernetes.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def cmd_kubeconfig(state_dir: Path, args: list[str], opts: dict, changed: set) -> None:
     connect(state_dir)
     merge, force = opts["merge"], opts["force"]
@@ -3720,10 +3727,15 @@ def cmd_kubeconfig(state_dir: Path, args: list[str], opts: dict, changed: set) -
                        f"(max allowed: {_go_duration(SERVICE_ACCOUNT_TOKEN_MAX_NS)})")
     name = f"{LAB_ACCOUNT}-{cluster}-{opts['user']}"
     context = opts["force-context-name"] or name
+    # The lab's real kube-apiserver when it runs (lab/kube_lab.py wrote how to reach it), else a placeholder.
+    access = _lab_cluster_access(state_dir)
+    cluster_entry = {"server": access.get("server", LAB_KUBE_API)}
+    if access.get("certificate-authority-data"):
+        cluster_entry["certificate-authority-data"] = access["certificate-authority-data"]
     new = {"apiVersion": "v1", "kind": "Config", "current-context": context,
-           "clusters": [{"name": name, "cluster": {"server": LAB_KUBE_API}}],
+           "clusters": [{"name": name, "cluster": cluster_entry}],
            "contexts": [{"name": context, "context": {"cluster": name, "namespace": "default", "user": name}}],
-           "users": [{"name": name, "user": {"token": secrets.token_urlsafe(32)}}]}
+           "users": [{"name": name, "user": {"token": access.get("token") or secrets.token_urlsafe(32)}}]}
     messages: list[str] = []
     if merge:
         try:

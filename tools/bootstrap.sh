@@ -102,6 +102,16 @@ fi
 omnictl=$(build_tool omnictl "-X github.com/siderolabs/omni/client/pkg/version.Tag=$OMNICTL_VERSION")
 ln -sfn "$omnictl/omnictl" "$bin/omnictl"
 
+# The lab's Kubernetes API server and helm (Tailscale operator release). kube-apiserver must
+# report its real version: helm checks charts' kubeVersion against it.
+k8s_minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
+apiserver=$(build_tool kube-apiserver "-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION")
+ln -sfn "$apiserver/kube-apiserver" "$bin/kube-apiserver"
+etcd=$(build_tool etcd "-s -w")
+ln -sfn "$etcd/etcd" "$bin/etcd"
+helm=$(build_tool helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean")
+ln -sfn "$helm/helm" "$bin/helm"
+
 # --- The compose-spec schema (data, not code) ---------------------------------
 schema="$root/.tools/compose-spec.json"
 if [ ! -f "$schema" ] || ! grep -qx "$COMPOSE_GO_VERSION" "$schema.version" 2>/dev/null; then

@@ -2,6 +2,8 @@
 
 import contextlib
 import json
+import os
+import subprocess
 import shutil
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import yaml
 from components.omnictl import Omnictl
 from components.proxmox import ProxmoxClient, ProxmoxNotFound, ProxmoxSettings
 from components.render import MACHINE_CLASS_TYPE
-from lab import ctl
+from lab import ctl, kube_lab
 from tests.conftest import PROJECT_ROOT
 from tests.lxc_host import docker_history
 
@@ -80,12 +82,44 @@ class Estate:
         assert files, "no state file written"
         return "\n".join(f.read_text() for f in files)
 
+    def admin_kubeconfig(self) -> dict:
+        return kube_lab.admin_kubeconfig(self.info["kubernetes"])
+
+    def namespace(self, name: str = "tailscale"):
+        from kubernetes import client, config
+        from kubernetes.client.exceptions import ApiException
+        try:
+            return client.CoreV1Api(config.new_client_from_config_dict(self.admin_kubeconfig())).read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def helm(self, *args: str) -> subprocess.CompletedProcess:
+        path = self.lab_dir / "admin-kubeconfig"
+        path.write_text(yaml.safe_dump(self.admin_kubeconfig()))
+        path.chmod(0o600)
+        env = {**os.environ, "KUBECONFIG": str(path), "HELM_CACHE_HOME": str(self.lab_dir / "helm-cache"),
+               "HELM_CONFIG_HOME": str(self.lab_dir / "helm-config"), "HELM_DATA_HOME": str(self.lab_dir / "helm-data")}
+        return subprocess.run([str(PROJECT_ROOT / ".tools" / "bin" / "helm"), *args], env=env, capture_output=True,
+                              text=True)
+
+    def release(self) -> dict | None:
+        """The release's metadata (chart, version, status) and its user-supplied values, or None."""
+        where = ("tailscale-operator", "--namespace", "tailscale", "--output", "json")
+        metadata = self.helm("get", "metadata", *where)
+        if metadata.returncode != 0:
+            return None
+        return {**json.loads(metadata.stdout), "values": json.loads(self.helm("get", "values", *where).stdout)}
+
     def secrets(self) -> list[str]:
         stack = self.info["provider_stack"]
         private_key_body = self.info["lxc"]["ssh_private_key"].splitlines()[1]
         return [self.info["omni"]["service_account_key"], self.info["proxmox"]["token_secret"],
                 self.info["lxc"]["root_password"], private_key_body, stack["tailscale_auth_key"],
-                stack["omni_service_account_key"], stack["proxmox_token_secret"]]
+                stack["omni_service_account_key"], stack["proxmox_token_secret"],
+                self.info["tailscale_oauth"]["client_id"], self.info["tailscale_oauth"]["client_secret"],
+                self.info["kubernetes"]["token"]]
 
     def pve(self) -> ProxmoxClient:
         return ProxmoxClient(ProxmoxSettings(self.info["proxmox"]["api_url"], "root@pam", self.info["lxc"]["root_password"],

@@ -24,7 +24,8 @@ def test_preview_shows_the_seed_estate_to_create(estate):
     preview = estate.preview_json()
     creates = sorted(s["urn"].rsplit("::", 1)[1] for s in preview["steps"]
                      if s["op"] == "create" and DYNAMIC in s["urn"])
-    assert creates == ["matrix", "matrix-control-plane", "matrix-worker", "omni-provider", "omni-provider-compose", CLUSTER]
+    assert creates == ["matrix", "matrix-control-plane", "matrix-worker", "omni-provider", "omni-provider-compose",
+                       "tailscale-operator", "tailscale-operator-namespace", CLUSTER]
     assert estate.live_class() is None and estate.ct_config() is None  # preview wrote nothing
 
 
@@ -48,6 +49,19 @@ def test_up_created_the_provider_lxc_and_deployed_its_compose_stack(estate):
     assert compose["services"]["provider"]["image"].endswith(":v0.3.0")
     # Validated by the compose-spec schema where it runs, then started; the classes came after.
     assert estate.docker_history() == [["compose", "config", "--quiet"], ["compose", "up", "-d"]]
+
+
+def test_up_installed_the_tailscale_operator_in_a_privileged_namespace(estate):
+    namespace = estate.namespace()
+    assert namespace.metadata.labels["pod-security.kubernetes.io/enforce"] == "privileged"
+    release = estate.release()
+    assert (release["chart"], release["version"], release["status"]) == ("tailscale-operator", "1.90.9", "deployed")
+    assert release["values"]["operatorConfig"] == {"hostname": "talos-prod-01-operator"}
+    # The OAuth pair reached the chart (from the stack's secrets, through a 0600 values file).
+    assert release["values"]["oauth"] == {"clientId": estate.info["tailscale_oauth"]["client_id"],
+                                          "clientSecret": estate.info["tailscale_oauth"]["client_secret"]}
+    outputs = json.loads(estate.pulumi("stack", "output", "--json").stdout)
+    assert outputs["tailscale_operator"] == {"cluster": CLUSTER, "status": "deployed"}
 
 
 def test_no_change_preview_passes_expect_no_changes(estate):
@@ -179,6 +193,9 @@ def test_destroy_is_refused_while_protected_and_the_deliberate_path_works(estate
     assert estate.ct_config()["protection"] == 0  # Proxmox's own flag follows the stack's protect
     estate.pulumi("destroy", "--yes", "--skip-preview")
     assert estate.ct_config() is None
+    assert estate.release() is None
+    namespace = estate.namespace()  # no controller-manager in the lab: a deleted namespace stays Terminating
+    assert namespace is None or namespace.metadata.deletion_timestamp is not None
     assert estate.docker_history()[-1] == ["compose", "down"]
     assert not any("-v" in argv or "--volumes" in argv for argv in estate.docker_history())
     assert estate.live_class() is None

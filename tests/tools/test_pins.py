@@ -30,3 +30,14 @@ def test_language_host_and_omnictl_modules_match_their_pins():
 def test_every_tool_module_has_a_go_sum():
     for go_mod in TOOLS.glob("*/go.mod"):
         assert (go_mod.parent / "go.sum").stat().st_size > 0, go_mod
+
+
+def test_lab_kubernetes_tools_match_their_pins():
+    versions = pins()
+    assert require("kube-apiserver/go.mod", "k8s.io/kubernetes") == versions["KUBERNETES_VERSION"]
+    staging = "v0." + versions["KUBERNETES_VERSION"].split(".", 1)[1]
+    assert f"k8s.io/apiserver => k8s.io/apiserver {staging}" in (TOOLS / "kube-apiserver" / "go.mod").read_text()
+    assert require("etcd/go.mod", "go.etcd.io/etcd/server/v3") == versions["ETCD_VERSION"]
+    assert require("helm/go.mod", "helm.sh/helm/v3") == versions["HELM_VERSION"]
+    go_mod = (TOOLS.parent / "tools" / "bootstrap.sh").read_text()
+    assert "COMPOSE_GO_VERSION" in go_mod and versions["COMPOSE_GO_VERSION"].startswith("v2.")

@@ -62,7 +62,11 @@ def test_protect_flag_reaches_the_omni_resource():
 
 @pytest.mark.parametrize("provider_class", ["machine_class.MachineClassProvider",
                                             "talos_cluster.TalosClusterProvider",
-                                            "storage_preflight.StoragePreflightProvider"])
+                                            "storage_preflight.StoragePreflightProvider",
+                                            "provider_lxc.LxcContainerProvider",
+                                            "provider_lxc.ComposeDeploymentProvider",
+                                            "tailscale_operator.NamespaceProvider",
+                                            "tailscale_operator.HelmReleaseProvider"])
 def test_provider_pickles_without_any_configured_credentials(provider_class):
     import importlib
 
@@ -104,3 +108,49 @@ def test_talos_cluster_waits_for_its_classes_is_protected_and_keeps_kubeconfig_s
         assert is_secret
 
     return pulumi.Output.all(cluster.resource.urn, pulumi.Output.is_secret(cluster.kubeconfig)).apply(check)
+
+
+@pulumi.runtime.test
+def test_tailscale_operator_labels_its_namespace_waits_for_the_cluster_and_keeps_secrets_secret(monkeypatch):
+    from components import tailscale_operator as op
+
+    captured = {}
+    for cls, key in ((op._Namespace, "namespace"), (op._HelmRelease, "release")):
+        def spy(self, name, props, opts, real=cls.__init__, key=key):
+            captured[key] = opts
+            real(self, name, props, opts)
+        monkeypatch.setattr(cls, "__init__", spy)
+    monkeypatch.setattr(pulumi.Config, "require_secret", lambda self, key: pulumi.Output.secret(f"value-of-{key}"))
+    monkeypatch.setattr(pulumi.Config, "get", lambda self, key, default=None: None)
+    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").tailscale_operator
+    cluster = pulumi.CustomResource("test:index:Cluster", "talos-prod-01", {})
+    kubeconfig = pulumi.Output.secret("apiVersion: v1\nusers: [{user: {token: t0ken}}]\n")
+    operator = op.TailscaleOperator("tailscale-operator", spec, kubeconfig, protect=True, depends_on=[cluster])
+    assert operator.namespace._protect is True and operator.release._protect is True
+
+    def check(args):
+        namespace_urn, release_urn, *secret_flags = args
+        assert all(secret_flags), secret_flags
+        [namespace] = [r for r in REGISTERED if r.name == "tailscale-operator-namespace"]
+        assert namespace.inputs["labels"] == {"pod-security.kubernetes.io/enforce": "privileged"}
+        assert namespace.inputs["name"] == "tailscale"
+        [release] = [r for r in REGISTERED if r.name == "tailscale-operator" and r.typ.startswith("pulumi-python")]
+        inputs = release.inputs
+        assert (inputs["chart"], inputs["version"], inputs["repository"]) == (
+            "tailscale-operator", "1.90.9", "https://pkgs.tailscale.com/helmcharts")
+        assert inputs["values"] == {"operatorConfig": {"hostname": "talos-prod-01-operator"}}
+        # No OAuth value is an input in any form but its digest.
+        assert "value-of-tailscaleOAuthClientSecret" not in str(release.inputs)
+        # Registered as a secret (the engine's envelope), so the state holds it encrypted.
+        digest = op.oauth_digest("value-of-tailscaleOAuthClientId", "value-of-tailscaleOAuthClientSecret")
+        assert inputs["oauth_digest"] == {pulumi.runtime.rpc._special_sig_key: pulumi.runtime.rpc._special_secret_sig,
+                                          "value": digest}
+
+    deps = pulumi.Output.all(operator.namespace.urn, operator.release.urn,
+                             pulumi.Output.is_secret(operator.namespace.kubeconfig),
+                             pulumi.Output.is_secret(operator.release.kubeconfig),
+                             pulumi.Output.is_secret(operator.release.oauth_digest))
+    # The namespace (and so the release, which depends on it) waits for the cluster.
+    assert list(captured["namespace"].depends_on) == [cluster]
+    assert list(captured["release"].depends_on) == [operator.namespace]
+    return deps.apply(check)

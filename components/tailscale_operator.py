@@ -1,0 +1,247 @@
+"""TailscaleOperator: the Tailscale Kubernetes operator in the new cluster, as a Helm release.
+
+Two dynamic resources: the namespace, labelled `pod-security.kubernetes.io/enforce=privileged`
+(its proxy pods need it, domain.md lesson 4), through the Kubernetes API (the `kubernetes` client);
+and the release, through the `helm` CLI. The cluster's service-account kubeconfig is a secret input
+(Pulumi keeps it encrypted in the state); the OAuth client id and secret come from the stack config
+and reach helm only in a values file of mode 0600 in a private temporary directory, never argv.
+The state keeps a digest of them (a Pulumi secret), so a rotated secret shows as a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+import yaml
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+
+from .omnictl import OmnictlMissing, resolve_binary
+from .providers import StackConfiguredProvider, adopted, whole_numbers
+from .settings import NAMESPACE, lookup_in, require
+from .spec import TailscaleOperatorSpec
+
+POD_SECURITY = {"pod-security.kubernetes.io/enforce": "privileged"}
+# Kubernetes adds this label to every namespace itself: not ours, never drift.
+AUTOMATIC_LABELS = ("kubernetes.io/metadata.name",)
+RELEASE = "tailscale-operator"
+CHART = "tailscale-operator"
+OAUTH_CREDENTIALS = ("tailscaleOAuthClientId", "tailscaleOAuthClientSecret")
+HELM_TIMEOUT_SECONDS = 600
+
+
+class HelmError(Exception):
+    pass
+
+
+def oauth_digest(client_id: str, client_secret: str) -> str:
+    return hashlib.sha256(json.dumps([client_id, client_secret]).encode()).hexdigest()
+
+
+def release_values(spec: TailscaleOperatorSpec) -> dict:
+    """The chart values the spec asks for (no secrets): the user's, with the operator's hostname set."""
+    values = json.loads(json.dumps(spec.values))  # a deep copy
+    values.setdefault("operatorConfig", {})["hostname"] = spec.hostname
+    return values
+
+
+def _progress(message: str) -> None:
+    print(f"omni-scale: {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------- namespace
+
+def _core_api(kubeconfig: str):
+    from kubernetes import client, config  # imported late: only stacks with the operator pay for it
+    return client.CoreV1Api(config.new_client_from_config_dict(yaml.safe_load(kubeconfig)))
+
+
+def _api_errors():
+    from kubernetes.client.exceptions import ApiException
+    return ApiException
+
+
+class NamespaceProvider(StackConfiguredProvider):
+    """Reads and writes one namespace's labels; the kubeconfig is a (secret) input."""
+
+    def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
+        changed = [k for k in ("name", "labels") if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "name"], stables=[],
+                          delete_before_replace=True)
+
+    def create(self, props: dict) -> CreateResult:
+        adoption = adopted(self, props["name"], props)
+        if adoption:
+            return adoption
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": props["name"], "labels": props["labels"]}}
+        _core_api(props["kubeconfig"]).create_namespace(body)
+        return CreateResult(props["name"], dict(props))
+
+    def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
+        labels = {**{k: None for k in olds.get("labels", {}) if k not in news["labels"]}, **news["labels"]}
+        _core_api(news["kubeconfig"]).patch_namespace(news["name"], {"metadata": {"labels": labels}})
+        return UpdateResult(dict(news))
+
+    def read(self, id_: str, props: dict) -> ReadResult:
+        try:
+            live = _core_api(props["kubeconfig"]).read_namespace(id_)
+        except _api_errors() as exc:
+            if exc.status == 404:
+                return ReadResult(None, {})
+            raise
+        labels = {k: v for k, v in (live.metadata.labels or {}).items() if k not in AUTOMATIC_LABELS}
+        return ReadResult(id_, {**props, "name": id_, "labels": labels})
+
+    def delete(self, id_: str, props: dict) -> None:
+        try:
+            _core_api(props["kubeconfig"]).delete_namespace(id_)
+        except _api_errors() as exc:
+            if exc.status != 404:
+                raise
+
+
+# ------------------------------------------------------------------------------------ release
+
+class HelmReleaseProvider(StackConfiguredProvider):
+    """`helm upgrade --install` / `status` / `uninstall`, with the kubeconfig and the OAuth values in
+    0600 files of a private temporary directory that is removed when helm is done."""
+
+    def _helm(self, props: dict, *args: str, values: Optional[dict] = None) -> str:
+        get = lookup_in(self._raw_config)
+        try:
+            binary = resolve_binary(str(get("helmPath") or "helm"))
+        except OmnictlMissing:
+            raise HelmError("helm is not on PATH (run `make setup`) and omni-scale:helmPath names none") from None
+        with tempfile.TemporaryDirectory(prefix="omni-scale-helm-") as tmp:  # mode 0700
+            kubeconfig = Path(tmp) / "kubeconfig"
+            _write_private(kubeconfig, props["kubeconfig"])
+            argv = [binary, *args]
+            if values is not None:
+                values_file = Path(tmp) / "values.yaml"
+                _write_private(values_file, yaml.safe_dump(values, sort_keys=True))
+                argv += ["--values", str(values_file)]
+            env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HELM_CACHE_HOME": f"{tmp}/cache",
+                   "HELM_CONFIG_HOME": f"{tmp}/config", "HELM_DATA_HOME": f"{tmp}/data"}
+            try:
+                proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=HELM_TIMEOUT_SECONDS,
+                                      stdin=subprocess.DEVNULL)
+            except FileNotFoundError:
+                raise HelmError(f"helm not found at {binary} (run tools/bootstrap.sh, or set helmPath)") from None
+            except subprocess.TimeoutExpired:
+                raise HelmError(f"helm {args[0]} did not finish within {HELM_TIMEOUT_SECONDS}s") from None
+        if proc.returncode != 0:
+            raise HelmError(f"helm {' '.join(a for a in args[:2])}: {(proc.stderr or proc.stdout).strip()}")
+        return proc.stdout
+
+    def _secret_values(self) -> dict:
+        get = lookup_in(self._raw_config)
+        require(get, OAUTH_CREDENTIALS, "Pulumi.<stack>.yaml")
+        return {"oauth": {"clientId": str(get("tailscaleOAuthClientId")),
+                          "clientSecret": str(get("tailscaleOAuthClientSecret"))}}
+
+    def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
+        olds, news = whole_numbers(olds), whole_numbers(news)
+        keys = ("release", "namespace", "chart", "repository", "version", "values", "oauth_digest", "status")
+        changed = [k for k in keys if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[k for k in changed if k in ("release", "namespace")],
+                          stables=[], delete_before_replace=True)
+
+    def _install(self, props: dict) -> dict:
+        values = _deep_merge(props["values"], self._secret_values())
+        _progress(f"helm upgrade --install {props['release']} ({props['chart']} {props['version']}) "
+                  f"in namespace {props['namespace']}")
+        self._helm(props, "upgrade", "--install", props["release"], props["chart"], "--repo", props["repository"],
+                   "--version", props["version"], "--namespace", props["namespace"], "--history-max", "3",
+                   values=values)
+        live = self._live(props)
+        if live is None:
+            raise HelmError(f"helm reported success but release {props['release']} is not there")
+        return live
+
+    def _live(self, props: dict) -> Optional[dict]:
+        where = (props["release"], "--namespace", props["namespace"], "--output", "json")
+        try:
+            metadata = json.loads(self._helm(props, "get", "metadata", *where))
+        except HelmError as exc:
+            if "not found" in str(exc):
+                return None
+            raise
+        values = json.loads(self._helm(props, "get", "values", *where)) or {}  # user-supplied, OAuth pair included
+        oauth = values.pop("oauth", {}) or {}
+        return {**props, "chart": metadata["chart"], "version": metadata["version"], "values": values,
+                "oauth_digest": oauth_digest(str(oauth.get("clientId", "")), str(oauth.get("clientSecret", ""))),
+                "status": metadata["status"], "revision": metadata.get("revision")}
+
+    def create(self, props: dict) -> CreateResult:
+        id_ = f"{props['namespace']}/{props['release']}"
+        return adopted(self, id_, props) or CreateResult(id_, self._install(props))
+
+    def update(self, _id: str, _olds: dict, news: dict) -> UpdateResult:
+        return UpdateResult(self._install(news))
+
+    def read(self, id_: str, props: dict) -> ReadResult:
+        live = self._live(props)
+        return ReadResult(id_ if live else None, live or {})
+
+    def delete(self, _id: str, props: dict) -> None:
+        if self._live(props) is not None:
+            self._helm(props, "uninstall", props["release"], "--namespace", props["namespace"])
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+class _Namespace(Resource):
+    def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
+        super().__init__(NamespaceProvider(), name, props, opts)
+
+
+class _HelmRelease(Resource):
+    status: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
+        super().__init__(HelmReleaseProvider(), name, {**props, "revision": None}, opts)
+
+
+# ---------------------------------------------------------------------------- the component
+
+class TailscaleOperator(pulumi.ComponentResource):
+    """The operator's namespace and Helm release, in the cluster the spec names, once it is ready."""
+
+    def __init__(self, name: str, spec: TailscaleOperatorSpec, kubeconfig: pulumi.Output, *, protect: bool,
+                 depends_on: list, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("omni-scale:k8s:TailscaleOperator", name, None, opts)
+        config = pulumi.Config(NAMESPACE)
+        secret_kubeconfig = pulumi.Output.secret(kubeconfig)
+        self.namespace = _Namespace(f"{name}-namespace", {
+            "name": spec.namespace, "labels": dict(POD_SECURITY), "kubeconfig": secret_kubeconfig,
+        }, pulumi.ResourceOptions(parent=self, protect=protect, depends_on=depends_on))
+        digest = pulumi.Output.all(*(config.require_secret(k) for k in OAUTH_CREDENTIALS)).apply(
+            lambda pair: oauth_digest(*pair))
+        self.release = _HelmRelease(name, {
+            "release": RELEASE, "namespace": spec.namespace, "chart": CHART,
+            # A mirror (or the lab's own repository) can stand in for the spec's without changing the spec.
+            "repository": config.get("tailscaleChartRepository") or spec.chart_repository,
+            "version": spec.chart_version, "values": release_values(spec), "status": "deployed",
+            "oauth_digest": pulumi.Output.secret(digest), "kubeconfig": secret_kubeconfig,
+        }, pulumi.ResourceOptions(parent=self, protect=protect, depends_on=[self.namespace],
+                                  additional_secret_outputs=["oauth_digest", "kubeconfig"]))
+        self.status = self.release.status
+        self.register_outputs({"status": self.status})

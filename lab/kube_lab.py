@@ -1,0 +1,179 @@
+"""The lab's Kubernetes API: the new cluster's API server as far as the Tailscale operator release needs
+it. A real kube-apiserver with a real etcd (both built by tools/bootstrap.sh from the Go module proxy),
+on 127.0.0.1, with a CA, serving certificate, service-account key and admin token made per start; and
+a Helm chart repository on loopback serving the lab's `tailscale-operator` chart (lab/charts).
+
+No controller-manager or scheduler runs: objects are stored and validated, nothing is rolled out (a
+Deployment never gets pods), and a deleted namespace stays Terminating. What the program checks (the
+namespace's labels, the release's status, its values) needs none of that.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import json
+import os
+import secrets
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TOOLS = PROJECT_ROOT / ".tools" / "bin"
+CHARTS = PROJECT_ROOT / "lab" / "charts"
+HOST = "127.0.0.1"
+ADMIN_USER = "omni-scale"  # the service-account user `omnictl kubeconfig --service-account` is made for
+
+
+def _free_port() -> int:
+    # etcd and kube-apiserver take a fixed port; asking the kernel for a free one leaves a small window.
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _pem_key(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def make_pki(pki: Path) -> dict:
+    """A CA, the API server's certificate for 127.0.0.1, a service-account signing key and an admin token."""
+    pki.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "omni-scale-lab-kubernetes-ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=7))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans = [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost"), x509.DNSName("kubernetes"),
+            x509.DNSName("kubernetes.default.svc"), x509.IPAddress(ipaddress.ip_address("10.0.0.1"))]
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = secrets.token_hex(32)
+    _write(pki / "ca.crt", ca.public_bytes(serialization.Encoding.PEM), 0o644)
+    _write(pki / "apiserver.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    _write(pki / "apiserver.key", _pem_key(key))
+    _write(pki / "sa.key", _pem_key(sa_key))
+    _write(pki / "sa.pub", sa_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                           serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    # The admin token is in system:masters: the kubeconfig Omni hands out for a service account is admin too.
+    _write(pki / "tokens.csv", f'{token},{ADMIN_USER},{ADMIN_USER}-uid,"system:masters"\n'.encode())
+    return {"token": token, "ca": str(pki / "ca.crt")}
+
+
+def _spawn(directory: Path, name: str, argv: list[str]) -> subprocess.Popen:
+    with open(directory / f"{name}.log", "ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, what: str, log: Path, context=None, headers=None,
+                deadline_s: float = 90) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"lab: {what} exited with {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2,
+                                        context=context) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)  # another process's readiness: nothing to wait on but its health endpoint
+    raise SystemExit(f"lab: {what} not ready within {deadline_s:g}s; see {log}")
+
+
+def package_charts(out: Path, base_url: str) -> None:
+    """`helm package` every chart under lab/charts into out/, with the index.yaml a repository serves."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HELM_CACHE_HOME": str(out / ".helm-cache"), "HELM_CONFIG_HOME": str(out / ".helm-config"),
+           "HELM_DATA_HOME": str(out / ".helm-data")}
+    for chart in sorted(p for p in CHARTS.iterdir() if (p / "Chart.yaml").exists()):
+        subprocess.run([str(TOOLS / "helm"), "package", str(chart), "--destination", str(out)], check=True,
+                       capture_output=True, env=env)
+    subprocess.run([str(TOOLS / "helm"), "repo", "index", str(out), "--url", base_url], check=True,
+                   capture_output=True, env=env)
+
+
+def start(directory: Path) -> dict:
+    """Starts etcd, kube-apiserver and the chart repository; returns what lab.json keeps of them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for tool in ("etcd", "kube-apiserver", "helm"):
+        if not (TOOLS / tool).exists():
+            raise SystemExit(f"lab: {TOOLS / tool} is missing; run tools/bootstrap.sh")
+    pki = make_pki(directory / "pki")
+    etcd_port, peer_port, api_port, repo_port = (_free_port() for _ in range(4))
+    etcd = _spawn(directory, "etcd", [
+        str(TOOLS / "etcd"), "--name", "lab", "--data-dir", str(directory / "etcd"),
+        "--listen-client-urls", f"http://{HOST}:{etcd_port}", "--advertise-client-urls", f"http://{HOST}:{etcd_port}",
+        "--listen-peer-urls", f"http://{HOST}:{peer_port}", "--initial-advertise-peer-urls", f"http://{HOST}:{peer_port}",
+        "--initial-cluster", f"lab=http://{HOST}:{peer_port}", "--listen-metrics-urls", "", "--log-level", "warn"])
+    _wait_ready(f"http://{HOST}:{etcd_port}/health", etcd, "etcd", directory / "etcd.log")
+    p = directory / "pki"
+    apiserver = _spawn(directory, "kube-apiserver", [
+        str(TOOLS / "kube-apiserver"), f"--etcd-servers=http://{HOST}:{etcd_port}", f"--bind-address={HOST}",
+        f"--advertise-address={HOST}", "--endpoint-reconciler-type=none", f"--secure-port={api_port}",
+        f"--cert-dir={p}", f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
+        f"--token-auth-file={p / 'tokens.csv'}", "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={p / 'sa.pub'}", f"--service-account-signing-key-file={p / 'sa.key'}",
+        "--api-audiences=https://kubernetes.default.svc.cluster.local", "--service-cluster-ip-range=10.0.0.0/24",
+        "--authorization-mode=RBAC", "--anonymous-auth=false", "--allow-privileged=true", "--profiling=false",
+        "--enable-priority-and-fairness=false", "--v=0"])
+    server = f"https://{HOST}:{api_port}"
+    context = ssl.create_default_context(cafile=pki["ca"])
+    _wait_ready(f"{server}/readyz", apiserver, "kube-apiserver", directory / "kube-apiserver.log", context,
+                {"Authorization": f"Bearer {pki['token']}"})
+    repo_url = f"http://{HOST}:{repo_port}"
+    package_charts(directory / "charts", repo_url)
+    repo = _spawn(directory, "chart-repo", [sys.executable, "-m", "http.server", str(repo_port), "--bind", HOST,
+                                            "--directory", str(directory / "charts")])
+    _wait_ready(f"{repo_url}/index.yaml", repo, "the chart repository", directory / "chart-repo.log")
+    return {"server": server, "token": pki["token"], "ca_file": pki["ca"],
+            "certificate_authority_data": base64.b64encode(Path(pki["ca"]).read_bytes()).decode(),
+            "chart_repository": repo_url, "pids": [repo.pid, apiserver.pid, etcd.pid]}
+
+
+def admin_kubeconfig(info: dict) -> dict:
+    """A kubeconfig for this API server's admin (tests and operators poking at the lab)."""
+    return {"apiVersion": "v1", "kind": "Config", "current-context": "lab",
+            "clusters": [{"name": "lab", "cluster": {"server": info["server"],
+                                                     "certificate-authority-data": info["certificate_authority_data"]}}],
+            "users": [{"name": ADMIN_USER, "user": {"token": info["token"]}}],
+            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": ADMIN_USER}}]}
+
+
+def cluster_access(info: dict) -> dict:
+    """What the Omni stand-in puts in the kubeconfigs it makes: this API server and its admin token."""
+    return {"server": info["server"], "certificate-authority-data": info["certificate_authority_data"],
+            "token": info["token"]}
+
+
+def write_cluster_access(omni_dir: Path, info: dict) -> None:
+    _write(omni_dir / "kubernetes.json", json.dumps(cluster_access(info)).encode())
