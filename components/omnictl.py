@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from .render import dump_yaml
+from .retry import DEFAULT_POLICY, RetryPolicy, with_retries
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +51,10 @@ class InvalidInput(OmnictlError):
 
 class Timeout(OmnictlError):
     kind = "timed out"
+
+
+class WrongVersion(OmnictlError):
+    pass
 
 
 class OmnictlMissing(OmnictlError):
@@ -108,6 +113,7 @@ class Omnictl:
     service_account_key: str = field(repr=False)
     insecure_skip_tls_verify: bool = False
     timeout_seconds: float = 60.0
+    retry: RetryPolicy = DEFAULT_POLICY
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -116,6 +122,14 @@ class Omnictl:
         return env
 
     def run(self, *args: str, timeout_seconds: float | None = None) -> str:
+        """One omnictl call; an unreachable Omni, or one that did not answer in the usual time, is tried
+        again (every verb this program uses is idempotent); a deliberate long wait is not."""
+        def transient(exc: Exception) -> bool:
+            return isinstance(exc, Unreachable) or (isinstance(exc, Timeout) and timeout_seconds is None)
+        verb = " ".join(a for a in args[:3] if not a.startswith("-"))
+        return with_retries(lambda: self._run_once(args, timeout_seconds), transient, f"omnictl {verb}", self.retry)
+
+    def _run_once(self, args: tuple[str, ...], timeout_seconds: float | None) -> str:
         argv = [self.binary]
         if self.insecure_skip_tls_verify:
             argv.append("--insecure-skip-tls-verify")
@@ -132,6 +146,20 @@ class Omnictl:
         if proc.returncode != 0:
             raise classify(verb, proc.stderr or proc.stdout or f"exit code {proc.returncode}")
         return proc.stdout
+
+    def version(self) -> str:
+        """`omnictl --version` -> 'v1.8.0' (no API call)."""
+        match = re.search(r"\bv\d+\.\d+\.\d+\S*", self._run_once(("--version",), None))
+        if not match:
+            raise OmnictlMissing("--version", f"{self.binary} does not say which omnictl it is")
+        return match.group(0)
+
+    def require_version(self, expected: str) -> None:
+        """The same major.minor as expected (omnictl and Omni move together; a patch may differ)."""
+        found = self.version()
+        if found.split(".")[:2] != expected.split(".")[:2]:
+            raise WrongVersion("--version", f"{self.binary} is omnictl {found}; this stack expects "
+                                            f"{'.'.join(expected.split('.')[:2])}.x (omni-scale:omnictlVersion)")
 
     def get(self, resource_type: str, resource_id: str, namespace: str) -> dict:
         out = self.run("get", resource_type, resource_id, "-n", namespace, "-o", "yaml")

@@ -9,8 +9,9 @@ from pathlib import Path
 import pulumi
 
 from .settings import (NAMESPACE, OMNI_CREDENTIALS, PROVIDER_STACK_CREDENTIALS, PROXMOX_ADMIN_CREDENTIALS,
-                       OmniSettings, provider_secrets_from_lookup, require, truthy)
+                       OmniSettings, provider_secrets_from_lookup, require, retry_policy, ssh_from_lookup, truthy)
 from .spec import Spec, SpecError, load_spec
+from .ssh import SshError, public_key_of
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +35,15 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
         if spec.tailscale_operator is not None and spec.tailscale_operator.enabled:
             required += ("tailscaleOAuthClientId", "tailscaleOAuthClientSecret")
         require(config.get, tuple(dict.fromkeys(required)), stack_file)
+        # The settings the providers read later, checked now: a bad value stops before anything registers.
+        retry_policy(config.get, stack_file)
+        if spec.provider_lxc is not None:
+            ssh_from_lookup(config.get, str(spec.provider_lxc.network.address.ip), stack_file)
+            try:
+                public_key_of(str(config.get("providerLxcSshPrivateKey")))
+            except SshError as exc:
+                raise SpecError(stack_file, f"config.{NAMESPACE}:providerLxcSshPrivateKey",
+                                f"an OpenSSH private key ({exc})") from None
         omni = OmniSettings.from_lookup(config.get, stack_file)
         protect_raw = config.get("protect")
         # Production things are protected unless the stack deliberately says otherwise.

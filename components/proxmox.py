@@ -14,9 +14,15 @@ import requests
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 
+from .retry import DEFAULT_POLICY, RetryPolicy, with_retries
+
 
 class ProxmoxError(Exception):
     """The Proxmox API could not be read; the message says what and why."""
+
+
+class ProxmoxUnreachable(ProxmoxError):
+    """No answer (refused, reset, timed out): transient, so reads are tried again."""
 
 
 class ProxmoxNotFound(ProxmoxError):
@@ -48,6 +54,7 @@ class ProxmoxSettings:
     timeout_seconds: float = 30.0
     # Which stack config keys these came from, so an error names them.
     keys: str = "proxmoxApiUrl / proxmoxTokenId"
+    retry: RetryPolicy = DEFAULT_POLICY
 
     @property
     def is_token(self) -> bool:
@@ -70,24 +77,31 @@ class ProxmoxClient:
         except Exception as exc:  # a password login talks to the API at once
             raise self._error("POST", "access/ticket", exc) from None
         self.requests = 0  # what a benchmark counts
+        self._retry = settings.retry
 
     def _error(self, method: str, path: str, exc: Exception) -> "ProxmoxError":
         if isinstance(exc, AuthenticationError) or getattr(exc, "status_code", None) in (401, 403):
             return ProxmoxError(f"{method} {path}: the {self._describe} was refused ({exc}); is it valid, "
                                 "unexpired and allowed to do this?")
         if isinstance(exc, requests.exceptions.RequestException):
-            return ProxmoxError(f"{method} {path}: Proxmox API unreachable ({type(exc).__name__}: {exc})")
+            return ProxmoxUnreachable(f"{method} {path}: Proxmox API unreachable ({type(exc).__name__}: {exc})")
         if isinstance(exc, ResourceException) and getattr(exc, "status_code", None) == 500 \
                 and "does not exist" in str(exc):
             return ProxmoxNotFound(f"{method} {path}: {exc}")
         return ProxmoxError(f"{method} {path}: {exc}")
 
     def call(self, method: str, path: str, **params) -> list | dict | str | None:
-        self.requests += 1
-        try:
-            return getattr(self._api, method.lower())(path, **params)
-        except (AuthenticationError, ResourceException, requests.exceptions.RequestException) as exc:
-            raise self._error(method, path, exc) from None
+        """One API call. A read that gets no answer is tried again; a write is not (PVE's creates are not
+        idempotent: a retried create whose first answer was lost would fail as 'already exists')."""
+        def once():
+            self.requests += 1
+            try:
+                return getattr(self._api, method.lower())(path, **params)
+            except (AuthenticationError, ResourceException, requests.exceptions.RequestException) as exc:
+                raise self._error(method, path, exc) from None
+        if method.upper() != "GET":
+            return once()
+        return with_retries(once, lambda e: isinstance(e, ProxmoxUnreachable), f"GET {path}", self._retry)
 
     def get(self, path: str, **params) -> list | dict:
         return self.call("GET", path, **params)

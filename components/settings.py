@@ -4,6 +4,7 @@ than through their inputs, so no secret is pickled into or stored in the state."
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -47,6 +48,19 @@ def _seconds(get: Lookup, key: str, default: float, stack_file: str) -> float:
     return value
 
 
+def retry_policy(get: Lookup, stack_file: str) -> "RetryPolicy":
+    """How often a transient failure (unreachable, too slow) is tried again, and the first pause."""
+    from .retry import RetryPolicy
+    raw = get("retryAttempts")
+    try:
+        attempts = int(raw) if raw is not None else 3
+    except ValueError:
+        attempts = 0
+    if not 1 <= attempts <= 10:
+        raise SpecError(stack_file, f"config.{NAMESPACE}:retryAttempts", f"a whole number from 1 to 10 (got {raw!r})")
+    return RetryPolicy(attempts=attempts, first_delay_seconds=_seconds(get, "retryFirstDelaySeconds", 1, stack_file))
+
+
 @dataclass(frozen=True)
 class OmniSettings:
     omnictl_path: str
@@ -82,8 +96,18 @@ def omnictl_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml",
         service_account_key=str(get("omniServiceAccountKey") or ""),
         insecure_skip_tls_verify=settings.insecure_skip_tls_verify,
         timeout_seconds=settings.timeout_seconds,
+        retry=retry_policy(get, stack_file),
     )
+    if not offline:
+        client.require_version(str(get("omnictlVersion") or pinned_omnictl_version()))
     return client, settings
+
+
+def pinned_omnictl_version() -> str:
+    """The omnictl this project builds and is tested with (tools/versions.env)."""
+    from .omnictl import PROJECT_ROOT
+    text = (PROJECT_ROOT / "tools" / "versions.env").read_text()
+    return re.search(r"^OMNICTL_VERSION=(\S+)", text, re.M).group(1)
 
 
 def _proxmox_verify(get: Lookup) -> bool | str:
@@ -103,7 +127,8 @@ def proxmox_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml") -> "
         raise SpecError(stack_file, f"config.{NAMESPACE}:proxmoxTokenId", "an API token id, USER@REALM!TOKENID")
     return ProxmoxSettings(api_url=str(get("proxmoxApiUrl")), user=str(get("proxmoxTokenId")),
                            secret=str(get("proxmoxTokenSecret")), verify_tls=_proxmox_verify(get),
-                           timeout_seconds=_seconds(get, "proxmoxTimeoutSeconds", 30, stack_file))
+                           timeout_seconds=_seconds(get, "proxmoxTimeoutSeconds", 30, stack_file),
+                           retry=retry_policy(get, stack_file))
 
 
 PROXMOX_ADMIN_CREDENTIALS = ("proxmoxApiUrl", "proxmoxLxcPassword")
@@ -118,7 +143,7 @@ def proxmox_admin_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml"
     return ProxmoxSettings(api_url=str(get("proxmoxApiUrl")), user=str(get("proxmoxLxcUser") or "root@pam"),
                            secret=str(get("proxmoxLxcPassword")), verify_tls=_proxmox_verify(get),
                            timeout_seconds=_seconds(get, "proxmoxTimeoutSeconds", 30, stack_file),
-                           keys="proxmoxApiUrl / proxmoxLxcUser")
+                           keys="proxmoxApiUrl / proxmoxLxcUser", retry=retry_policy(get, stack_file))
 
 
 # What the compose stack in the provider LXC needs; secrets are set with `pulumi config set --secret`.
@@ -157,4 +182,5 @@ def ssh_from_lookup(get: Lookup, default_host: str, stack_file: str, pinned_host
                        user=str(get("providerLxcSshUser") or "root"),
                        private_key=str(get("providerLxcSshPrivateKey")),
                        host_key=str(get("providerLxcSshHostKey") or pinned_host_key),
-                       timeout_seconds=_seconds(get, "providerLxcSshTimeoutSeconds", 120, stack_file))
+                       timeout_seconds=_seconds(get, "providerLxcSshTimeoutSeconds", 120, stack_file),
+                       retry=retry_policy(get, stack_file))

@@ -451,13 +451,27 @@ def parse_spec(data: object, file: str) -> Spec:
         raise SpecError(file, path, expected) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's own loader keeps the last of two equal keys silently: two classes of one name would become one."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path, display_name: str, what: str = "spec file") -> Any:
     try:
         text = path.read_text()
     except OSError as exc:
         raise SpecError(display_name, "", f"a readable {what} ({exc.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -8,10 +8,13 @@ stack config names, or the one seen on first contact, which the state then remem
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
 import asyncssh
+
+from .retry import DEFAULT_POLICY, RetryPolicy
 
 
 class SshError(Exception):
@@ -31,6 +34,7 @@ class SshSettings:
     # OpenSSH public host key ("ssh-ed25519 AAAA..."); empty: trust on first use.
     host_key: str = ""
     timeout_seconds: float = 60.0
+    retry: RetryPolicy = DEFAULT_POLICY
 
     @property
     def target(self) -> str:
@@ -93,9 +97,22 @@ class RemoteHost:
         finally:
             loop.close()
 
+    async def _connect_retrying(self) -> asyncssh.SSHClientConnection:
+        """An unreachable host (refused, timed out) is tried again; a refused key or host key is not."""
+        delays = self.settings.retry.delays()
+        while True:
+            try:
+                return await self._connect()
+            except SshUnreachable as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                print(f"omni-scale: {exc}; retrying in {delay:g}s", file=sys.stderr, flush=True)
+                await asyncio.sleep(delay)
+
     async def _run_all(self, commands: list[tuple[str, Optional[str]]]) -> list[CommandResult]:
         results = []
-        async with await self._connect() as conn:
+        async with await self._connect_retrying() as conn:
             for command, stdin in commands:
                 self.commands.append(command)
                 try:

@@ -17,7 +17,9 @@ def lab(tmp_path, monkeypatch):
 
 def stack_config(key: str, **extra) -> dict:
     return {"omni-scale:omniEndpoint": LAB_OMNI_ENDPOINT, "omni-scale:omniServiceAccountKey": key,
-            "omni-scale:omnictlPath": "lab/bin/omnictl", **{f"omni-scale:{k}": v for k, v in extra.items()}}
+            "omni-scale:omnictlPath": "lab/bin/omnictl",
+            # Transient failures are retried; a test that provokes one should not wait seconds for it.
+            "omni-scale:retryFirstDelaySeconds": "0.01", **{f"omni-scale:{k}": v for k, v in extra.items()}}
 
 
 def configured(provider_class, config: dict):

@@ -162,6 +162,25 @@ def test_wrong_token_and_unreachable_api_are_one_clear_failure(matrix):
     assert "not-the-token" not in failure.reason
 
 
+def test_a_flaky_network_is_ridden_out_and_a_dead_one_is_named(matrix):
+    # One request in three reset: reads are retried (bounded), so the preflight sees the real estate.
+    matrix.call(matrix.pve.flaky_network, drop_rate=0.33, seed=7)
+    assert problems(preflight(matrix, retryAttempts="8", retryFirstDelaySeconds="0.01")) == []
+    matrix.call(matrix.pve.flaky_network, drop_rate=1.0)
+    [failure] = preflight(matrix, retryFirstDelaySeconds="0.01").failures
+    assert failure.property == "proxmox" and "Proxmox API unreachable" in failure.reason
+
+
+def test_an_expired_token_fails_at_once_without_retries(matrix, monkeypatch):
+    from components import retry
+    pauses = []
+    monkeypatch.setattr(retry.time, "sleep", pauses.append)
+    matrix.call(matrix.pve.apitokens.pop, matrix.token_id)
+    [failure] = preflight(matrix).failures
+    assert failure.property == "proxmox" and "token was refused" in failure.reason
+    assert pauses == []  # permanent: not retried
+
+
 def test_diff_sees_the_live_infrastructure_change(matrix):
     provider = StoragePreflightProvider()
     before = preflight(matrix).inputs
