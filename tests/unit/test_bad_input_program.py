@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT_ROOT
+from tests.unit.mocks import RecordingMocks
 from tests.unit.test_spec import BAD_SPECS, _set, seed
 
 REGISTERED = []
@@ -25,22 +26,13 @@ GOOD_CONFIG = {
 }
 
 
-class Mocks(pulumi.runtime.Mocks):
-    def new_resource(self, args):
-        REGISTERED.append(args)
-        return [f"{args.name}-id", dict(args.inputs)]
-
-    def call(self, args):
-        return {}
-
-
 def run_program(tmp_path, spec_text: str, config: dict) -> str | None:
     """Runs __main__.py; returns the user-facing message of a stop, or None if it ran through."""
     REGISTERED.clear()
     spec_file = tmp_path / "omni.yaml"
     spec_file.write_text(spec_text)
     pulumi.runtime.set_all_config({f"omni-scale:{k}": v for k, v in {"spec": str(spec_file), **config}.items()})
-    pulumi.runtime.set_mocks(Mocks(), project="omni-scale", stack="prod", preview=True)
+    pulumi.runtime.set_mocks(RecordingMocks(REGISTERED), project="omni-scale", stack="prod", preview=True)
     stopped = []
 
     @pulumi.runtime.test  # runs the program and waits for every registration it started

@@ -7,23 +7,15 @@ import pytest
 from components.machine_class import MachineClass, MachineClassProvider
 from components.spec import load_spec
 from tests.conftest import PROJECT_ROOT
+from tests.unit.mocks import RecordingMocks
 
 REGISTERED: list[pulumi.runtime.MockResourceArgs] = []
-
-
-class Mocks(pulumi.runtime.Mocks):
-    def new_resource(self, args):
-        REGISTERED.append(args)
-        return [f"{args.name}-id", dict(args.inputs)]
-
-    def call(self, args):
-        return {}
 
 
 @pytest.fixture(autouse=True)
 def mocks():
     REGISTERED.clear()
-    pulumi.runtime.set_mocks(Mocks(), project="omni-scale", stack="unit", preview=False)
+    pulumi.runtime.set_mocks(RecordingMocks(REGISTERED), project="omni-scale", stack="unit", preview=False)
     yield
 
 
