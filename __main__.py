@@ -60,6 +60,7 @@ if provider_lxc is not None:
     pulumi.export("provider_lxc", {"container": provider_lxc.container.id, "compose": provider_lxc.deployment.id})
 pulumi.export("machine_classes", {cid: c.provider_data for cid, c in classes.items()})
 pulumi.export("clusters", {name: c.template for name, c in clusters.items()})
-pulumi.export("kubeconfigs", {name: c.kubeconfig for name, c in clusters.items()})
+# No kubeconfig among the outputs: the Pulumi SDK's verbose logs (-v=5 and up) print registered outputs,
+# secrets included. It stays inside the program (for the Tailscale operator); `omnictl kubeconfig` gives one.
 pulumi.export("totals", {name: spec.cluster_totals(name).model_dump() for name in spec.clusters}
               | {"all": spec.totals.model_dump()})

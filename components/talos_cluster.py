@@ -104,4 +104,5 @@ class TalosCluster(pulumi.ComponentResource):
                                    additional_secret_outputs=["kubeconfig"]))
         self.template = self.resource.template
         self.kubeconfig = pulumi.Output.secret(self.resource.kubeconfig)
-        self.register_outputs({"template": self.template, "kubeconfig": self.kubeconfig})
+        # Not registered as a component output: verbose SDK logs print those in plain text, secrets too.
+        self.register_outputs({"template": self.template})

@@ -6,6 +6,9 @@
     python -m lab.ctl pulumi ARGS...   any pulumi command on the lab stack
     python -m lab.ctl drift [REPORT]   drift detection on the lab stack (exit 0 none, 1 drift, 2 unjudged)
     python -m lab.ctl adopt            take over what already runs in the lab (see components/adoption.py)
+    python -m lab.ctl fault NAME ARGS  a Proxmox fault on demand: node-offline NODE, node-online NODE, ceph-down,
+                                       ceph-up, storage-full STORAGE, storage-free STORAGE GIB,
+                                       flaky-network DROP_RATE, token-expired
 
 The lab's secrets are made per start, kept in <lab>/lab.json (mode 0600) and handed
 to the stack as Pulumi secrets through stdin, never argv.
@@ -18,6 +21,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -205,8 +209,22 @@ class LabStack:
     def argv(self, *args: str) -> list[str]:
         return ["pulumi", *args, "--stack", self.stack, "--non-interactive"]
 
+    def clear_stale_locks(self) -> None:
+        """The file backend's lock of a pulumi killed mid-run (SIGKILL, a crash) outlives it and refuses every
+        later run until `pulumi cancel`. A lock whose process is gone from this host is stale: drop it."""
+        for lock in (self.state_dir / ".pulumi" / "locks").glob(f"**/{self.stack}/*.json"):
+            try:
+                owner = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                continue
+            if owner.get("hostname") == socket.gethostname() and not _pid_alive(int(owner.get("pid", 0))):
+                print(f"lab: removing the stale lock of pulumi pid {owner['pid']} (killed mid-run)", file=sys.stderr)
+                lock.unlink(missing_ok=True)
+                lock.with_name(lock.name + ".attrs").unlink(missing_ok=True)
+
     def run(self, *args: str, input: str | None = None, check: bool = True,
             capture: bool = True, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+        self.clear_stale_locks()
         proc = subprocess.run(self.argv(*args), cwd=self.project_dir, env={**self.env(), **(extra_env or {})},
                               input=input, text=True, capture_output=capture)
         if check and proc.returncode != 0:
@@ -291,6 +309,25 @@ def up() -> int:
     return stack.run("stack", "output", capture=False, check=False).returncode
 
 
+def fault(name: str, *args: str, directory: Path | None = None) -> None:
+    """Applies one of lab/fakepve_lab.py's FAULTS to the running lab's fakepve and waits until it has."""
+    from . import fakepve_lab
+    if name not in fakepve_lab.FAULTS:
+        raise SystemExit(f"lab: no fault {name!r}; known: {', '.join(fakepve_lab.FAULTS)}")
+    directory = directory or lab_dir()
+    info = json.loads((directory / "lab.json").read_text())
+    pve_dir = directory / "fakepve"
+    seq = time.monotonic_ns()
+    _write_private(pve_dir / "faults.json", {"seq": seq, "faults": [[name, *args]]})
+    os.kill(info["proxmox"]["pid"], signal.SIGUSR1)
+    done = pve_dir / "faults.done"
+    deadline = time.monotonic() + 30
+    while not (done.exists() and json.loads(done.read_text()).get("seq") == seq):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"lab: fakepve did not apply fault {name}; see {directory / 'fakepve.log'}")
+        time.sleep(0.02)  # another process's acknowledgement: nothing to wait on but its file
+
+
 def drift(report_path: str | None = "drift-report.json") -> int:
     """components.drift on the lab stack."""
     from components import drift as drift_check
@@ -311,7 +348,7 @@ def adopt() -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("start", "stop", "up", "pulumi", "drift", "adopt"):
+    if not argv or argv[0] not in ("start", "stop", "up", "pulumi", "drift", "adopt", "fault"):
         print(__doc__, file=sys.stderr)
         return 2
     verb = argv[0]
@@ -327,6 +364,9 @@ def main(argv: list[str]) -> int:
         return drift(argv[1] if len(argv) > 1 else "drift-report.json")
     elif verb == "adopt":
         return adopt()
+    elif verb == "fault":
+        fault(*argv[1:])
+        print(f"lab: fault {' '.join(argv[1:])} applied")
     else:
         stack = default_lab_stack()
         stack.ensure_stack()

@@ -195,6 +195,38 @@ def set_storage_content(pve, storage, content):
     store['content'] = ','.join(wanted)
 
 
+def ceph_up(pve):
+    """Undo ceph_down(): Ceph healthy, RBD storages active again."""
+    pve.ceph.update(down=False, health='HEALTH_OK')
+    for store in pve.storages.values():
+        if store.get('type') == 'rbd':
+            store['active'] = 1
+
+
+# What `python -m lab.ctl fault NAME ARGS...` may ask of a running lab fakepve (see apply_faults).
+FAULTS = {
+    'node-offline': lambda pve, node: take_node_offline(pve, node),
+    'node-online': lambda pve, node: pve.set_node_offline(node, False),
+    'ceph-down': ceph_down,
+    'ceph-up': ceph_up,
+    'storage-full': lambda pve, storage: fill_storage(pve, storage),
+    'storage-free': lambda pve, storage, avail_gib: fill_storage(pve, storage, int(avail_gib) * GiB),
+    'flaky-network': lambda pve, drop_rate: pve.flaky_network(drop_rate=float(drop_rate), seed=7),
+    'token-expired': lambda pve: pve.apitokens.pop(TOKEN_ID, None),
+}
+
+
+def apply_faults(pve, state_dir):
+    """SIGUSR1: apply the faults listed in state_dir/faults.json ([[name, arg...], ...]), then write their
+    sequence number to state_dir/faults.done, which is what the caller waits for."""
+    path = os.path.join(state_dir, 'faults.json')
+    with open(path) as f:
+        request = json.load(f)
+    for name, *args in request['faults']:
+        FAULTS[name](pve, *args)
+    write_private_json(os.path.join(state_dir, 'faults.done'), {'seq': request['seq']})
+
+
 def is_loopback(host):
     if host == 'localhost':
         return True
@@ -237,6 +269,8 @@ async def serve(args):
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Handled on the server's loop, between two requests, like every other change to the fake.
+    loop.add_signal_handler(signal.SIGUSR1, apply_faults, pve, state_dir)
     try:
         write_private_json(info_path, {'url': pve.url, 'api_url': pve.url + '/api2/json', 'token_id': TOKEN_ID,
                                        'token_secret': token_secret, 'cafile': certfile, 'pid': os.getpid(),

@@ -58,6 +58,8 @@ async def serve(state_dir: Path, port: int) -> None:
             process.stderr.write("lab ssh: interactive shells are not served\n")
             process.exit(1)
             return
+        with open(state_dir / "commands.log", "a") as log:  # what ran, for tests (stdin is not logged)
+            log.write(json.dumps(process.command) + "\n")
         # Whole stdin first, then the command: the program always sends its input and EOF at once, and
         # streaming both ways races a fast command's exit against the EOF (a broken pipe drops the session).
         stdin = await process.stdin.read()

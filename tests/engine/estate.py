@@ -74,8 +74,12 @@ class Estate:
         return resource
 
     def kubeconfig(self) -> str:
-        outputs = json.loads(self.pulumi("stack", "output", "--json", "--show-secrets").stdout)
-        return outputs["kubeconfigs"][CLUSTER]
+        """The cluster's service-account kubeconfig, as the TalosCluster resource keeps it (encrypted) in the state."""
+        deployment = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)["deployment"]
+        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{DYNAMIC}::{CLUSTER}")]
+        value = resource["outputs"]["kubeconfig"]
+        # --show-secrets keeps the secret envelope: {"<sig>": "<secret sig>", "plaintext": "<the value, JSON>"}.
+        return json.loads(value["plaintext"]) if isinstance(value, dict) else value
 
     def state_text(self) -> str:
         files = list((self.stack.state_dir / ".pulumi").rglob("*.json"))
