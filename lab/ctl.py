@@ -312,7 +312,7 @@ def up() -> int:
 def fault(name: str, *args: str, directory: Path | None = None) -> None:
     """Applies one of lab/fakepve_lab.py's FAULTS to the running lab's fakepve and waits until it has."""
     from . import fakepve_lab
-    if name not in fakepve_lab.FAULTS:
+    if name not in fakepve_lab.FAULTS and name != "dump-requests":
         raise SystemExit(f"lab: no fault {name!r}; known: {', '.join(fakepve_lab.FAULTS)}")
     directory = directory or lab_dir()
     info = json.loads((directory / "lab.json").read_text())
@@ -326,6 +326,13 @@ def fault(name: str, *args: str, directory: Path | None = None) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"lab: fakepve did not apply fault {name}; see {directory / 'fakepve.log'}")
         time.sleep(0.02)  # another process's acknowledgement: nothing to wait on but its file
+
+
+def proxmox_requests(directory: Path | None = None) -> list[list[str]]:
+    """Every (method, path) the lab's fakepve has answered since it started."""
+    directory = directory or lab_dir()
+    fault("dump-requests", directory=directory)
+    return json.loads((directory / "fakepve" / "requests.json").read_text())
 
 
 def drift(report_path: str | None = "drift-report.json") -> int:

@@ -223,6 +223,10 @@ def apply_faults(pve, state_dir):
     with open(path) as f:
         request = json.load(f)
     for name, *args in request['faults']:
+        if name == 'dump-requests':  # not a fault: what the fake was asked so far, for benchmarks and tests
+            write_private_json(os.path.join(state_dir, 'requests.json'),
+                               [[method, path] for method, path, _body in pve.requests])
+            continue
         FAULTS[name](pve, *args)
     write_private_json(os.path.join(state_dir, 'faults.done'), {'seq': request['seq']})
 
@@ -262,6 +266,7 @@ async def serve(args):
     pve.apitokens[PROVIDER_TOKEN_ID] = provider_token_secret
     pve.grant(PROVIDER_TOKEN_ID, '/', *shapes.ROLES['Administrator'])
     pve.time_scale = args.time_scale
+    pve.max_requests = 200_000  # keep a whole benchmark run: it counts them
     await pve.start(certfile, keyfile)
     os.remove(keyfile)  # loaded; no need to leave it on disk
     info_path = os.path.join(state_dir, 'fakepve.json')

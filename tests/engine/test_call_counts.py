@@ -1,0 +1,70 @@
+"""The call-count targets (issue: performance): a no-change `preview` writes nothing; `preview` and
+`refresh` read each Omni resource at most once; the preflight's Proxmox requests grow with the nodes,
+not with nodes x classes. Counted at the source: every omnictl argv (the lab's omnictl records them)
+and every request fakepve answered."""
+
+import copy
+import json
+
+import pytest
+
+from lab import ctl
+from tests.engine.estate import running_estate
+
+pytestmark = pytest.mark.engine
+WRITES = {"apply", "delete", "sync"}
+NODES = 3
+
+
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory):
+    with running_estate(tmp_path_factory, "counts") as estate:
+        estate.pulumi("up", "--yes", "--skip-preview")
+        yield estate
+
+
+def counted(estate, tmp_path, *args):
+    """Runs pulumi ARGS; returns (omnictl argvs, Proxmox (method, path)s) it caused."""
+    log = tmp_path / f"argv-{len(list(tmp_path.iterdir()))}.log"
+    before = len(ctl.proxmox_requests(estate.lab_dir))
+    estate.stack.run(*args, extra_env={"OMNI_SCALE_LAB_ARGV_LOG": str(log)})
+    argvs = [json.loads(line)[1:] for line in log.read_text().splitlines()] if log.exists() else []
+    return argvs, ctl.proxmox_requests(estate.lab_dir)[before:]
+
+
+def omni_calls(argvs):
+    """What reached Omni: everything but --version and the offline template verbs."""
+    return [a for a in argvs if a and a[0] != "--version" and not (a[:3] in (["cluster", "template", "validate"],
+                                                                             ["cluster", "template", "render"]))]
+
+
+def test_a_no_change_preview_writes_nothing_and_reads_nothing_twice(estate, tmp_path):
+    argvs, requests = counted(estate, tmp_path, "preview", "--expect-no-changes")
+    omni = omni_calls(argvs)
+    assert not [a for a in argvs if WRITES & set(a[:3])]
+    assert omni == []  # preview compares with the state; it reads Omni only on refresh
+    assert {method for method, _ in requests} == {"GET"}
+    assert len(requests) == 1 + 3 * NODES  # /nodes, then storage, network and dns per node
+
+
+def test_refresh_reads_each_omni_resource_once(estate, tmp_path):
+    argvs, requests = counted(estate, tmp_path, "refresh", "--yes", "--skip-preview")
+    omni = omni_calls(argvs)
+    assert not [a for a in omni if WRITES & set(a[:3])]
+    reads = sorted(" ".join(a[:4]) for a in omni)
+    # 2 classes (get), 1 cluster (template export): one read each.
+    assert reads == ["cluster template export -c", "get MachineClasses.omni.sidero.dev matrix-control-plane -n",
+                     "get MachineClasses.omni.sidero.dev matrix-worker -n"], reads
+    assert {method for method, _ in requests} <= {"GET", "POST"}  # POST: the root login for the container
+    assert not [p for m, p in requests if m == "POST" and not p.endswith("/access/ticket")]
+
+
+def test_preflight_requests_grow_with_nodes_not_classes(estate, tmp_path):
+    def with_classes(extra: int):
+        def edit(data):
+            for i in range(extra):
+                data["machine_classes"][f"extra-{i}"] = copy.deepcopy(data["machine_classes"]["matrix-worker"])
+        return edit
+    estate.edit_spec(with_classes(6))
+    _, requests = counted(estate, tmp_path, "preview")
+    assert len(requests) == 1 + 3 * NODES  # 8 classes: the same 10 requests as 2
