@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
 
-.PHONY: setup lab lab-stop lab-pulumi drift adopt test
+.PHONY: setup lab lab-stop lab-pulumi drift adopt bench test
 
 # drift and adopt act on the lab stack unless STACK names another (e.g. STACK=prod).
 STACK ?= lab
@@ -33,6 +33,9 @@ ifeq ($(STACK),lab)
 else
 	@$(TOOLS_PATH) $(PYTHON) -m components.adoption --stack $(STACK)
 endif
+
+bench: setup  ## wall time and call counts of up / preview / refresh on the lab, 1, 10 and 50 clusters
+	@$(TOOLS_PATH) $(PYTHON) -m lab.bench --sizes $(or $(SIZES),1,10,50) --out bench-results.md
 
 test: setup  ## every test: unit, provider, lab, engine
 	@$(TOOLS_PATH) $(PYTHON) -m pytest $(PYTEST_ARGS)
