@@ -18,7 +18,11 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .machine_class import class_resource_id
+from .provider_lxc import compose_id, container_id
 from .providers import ADOPT_ENV
+from .render import DEFAULT_NAMESPACE
+from .tailscale_operator import RELEASE, release_id
 from .spec import Spec, SpecError, load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -30,12 +34,12 @@ def import_list(spec: Spec) -> list[dict]:
     lxc = spec.provider_lxc
     if lxc is not None:
         items.append({"type": "omni-scale:proxmox:ProviderLxc", "name": lxc.hostname, "what": "Proxmox container",
-                      "id": f"{lxc.node}/{lxc.vmid}"})
+                      "id": container_id(lxc.node, lxc.vmid)})
         items.append({"type": "omni-scale:proxmox:ProviderLxc", "name": f"{lxc.hostname}-compose",
-                      "what": "docker compose stack in it", "id": f"{lxc.network.address.ip}:{lxc.compose.directory}"})
+                      "what": "docker compose stack in it", "id": compose_id(str(lxc.network.address.ip), lxc.compose.directory)})
     for class_id in spec.machine_classes:
         items.append({"type": "omni-scale:omni:MachineClass", "name": class_id, "what": "Omni MachineClass",
-                      "id": f"default/{class_id}"})
+                      "id": class_resource_id(DEFAULT_NAMESPACE, class_id)})
     for name in spec.clusters:
         items.append({"type": "omni-scale:omni:TalosCluster", "name": name, "what": "Omni cluster (template)",
                       "id": name})
@@ -43,8 +47,8 @@ def import_list(spec: Spec) -> list[dict]:
     if op is not None and op.enabled:
         items.append({"type": "omni-scale:k8s:TailscaleOperator", "name": "tailscale-operator-namespace",
                       "what": f"namespace in {op.cluster}", "id": op.namespace})
-        items.append({"type": "omni-scale:k8s:TailscaleOperator", "name": "tailscale-operator",
-                      "what": f"Helm release in {op.cluster}", "id": f"{op.namespace}/tailscale-operator"})
+        items.append({"type": "omni-scale:k8s:TailscaleOperator", "name": RELEASE,
+                      "what": f"Helm release in {op.cluster}", "id": release_id(op.namespace, RELEASE)})
     return items
 
 

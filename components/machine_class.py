@@ -95,7 +95,7 @@ class MachineClassProvider(OmniProvider):
         return live_inputs(live, props["namespace"])
 
     def create(self, props: dict) -> CreateResult:
-        id_ = f"{props['namespace']}/{props['class_id']}"
+        id_ = class_resource_id(props["namespace"], props["class_id"])
         return adopted(self, id_, props) or CreateResult(id_, self._apply(props))
 
     def update(self, _id: str, _olds: dict, news: dict) -> UpdateResult:
@@ -113,6 +113,11 @@ class MachineClassProvider(OmniProvider):
         namespace, _, class_id = id_.partition("/")
         if self.client.get_or_none(MACHINE_CLASS_TYPE, class_id, namespace) is not None:
             self.client.delete(MACHINE_CLASS_TYPE, class_id, namespace)
+
+
+def class_resource_id(namespace: str, class_id: str) -> str:
+    """The id a MachineClass is read by (and adopted by)."""
+    return f"{namespace}/{class_id}"
 
 
 def _comparable(key: str, value: Any) -> Any:

@@ -106,6 +106,9 @@ def resolve_binary(path: str) -> str:
     return str(resolved)
 
 
+_VERSIONS: dict[str, str] = {}  # binary path -> what its --version said
+
+
 @dataclass(frozen=True)
 class Omnictl:
     binary: str
@@ -148,11 +151,14 @@ class Omnictl:
         return proc.stdout
 
     def version(self) -> str:
-        """`omnictl --version` -> 'v1.8.0' (no API call)."""
-        match = re.search(r"\bv\d+\.\d+\.\d+\S*", self._run_once(("--version",), None))
-        if not match:
-            raise OmnictlMissing("--version", f"{self.binary} does not say which omnictl it is")
-        return match.group(0)
+        """`omnictl --version` -> 'v1.8.0' (no API call). Asked once per binary and process: every
+        provider instance builds a client, and the answer cannot change while the program runs."""
+        if self.binary not in _VERSIONS:
+            match = re.search(r"\bv\d+\.\d+\.\d+\S*", self._run_once(("--version",), None))
+            if not match:
+                raise OmnictlMissing("--version", f"{self.binary} does not say which omnictl it is")
+            _VERSIONS[self.binary] = match.group(0)
+        return _VERSIONS[self.binary]
 
     def require_version(self, expected: str) -> None:
         """The same major.minor as expected (omnictl and Omni move together; a patch may differ)."""

@@ -9,7 +9,8 @@ from pathlib import Path
 import pulumi
 
 from .settings import (NAMESPACE, OMNI_CREDENTIALS, PROVIDER_STACK_CREDENTIALS, PROXMOX_ADMIN_CREDENTIALS,
-                       OmniSettings, provider_secrets_from_lookup, require, retry_policy, ssh_from_lookup, truthy)
+                       TAILSCALE_OAUTH_CREDENTIALS, OmniSettings, provider_secrets_from_lookup, require, retry_policy,
+                       ssh_from_lookup, truthy)
 from .spec import Spec, SpecError, load_spec
 from .ssh import SshError, public_key_of
 
@@ -33,7 +34,7 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
         if spec.provider_lxc is not None:
             required += PROXMOX_ADMIN_CREDENTIALS + PROVIDER_STACK_CREDENTIALS
         if spec.tailscale_operator is not None and spec.tailscale_operator.enabled:
-            required += ("tailscaleOAuthClientId", "tailscaleOAuthClientSecret")
+            required += TAILSCALE_OAUTH_CREDENTIALS
         require(config.get, tuple(dict.fromkeys(required)), stack_file)
         # The settings the providers read later, checked now: a bad value stops before anything registers.
         retry_policy(config.get, stack_file)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from typing import Optional
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
+from .console import progress as _progress
 from .provider_stack import (COMPOSE_FILE, FILE_ORDER, ProviderSecrets, RenderedFile, file_states,
                              render_provider_stack)
 from .providers import StackConfiguredProvider, adopted, whole_numbers
@@ -36,11 +36,17 @@ TASK_TIMEOUT_SECONDS = 600.0
 REPLACE_KEYS = ("node", "vmid", "ostemplate", "unprivileged", "rootfs_storage")
 
 
-def _progress(message: str) -> None:
-    print(f"omni-scale: {message}", file=sys.stderr, flush=True)
-
-
 # ------------------------------------------------------------------------------ the container
+
+def container_id(node: str, vmid: int) -> str:
+    """The id the container is read by (and adopted by)."""
+    return f"{node}/{vmid}"
+
+
+def compose_id(address: str, directory: str) -> str:
+    """The id the compose deployment is known by: the container's address and the stack's directory."""
+    return f"{address}:{directory}"
+
 
 def container_inputs(spec: ProviderLxcSpec, protect: bool) -> dict:
     """The container as this program wants it, in the canonical form `read` returns."""
@@ -143,7 +149,7 @@ class LxcContainerProvider(StackConfiguredProvider):
     def create(self, props: dict) -> CreateResult:
         props = whole_numbers(props)
         node, vmid = props["node"], props["vmid"]
-        adoption = adopted(self, f"{node}/{vmid}", props)
+        adoption = adopted(self, container_id(node, vmid), props)
         if adoption:
             return adoption
         api = self._api()
@@ -153,7 +159,7 @@ class LxcContainerProvider(StackConfiguredProvider):
                   **_config_params(props)}
         _progress(f"creating CT {vmid} {props['hostname']!r} on {node}")
         api.wait_task(node, api.call("POST", f"nodes/{node}/lxc", **params), TASK_TIMEOUT_SECONDS)
-        return CreateResult(f"{node}/{vmid}", dict(props))
+        return CreateResult(container_id(node, vmid), dict(props))
 
     def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
         olds, news = whole_numbers(olds), whole_numbers(news)
@@ -276,7 +282,7 @@ class ComposeDeploymentProvider(StackConfiguredProvider):
         return {**props, "host_key": host.seen_host_key}
 
     def create(self, props: dict) -> CreateResult:
-        id_ = f"{props['address']}:{props['directory']}"
+        id_ = compose_id(props["address"], props["directory"])
         return adopted(self, id_, props) or CreateResult(id_, self._deploy(props))
 
     def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Callable, Optional
 
 from pulumi.dynamic import ConfigureRequest, ResourceProvider
 
+from .console import progress
 from .omnictl import Omnictl
 from .settings import OmniSettings, omnictl_from_config, truthy
 
@@ -85,8 +85,8 @@ def adopted(provider: ResourceProvider, id_: str, props: dict, extra: Optional[C
         return None
     found = provider.read(id_, props)
     if found.id is None:
-        print(f"omni-scale: adopt: {id_} does not exist yet; creating it", file=sys.stderr, flush=True)
+        progress(f"adopt: {id_} does not exist yet; creating it")
         return None
-    print(f"omni-scale: adopt: {id_} taken over as it is (nothing written)", file=sys.stderr, flush=True)
+    progress(f"adopt: {id_} taken over as it is (nothing written)")
     outs = dict(found.outs)
     return CreateResult(found.id, extra(outs) if extra else outs)

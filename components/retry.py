@@ -3,10 +3,11 @@ permanent ones (a refused key, bad input, not found): those fail at once with th
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional, TypeVar
+
+from .console import progress
 
 T = TypeVar("T")
 
@@ -40,5 +41,5 @@ def with_retries(action: Callable[[], T], is_transient: Callable[[Exception], bo
             delay = next(delays, None)
             if delay is None:
                 raise
-            print(f"omni-scale: {what}: {exc}; retrying in {delay:g}s", file=sys.stderr, flush=True)
+            progress(f"{what}: {exc}; retrying in {delay:g}s")
             (sleep or time.sleep)(delay)

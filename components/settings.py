@@ -4,6 +4,7 @@ than through their inputs, so no secret is pickled into or stored in the state."
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -22,6 +23,7 @@ Lookup = Callable[[str], Optional[object]]
 
 OMNI_CREDENTIALS = ("omniEndpoint", "omniServiceAccountKey")
 PROXMOX_CREDENTIALS = ("proxmoxApiUrl", "proxmoxTokenId", "proxmoxTokenSecret")
+TAILSCALE_OAUTH_CREDENTIALS = ("tailscaleOAuthClientId", "tailscaleOAuthClientSecret")
 
 
 def lookup_in(raw: dict) -> Lookup:
@@ -103,6 +105,7 @@ def omnictl_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml",
     return client, settings
 
 
+@functools.lru_cache(maxsize=None)
 def pinned_omnictl_version() -> str:
     """The omnictl this project builds and is tested with (tools/versions.env)."""
     from .omnictl import PROJECT_ROOT

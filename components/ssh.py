@@ -8,13 +8,12 @@ stack config names, or the one seen on first contact, which the state then remem
 from __future__ import annotations
 
 import asyncio
-import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
 import asyncssh
 
-from .retry import DEFAULT_POLICY, RetryPolicy
+from .retry import DEFAULT_POLICY, RetryPolicy, with_retries
 
 
 class SshError(Exception):
@@ -88,7 +87,13 @@ class RemoteHost:
         return conn
 
     def run_all(self, commands: list[tuple[str, Optional[str]]]) -> list[CommandResult]:
-        """Runs (command, stdin) pairs in order on one connection; stops at the first failure."""
+        """Runs (command, stdin) pairs in order on one connection; stops at the first failure.
+        An unreachable host (refused, timed out) is tried again; a refused key or host key is not.
+        SshUnreachable comes only from connecting, before any command ran, so a retry repeats none."""
+        return with_retries(lambda: self._run_all_once(commands), lambda exc: isinstance(exc, SshUnreachable),
+                            "ssh", self.settings.retry)
+
+    def _run_all_once(self, commands: list[tuple[str, Optional[str]]]) -> list[CommandResult]:
         # A private loop, not asyncio.run: that would leave the calling thread without a current loop,
         # which breaks whatever runs there next (the Pulumi SDK looks one up).
         loop = asyncio.new_event_loop()
@@ -97,22 +102,9 @@ class RemoteHost:
         finally:
             loop.close()
 
-    async def _connect_retrying(self) -> asyncssh.SSHClientConnection:
-        """An unreachable host (refused, timed out) is tried again; a refused key or host key is not."""
-        delays = self.settings.retry.delays()
-        while True:
-            try:
-                return await self._connect()
-            except SshUnreachable as exc:
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                print(f"omni-scale: {exc}; retrying in {delay:g}s", file=sys.stderr, flush=True)
-                await asyncio.sleep(delay)
-
     async def _run_all(self, commands: list[tuple[str, Optional[str]]]) -> list[CommandResult]:
         results = []
-        async with await self._connect_retrying() as conn:
+        async with await self._connect() as conn:
             for command, stdin in commands:
                 self.commands.append(command)
                 try:

@@ -4,12 +4,12 @@ when the live infrastructure changed."""
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
+from .console import progress
 from .providers import StackConfiguredProvider
 from .preflight import run_preflight
 from .proxmox import ProxmoxClient, ProxmoxError
@@ -25,7 +25,7 @@ class StoragePreflightProvider(StackConfiguredProvider):
         facts = ProxmoxClient(proxmox_from_config(self._raw_config)).node_facts()
         report = run_preflight(spec, facts)
         for warning in report.warnings:
-            print(f"omni-scale: preflight warning: {warning}", file=sys.stderr, flush=True)
+            progress(f"preflight warning: {warning}")
         return report.outputs(), report.errors
 
     def check(self, _olds: dict, news: dict) -> CheckResult:

@@ -10,11 +10,11 @@ The state keeps a digest of them (a Pulumi secret), so a rotated secret shows as
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -23,9 +23,10 @@ import pulumi
 import yaml
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
+from .console import progress as _progress
 from .omnictl import OmnictlMissing, resolve_binary
 from .providers import StackConfiguredProvider, adopted, whole_numbers
-from .settings import NAMESPACE, lookup_in, require
+from .settings import NAMESPACE, TAILSCALE_OAUTH_CREDENTIALS, lookup_in, require
 from .spec import TailscaleOperatorSpec
 
 POD_SECURITY = {"pod-security.kubernetes.io/enforce": "privileged"}
@@ -33,12 +34,16 @@ POD_SECURITY = {"pod-security.kubernetes.io/enforce": "privileged"}
 AUTOMATIC_LABELS = ("kubernetes.io/metadata.name",)
 RELEASE = "tailscale-operator"
 CHART = "tailscale-operator"
-OAUTH_CREDENTIALS = ("tailscaleOAuthClientId", "tailscaleOAuthClientSecret")
 HELM_TIMEOUT_SECONDS = 600
 
 
 class HelmError(Exception):
     pass
+
+
+def release_id(namespace: str, release: str) -> str:
+    """The id the Helm release is read by (and adopted by)."""
+    return f"{namespace}/{release}"
 
 
 def oauth_digest(client_id: str, client_secret: str) -> str:
@@ -47,13 +52,9 @@ def oauth_digest(client_id: str, client_secret: str) -> str:
 
 def release_values(spec: TailscaleOperatorSpec) -> dict:
     """The chart values the spec asks for (no secrets): the user's, with the operator's hostname set."""
-    values = json.loads(json.dumps(spec.values))  # a deep copy
+    values = copy.deepcopy(spec.values)
     values.setdefault("operatorConfig", {})["hostname"] = spec.hostname
     return values
-
-
-def _progress(message: str) -> None:
-    print(f"omni-scale: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------- namespace
@@ -142,7 +143,7 @@ class HelmReleaseProvider(StackConfiguredProvider):
 
     def _secret_values(self) -> dict:
         get = lookup_in(self._raw_config)
-        require(get, OAUTH_CREDENTIALS, "Pulumi.<stack>.yaml")
+        require(get, TAILSCALE_OAUTH_CREDENTIALS, "Pulumi.<stack>.yaml")
         return {"oauth": {"clientId": str(get("tailscaleOAuthClientId")),
                           "clientSecret": str(get("tailscaleOAuthClientSecret"))}}
 
@@ -180,7 +181,7 @@ class HelmReleaseProvider(StackConfiguredProvider):
                 "status": metadata["status"], "revision": metadata.get("revision")}
 
     def create(self, props: dict) -> CreateResult:
-        id_ = f"{props['namespace']}/{props['release']}"
+        id_ = release_id(props["namespace"], props["release"])
         return adopted(self, id_, props) or CreateResult(id_, self._install(props))
 
     def update(self, _id: str, _olds: dict, news: dict) -> UpdateResult:
@@ -233,7 +234,7 @@ class TailscaleOperator(pulumi.ComponentResource):
         self.namespace = _Namespace(f"{name}-namespace", {
             "name": spec.namespace, "labels": dict(POD_SECURITY), "kubeconfig": secret_kubeconfig,
         }, pulumi.ResourceOptions(parent=self, protect=protect, depends_on=depends_on))
-        digest = pulumi.Output.all(*(config.require_secret(k) for k in OAUTH_CREDENTIALS)).apply(
+        digest = pulumi.Output.all(*(config.require_secret(k) for k in TAILSCALE_OAUTH_CREDENTIALS)).apply(
             lambda pair: oauth_digest(*pair))
         self.release = _HelmRelease(name, {
             "release": RELEASE, "namespace": spec.namespace, "chart": CHART,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional, Sequence
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
+from .console import progress as _progress
 from .providers import OmniProvider, adopted
 from .omnictl import NotFound, OmnictlError
 from .render import canonical_template, render_cluster_template
@@ -15,11 +15,6 @@ from .spec import ClusterSpec
 
 # The service-account user the kubeconfig is made for (Omni names the SA after it).
 KUBECONFIG_USER = "omni-scale"
-
-
-def _progress(message: str) -> None:
-    # A dynamic provider's stderr reaches the operator's terminal while the step runs.
-    print(f"omni-scale: {message}", file=sys.stderr, flush=True)
 
 
 class TalosClusterProvider(OmniProvider):

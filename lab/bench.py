@@ -15,7 +15,6 @@ import copy
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,8 +29,6 @@ from components.proxmox import ProxmoxClient, ProxmoxSettings
 from . import ctl
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-COPY_IGNORE = shutil.ignore_patterns(".venv", ".tools", ".lab", ".git", "tests", "__pycache__", "Pulumi.*.yaml",
-                                     ".pytest_cache")
 
 
 def generated_spec(clusters: int) -> dict:
@@ -57,19 +54,10 @@ def generated_spec(clusters: int) -> dict:
 
 class Run:
     def __init__(self, root: Path, spec: dict):
-        self.project = root / "project"
-        shutil.copytree(PROJECT_ROOT, self.project, ignore=COPY_IGNORE)
-        for link in (".venv", ".tools"):
-            (self.project / link).symlink_to(PROJECT_ROOT / link)
-        (self.project / "specs" / "omni.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-        (self.project / "Pulumi.lab.yaml").write_text(yaml.safe_dump({"config": {
-            "omni-scale:omnictlPath": "lab/bin/omnictl", "omni-scale:protect": "false"}}))
         self.lab_dir = root / "lab"
         os.environ["OMNI_SCALE_LAB_DIR"] = str(self.lab_dir)  # the baseline's omnictl calls find this lab
-        self.info = ctl.start(self.lab_dir)
-        self.stack = ctl.LabStack(project_dir=self.project, state_dir=root / "state", lab_dir=self.lab_dir)
-        self.stack.ensure_stack()
-        self.stack.configure_from_lab(self.info)
+        self.project, self.info, self.stack = ctl.isolated_lab_stack(root)
+        (self.project / "specs" / "omni.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
         self.root = root
 
     def measure(self, *args: str) -> dict:

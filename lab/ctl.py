@@ -33,6 +33,7 @@ import yaml
 from components.spec import load_spec
 
 from . import kube_lab, omni_standin, provider_standin
+from .processes import spawn
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STACK = "lab"
@@ -63,12 +64,6 @@ def _wait_for(path: Path, proc: subprocess.Popen, log: Path, what: str, deadline
             raise SystemExit(f"lab: {what} exited with {proc.returncode}; see {log}")
         time.sleep(0.05)  # another process's readiness: nothing to wait on but its file
     raise SystemExit(f"lab: {what} did not start within {deadline_s:g}s; see {log}")
-
-
-def _spawn(directory: Path, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
-    with open(directory / f"{name}.log", "ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -116,14 +111,14 @@ def start(directory: Path | None = None) -> dict:
     pve_dir = directory / "fakepve"
     pve_dir.mkdir(exist_ok=True)
     (pve_dir / "fakepve.json").unlink(missing_ok=True)
-    proc = _spawn(directory, "fakepve", [sys.executable, str(PROJECT_ROOT / "lab" / "fakepve_lab.py"),
+    proc = spawn(directory, "fakepve", [sys.executable, str(PROJECT_ROOT / "lab" / "fakepve_lab.py"),
                                          "--state-dir", str(pve_dir)])
     pve = _wait_for(pve_dir / "fakepve.json", proc, directory / "fakepve.log", "fakepve")
 
     # The provider LXC's SSH server, with the docker stand-in the compose deployment drives.
     ssh_dir = directory / "lxc"
     (ssh_dir / "ssh.json").unlink(missing_ok=True)
-    ssh_proc = _spawn(directory, "ssh", [sys.executable, str(PROJECT_ROOT / "lab" / "ssh_standin.py"),
+    ssh_proc = spawn(directory, "ssh", [sys.executable, str(PROJECT_ROOT / "lab" / "ssh_standin.py"),
                                          "--state-dir", str(ssh_dir)],
                       env={**os.environ, "OMNI_SCALE_COMPOSE_SCHEMA": str(PROJECT_ROOT / ".tools" / "compose-spec.json")})
     ssh = _wait_for(ssh_dir / "ssh.json", ssh_proc, directory / "ssh.log", "the lab SSH server")
@@ -137,7 +132,7 @@ def start(directory: Path | None = None) -> dict:
     # The infra provider registers with Omni and heartbeats, as the real one does when it runs.
     provider_id = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").infra_provider.id
     provider_standin.register(str(directory / "omni"), provider_id)
-    provider = _spawn(directory, "provider", [sys.executable, str(PROJECT_ROOT / "lab" / "provider_standin.py"),
+    provider = spawn(directory, "provider", [sys.executable, str(PROJECT_ROOT / "lab" / "provider_standin.py"),
                                               "--omni-dir", str(directory / "omni"), "--provider-id", provider_id])
     info = {
         "omni": {"endpoint": endpoint, "service_account_key": key},
@@ -296,6 +291,23 @@ def default_lab_stack() -> LabStack:
     current.setdefault("config", {}).update(committed.get("config") or {})
     stack_file.write_text(yaml.safe_dump(current, sort_keys=False))
     return LabStack(project_dir=project, state_dir=directory / "state", lab_dir=directory)
+
+
+def isolated_lab_stack(root: Path) -> tuple[Path, dict, LabStack]:
+    """A copy of the project under root/project, with a lab (root/lab) and a lab stack (root/state) of its
+    own, configured from that lab: what engine tests and benchmarks run, each apart from the others."""
+    project = root / "project"
+    shutil.copytree(PROJECT_ROOT, project, ignore=shutil.ignore_patterns(
+        ".venv", ".tools", ".lab", ".git", "tests", "__pycache__", "Pulumi.*.yaml", ".pytest_cache"))
+    for link in (".venv", ".tools"):
+        (project / link).symlink_to(PROJECT_ROOT / link)
+    (project / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": {
+        "omni-scale:omnictlPath": "lab/bin/omnictl", "omni-scale:protect": "false"}}))
+    info = start(root / "lab")
+    stack = LabStack(project_dir=project, state_dir=root / "state", lab_dir=root / "lab")
+    stack.ensure_stack()
+    stack.configure_from_lab(info)
+    return project, info, stack
 
 
 def up() -> int:

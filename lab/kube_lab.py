@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from .processes import spawn
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOOLS = PROJECT_ROOT / ".tools" / "bin"
 CHARTS = PROJECT_ROOT / "lab" / "charts"
@@ -87,12 +89,6 @@ def make_pki(pki: Path) -> dict:
     return {"token": token, "ca": str(pki / "ca.crt")}
 
 
-def _spawn(directory: Path, name: str, argv: list[str]) -> subprocess.Popen:
-    with open(directory / f"{name}.log", "ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-
-
 def _wait_ready(url: str, proc: subprocess.Popen, what: str, log: Path, context=None, headers=None,
                 deadline_s: float = 90) -> None:
     deadline = time.monotonic() + deadline_s
@@ -130,14 +126,14 @@ def start(directory: Path) -> dict:
             raise SystemExit(f"lab: {TOOLS / tool} is missing; run tools/bootstrap.sh")
     pki = make_pki(directory / "pki")
     etcd_port, peer_port, api_port, repo_port = (_free_port() for _ in range(4))
-    etcd = _spawn(directory, "etcd", [
+    etcd = spawn(directory, "etcd", [
         str(TOOLS / "etcd"), "--name", "lab", "--data-dir", str(directory / "etcd"),
         "--listen-client-urls", f"http://{HOST}:{etcd_port}", "--advertise-client-urls", f"http://{HOST}:{etcd_port}",
         "--listen-peer-urls", f"http://{HOST}:{peer_port}", "--initial-advertise-peer-urls", f"http://{HOST}:{peer_port}",
         "--initial-cluster", f"lab=http://{HOST}:{peer_port}", "--listen-metrics-urls", "", "--log-level", "warn"])
     _wait_ready(f"http://{HOST}:{etcd_port}/health", etcd, "etcd", directory / "etcd.log")
     p = directory / "pki"
-    apiserver = _spawn(directory, "kube-apiserver", [
+    apiserver = spawn(directory, "kube-apiserver", [
         str(TOOLS / "kube-apiserver"), f"--etcd-servers=http://{HOST}:{etcd_port}", f"--bind-address={HOST}",
         f"--advertise-address={HOST}", "--endpoint-reconciler-type=none", f"--secure-port={api_port}",
         f"--cert-dir={p}", f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
@@ -152,7 +148,7 @@ def start(directory: Path) -> dict:
                 {"Authorization": f"Bearer {pki['token']}"})
     repo_url = f"http://{HOST}:{repo_port}"
     package_charts(directory / "charts", repo_url)
-    repo = _spawn(directory, "chart-repo", [sys.executable, "-m", "http.server", str(repo_port), "--bind", HOST,
+    repo = spawn(directory, "chart-repo", [sys.executable, "-m", "http.server", str(repo_port), "--bind", HOST,
                                             "--directory", str(directory / "charts")])
     _wait_ready(f"{repo_url}/index.yaml", repo, "the chart repository", directory / "chart-repo.log")
     return {"server": server, "token": pki["token"], "ca_file": pki["ca"],

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from lab import ctl
+from lab.processes import spawn
 from tests.conftest import PROJECT_ROOT
 
 COMPOSE_SCHEMA = PROJECT_ROOT / ".tools" / "compose-spec.json"
@@ -16,7 +17,7 @@ COMPOSE_SCHEMA = PROJECT_ROOT / ".tools" / "compose-spec.json"
 @contextlib.contextmanager
 def running_lxc_host(tmp_path: Path):
     state = tmp_path / "lxc"
-    proc = ctl._spawn(tmp_path, "ssh", [sys.executable, str(PROJECT_ROOT / "lab" / "ssh_standin.py"),
+    proc = spawn(tmp_path, "ssh", [sys.executable, str(PROJECT_ROOT / "lab" / "ssh_standin.py"),
                                         "--state-dir", str(state)],
                       env={**os.environ, "OMNI_SCALE_COMPOSE_SCHEMA": str(COMPOSE_SCHEMA)})
     try:

@@ -4,7 +4,6 @@ import contextlib
 import json
 import os
 import subprocess
-import shutil
 from pathlib import Path
 
 import pytest
@@ -24,18 +23,8 @@ DYNAMIC = "pulumi-python:dynamic:Resource"
 
 class Estate:
     def __init__(self, root: Path):
-        self.project = root / "project"
         self.lab_dir = root / "lab"
-        shutil.copytree(PROJECT_ROOT, self.project, ignore=shutil.ignore_patterns(
-            ".venv", ".tools", ".lab", ".git", "tests", "__pycache__", "Pulumi.*.yaml", ".pytest_cache"))
-        (self.project / ".venv").symlink_to(PROJECT_ROOT / ".venv")
-        (self.project / ".tools").symlink_to(PROJECT_ROOT / ".tools")
-        (self.project / "Pulumi.lab.yaml").write_text(yaml.safe_dump({"config": {
-            "omni-scale:omnictlPath": "lab/bin/omnictl", "omni-scale:protect": "false"}}))
-        self.info = ctl.start(self.lab_dir)
-        self.stack = ctl.LabStack(project_dir=self.project, state_dir=root / "state", lab_dir=self.lab_dir)
-        self.stack.ensure_stack()
-        self.stack.configure_from_lab(self.info)
+        self.project, self.info, self.stack = ctl.isolated_lab_stack(root)
         self.omni = Omnictl(binary=str(self.project / "lab" / "bin" / "omnictl"),
                             endpoint=self.info["omni"]["endpoint"],
                             service_account_key=self.info["omni"]["service_account_key"])

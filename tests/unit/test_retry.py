@@ -8,14 +8,17 @@ from components.retry import RetryPolicy, with_retries
 FAST = RetryPolicy(attempts=3, first_delay_seconds=0.001)
 
 
-def fake_omnictl(tmp_path, stderr: str, exit_code: int = 1, succeed_after: int | None = None):
-    """An omnictl that records each call and fails with stderr (until call succeed_after, if given)."""
+def fake_omnictl(tmp_path, stderr: str = "", exit_code: int = 1, succeed_after: int | None = None,
+                 body: str | None = None, timeout_seconds: float = 60.0):
+    """An omnictl that records each call, then runs body, or fails with stderr (until call succeed_after)."""
     calls = tmp_path / "calls"
     script = tmp_path / "omnictl"
     ok = f'[ "$(wc -l < {calls})" -ge {succeed_after} ] && {{ echo ok; exit 0; }}' if succeed_after else ""
-    script.write_text(f"#!/bin/sh\necho call >> {calls}\n{ok}\necho '{stderr}' >&2\nexit {exit_code}\n")
+    rest = body if body is not None else f"{ok}\necho '{stderr}' >&2\nexit {exit_code}"
+    script.write_text(f"#!/bin/sh\necho call >> {calls}\n{rest}\n")
     script.chmod(0o755)
-    return Omnictl(binary=str(script), endpoint="https://127.0.0.1:1", service_account_key="k", retry=FAST), calls
+    return Omnictl(binary=str(script), endpoint="https://127.0.0.1:1", service_account_key="k", retry=FAST,
+                   timeout_seconds=timeout_seconds), calls
 
 
 def test_unreachable_is_tried_three_times_then_fails(tmp_path):
@@ -39,11 +42,7 @@ def test_a_refused_key_is_not_retried(tmp_path):
 
 
 def test_a_deliberate_long_wait_that_times_out_is_not_retried(tmp_path):
-    script = tmp_path / "omnictl"
-    calls = tmp_path / "calls"
-    script.write_text(f"#!/bin/sh\necho call >> {calls}\nexec sleep 5\n")
-    script.chmod(0o755)
-    client = Omnictl(binary=str(script), endpoint="e", service_account_key="k", retry=FAST, timeout_seconds=0.2)
+    client, calls = fake_omnictl(tmp_path, body="exec sleep 5", timeout_seconds=0.2)
     with pytest.raises(Timeout):
         client.run("cluster", "template", "status", timeout_seconds=0.2)
     assert len(calls.read_text().splitlines()) == 1
