@@ -115,6 +115,8 @@ class Omnictl:
     endpoint: str = field(repr=False)
     service_account_key: str = field(repr=False)
     insecure_skip_tls_verify: bool = False
+    # A private CA (or a self-signed Omni's own certificate) to trust besides the system's.
+    ca_file: str = ""
     timeout_seconds: float = 60.0
     retry: RetryPolicy = DEFAULT_POLICY
 
@@ -122,6 +124,8 @@ class Omnictl:
         env = dict(os.environ)
         env["OMNI_ENDPOINT"] = self.endpoint
         env["OMNI_SERVICE_ACCOUNT_KEY"] = self.service_account_key
+        if self.ca_file:
+            env["SSL_CERT_FILE"] = self.ca_file  # Go's TLS reads it in place of the system bundle
         return env
 
     def run(self, *args: str, timeout_seconds: float | None = None) -> str:

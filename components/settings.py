@@ -97,6 +97,7 @@ def omnictl_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml",
         endpoint=str(get("omniEndpoint") or ""),
         service_account_key=str(get("omniServiceAccountKey") or ""),
         insecure_skip_tls_verify=settings.insecure_skip_tls_verify,
+        ca_file=_project_path(get("omniCaFile")),
         timeout_seconds=settings.timeout_seconds,
         retry=retry_policy(get, stack_file),
     )
@@ -113,10 +114,15 @@ def pinned_omnictl_version() -> str:
     return re.search(r"^OMNICTL_VERSION=(\S+)", text, re.M).group(1)
 
 
-def _proxmox_verify(get: Lookup) -> bool | str:
+def _project_path(value: object) -> str:
+    """A file named in the stack config: relative to the project root; absolute paths stay as they are."""
     from .omnictl import PROJECT_ROOT
+    return str(PROJECT_ROOT / str(value)) if value else ""
+
+
+def _proxmox_verify(get: Lookup) -> bool | str:
     if get("proxmoxCaFile"):
-        return str(PROJECT_ROOT / str(get("proxmoxCaFile")))  # absolute paths stay as they are
+        return _project_path(get("proxmoxCaFile"))
     # A deliberate opt-out for self-signed PVE certificates.
     return not truthy(get("proxmoxInsecureSkipTlsVerify") or False)
 

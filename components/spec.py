@@ -173,8 +173,20 @@ class MachineClassSpec(_Strict):
     provider_data: ProviderData
 
 
+# Omni makes the provider's service account `infra-provider:ID` and refuses an identity with capital
+# letters ("must be lowercase"), so a provider with such an id can never register, nor a class use it.
+def _provider_id(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", value):
+        raise ValueError(f"a lowercase infra provider id such as 'proxmox' (got {value!r}; Omni refuses to "
+                         "register a provider whose id has capital letters)")
+    return value
+
+
+ProviderId = Annotated[str, AfterValidator(_provider_id)]
+
+
 class InfraProviderSpec(_Strict):
-    id: str = Field(min_length=1)
+    id: ProviderId
 
 
 class ProxmoxSpec(_Strict):

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import yaml
 
-from components.omnictl import Omnictl
 from components.proxmox import ProxmoxClient, ProxmoxSettings
 
-from . import ctl
+from . import ctl, omni_lab
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,14 +42,13 @@ def generated_spec(clusters: int) -> dict:
              "storage_selector": 'name == "vm_ssd"'}
     for i in range(clusters):
         for role in ("cp", "worker"):
-            spec["machine_classes"][f"c{i}-{role}"] = {"provider_id": "Proxmox", "provider_data": dict(small)}
+            spec["machine_classes"][f"c{i}-{role}"] = {"provider_id": "proxmox", "provider_data": dict(small)}
         cluster = copy.deepcopy(seed["clusters"]["talos-prod-01"])
         cluster["control_plane"].update(machine_class=f"c{i}-cp", size=1)
         cluster["workers"] = [{"name": "workers", "machine_class": f"c{i}-worker", "size": 0}]
         spec["clusters"][f"cluster-{i:02d}"] = cluster
     spec["tailscale_operator"]["cluster"] = "cluster-00"
     return spec
-
 
 class Run:
     def __init__(self, root: Path, spec: dict):
@@ -74,8 +72,7 @@ class Run:
 
     def baseline(self, spec: dict) -> float:
         """The minimum the same job needs by hand: each Omni resource read once, each node's facts once."""
-        omni = Omnictl(binary=str(self.project / "lab" / "bin" / "omnictl"), endpoint=self.info["omni"]["endpoint"],
-                       service_account_key=self.info["omni"]["service_account_key"])
+        omni = omni_lab.lab_omnictl(self.info["omni"])
         pve = self.info["proxmox"]
         start = time.monotonic()
         for class_id in spec["machine_classes"]:
@@ -90,7 +87,6 @@ class Run:
 
     def stop(self) -> None:
         ctl.stop(self.lab_dir)
-
 
 def engine_floor(resources: int, root: Path) -> dict:
     """A stack of as many no-op dynamic resources: what the engine and the Python host cost by themselves."""
@@ -114,7 +110,6 @@ def engine_floor(resources: int, root: Path) -> dict:
     stack.run("preview", "--expect-no-changes")
     return {"up": up, "preview": time.monotonic() - start}
 
-
 def bench(size: int) -> dict:
     spec = generated_spec(size)
     with tempfile.TemporaryDirectory(prefix=f"omni-scale-bench-{size}-") as tmp:
@@ -132,7 +127,6 @@ def bench(size: int) -> dict:
     return {"clusters": len(spec["clusters"]), "classes": len(spec["machine_classes"]), "resources": dynamic,
             "up": up, "preview": preview, "refresh": refresh, "baseline": baseline, "floor": floor}
 
-
 def table(results: list[dict]) -> str:
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {platform.node()} "
              f"({subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores), lab stack.", "",
@@ -147,7 +141,6 @@ def table(results: list[dict]) -> str:
                          f"| {m['proxmox']} | {r['baseline']:.1f} | {floor:.1f} | {ratio:.2f} |")
     return "\n".join(lines) + "\n"
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10,50")
@@ -161,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     Path(args.out).write_text(text)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,7 @@
 """Start, stop and use the lab: everything the `lab` stack talks to, on loopback only.
 
-    python -m lab.ctl start     fakepve (Matrix-shaped) + the omnictl stand-in's Omni
+    python -m lab.ctl start     fakepve (Matrix-shaped), the real Omni (lab/omni_lab.py), the provider LXC's
+                                SSH server and a Kubernetes API server
     python -m lab.ctl stop
     python -m lab.ctl up        start, configure the lab stack, `pulumi up`, print the outputs
     python -m lab.ctl pulumi ARGS...   any pulumi command on the lab stack
@@ -32,26 +33,15 @@ import yaml
 
 from components.spec import load_spec
 
-from . import kube_lab, omni_standin, provider_standin
-from .processes import spawn
+from . import kube_lab, omni_lab, provider_standin
+from .processes import pid_alive, spawn, terminate, write_private_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STACK = "lab"
-# The stand-in Omni listens nowhere: omnictl calls are answered from files. The endpoint is
-# still checked, so a stack pointed elsewhere sees "unreachable" as it would for real.
-LAB_OMNI_ENDPOINT = "https://127.0.0.1:50042"
 
 
 def lab_dir() -> Path:
     return Path(os.environ.get("OMNI_SCALE_LAB_DIR") or PROJECT_ROOT / ".lab").resolve()
-
-
-def _write_private(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, log: Path, what: str, deadline_s: float = 60) -> dict:
@@ -66,32 +56,6 @@ def _wait_for(path: Path, proc: subprocess.Popen, log: Path, what: str, deadline
     raise SystemExit(f"lab: {what} did not start within {deadline_s:g}s; see {log}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        # Reap it if it is our own child (started in this process), or it lingers as a zombie.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _terminate(pid: int, grace_seconds: float = 10) -> None:
-    if not _pid_alive(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    while _pid_alive(pid):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            deadline = float("inf")
-        time.sleep(0.02)
-
-
 def start(directory: Path | None = None) -> dict:
     """Starts the lab (or returns the running one) and returns lab.json's contents."""
     directory = directory or lab_dir()
@@ -99,13 +63,13 @@ def start(directory: Path | None = None) -> dict:
     info_file = directory / "lab.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
-        if "kubernetes" in info and all(_pid_alive(info[part]["pid"]) for part in ("proxmox", "lxc")) \
-                and all(_pid_alive(pid) for pid in info["kubernetes"]["pids"]):
+        if "kubernetes" in info and all(pid_alive(info[part]["pid"]) for part in ("proxmox", "lxc")) \
+                and all(pid_alive(pid) for pid in info["kubernetes"]["pids"] + info["omni"]["pids"]):
             return info
         stop(directory)
     # fakepve keeps its guests in memory only, so a new lab starts empty everywhere: Omni's resources,
     # the container's files and the lab stack's state go too, or they would describe things that are gone.
-    for stale in ("omni", "lxc", "kubernetes", "state", "project"):
+    for stale in ("omni", "lxc", "kubernetes", "state", "project", "not-ready"):
         shutil.rmtree(directory / stale, ignore_errors=True)
 
     pve_dir = directory / "fakepve"
@@ -126,16 +90,15 @@ def start(directory: Path | None = None) -> dict:
     # The new cluster's Kubernetes API (and a chart repository), for the Tailscale operator release.
     kube = kube_lab.start(directory / "kubernetes")
 
-    endpoint = LAB_OMNI_ENDPOINT
-    key = omni_standin.init_server(str(directory / "omni"), endpoint)
-    kube_lab.write_cluster_access(directory / "omni", kube)
-    # The infra provider registers with Omni and heartbeats, as the real one does when it runs.
-    provider_id = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").infra_provider.id
-    provider_standin.register(str(directory / "omni"), provider_id)
+    # The real Omni, then the infra provider registering with it and heartbeating, as the real one does.
+    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
+    omni = omni_lab.start(directory / "omni", spec)
+    provider_id = spec.infra_provider.id
+    provider_key = provider_standin.register(directory, omni, provider_id)
     provider = spawn(directory, "provider", [sys.executable, str(PROJECT_ROOT / "lab" / "provider_standin.py"),
-                                              "--omni-dir", str(directory / "omni"), "--provider-id", provider_id])
+                                              "--state-dir", str(directory)])
     info = {
-        "omni": {"endpoint": endpoint, "service_account_key": key},
+        "omni": omni,
         "proxmox": {"api_url": pve["api_url"], "token_id": pve["token_id"],
                     "token_secret": pve["token_secret"], "cafile": pve["cafile"], "pid": pve["pid"]},
         "infra_provider": {"id": provider_id, "pid": provider.pid},
@@ -147,11 +110,11 @@ def start(directory: Path | None = None) -> dict:
                             "client_secret": f"tskey-client-lab-{secrets.token_hex(16)}"},
         # What the provider's compose stack is handed; nothing in the lab checks them but their secrecy.
         "provider_stack": {"tailscale_auth_key": f"tskey-auth-lab-{secrets.token_hex(16)}",
-                           "omni_service_account_key": secrets.token_hex(32),
+                           "omni_service_account_key": provider_key,
                            "proxmox_token_id": pve["provider_token_id"],
                            "proxmox_token_secret": pve["provider_token_secret"]},
     }
-    _write_private(info_file, info)
+    write_private_json(info_file, info)
     return info
 
 
@@ -163,10 +126,10 @@ def stop(directory: Path | None = None) -> None:
         for pid in (info["proxmox"]["pid"], info.get("infra_provider", {}).get("pid"), info.get("lxc", {}).get("pid"),
                     *info.get("kubernetes", {}).get("pids", [])):
             if pid:
-                _terminate(pid)
+                terminate(pid)
+        if "omni" in info:
+            omni_lab.stop(info["omni"])
         info_file.unlink()
-    if (directory / "omni").exists():
-        omni_standin.stop_server(str(directory / "omni"))
 
 
 @dataclass(frozen=True)
@@ -212,7 +175,7 @@ class LabStack:
                 owner = json.loads(lock.read_text())
             except (OSError, ValueError):
                 continue
-            if owner.get("hostname") == socket.gethostname() and not _pid_alive(int(owner.get("pid", 0))):
+            if owner.get("hostname") == socket.gethostname() and not pid_alive(int(owner.get("pid", 0))):
                 print(f"lab: removing the stale lock of pulumi pid {owner['pid']} (killed mid-run)", file=sys.stderr)
                 lock.unlink(missing_ok=True)
                 lock.with_name(lock.name + ".attrs").unlink(missing_ok=True)
@@ -248,6 +211,7 @@ class LabStack:
     def configure_from_lab(self, info: dict) -> None:
         self.set_config("omni-scale:omniEndpoint", info["omni"]["endpoint"], secret=True)
         self.set_config("omni-scale:omniServiceAccountKey", info["omni"]["service_account_key"], secret=True)
+        self.set_config("omni-scale:omniCaFile", info["omni"]["ca_file"])
         self.set_config("omni-scale:proxmoxApiUrl", info["proxmox"]["api_url"])
         self.set_config("omni-scale:proxmoxTokenId", info["proxmox"]["token_id"])
         self.set_config("omni-scale:proxmoxTokenSecret", info["proxmox"]["token_secret"], secret=True)
@@ -330,7 +294,7 @@ def fault(name: str, *args: str, directory: Path | None = None) -> None:
     info = json.loads((directory / "lab.json").read_text())
     pve_dir = directory / "fakepve"
     seq = time.monotonic_ns()
-    _write_private(pve_dir / "faults.json", {"seq": seq, "faults": [[name, *args]]})
+    write_private_json(pve_dir / "faults.json", {"seq": seq, "faults": [[name, *args]]})
     os.kill(info["proxmox"]["pid"], signal.SIGUSR1)
     done = pve_dir / "faults.done"
     deadline = time.monotonic() + 30
@@ -345,6 +309,17 @@ def proxmox_requests(directory: Path | None = None) -> list[list[str]]:
     directory = directory or lab_dir()
     fault("dump-requests", directory=directory)
     return json.loads((directory / "fakepve" / "requests.json").read_text())
+
+
+def set_cluster_ready(name: str, ready: bool, directory: Path | None = None) -> None:
+    """No Talos machine boots in the lab, so the lab's omnictl reports an existing cluster ready
+    (lab/bin/omnictl); this makes it report one not ready, as a cluster stuck provisioning would be."""
+    marker = (directory or lab_dir()) / "not-ready" / name
+    if ready:
+        marker.unlink(missing_ok=True)
+    else:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
 
 
 def drift(report_path: str | None = "drift-report.json") -> int:
@@ -373,7 +348,7 @@ def main(argv: list[str]) -> int:
     verb = argv[0]
     if verb == "start":
         info = start()
-        print(f"lab: fakepve at {info['proxmox']['api_url']}; Omni stand-in at {info['omni']['endpoint']}")
+        print(f"lab: fakepve at {info['proxmox']['api_url']}; Omni at {info['omni']['endpoint']}")
     elif verb == "stop":
         stop()
         print("lab: stopped")

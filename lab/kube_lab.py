@@ -151,9 +151,14 @@ def start(directory: Path) -> dict:
     repo = spawn(directory, "chart-repo", [sys.executable, "-m", "http.server", str(repo_port), "--bind", HOST,
                                             "--directory", str(directory / "charts")])
     _wait_ready(f"{repo_url}/index.yaml", repo, "the chart repository", directory / "chart-repo.log")
-    return {"server": server, "token": pki["token"], "ca_file": pki["ca"],
+    info = {"server": server, "token": pki["token"], "ca_file": pki["ca"],
             "certificate_authority_data": base64.b64encode(Path(pki["ca"]).read_bytes()).decode(),
             "chart_repository": repo_url, "pids": [repo.pid, apiserver.pid, etcd.pid]}
+    # What the lab's omnictl puts in the kubeconfigs it hands out (lab/bin/omnictl): no Talos cluster
+    # boots in the lab, so this API server stands in for the new cluster's.
+    _write(directory / "access.json", json.dumps({k: info[k] for k in ("server", "token",
+                                                                       "certificate_authority_data")}).encode())
+    return info
 
 
 def admin_kubeconfig(info: dict) -> dict:
@@ -163,13 +168,3 @@ def admin_kubeconfig(info: dict) -> dict:
                                                      "certificate-authority-data": info["certificate_authority_data"]}}],
             "users": [{"name": ADMIN_USER, "user": {"token": info["token"]}}],
             "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": ADMIN_USER}}]}
-
-
-def cluster_access(info: dict) -> dict:
-    """What the Omni stand-in puts in the kubeconfigs it makes: this API server and its admin token."""
-    return {"server": info["server"], "certificate-authority-data": info["certificate_authority_data"],
-            "token": info["token"]}
-
-
-def write_cluster_access(omni_dir: Path, info: dict) -> None:
-    _write(omni_dir / "kubernetes.json", json.dumps(cluster_access(info)).encode())

@@ -3,7 +3,11 @@ output in DIR/NAME.log, no stdin."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -11,3 +15,39 @@ def spawn(directory: Path, name: str, argv: list[str], env: dict | None = None) 
     with open(directory / f"{name}.log", "ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our own child (started in this process), or it lingers as a zombie.
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def terminate(pid: int, grace_seconds: float = 10) -> None:
+    """SIGTERM, then SIGKILL after grace_seconds (at once when 0); returns when the process is gone."""
+    if not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM if grace_seconds > 0 else signal.SIGKILL)
+    deadline = time.monotonic() + grace_seconds
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.02)
+
+
+def write_private_json(path: Path, data: dict) -> None:
+    """Atomically (readers see the whole file or none), readable by the owner only: it may hold secrets."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)

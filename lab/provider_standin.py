@@ -1,46 +1,103 @@
-"""The lab's stand-in for the Omni Proxmox infra provider: what the real one does towards
-Omni when it runs, and nothing else (it builds no VMs): register its InfraProviderStatus
-with the providerdata JSON schema, then report a heartbeat every few seconds.
+"""The lab's stand-in for the Omni Proxmox infra provider: what the real one does towards Omni when it
+runs, and nothing else (it builds no VMs), against the lab's real Omni with the real omnictl:
 
-    python lab/provider_standin.py --omni-dir DIR --provider-id Proxmox [--interval 5]
+1. `omnictl infraprovider create ID`, as the lab's admin: Omni makes the provider's service account
+   (`infra-provider:ID`, role InfraProvider) and prints its key once;
+2. as that key, its InfraProviderStatus (namespace infra-provider) with the provider's real providerdata
+   JSON schema (lab/proxmox-providerdata.schema.json), which Omni validates every MachineClass against;
+3. as that key, an InfraProviderHealthStatus (namespace infra-provider-ephemeral) heartbeat every few
+   seconds; Omni counts a provider as disconnected 30 s after the last one.
+
+Tests change what the heartbeat says (an error, an old timestamp) with set_heartbeat().
+
+    python lab/provider_standin.py --state-dir DIR --provider-id proxmox [--interval 10]
+    (the Omni endpoint, CA file and the provider's key are read from DIR/provider.json)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script by lab.ctl
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab import omni_standin  # noqa: E402
+from components.infra_provider import HEALTH_NAMESPACE, HEALTH_TYPE, STATUS_NAMESPACE, STATUS_TYPE  # noqa: E402
+from lab import omni_lab  # noqa: E402
+from lab.processes import write_private_json  # noqa: E402
 
 SCHEMA = Path(__file__).with_name("proxmox-providerdata.schema.json")
+CONTROL = "provider-heartbeat.json"  # what the next heartbeats say; written by set_heartbeat()
+ACK = "provider-heartbeat.done"
 
 
-def register(omni_dir: str, provider_id: str) -> None:
-    omni_standin.register_provider(omni_dir, provider_id, name="Proxmox",
-                                   description="Proxmox infrastructure provider (lab stand-in)",
-                                   schema=SCHEMA.read_text())
-    omni_standin.heartbeat(omni_dir, provider_id)
+def register(state_dir: Path, omni: dict, provider_id: str) -> str:
+    """Registers the provider with Omni; returns its service-account key (kept in DIR/provider.json, 0600)."""
+    admin = omni_lab.lab_omnictl(omni)
+    key = omni_lab.printed_key(admin.run("infraprovider", "create", provider_id))
+    write_private_json(state_dir / "provider.json", {"omni": omni, "provider_id": provider_id, "key": key})
+    as_provider = omni_lab.lab_omnictl(omni, key)
+    as_provider.apply({"metadata": {"namespace": STATUS_NAMESPACE, "type": STATUS_TYPE, "id": provider_id},
+                       "spec": {"name": "Proxmox", "description": "Proxmox infrastructure provider (lab stand-in)",
+                                "schema": SCHEMA.read_text()}})
+    heartbeat(state_dir)
+    return key
+
+
+def heartbeat(state_dir: Path) -> int:
+    """One heartbeat, as the control file says; returns the control's sequence number."""
+    registration = json.loads((state_dir / "provider.json").read_text())
+    try:
+        control = json.loads((state_dir / CONTROL).read_text())
+    except FileNotFoundError:
+        control = {"seq": 0, "error": "", "age_seconds": 0}
+    at = int(time.time() - control["age_seconds"])
+    omni_lab.lab_omnictl(registration["omni"], registration["key"]).apply(
+        {"metadata": {"namespace": HEALTH_NAMESPACE, "type": HEALTH_TYPE, "id": registration["provider_id"]},
+         "spec": {"lastheartbeattimestamp": {"seconds": at}, "error": control["error"]}})
+    return control["seq"]
+
+
+def set_heartbeat(state_dir: Path, pid: int | None, *, error: str = "", age_seconds: float = 0) -> None:
+    """From now on the provider reports this (an error, a heartbeat age_seconds old); returns once it has.
+    With no heartbeat process (pid None) the report is made here, once."""
+    seq = time.monotonic_ns()
+    write_private_json(state_dir / CONTROL, {"seq": seq, "error": error, "age_seconds": age_seconds})
+    if pid is None:
+        heartbeat(state_dir)
+        return
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 30
+    ack = state_dir / ACK
+    while not (ack.exists() and json.loads(ack.read_text()).get("seq") == seq):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"lab: the provider stand-in did not report within 30s; see {state_dir / 'provider.log'}")
+        time.sleep(0.02)  # another process's acknowledgement: nothing to wait on but its file
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--omni-dir", required=True)
-    parser.add_argument("--provider-id", required=True)
-    parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--interval", type=float, default=10.0)
     args = parser.parse_args(argv)
-    stop = threading.Event()
+    stop, wake = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    register(args.omni_dir, args.provider_id)
-    print(f"provider stand-in {args.provider_id} registered", flush=True)
-    while not stop.wait(args.interval):
-        omni_standin.heartbeat(args.omni_dir, args.provider_id)
+        signal.signal(sig, lambda *_: (stop.set(), wake.set()))
+    signal.signal(signal.SIGUSR1, lambda *_: wake.set())
+    while not stop.is_set():
+        wake.clear()
+        try:
+            seq = heartbeat(args.state_dir)
+            write_private_json(args.state_dir / ACK, {"seq": seq})
+        except Exception as exc:  # noqa: BLE001 - Omni down for a test: report it and keep beating
+            print(f"provider stand-in: heartbeat failed: {exc}", file=sys.stderr, flush=True)
+        wake.wait(args.interval)
     return 0
 
 

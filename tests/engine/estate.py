@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.omnictl import Omnictl
 from components.proxmox import ProxmoxClient, ProxmoxNotFound, ProxmoxSettings
 from components.render import MACHINE_CLASS_TYPE
-from lab import ctl, kube_lab
+from lab import ctl, kube_lab, omni_lab
 from tests.conftest import PROJECT_ROOT
 from tests.lxc_host import docker_history
 
@@ -25,9 +24,8 @@ class Estate:
     def __init__(self, root: Path):
         self.lab_dir = root / "lab"
         self.project, self.info, self.stack = ctl.isolated_lab_stack(root)
-        self.omni = Omnictl(binary=str(self.project / "lab" / "bin" / "omnictl"),
-                            endpoint=self.info["omni"]["endpoint"],
-                            service_account_key=self.info["omni"]["service_account_key"])
+        # The real omnictl, straight at the lab's real Omni: what an operator's hand edit looks like.
+        self.omni = omni_lab.lab_omnictl(self.info["omni"])
 
     def pulumi(self, *args, check=True):
         return self.stack.run(*args, check=check)

@@ -17,7 +17,7 @@ from components import drift
 from components.adoption import ADOPT_UP_ARGS
 from components.providers import ADOPT_ENV
 from components.render import MACHINE_CLASS_TYPE, machine_class_document
-from lab import omni_standin
+from lab import omni_lab
 from tests.engine.estate import CLASS, CLUSTER, running_estate
 
 pytestmark = pytest.mark.engine
@@ -47,7 +47,7 @@ def converge(estate):
 
 
 def class_document(memory: int) -> dict:
-    return machine_class_document(CLASS, "Proxmox", {
+    return machine_class_document(CLASS, "proxmox", {
         "cores": 4, "sockets": 1, "memory": memory, "disk_size": 40, "network_bridge": "vmbr0",
         "storage_selector": 'name == "vm_ssd"'})
 
@@ -138,16 +138,14 @@ def test_storage_removed_from_a_node_is_preflight_drift(estate, tmp_path):
 
 
 def test_unreachable_omni_cannot_be_judged(estate, tmp_path):
-    server = estate.lab_dir / "omni" / "server.json"
-    saved = server.read_text()
-    omni_standin.stop_server(str(estate.lab_dir / "omni"))
+    omni_lab.set_reachable(estate.info["omni"], False)
     try:
         code, text, report = run_drift(estate, tmp_path)
         assert code == 2, text
         assert len(report["errors"]) == 4 and all("could not reach Omni" in e for e in report["errors"]), text
         assert "omnictl cluster template export could not reach Omni" in text
     finally:
-        server.write_text(saved)
+        omni_lab.set_reachable(estate.info["omni"], True)
     assert run_drift(estate, tmp_path)[0] == 0
 
 

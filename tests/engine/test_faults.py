@@ -15,12 +15,12 @@ import time
 import pytest
 import yaml
 
-from lab import ctl, omni_standin
+from lab import ctl, omni_lab, provider_standin
 from tests.conftest import PROJECT_ROOT
 from tests.engine.estate import CLASS, CLUSTER, running_estate
 
 pytestmark = pytest.mark.engine
-STANDIN = PROJECT_ROOT / "lab" / "bin" / "omnictl"
+LAB_OMNICTL = PROJECT_ROOT / "lab" / "bin" / "omnictl"
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +91,19 @@ def wrapper(tmp_path, body: str) -> str:
 
 def test_omni_unreachable(estate, pending_change):
     old, _ = pending_change
-    saved = (estate.lab_dir / "omni" / "server.json").read_text()
-    omni_standin.stop_server(str(estate.lab_dir / "omni"))
+    omni_lab.set_reachable(estate.info["omni"], False)
     try:
         assert "retrying in" in up_stops(estate, "could not reach Omni")  # transient: retried, bounded
     finally:
-        (estate.lab_dir / "omni" / "server.json").write_text(saved)
+        omni_lab.set_reachable(estate.info["omni"], True)
     converges(estate, old)
 
 
 @pytest.mark.parametrize("omnictl,message", [
     # Slower than omniTimeoutSeconds (5 s here) on every call but --version: retried, then given up.
-    (f'[ "$1" = "--version" ] || sleep 8\nexec {STANDIN} "$@"', "no answer within 5s"),
+    (f'[ "$1" = "--version" ] || sleep 8\nexec {LAB_OMNICTL} "$@"', "no answer within 5s"),
     (None, "is not an executable file; check omni-scale:omnictlPath"),
-    (f'[ "$1" = "--version" ] && {{ echo "omnictl version v1.5.2"; exit 0; }}\nexec {STANDIN} "$@"',
+    (f'[ "$1" = "--version" ] && {{ echo "omnictl version v1.5.2"; exit 0; }}\nexec {LAB_OMNICTL} "$@"',
      "is omnictl v1.5.2; this stack expects v1.8.x"),
 ], ids=["omni-too-slow", "omnictl-missing", "omnictl-wrong-version"])
 def test_omnictl_faults(estate, pending_change, tmp_path, omnictl, message):
@@ -117,13 +116,13 @@ def test_omnictl_faults(estate, pending_change, tmp_path, omnictl, message):
 
 @pytest.mark.parametrize("key,message", [
     ("garbled", "rejected the input: Error: invalid character"),  # omnictl cannot even decode it
-    # Omni answers an expired, a revoked and an unknown key alike ("invalid signature"); so does the lab.
+    # Omni answers an expired, a revoked and an unknown key alike ("invalid signature").
     ("expired-or-unknown", "was refused (is the service-account key valid and unexpired?)"),
 ])
 def test_omni_refuses_the_key(estate, pending_change, key, message):
     old, _ = pending_change
     # A key that is not one at all, or a well-formed key Omni does not know (revoked, or of another Omni).
-    bad = "bm90LWEta2V5" if key == "garbled" else omni_standin.generate_service_account_key()
+    bad = "bm90LWEta2V5" if key == "garbled" else omni_lab.revoked_key(estate.info["omni"])
     with stack_config(estate, "omniServiceAccountKey", bad, restore=estate.info["omni"]["service_account_key"],
                       secret=True):
         assert "retrying in" not in up_stops(estate, message)  # permanent: not retried
@@ -131,9 +130,8 @@ def test_omni_refuses_the_key(estate, pending_change, key, message):
 
 
 def test_cluster_not_ready_in_time(estate):
-    omni_dir = str(estate.lab_dir / "omni")
     estate.edit_spec(lambda d: d["clusters"][CLUSTER]["workers"][0].update(size=3))
-    omni_standin.set_cluster_ready(omni_dir, CLUSTER, False)
+    ctl.set_cluster_ready(CLUSTER, False, estate.lab_dir)
     try:
         estate.set_config("omni-scale:clusterReadyTimeoutSeconds", "2")
         proc = estate.pulumi("up", "--yes", "--skip-preview", check=False)
@@ -141,7 +139,7 @@ def test_cluster_not_ready_in_time(estate):
         assert proc.returncode != 0 and f"waiting up to 2s for cluster {CLUSTER}" in out and "Traceback" not in out
         assert pending_operations(estate) == []
     finally:
-        omni_standin.set_cluster_ready(omni_dir, CLUSTER, True)
+        ctl.set_cluster_ready(CLUSTER, True, estate.lab_dir)
         estate.set_config("omni-scale:clusterReadyTimeoutSeconds", "30")
     converges(estate)
     assert estate.live_workers() == 3
@@ -149,13 +147,12 @@ def test_cluster_not_ready_in_time(estate):
 
 def test_provider_health_reports_an_error(estate, pending_change):
     old, _ = pending_change
-    os.kill(estate.info["infra_provider"]["pid"], signal.SIGTERM)  # its heartbeats would overwrite ours
-    omni_dir = str(estate.lab_dir / "omni")
-    omni_standin.heartbeat(omni_dir, "Proxmox", error="failed to list nodes: 401 Unauthorized")
+    provider = estate.info["infra_provider"]["pid"]
+    provider_standin.set_heartbeat(estate.lab_dir, provider, error="failed to list nodes: 401 Unauthorized")
     try:
         up_stops(estate, "failed to list nodes: 401 Unauthorized")
     finally:
-        omni_standin.heartbeat(omni_dir, "Proxmox")
+        provider_standin.set_heartbeat(estate.lab_dir, provider)
     converges(estate, old)
 
 
@@ -212,22 +209,21 @@ def _wait_until(condition, what: str, deadline_s: float = 60) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_up_killed_between_the_classes_and_the_cluster_sync_then_run_again(estate, sig):
-    omni_dir = str(estate.lab_dir / "omni")
     new_memory = 10240 if estate.live_memory() != 10240 else 9216
     workers = estate.live_workers() + 1
     estate.set_spec_memory(new_memory)
     estate.edit_spec(lambda d: d["clusters"][CLUSTER]["workers"][0].update(size=workers))
-    omni_standin.set_cluster_ready(omni_dir, CLUSTER, False)  # the sync then waits for readiness
+    ctl.set_cluster_ready(CLUSTER, False, estate.lab_dir)  # the sync then waits for readiness
     proc = _up_in_background(estate)
     try:
         _wait_until(lambda: estate.live_memory() == new_memory, "the class updated")
         _wait_until(lambda: estate.live_workers() == workers, "the cluster template synced")
         os.killpg(proc.pid, sig) if sig == signal.SIGKILL else proc.send_signal(sig)
         if sig == signal.SIGINT:
-            omni_standin.set_cluster_ready(omni_dir, CLUSTER, True)  # let the in-flight step finish
+            ctl.set_cluster_ready(CLUSTER, True, estate.lab_dir)  # let the in-flight step finish
         proc.wait(120)
     finally:
-        omni_standin.set_cluster_ready(omni_dir, CLUSTER, True)
+        ctl.set_cluster_ready(CLUSTER, True, estate.lab_dir)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     # Run again, as an operator would: it finishes the job with no manual repair.

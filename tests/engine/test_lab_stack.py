@@ -118,7 +118,7 @@ def test_worker_count_change_is_an_update_of_the_cluster_template(estate):
 
 
 def test_refresh_reports_drift_made_out_of_band(estate):
-    drifted = machine_class_document(CLASS, "Proxmox", {
+    drifted = machine_class_document(CLASS, "proxmox", {
         "cores": 4, "sockets": 1, "memory": 4096, "disk_size": 40, "network_bridge": "vmbr0",
         "storage_selector": 'name == "vm_ssd"'})
     estate.omni.apply(drifted)

@@ -26,7 +26,7 @@ def docker(cwd, *args):
 
 @pytest.fixture
 def stack_dir(tmp_path):
-    for f in render_provider_stack(SPEC.provider_lxc.compose, "Proxmox", SECRETS):
+    for f in render_provider_stack(SPEC.provider_lxc.compose, "proxmox", SECRETS):
         (tmp_path / f.name).write_text(f.content)
     return tmp_path
 

@@ -1,23 +1,29 @@
-"""A fresh lab Omni (the omnictl stand-in) per test, with the Proxmox provider registered."""
+"""A fresh real Omni (lab/omni_lab.py) per test, with the Proxmox infra provider registered in it."""
 
 import pytest
 
-from lab import omni_standin, provider_standin
-from lab.ctl import LAB_OMNI_ENDPOINT
+from components.spec import load_spec
+from lab import omni_lab, provider_standin
+from tests.conftest import PROJECT_ROOT
+
+PROVIDER_ID = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").infra_provider.id
 
 
 @pytest.fixture
 def lab(tmp_path, monkeypatch):
     monkeypatch.setenv("OMNI_SCALE_LAB_DIR", str(tmp_path))
-    omni_dir = str(tmp_path / "omni")
-    key = omni_standin.init_server(omni_dir, LAB_OMNI_ENDPOINT)
-    provider_standin.register(omni_dir, "Proxmox")
-    return {"dir": tmp_path, "omni": omni_dir, "key": key}
+    omni = omni_lab.start(tmp_path / "omni", load_spec(PROJECT_ROOT / "specs" / "omni.yaml"))
+    try:
+        provider_standin.register(tmp_path, omni, PROVIDER_ID)
+        yield {"dir": tmp_path, "omni": omni, "key": omni["service_account_key"]}
+    finally:
+        omni_lab.stop(omni)
 
 
-def stack_config(key: str, **extra) -> dict:
-    return {"omni-scale:omniEndpoint": LAB_OMNI_ENDPOINT, "omni-scale:omniServiceAccountKey": key,
-            "omni-scale:omnictlPath": "lab/bin/omnictl",
+def stack_config(omni: dict, key: str | None = None, **extra) -> dict:
+    return {"omni-scale:omniEndpoint": omni["endpoint"],
+            "omni-scale:omniServiceAccountKey": key or omni["service_account_key"],
+            "omni-scale:omniCaFile": omni["ca_file"], "omni-scale:omnictlPath": "lab/bin/omnictl",
             # Transient failures are retried; a test that provokes one should not wait seconds for it.
             "omni-scale:retryFirstDelaySeconds": "0.01", **{f"omni-scale:{k}": v for k, v in extra.items()}}
 

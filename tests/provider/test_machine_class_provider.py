@@ -1,7 +1,5 @@
-"""The MachineClass dynamic provider driven directly against the lab's Omni stand-in:
-every verb and every error path, through the same omnictl argv the engine would use."""
-
-import time
+"""The MachineClass dynamic provider driven directly against the lab's real Omni: every verb and
+every error path, through the same omnictl argv the engine would use."""
 
 import pytest
 import yaml
@@ -11,13 +9,12 @@ from components.infra_provider import ProviderNotReady
 from components.machine_class import MachineClassProvider
 from components.render import MACHINE_CLASS_TYPE, machine_class_document
 from components.spec import SpecError
-from lab import omni_standin
-from lab.ctl import LAB_OMNI_ENDPOINT
-from tests.provider.conftest import configured, stack_config
+from lab import omni_lab, provider_standin
+from tests.provider.conftest import PROVIDER_ID, configured, stack_config
 
 PROVIDER_DATA = {"cores": 4, "sockets": 1, "memory": 8192, "disk_size": 40,
                  "network_bridge": "vmbr0", "storage_selector": 'name == "vm_ssd"'}
-INPUTS = {"class_id": "matrix-control-plane", "namespace": "default", "provider_id": "Proxmox",
+INPUTS = {"class_id": "matrix-control-plane", "namespace": "default", "provider_id": "proxmox",
           "provider_data": PROVIDER_DATA}
 
 
@@ -25,13 +22,9 @@ def provider_for(config: dict) -> MachineClassProvider:
     return configured(MachineClassProvider, config)
 
 
-def config(key: str, **extra) -> dict:
-    return stack_config(key, **extra)
-
-
 @pytest.fixture
 def provider(lab):
-    return provider_for(config(lab["key"]))
+    return provider_for(stack_config(lab["omni"]))
 
 
 def live(provider, class_id="matrix-control-plane"):
@@ -81,7 +74,7 @@ def test_diff_compares_parsed_provider_data_not_text(provider):
 
 def test_read_reports_out_of_band_changes_and_deletion(provider, lab, tmp_path):
     created = provider.create(INPUTS)
-    drifted = machine_class_document("matrix-control-plane", "Proxmox", {**PROVIDER_DATA, "memory": 4096})
+    drifted = machine_class_document("matrix-control-plane", "proxmox", {**PROVIDER_DATA, "memory": 4096})
     provider.client.apply(drifted)
     assert provider.read(created.id, created.outs).inputs["provider_data"]["memory"] == 4096
 
@@ -89,16 +82,18 @@ def test_read_reports_out_of_band_changes_and_deletion(provider, lab, tmp_path):
     assert provider.read(created.id, created.outs).id is None
 
 
-@pytest.mark.parametrize("key", ["not-base64!", omni_standin.generate_service_account_key()],
-                         ids=["malformed", "well-formed-but-not-omnis"])
-def test_wrong_key_is_unauthorized_and_keeps_omnictl_message(lab, key):
+@pytest.mark.parametrize("kind", ["malformed", "revoked"])
+def test_wrong_key_is_unauthorized_and_keeps_omnictl_message(lab, kind):
+    key = "not-base64!" if kind == "malformed" else omni_lab.revoked_key(lab["omni"])
     with pytest.raises(omnictl_mod.Unauthorized) as info:
-        provider_for(config(key)).create(INPUTS)
+        provider_for(stack_config(lab["omni"], key)).create(INPUTS)
     assert info.value.message and key not in str(info.value)
+    expected = "illegal base64 data" if kind == "malformed" else "code = Unauthenticated"
+    assert expected in info.value.message
 
 
 def test_stopped_omni_is_unreachable(provider, lab):
-    omni_standin.stop_server(str(lab["dir"] / "omni"))
+    omni_lab.stop(lab["omni"])
     with pytest.raises(omnictl_mod.Unreachable):
         provider.read("default/matrix-control-plane", INPUTS)
 
@@ -107,34 +102,40 @@ def test_timeout_is_typed(lab, tmp_path):
     slow = tmp_path / "slow-omnictl"
     slow.write_text("#!/bin/sh\nexec sleep 5\n")
     slow.chmod(0o755)
-    provider = provider_for(config(lab["key"], omnictlPath=str(slow), omniTimeoutSeconds="0.2"))
+    provider = provider_for(stack_config(lab["omni"], omnictlPath=str(slow), omniTimeoutSeconds="0.2"))
     with pytest.raises(omnictl_mod.Timeout):
         provider.create(INPUTS)
 
 
 def test_missing_omnictl_and_missing_credentials_are_clear(lab, tmp_path):
     with pytest.raises(omnictl_mod.OmnictlMissing, match="not an executable"):
-        provider_for(config(lab["key"], omnictlPath=str(tmp_path / "nope"))).create(INPUTS)
+        provider_for(stack_config(lab["omni"], omnictlPath=str(tmp_path / "nope"))).create(INPUTS)
     with pytest.raises(SpecError, match="omniServiceAccountKey"):
-        provider_for({"omni-scale:omniEndpoint": LAB_OMNI_ENDPOINT}).create(INPUTS)
+        provider_for({"omni-scale:omniEndpoint": lab["omni"]["endpoint"]}).create(INPUTS)
 
 
 def test_secrets_reach_omnictl_only_through_its_environment(lab, tmp_path):
     recorder = tmp_path / "omnictl"
     log = tmp_path / "argv.log"
     recorder.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\necho \"$OMNI_SERVICE_ACCOUNT_KEY\" > {tmp_path}/env\n"
-                        f"exec {omni_standin.__file__.replace('omni_standin.py', 'bin/omnictl')} \"$@\"\n")
+                        f"exec {omni_lab.TOOLS / 'omnictl'} \"$@\"\n")
     recorder.chmod(0o755)
-    provider = provider_for(config(lab["key"], omnictlPath=str(recorder)))
+    provider = provider_for(stack_config(lab["omni"], omnictlPath=str(recorder)))
     provider.create(INPUTS)
     assert lab["key"] not in log.read_text()
     assert (tmp_path / "env").read_text().strip() == lab["key"]
 
 
-def test_unregistered_provider_is_named(lab):
-    provider = provider_for(config(lab["key"]))
-    with pytest.raises(ProviderNotReady, match="infra provider 'Elsewhere' is not registered with Omni"):
-        provider.create({**INPUTS, "provider_id": "Elsewhere"})
+def test_unregistered_provider_is_named(provider):
+    with pytest.raises(ProviderNotReady, match="infra provider 'elsewhere' is not registered with Omni"):
+        provider.create({**INPUTS, "provider_id": "elsewhere"})
+
+
+def test_omni_itself_refuses_a_class_for_an_unregistered_provider(provider):
+    # What our own check (above) spares the operator: Omni's answer, through the same client.
+    with pytest.raises(omnictl_mod.OmnictlError, match=r"InfraProviderStatuses.omni.sidero.dev\(infra-provider/elsewhere"):
+        provider.client.apply(machine_class_document("matrix-control-plane", "elsewhere", PROVIDER_DATA))
+    assert live(provider) is None
 
 
 def test_providerdata_is_checked_against_the_schema_the_provider_published(provider):
@@ -144,11 +145,18 @@ def test_providerdata_is_checked_against_the_schema_the_provider_published(provi
     assert live(provider) is None
 
 
+def test_omni_itself_validates_providerdata_against_the_published_schema(provider):
+    with pytest.raises(omnictl_mod.InvalidInput, match=r'config value "\.memory"'):
+        provider.client.apply(machine_class_document("matrix-control-plane", PROVIDER_ID,
+                                                     {**PROVIDER_DATA, "memory": 1024}))
+    assert live(provider) is None
+
+
 def test_stale_heartbeat_and_provider_error_stop_the_apply(provider, lab):
-    omni_standin.heartbeat(lab["omni"], "Proxmox", at=time.time() - 3600)
+    provider_standin.set_heartbeat(lab["dir"], None, age_seconds=3600)
     with pytest.raises(ProviderNotReady, match=r"last reported \d+s ago"):
         provider.create(INPUTS)
-    omni_standin.heartbeat(lab["omni"], "Proxmox", error="failed to authenticate: key expired")
+    provider_standin.set_heartbeat(lab["dir"], None, error="failed to authenticate: key expired")
     with pytest.raises(ProviderNotReady, match="reports an error: failed to authenticate: key expired"):
         provider.create(INPUTS)
     assert live(provider) is None

@@ -1,4 +1,6 @@
-"""The TalosCluster dynamic provider against the lab's Omni: every verb and error path."""
+"""The TalosCluster dynamic provider against the lab's real Omni: every verb and error path."""
+
+import json
 
 import pytest
 import yaml
@@ -8,7 +10,7 @@ from components.machine_class import MachineClassProvider
 from components.render import canonical_template, render_cluster_template
 from components.spec import load_spec
 from components.talos_cluster import TalosClusterProvider
-from lab import omni_standin
+from lab.ctl import set_cluster_ready
 from tests.conftest import PROJECT_ROOT
 from tests.provider.conftest import configured, stack_config
 
@@ -19,7 +21,11 @@ TEMPLATE = render_cluster_template(NAME, SPEC.clusters[NAME])
 
 @pytest.fixture
 def provider(lab):
-    config = stack_config(lab["key"], clusterReadyTimeoutSeconds="2")
+    # The Kubernetes API the lab's omnictl points kubeconfigs at (no Talos cluster boots in the lab).
+    (lab["dir"] / "kubernetes").mkdir()
+    (lab["dir"] / "kubernetes" / "access.json").write_text(json.dumps(
+        {"server": "https://127.0.0.1:6443", "token": "lab-token", "certificate_authority_data": "Q0E="}))
+    config = stack_config(lab["omni"], clusterReadyTimeoutSeconds="2")
     classes = configured(MachineClassProvider, config)
     for class_id, cls in SPEC.machine_classes.items():
         classes.create({"class_id": class_id, "namespace": "default", "provider_id": cls.provider_id,
@@ -47,7 +53,10 @@ def test_create_syncs_waits_and_returns_the_live_template_and_a_kubeconfig(provi
     created = provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
     assert created.id == NAME
     assert created.outs["template"] == canonical_template(TEMPLATE)
-    assert "clusters:" in created.outs["kubeconfig"] and "127.0.0.1" in created.outs["kubeconfig"]
+    kubeconfig = yaml.safe_load(created.outs["kubeconfig"])
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
+    # Omni made it: for the service account it created for this cluster and user.
+    assert any(NAME in c["name"] for c in kubeconfig["contexts"])
     read = provider.read(NAME, created.outs)
     assert read.inputs == {"cluster_name": NAME, "template": canonical_template(TEMPLATE)}
 
@@ -74,7 +83,7 @@ def test_update_and_out_of_band_drift_are_seen_by_read(provider):
 
 def test_cluster_not_ready_in_time_fails_with_omnictls_message(provider, lab):
     created = provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
-    omni_standin.set_cluster_ready(lab["omni"], NAME, False)
+    set_cluster_ready(NAME, False, lab["dir"])
     with pytest.raises(omnictl_mod.OmnictlError) as info:
         provider.update(NAME, created.outs, {"cluster_name": NAME, "template": canonical_template(with_workers(3))})
     assert "status" in info.value.verb and info.value.message
@@ -85,3 +94,19 @@ def test_delete_removes_the_cluster_and_read_then_reports_it_gone(provider):
     provider.delete(NAME, created.outs)
     assert provider.read(NAME, created.outs).id is None
     provider.delete(NAME, created.outs)  # already gone: not an error
+
+
+def test_sync_makes_omni_ask_the_infra_provider_for_the_machines(provider):
+    provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
+    requests = yaml.safe_load_all(provider.client.run("get", "machinerequestsets", "-o", "yaml"))
+    wanted = {d["metadata"]["id"]: (d["spec"]["providerid"], d["spec"]["machinecount"]) for d in requests if d}
+    assert wanted == {f"{NAME}-control-planes": ("proxmox", 3), f"{NAME}-workers": ("proxmox", 2)}
+
+
+def test_omni_itself_refuses_a_talos_version_it_does_not_know(provider):
+    # Offline validation cannot know which versions exist; Omni does (from its image factory).
+    unknown = TEMPLATE.replace("version: v1.11.6", "version: v1.11.1")
+    assert provider.check({}, {"cluster_name": NAME, "template": unknown}).failures == []
+    with pytest.raises(omnictl_mod.OmnictlError, match=r'invalid talos version "1.11.1"'):
+        provider.create({"cluster_name": NAME, "template": canonical_template(unknown)})
+

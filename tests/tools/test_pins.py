@@ -27,6 +27,14 @@ def test_language_host_and_omnictl_modules_match_their_pins():
     assert require("omnictl/go.mod", "github.com/siderolabs/omni/client") == pins()["OMNICTL_VERSION"]
 
 
+def test_lab_omni_server_module_matches_its_pin():
+    version = pins()["OMNI_VERSION"]
+    assert require("omni/go.mod", "github.com/siderolabs/omni") == version
+    # omni's own go.mod points its client at ./client, which the module zip lacks: the same version is required.
+    assert require("omni/go.mod", "github.com/siderolabs/omni/client") == version
+    assert "tool github.com/siderolabs/omni/cmd/omni" in (TOOLS / "omni" / "go.mod").read_text()
+
+
 def test_every_tool_module_has_a_go_sum():
     for go_mod in TOOLS.glob("*/go.mod"):
         assert (go_mod.parent / "go.sum").stat().st_size > 0, go_mod

@@ -19,7 +19,7 @@ def test_machine_class_matches_golden_file():
 def test_providerdata_key_order_does_not_change_the_bytes():
     a = {"cores": 4, "memory": 8192, "disk_size": 40, "storage_selector": "x"}
     b = dict(reversed(list(a.items())))
-    assert render_machine_class("c", "Proxmox", a) == render_machine_class("c", "Proxmox", b)
+    assert render_machine_class("c", "proxmox", a) == render_machine_class("c", "proxmox", b)
 
 
 EXPORTED = """kind: Cluster
@@ -132,12 +132,12 @@ def test_provider_stack_secrets_live_only_in_the_0600_files():
     secrets = ProviderSecrets(omni_endpoint="https://127.0.0.1:1", omni_service_account_key="OMNIKEY",
                               tailscale_auth_key="TSKEY", proxmox_api_url="https://127.0.0.1:2/api2/json",
                               proxmox_token_id="a@pve!b", proxmox_token_secret="PVESECRET")
-    files = {f.name: f for f in render_provider_stack(spec.provider_lxc.compose, "Proxmox", secrets)}
+    files = {f.name: f for f in render_provider_stack(spec.provider_lxc.compose, "proxmox", secrets)}
     assert [f.name for f in files.values()] == ["config.yaml", ".env", "compose.yml"]  # secrets before compose
     for name, f in files.items():
         holds = [s for s in ("OMNIKEY", "TSKEY", "PVESECRET") if s in f.content]
         assert (f.mode == "600") == bool(holds), name
-    assert render_provider_stack(spec.provider_lxc.compose, "Proxmox", secrets)[2].sha256 == files["compose.yml"].sha256
+    assert render_provider_stack(spec.provider_lxc.compose, "proxmox", secrets)[2].sha256 == files["compose.yml"].sha256
 
 
 def test_a_secret_that_env_cannot_hold_is_refused_not_mangled():
@@ -148,4 +148,4 @@ def test_a_secret_that_env_cannot_hold_is_refused_not_mangled():
     bad = ProviderSecrets(omni_endpoint="e", omni_service_account_key="it's", tailscale_auth_key="t",
                           proxmox_api_url="u", proxmox_token_id="i", proxmox_token_secret="s")
     with pytest.raises(ValueError, match="OMNI_SERVICE_ACCOUNT_KEY"):
-        render_provider_stack(spec.provider_lxc.compose, "Proxmox", bad)
+        render_provider_stack(spec.provider_lxc.compose, "proxmox", bad)

@@ -52,7 +52,7 @@ def test_file_patches_are_read_and_checked_at_load(tmp_path):
 def test_seed_spec_describes_the_control_plane_class():
     spec = load_spec(SEED)
     cls = spec.machine_classes["matrix-control-plane"]
-    assert cls.provider_id == spec.infra_provider.id == "Proxmox"
+    assert cls.provider_id == spec.infra_provider.id == "proxmox"
     assert cls.provider_data.as_document() == {
         "cores": 4, "sockets": 1, "memory": 8192, "disk_size": 40,
         "network_bridge": "vmbr0", "storage_selector": 'name == "vm_ssd"',
@@ -97,8 +97,10 @@ BAD_SPECS = [
     (f"{PD}.additional_nics", [{"vlan": 3}], f"{PD}.additional_nics[0].bridge", "required"),
     (f"{PD}.pci_devices", [{"mapping": "gpu", "rombar": "maybe"}], f"{PD}.pci_devices[0].rombar", "valid boolean"),
     (f"{PD}.node", "india", f"{PD}.node", "one of the Proxmox nodes"),
-    ("machine_classes.matrix-control-plane.provider_id", "proxmox",
-     "machine_classes.matrix-control-plane.provider_id", "the infra provider id 'Proxmox'"),
+    ("machine_classes.matrix-control-plane.provider_id", "Proxmox",
+     "machine_classes.matrix-control-plane.provider_id", "the infra provider id 'proxmox'"),
+    # Omni v1.7 refuses the provider's service account for such an id: it could never register.
+    ("infra_provider.id", "Proxmox", "infra_provider.id", "a lowercase infra provider id"),
     ("machine_classes", {}, "machine_classes", "at least 1 item"),
     ("proxmox.nodes", [], "proxmox.nodes", "at least 1 item"),
     ("infra_provider", _DELETE, "infra_provider", "required"),
