@@ -8,10 +8,10 @@ stack config names, or the one seen on first contact, which the state then remem
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from dataclasses import dataclass, field
 from typing import Optional
 
+import asyncssh
 
 from .retry import DEFAULT_POLICY, RetryPolicy, with_retries
 
@@ -49,7 +49,6 @@ class CommandResult:
 
 def public_key_of(private_key: str) -> str:
     """The authorized_keys line for a private key (what the container is created with)."""
-    import asyncssh  # here, not at the top: a preview's provider process never opens SSH (0.12 s saved)
     try:
         key = asyncssh.import_private_key(private_key)
     except (asyncssh.KeyImportError, ValueError) as exc:
@@ -65,8 +64,7 @@ class RemoteHost:
         self.seen_host_key = ""  # what the host presented, for the state to pin next time
         self.commands: list[str] = []  # what ran (argv only, never stdin): tests and benchmarks read it
 
-    async def _connect(self) -> "asyncssh.SSHClientConnection":
-        import asyncssh
+    async def _connect(self) -> asyncssh.SSHClientConnection:
         s = self.settings
         try:
             client_key = asyncssh.import_private_key(s.private_key)
@@ -111,7 +109,7 @@ class RemoteHost:
                 self.commands.append(command)
                 try:
                     # Always a stdin that ends: a command never waits on input that will not come.
-                    stdin_args = {"input": stdin} if stdin else {"stdin": subprocess.DEVNULL}
+                    stdin_args = {"input": stdin} if stdin else {"stdin": asyncssh.DEVNULL}
                     done = await asyncio.wait_for(conn.run(command, check=False, **stdin_args),
                                                   self.settings.timeout_seconds)
                 except asyncio.TimeoutError:

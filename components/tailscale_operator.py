@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Optional
 
 import pulumi
+import requests  # noqa: F401 - see below
+import urllib3  # noqa: F401
 import yaml
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
@@ -60,7 +62,11 @@ def release_values(spec: TailscaleOperatorSpec) -> dict:
 # --------------------------------------------------------------------------------- namespace
 
 def _core_api(kubeconfig: str):
-    from kubernetes import client, config  # imported late: only stacks with the operator pay for it
+    # Imported late: only stacks with the operator pay for it. The provider process runs reads in parallel
+    # threads, so another thread may be importing requests (which imports urllib3) while this one imports
+    # kubernetes (which imports urllib3, then requests): both are imported above, with this module, so
+    # the two imports never wait on each other (a "partially initialized module" error otherwise).
+    from kubernetes import client, config
     return client.CoreV1Api(config.new_client_from_config_dict(yaml.safe_load(kubeconfig)))
 
 

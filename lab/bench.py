@@ -50,6 +50,7 @@ def generated_spec(clusters: int) -> dict:
     spec["tailscale_operator"]["cluster"] = "cluster-00"
     return spec
 
+
 class Run:
     def __init__(self, root: Path, spec: dict):
         self.lab_dir = root / "lab"
