@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
 
+# `$(or $(SIZES),1,10,50)` would split at the commas and keep only 1.
+SIZES ?= 1,10,50
+
 .PHONY: setup lab lab-stop lab-pulumi drift adopt bench test
 
 # drift and adopt act on the lab stack unless STACK names another (e.g. STACK=prod).
@@ -35,7 +38,7 @@ else
 endif
 
 bench: setup  ## wall time and call counts of up / preview / refresh on the lab, 1, 10 and 50 clusters
-	@$(TOOLS_PATH) $(PYTHON) -m lab.bench --sizes $(or $(SIZES),1,10,50) --out bench-results.md
+	@$(TOOLS_PATH) $(PYTHON) -m lab.bench --sizes $(SIZES) --out bench-results.md
 
 test: setup  ## every test: unit, provider, lab, engine
 	@$(TOOLS_PATH) $(PYTHON) -m pytest $(PYTEST_ARGS)
