@@ -21,11 +21,9 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +32,7 @@ import yaml
 from components.spec import load_spec
 
 from . import kube_lab, omni_lab, provider_standin
-from .processes import pid_alive, spawn, terminate, write_private_json
+from .processes import pid_alive, request_and_await, spawn, terminate, wait_until, write_private_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STACK = "lab"
@@ -44,16 +42,9 @@ def lab_dir() -> Path:
     return Path(os.environ.get("OMNI_SCALE_LAB_DIR") or PROJECT_ROOT / ".lab").resolve()
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, log: Path, what: str, deadline_s: float = 60) -> dict:
+def _wait_for(path: Path, proc: subprocess.Popen, log: Path, what: str) -> dict:
     """The info file a server writes once it listens (written atomically: complete when it exists)."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if path.exists():
-            return json.loads(path.read_text())
-        if proc.poll() is not None:
-            raise SystemExit(f"lab: {what} exited with {proc.returncode}; see {log}")
-        time.sleep(0.05)  # another process's readiness: nothing to wait on but its file
-    raise SystemExit(f"lab: {what} did not start within {deadline_s:g}s; see {log}")
+    return wait_until(lambda: path.exists() and json.loads(path.read_text()), proc, what, log)
 
 
 def start(directory: Path | None = None) -> dict:
@@ -293,15 +284,8 @@ def fault(name: str, *args: str, directory: Path | None = None) -> None:
     directory = directory or lab_dir()
     info = json.loads((directory / "lab.json").read_text())
     pve_dir = directory / "fakepve"
-    seq = time.monotonic_ns()
-    write_private_json(pve_dir / "faults.json", {"seq": seq, "faults": [[name, *args]]})
-    os.kill(info["proxmox"]["pid"], signal.SIGUSR1)
-    done = pve_dir / "faults.done"
-    deadline = time.monotonic() + 30
-    while not (done.exists() and json.loads(done.read_text()).get("seq") == seq):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"lab: fakepve did not apply fault {name}; see {directory / 'fakepve.log'}")
-        time.sleep(0.02)  # another process's acknowledgement: nothing to wait on but its file
+    request_and_await(info["proxmox"]["pid"], pve_dir / "faults.json", pve_dir / "faults.done",
+                      {"faults": [[name, *args]]}, f"fakepve applying fault {name}", directory / "fakepve.log")
 
 
 def proxmox_requests(directory: Path | None = None) -> list[list[str]]:

@@ -56,30 +56,42 @@ def _pem_key(key) -> bytes:
                              serialization.NoEncryption())
 
 
+def certificate(common_name: str, key, *, issuer=None, sans=(), ca: bool = False):
+    """A week-long certificate for key; signed by issuer, a (certificate, key) pair, or self-signed."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (subject, key)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=7)))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def loopback_names() -> list:
+    return [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]
+
+
+def write_certificate(path: Path, cert) -> None:
+    _write(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+
 def make_pki(pki: Path) -> dict:
     """A CA, the API server's certificate for 127.0.0.1, a service-account signing key and an admin token."""
     pki.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "omni-scale-lab-kubernetes-ca")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=7))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = certificate("omni-scale-lab-kubernetes-ca", ca_key, ca=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    sans = [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost"), x509.DNSName("kubernetes"),
-            x509.DNSName("kubernetes.default.svc"), x509.IPAddress(ipaddress.ip_address("10.0.0.1"))]
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = certificate("kube-apiserver", key, issuer=(ca, ca_key), sans=loopback_names() + [
+        x509.DNSName("kubernetes"), x509.DNSName("kubernetes.default.svc"),
+        x509.IPAddress(ipaddress.ip_address("10.0.0.1"))])
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     token = secrets.token_hex(32)
-    _write(pki / "ca.crt", ca.public_bytes(serialization.Encoding.PEM), 0o644)
-    _write(pki / "apiserver.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_certificate(pki / "ca.crt", ca)
+    write_certificate(pki / "apiserver.crt", cert)
     _write(pki / "apiserver.key", _pem_key(key))
     _write(pki / "sa.key", _pem_key(sa_key))
     _write(pki / "sa.pub", sa_key.public_key().public_bytes(serialization.Encoding.PEM,

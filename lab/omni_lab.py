@@ -36,10 +36,8 @@ import argparse
 import asyncio
 import ctypes
 import dataclasses
-import datetime
 import fcntl
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -51,7 +49,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -59,7 +56,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as the namespace helper by start()
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from lab.processes import spawn, terminate, write_private_json  # noqa: E402
+from lab.processes import spawn, terminate, wait_until, write_private_json  # noqa: E402
 
 TOOLS = PROJECT_ROOT / ".tools" / "bin"
 HOST = "127.0.0.1"
@@ -70,6 +67,10 @@ ACCOUNT_ID = "ac000000-0000-0000-0000-000000000000"
 TALOS_VERSIONS = ["v1.10.7", "v1.11.5", "v1.11.6"]
 KUBERNETES_VERSIONS = ["v1.32.9", "v1.33.5", "v1.34.1", "v1.34.3"]
 EXTENSIONS = ["siderolabs/qemu-guest-agent", "siderolabs/iscsi-tools", "siderolabs/util-linux-tools"]
+# unshare(2)/setns(2) and mount(2) flags (the os module has no unshare or mount before Python 3.12)
+CLONE_NEWNET, CLONE_NEWNS = 0x40000000, 0x00020000
+MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
+LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 # --- the helper, inside the namespace -------------------------------------------------------------
@@ -78,7 +79,6 @@ def _new_namespaces(wireguard_dir: Path) -> None:
     """A network and a mount namespace for this process (os.unshare is Python 3.12+), loopback up, and
     a private /run/wireguard: userspace WireGuard keeps its control socket there, by interface name,
     and every Omni calls its interface `siderolink`."""
-    libc = ctypes.CDLL(None, use_errno=True)
     runtime = Path(os.path.realpath("/var/run/wireguard"))
     runtime.mkdir(parents=True, exist_ok=True)
     wireguard_dir.mkdir(mode=0o700, exist_ok=True)
@@ -87,10 +87,9 @@ def _new_namespaces(wireguard_dir: Path) -> None:
         if result != 0:
             raise SystemExit(f"omni lab: cannot {what}: {os.strerror(ctypes.get_errno())} "
                              "(the lab's Omni needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN)")
-    check(libc.unshare(0x40000000 | 0x00020000), "create network and mount namespaces")  # NEWNET | NEWNS
-    ms_rec, ms_private, ms_bind = 0x4000, 0x40000, 0x1000
-    check(libc.mount(None, b"/", None, ms_rec | ms_private, None), "make the new mount namespace private")
-    check(libc.mount(str(wireguard_dir).encode(), str(runtime).encode(), None, ms_bind, None),
+    check(LIBC.unshare(CLONE_NEWNET | CLONE_NEWNS), "create network and mount namespaces")
+    check(LIBC.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make the new mount namespace private")
+    check(LIBC.mount(str(wireguard_dir).encode(), str(runtime).encode(), None, MS_BIND, None),
           f"bind {wireguard_dir} over {runtime}")
     # Omni binds its SideroLink address the moment it assigns it; with duplicate-address detection on
     # (a new namespace's default) the address is still "tentative" then and the bind fails.
@@ -194,7 +193,6 @@ def helper_main(argv: list[str]) -> int:
     parser.add_argument("--kubernetes", nargs="+", required=True)
     parser.add_argument("--extensions", nargs="+", required=True)
     args = parser.parse_args(argv)
-    libc = ctypes.CDLL(None, use_errno=True)
     host_namespace = os.open("/proc/self/ns/net", os.O_RDONLY)  # kept: the host port is reopened from it
     port = 0
 
@@ -202,7 +200,7 @@ def helper_main(argv: list[str]) -> int:
         """A listening socket on the host's loopback (made there, from inside the namespace)."""
         nonlocal port
         inner = os.open("/proc/self/ns/net", os.O_RDONLY)
-        libc.setns(host_namespace, 0x40000000)
+        LIBC.setns(host_namespace, CLONE_NEWNET)
         try:
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -211,7 +209,7 @@ def helper_main(argv: list[str]) -> int:
             port = sock.getsockname()[1]
             return sock
         finally:
-            libc.setns(inner, 0x40000000)
+            LIBC.setns(inner, CLONE_NEWNET)
             os.close(inner)
     first = listen()  # picks the port, kept from now on
     _new_namespaces(args.state_dir / "wireguard")
@@ -225,25 +223,13 @@ def helper_main(argv: list[str]) -> int:
 # --- the lab side ---------------------------------------------------------------------------------
 
 def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    from lab.kube_lab import _pem_key, _write
+    from lab.kube_lab import _pem_key, _write, certificate, loopback_names, write_certificate
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "omni-lab")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST)),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    from cryptography.hazmat.primitives import serialization
     cert_file, key_file = directory / "omni-cert.pem", directory / "omni-key.pem"
-    _write(cert_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    # A CA certificate too: omnictl trusts it as its own root (SSL_CERT_FILE).
+    write_certificate(cert_file, certificate("omni-lab", key, sans=loopback_names(), ca=True))
     _write(key_file, _pem_key(key))
     return cert_file, key_file
 
@@ -285,18 +271,6 @@ def served_versions(spec) -> tuple[list[str], list[str]]:
 
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version))
-
-
-def _wait(condition, deadline_s: float, proc: subprocess.Popen, what: str, log: Path):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        if proc.poll() is not None:
-            raise SystemExit(f"omni lab: {what} exited with {proc.returncode}; see {log}")
-        time.sleep(0.1)  # another process's readiness: nothing to wait on but its files and answers
-    raise SystemExit(f"omni lab: {what} was not ready within {deadline_s:g}s; see {log}")
 
 
 def omni_argv(directory: Path, api_port: int, cert: Path, key: Path, gpg_key: Path) -> list[str]:
@@ -342,15 +316,15 @@ def start(directory: Path, spec) -> dict:
     cert, key = _self_signed_certificate(directory)
     gpg_key = _gpg_key(directory)
     netns_file = directory / "netns.json"
-    netns = _wait(lambda: netns_file.exists() and json.loads(netns_file.read_text()), 30, helper,
-                  "the Omni namespace helper", log_dir / "omni-netns.log")
+    netns = wait_until(lambda: netns_file.exists() and json.loads(netns_file.read_text()), helper,
+                       "the Omni namespace helper", log_dir / "omni-netns.log", 30)
     (directory / "omnictl").mkdir()  # Omni serves omnictl downloads from ./omnictl/ and will not start without it
     omni = spawn(log_dir, "omni", ["nsenter", "-t", str(netns["pid"]), "-n", "-m", "--", "env", f"--chdir={directory}",
                                    *omni_argv(directory, netns["api_port"], cert, key, gpg_key)])
     info = {"endpoint": f"https://{HOST}:{netns['api_port']}", "ca_file": str(cert), "pids": [omni.pid, helper.pid]}
     key_file = directory / "admin.key"
-    info["service_account_key"] = _wait(lambda: key_file.exists() and key_file.read_text().strip(), 60, omni,
-                                        "Omni", log_dir / "omni.log")
+    info["service_account_key"] = wait_until(lambda: key_file.exists() and key_file.read_text().strip(), omni,
+                                             "Omni", log_dir / "omni.log")
     from components.retry import RetryPolicy
     client = dataclasses.replace(lab_omnictl(info), retry=RetryPolicy(attempts=1, first_delay_seconds=0.1))
 
@@ -361,7 +335,7 @@ def start(directory: Path, spec) -> dict:
         except OmnictlError:
             return False  # not serving yet
         return all(v.lstrip("v") in listed.split() for v in talos)
-    _wait(knows_the_versions, 60, omni, "Omni's Talos versions", log_dir / "omni.log")
+    wait_until(knows_the_versions, omni, "Omni's Talos versions", log_dir / "omni.log")
     return info
 
 
@@ -382,11 +356,8 @@ def set_reachable(info: dict, reachable: bool) -> None:
     def answers() -> bool:
         with socket.socket() as probe:
             return probe.connect_ex((HOST, port)) == 0
-    deadline = time.monotonic() + 10
-    while answers() != reachable:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"omni lab: the port forward did not {'open' if reachable else 'close'} within 10s")
-        time.sleep(0.02)  # another process's reaction to a signal: nothing to wait on but the port
+    wait_until(lambda: answers() == reachable, None, f"Omni's port {'opening' if reachable else 'closing'}",
+               Path(info["ca_file"]).parent.parent / "omni-netns.log", 10)
 
 
 def revoked_key(info: dict, name: str = "lab-revoked") -> str:

@@ -51,3 +51,26 @@ def write_private_json(path: Path, data: dict) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2)
     os.replace(tmp, path)
+
+
+def wait_until(condition, proc: subprocess.Popen | None, what: str, log: Path, deadline_s: float = 60):
+    """Polls condition() until it returns something true, and returns that; fails at once if proc (the
+    process being waited on) exits first, and after deadline_s otherwise."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"lab: {what} exited with {proc.returncode}; see {log}")
+        time.sleep(0.05)  # another process's progress: nothing to wait on but what it writes or answers
+    raise SystemExit(f"lab: {what} was not ready within {deadline_s:g}s; see {log}")
+
+
+def request_and_await(pid: int, request: Path, done: Path, payload: dict, what: str, log: Path) -> None:
+    """Hands a running lab process a request (the file `request`, then SIGUSR1) and returns once it has
+    acted on it: it writes `done` with the request's sequence number."""
+    seq = time.monotonic_ns()
+    write_private_json(request, {"seq": seq, **payload})
+    os.kill(pid, signal.SIGUSR1)
+    wait_until(lambda: done.exists() and json.loads(done.read_text()).get("seq") == seq, None, what, log, 30)

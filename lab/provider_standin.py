@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -30,7 +29,7 @@ if __package__ in (None, ""):  # run as a script by lab.ctl
 
 from components.infra_provider import HEALTH_NAMESPACE, HEALTH_TYPE, STATUS_NAMESPACE, STATUS_TYPE  # noqa: E402
 from lab import omni_lab  # noqa: E402
-from lab.processes import write_private_json  # noqa: E402
+from lab.processes import request_and_await, write_private_json  # noqa: E402
 
 SCHEMA = Path(__file__).with_name("proxmox-providerdata.schema.json")
 CONTROL = "provider-heartbeat.json"  # what the next heartbeats say; written by set_heartbeat()
@@ -67,18 +66,13 @@ def heartbeat(state_dir: Path) -> int:
 def set_heartbeat(state_dir: Path, pid: int | None, *, error: str = "", age_seconds: float = 0) -> None:
     """From now on the provider reports this (an error, a heartbeat age_seconds old); returns once it has.
     With no heartbeat process (pid None) the report is made here, once."""
-    seq = time.monotonic_ns()
-    write_private_json(state_dir / CONTROL, {"seq": seq, "error": error, "age_seconds": age_seconds})
+    report = {"error": error, "age_seconds": age_seconds}
     if pid is None:
+        write_private_json(state_dir / CONTROL, {"seq": 0, **report})
         heartbeat(state_dir)
         return
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + 30
-    ack = state_dir / ACK
-    while not (ack.exists() and json.loads(ack.read_text()).get("seq") == seq):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"lab: the provider stand-in did not report within 30s; see {state_dir / 'provider.log'}")
-        time.sleep(0.02)  # another process's acknowledgement: nothing to wait on but its file
+    request_and_await(pid, state_dir / CONTROL, state_dir / ACK, report, "the provider stand-in's report",
+                      state_dir / "provider.log")
 
 
 def main(argv: list[str]) -> int:

@@ -6,13 +6,14 @@ from components.spec import load_spec
 from lab import omni_lab, provider_standin
 from tests.conftest import PROJECT_ROOT
 
-PROVIDER_ID = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").infra_provider.id
+SPEC = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
+PROVIDER_ID = SPEC.infra_provider.id
 
 
 @pytest.fixture
 def lab(tmp_path, monkeypatch):
     monkeypatch.setenv("OMNI_SCALE_LAB_DIR", str(tmp_path))
-    omni = omni_lab.start(tmp_path / "omni", load_spec(PROJECT_ROOT / "specs" / "omni.yaml"))
+    omni = omni_lab.start(tmp_path / "omni", SPEC)
     try:
         provider_standin.register(tmp_path, omni, PROVIDER_ID)
         yield {"dir": tmp_path, "omni": omni, "key": omni["service_account_key"]}
