@@ -38,7 +38,8 @@ else
 endif
 
 bench: setup  ## wall time and call counts of up / preview / refresh on the lab, 1, 10 and 50 clusters
-	@$(TOOLS_PATH) $(PYTHON) -m lab.bench --sizes $(SIZES) --out bench-results.md
+	@$(PYTHON) -m pip install --quiet -r requirements-bench.txt  # only the plot needs it
+	@$(TOOLS_PATH) $(PYTHON) -m lab.bench --sizes $(SIZES) --out bench-results.md --plot docs/bench.png
 
 test: setup  ## every test: unit, provider, lab, engine
 	@$(TOOLS_PATH) $(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -3,7 +3,8 @@
 against a baseline (a plain script reading each Omni resource once and each node's storage, network and
 DNS once) and the engine's own floor (a stack of as many no-op dynamic resources).
 
-    python -m lab.bench [--sizes 1,10,50] [--out bench-results.md]
+    python -m lab.bench [--sizes 1,10,50] [--out bench-results.md] [--plot docs/bench.png]
+    python -m lab.bench --from-json bench-results.json --plot docs/bench.png   # redraw, measure nothing
 
 Not a test: timings vary with the machine; tests/engine/test_call_counts.py asserts the call counts.
 """
@@ -15,6 +16,7 @@ import copy
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,7 +91,7 @@ class Run:
     def stop(self) -> None:
         ctl.stop(self.lab_dir)
 
-def engine_floor(resources: int, root: Path) -> dict:
+def engine_floor(resources: int, root: Path, repeat: int = 1) -> dict:
     """A stack of as many no-op dynamic resources: what the engine and the Python host cost by themselves."""
     project = root / "floor"
     project.mkdir()
@@ -107,30 +109,51 @@ def engine_floor(resources: int, root: Path) -> dict:
     start = time.monotonic()
     stack.run("up", "--yes", "--skip-preview")
     up = time.monotonic() - start
-    start = time.monotonic()
-    stack.run("preview", "--expect-no-changes")
-    return {"up": up, "preview": time.monotonic() - start}
+    def preview() -> dict:
+        start = time.monotonic()
+        stack.run("preview", "--expect-no-changes")
+        return {"seconds": time.monotonic() - start}
+    return {"up": up, "preview": median_of(repeat, preview)["seconds"]}
 
-def bench(size: int) -> dict:
+def median_of(times: int, measure) -> dict:
+    """Run a repeatable measurement `times` times; its seconds are the median, so one slow run (a cold page
+    cache, the first run after `up`) does not decide a ratio. Call counts are the first run's."""
+    samples = [measure() for _ in range(times)]
+    return {**samples[0], "seconds": statistics.median(s["seconds"] for s in samples),
+            "samples": [s["seconds"] for s in samples]}
+
+def bench(size: int, repeat: int = 3) -> dict:
+    """`up` from empty happens once; preview, refresh, the baseline and the floor's preview `repeat` times."""
     spec = generated_spec(size)
     with tempfile.TemporaryDirectory(prefix=f"omni-scale-bench-{size}-") as tmp:
         run = Run(Path(tmp), spec)
         try:
             up = run.measure("up", "--yes", "--skip-preview")
-            preview = run.measure("preview", "--expect-no-changes")
-            refresh = run.measure("refresh", "--yes", "--skip-preview")
-            baseline = run.baseline(spec)
+            preview = median_of(repeat, lambda: run.measure("preview", "--expect-no-changes"))
+            refresh = median_of(repeat, lambda: run.measure("refresh", "--yes", "--skip-preview"))
+            baseline = median_of(repeat, lambda: {"seconds": run.baseline(spec)})
             state = json.loads(run.stack.run("stack", "export").stdout)["deployment"]["resources"]
             dynamic = len([r for r in state if r["type"] == "pulumi-python:dynamic:Resource"])
-            floor = engine_floor(dynamic, Path(tmp))
+            floor = engine_floor(dynamic, Path(tmp), repeat)
         finally:
             run.stop()
-    return {"clusters": len(spec["clusters"]), "classes": len(spec["machine_classes"]), "resources": dynamic,
-            "up": up, "preview": preview, "refresh": refresh, "baseline": baseline, "floor": floor}
+    return {"measured": f"{time.strftime('%Y-%m-%d')} on {machine()}, median of {repeat} runs except up",
+            "clusters": len(spec["clusters"]), "classes": len(spec["machine_classes"]), "resources": dynamic,
+            "up": up, "preview": preview, "refresh": refresh, "baseline": baseline["seconds"],
+            "baseline_samples": baseline["samples"], "floor": floor}
+
+def wall(measurement: dict) -> str:
+    """The median, and the range of the runs behind it when there were several."""
+    samples = measurement.get("samples", [])
+    spread = f" ({min(samples):.1f}–{max(samples):.1f})" if len(samples) > 1 else ""
+    return f"{measurement['seconds']:.1f}{spread}"
+
+def machine() -> str:
+    return (f"{platform.machine()}, {platform.node()} "
+            f"({subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores)")
 
 def table(results: list[dict]) -> str:
-    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {platform.node()} "
-             f"({subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores), lab stack.", "",
+    lines = [f"Measured {results[0]['measured']}, lab stack.", "",
              "| clusters (classes) | op | wall s | omnictl runs (Omni calls) | Proxmox requests | baseline s | engine floor s | ours / (baseline + floor) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -138,22 +161,72 @@ def table(results: list[dict]) -> str:
             m = r[op]
             floor = r["floor"]["up" if op == "up" else "preview"]
             ratio = m["seconds"] / (r["baseline"] + floor)
-            lines.append(f"| {r['clusters']} ({r['classes']}) | {op} | {m['seconds']:.1f} | {m['omnictl']} ({m['omni_calls']}) "
+            lines.append(f"| {r['clusters']} ({r['classes']}) | {op} | {wall(m)} | {m['omnictl']} ({m['omni_calls']}) "
                          f"| {m['proxmox']} | {r['baseline']:.1f} | {floor:.1f} | {ratio:.2f} |")
+    slopes = seconds_per_added_cluster(results)
+    if slopes:
+        sizes = sorted(r["clusters"] for r in results)
+        spans = ", ".join(f"{a}→{b}" for a, b in zip(sizes, sizes[1:]))
+        lines += ["", f"Seconds per added cluster ({spans}): "
+                  + "; ".join(f"{op} " + " / ".join(f"{x:.2f}" for x in per_op) for op, per_op in slopes.items())
+                  + " (equal figures: linear growth)."]
     return "\n".join(lines) + "\n"
+
+def seconds_per_added_cluster(results: list[dict]) -> dict[str, list[float]]:
+    """Per op, the wall time each added cluster cost between consecutive sizes: if growth is linear, the
+    figures are equal; if a later one is larger, something grows faster than the estate."""
+    ordered = sorted(results, key=lambda r: r["clusters"])
+    return {op: [(b[op]["seconds"] - a[op]["seconds"]) / (b["clusters"] - a["clusters"])
+                 for a, b in zip(ordered, ordered[1:])]
+            for op in ("up", "preview", "refresh")} if len(ordered) > 1 else {}
+
+def plot(results: list[dict], path: Path) -> None:
+    """Wall time against estate size, with the baseline + floor line the preview target is judged by.
+    matplotlib is in requirements-bench.txt, not the product's requirements: only `make bench` draws."""
+    import matplotlib
+    matplotlib.use("Agg")  # no display on a CI runner or over SSH
+    import matplotlib.pyplot as plt
+
+    ordered = sorted(results, key=lambda r: r["clusters"])
+    clusters = [r["clusters"] for r in ordered]
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for op, style in (("up", "o-"), ("refresh", "s-"), ("preview", "^-")):
+        axes.plot(clusters, [r[op]["seconds"] for r in ordered], style, label=f"pulumi {op}")
+    axes.plot(clusters, [r["baseline"] + r["floor"]["preview"] for r in ordered], "k--",
+              label="baseline + engine floor (preview)")
+    axes.set_xlabel("clusters (each with 2 machine classes)")
+    axes.set_ylabel("wall time, s")
+    axes.set_title(f"omni-scale on the lab (real Omni), {ordered[0]['measured'].split(' on ')[0]}")
+    axes.set_xticks(clusters)
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10,50")
     parser.add_argument("--out", default="bench-results.md")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each repeatable measurement (median)")
+    parser.add_argument("--json", default="bench-results.json", help="the raw measurements, for --from-json")
+    parser.add_argument("--plot", type=Path, help="draw wall time against clusters into this image (needs matplotlib)")
+    parser.add_argument("--from-json", type=Path, help="measure nothing; tabulate and draw these measurements")
     args = parser.parse_args(argv)
-    results = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        print(f"bench: {size} cluster(s)...", file=sys.stderr, flush=True)
-        results.append(bench(size))
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+    else:
+        results = []
+        for size in (int(s) for s in args.sizes.split(",")):
+            print(f"bench: {size} cluster(s)...", file=sys.stderr, flush=True)
+            results.append(bench(size, args.repeat))
+        Path(args.json).write_text(json.dumps(results, indent=1))
     text = table(results)
     print(text)
     Path(args.out).write_text(text)
+    if args.plot:
+        plot(results, args.plot)
+        print(f"plot: {args.plot}", file=sys.stderr)
     return 0
 
 if __name__ == "__main__":
