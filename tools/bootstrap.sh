@@ -106,7 +106,7 @@ omni=$(GONOSUMDB=github.com/siderolabs/omni,github.com/cosi-project/state-etcd,g
   build_tool omni "-s -w")
 ln -sfn "$omni/omni" "$bin/omni"
 
-omnictl=$(build_tool omnictl "-X github.com/siderolabs/omni/client/pkg/version.Tag=$OMNICTL_VERSION")
+omnictl=$(build_tool omnictl "-X github.com/siderolabs/omni/client/pkg/version.Tag=$OMNICTL_VERSION -X main.apiVersion=$OMNICTL_API_VERSION")
 ln -sfn "$omnictl/omnictl" "$bin/omnictl"
 
 # The lab's Kubernetes API server and helm (Tailscale operator release). kube-apiserver must

@@ -1,6 +1,7 @@
 """Versions are pinned once: tools/versions.env, and the Go modules and requirements.txt agree."""
 
 import re
+import subprocess
 
 from tests.conftest import PROJECT_ROOT
 
@@ -49,3 +50,15 @@ def test_lab_kubernetes_tools_match_their_pins():
     assert require("helm/go.mod", "helm.sh/helm/v3") == versions["HELM_VERSION"]
     go_mod = (TOOLS.parent / "tools" / "bootstrap.sh").read_text()
     assert "COMPOSE_GO_VERSION" in go_mod and versions["COMPOSE_GO_VERSION"].startswith("v2.")
+
+
+def test_omnictl_carries_the_api_version_the_lab_omni_serves():
+    """omnictl refuses an Omni whose API version differs from its own, so the pin must be what it is: the
+    built omnictl reports it, and the lab's Omni module declares the same (else no lab test could run)."""
+    api = pins()["OMNICTL_API_VERSION"]
+    version = subprocess.run([str(PROJECT_ROOT / ".tools" / "bin" / "omnictl"), "--version"],
+                             capture_output=True, text=True, check=True).stdout
+    assert f"(API Version: {api})" in version
+    mod_cache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout.strip()
+    omni_api = f"{mod_cache}/github.com/siderolabs/omni@{pins()['OMNI_VERSION']}/internal/version/api.go"
+    assert re.search(r"const API uint32 = (\d+)", open(omni_api).read()).group(1) == api
