@@ -18,7 +18,7 @@ from typing import Optional
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from .console import progress as _progress
+from .console import progress
 from .provider_stack import (COMPOSE_FILE, FILE_ORDER, ProviderSecrets, RenderedFile, file_states,
                              render_provider_stack)
 from .providers import StackConfiguredProvider, adopted, whole_numbers
@@ -157,7 +157,7 @@ class LxcContainerProvider(StackConfiguredProvider):
                   "rootfs": f"{props['rootfs_storage']}:{props['rootfs_size_gb']}",
                   "ssh-public-keys": props["ssh_public_key"], "start": int(props["running"]),
                   **_config_params(props)}
-        _progress(f"creating CT {vmid} {props['hostname']!r} on {node}")
+        progress(f"creating CT {vmid} {props['hostname']!r} on {node}")
         api.wait_task(node, api.call("POST", f"nodes/{node}/lxc", **params), TASK_TIMEOUT_SECONDS)
         return CreateResult(container_id(node, vmid), dict(props))
 
@@ -201,7 +201,7 @@ class LxcContainerProvider(StackConfiguredProvider):
             api.call("PUT", f"{base}/config", protection=0)
         if live["running"]:
             api.wait_task(node, api.call("POST", f"{base}/status/stop"), TASK_TIMEOUT_SECONDS)
-        _progress(f"destroying CT {props['vmid']} on {node}")
+        progress(f"destroying CT {props['vmid']} on {node}")
         api.wait_task(node, api.call("DELETE", base, purge=1), TASK_TIMEOUT_SECONDS)
 
 
@@ -272,7 +272,7 @@ class ComposeDeploymentProvider(StackConfiguredProvider):
             files = [f for f in files if changed_only.get(f.name) != {"sha256": f.sha256, "mode": f.mode}]
         host = self._host(props)
         d = shlex.quote(props["directory"])
-        _progress(f"deploying {', '.join(f.name for f in files) or 'nothing new'} to "
+        progress(f"deploying {', '.join(f.name for f in files) or 'nothing new'} to "
                   f"{host.settings.target}:{props['directory']}")
         host.run_all(_write_commands(props["directory"], files) + [
             # Validated where it runs, before anything is (re)started.

@@ -25,7 +25,7 @@ import urllib3  # noqa: F401
 import yaml
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from .console import progress as _progress
+from .console import progress
 from .omnictl import OmnictlMissing, resolve_binary
 from .providers import StackConfiguredProvider, adopted, whole_numbers
 from .settings import NAMESPACE, TAILSCALE_OAUTH_CREDENTIALS, lookup_in, require
@@ -162,7 +162,7 @@ class HelmReleaseProvider(StackConfiguredProvider):
 
     def _install(self, props: dict) -> dict:
         values = _deep_merge(props["values"], self._secret_values())
-        _progress(f"helm upgrade --install {props['release']} ({props['chart']} {props['version']}) "
+        progress(f"helm upgrade --install {props['release']} ({props['chart']} {props['version']}) "
                   f"in namespace {props['namespace']}")
         self._helm(props, "upgrade", "--install", props["release"], props["chart"], "--repo", props["repository"],
                    "--version", props["version"], "--namespace", props["namespace"], "--history-max", "3",

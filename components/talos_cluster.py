@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from .console import progress as _progress
+from .console import progress
 from .providers import OmniProvider, adopted
 from .omnictl import NotFound, OmnictlError
 from .render import canonical_template, render_cluster_template
@@ -36,14 +36,14 @@ class TalosClusterProvider(OmniProvider):
 
     def _sync_and_wait(self, props: dict) -> dict:
         name, template = props["cluster_name"], props["template"]
-        _progress(f"syncing cluster template {name}")
+        progress(f"syncing cluster template {name}")
         self.client.template("sync", template)
         timeout = self.settings.cluster_ready_timeout_seconds
-        _progress(f"waiting up to {timeout:.0f}s for cluster {name} to be ready")
+        progress(f"waiting up to {timeout:.0f}s for cluster {name} to be ready")
         # omnictl enforces --wait itself; our own timeout only catches a hung omnictl.
         self.client.template("status", template, "--wait", f"{timeout:.0f}s",
                              timeout_seconds=timeout + self.settings.timeout_seconds)
-        _progress(f"cluster {name} is ready")
+        progress(f"cluster {name} is ready")
         return {
             "cluster_name": name,
             "template": canonical_template(self.client.export_template(name)),
@@ -70,7 +70,7 @@ class TalosClusterProvider(OmniProvider):
         return ReadResult(id_, outs, {"cluster_name": id_, "template": live})
 
     def delete(self, id_: str, props: dict) -> None:
-        _progress(f"deleting cluster {id_}")
+        progress(f"deleting cluster {id_}")
         try:
             self.client.template("delete", props["template"])
         except NotFound:

@@ -62,16 +62,9 @@ class Run:
         self.root = root
 
     def measure(self, *args: str) -> dict:
-        log = self.root / f"argv-{time.monotonic_ns()}.log"
-        before = len(ctl.proxmox_requests(self.lab_dir))
-        start = time.monotonic()
-        self.stack.run(*args, extra_env={"OMNI_SCALE_LAB_ARGV_LOG": str(log)})
-        seconds = time.monotonic() - start
-        argvs = [json.loads(line)[1:] for line in log.read_text().splitlines()] if log.exists() else []
-        requests = ctl.proxmox_requests(self.lab_dir)[before:]
-        return {"seconds": seconds, "omnictl": len(argvs),
-                "omni_calls": len([a for a in argvs if a and a[0] != "--version" and a[2:3] not in (["validate"], ["render"])]),
-                "proxmox": len(requests)}
+        counted = self.stack.run_counted(self.root / f"argv-{time.monotonic_ns()}.log", *args)
+        return {"seconds": counted["seconds"], "omnictl": len(counted["omnictl"]),
+                "omni_calls": len(ctl.omni_calls(counted["omnictl"])), "proxmox": len(counted["proxmox"])}
 
     def baseline(self, spec: dict) -> float:
         """The minimum the same job needs by hand: each Omni resource read once, each node's facts once."""

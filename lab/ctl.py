@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,6 +182,16 @@ class LabStack:
                              f"{proc.stdout or ''}{proc.stderr or ''}")
         return proc
 
+    def run_counted(self, argv_log: Path, *args: str) -> dict:
+        """Runs pulumi ARGS and counts what it caused at the source: every omnictl argv (the lab's omnictl
+        appends them to argv_log) and every (method, path) fakepve answered; with the run's wall time."""
+        before = len(proxmox_requests(self.lab_dir))
+        start = time.monotonic()
+        self.run(*args, extra_env={"OMNI_SCALE_LAB_ARGV_LOG": str(argv_log)})
+        seconds = time.monotonic() - start
+        argvs = [json.loads(line)[1:] for line in argv_log.read_text().splitlines()] if argv_log.exists() else []
+        return {"seconds": seconds, "omnictl": argvs, "proxmox": proxmox_requests(self.lab_dir)[before:]}
+
     def ensure_stack(self) -> None:
         env = self.env()
         listed = subprocess.run(["pulumi", "stack", "ls", "--json"], cwd=self.project_dir, env=env,
@@ -293,6 +304,14 @@ def proxmox_requests(directory: Path | None = None) -> list[list[str]]:
     directory = directory or lab_dir()
     fault("dump-requests", directory=directory)
     return json.loads((directory / "fakepve" / "requests.json").read_text())
+
+
+OFFLINE_OMNICTL_VERBS = (["cluster", "template", "validate"], ["cluster", "template", "render"])
+
+
+def omni_calls(argvs: list[list[str]]) -> list[list[str]]:
+    """The omnictl runs that reached Omni: all but `--version` and the offline template verbs."""
+    return [a for a in argvs if a and a[0] != "--version" and a[:3] not in OFFLINE_OMNICTL_VERBS]
 
 
 def set_cluster_ready(name: str, ready: bool, directory: Path | None = None) -> None:

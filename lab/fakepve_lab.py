@@ -15,13 +15,17 @@ import os
 import secrets
 import signal
 import sys
-import tempfile
 import time
 
 from fakepve import FakePve, routing, shapes
 from fakepve.certs import make_cert
 from fakepve.routing import split_list
 from fakepve.storage import BLOCK_NAME, spec_of
+
+if __package__ in (None, ''):  # run as a script by lab.ctl
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lab.processes import write_private_json  # noqa: E402
 
 NODES = ('foxtrot', 'golf', 'hotel')
 TOKEN_USER, TOKEN_NAME = 'pulumi@pve', 'omni-scale'
@@ -205,11 +209,11 @@ def ceph_up(pve):
 
 # What `python -m lab.ctl fault NAME ARGS...` may ask of a running lab fakepve (see apply_faults).
 FAULTS = {
-    'node-offline': lambda pve, node: take_node_offline(pve, node),
+    'node-offline': take_node_offline,
     'node-online': lambda pve, node: pve.set_node_offline(node, False),
     'ceph-down': ceph_down,
     'ceph-up': ceph_up,
-    'storage-full': lambda pve, storage: fill_storage(pve, storage),
+    'storage-full': lambda pve, storage: fill_storage(pve, storage),  # no size: full
     'storage-free': lambda pve, storage, avail_gib: fill_storage(pve, storage, int(avail_gib) * GiB),
     'flaky-network': lambda pve, drop_rate: pve.flaky_network(drop_rate=float(drop_rate), seed=7),
     'token-expired': lambda pve: pve.apitokens.pop(TOKEN_ID, None),
@@ -238,18 +242,6 @@ def is_loopback(host):
         return ipaddress.ip_address(host) in ipaddress.ip_network('127.0.0.0/8')
     except ValueError:
         return False
-
-
-def write_private_json(path, data):
-    """Write atomically (temp file in the same directory, then rename); mkstemp makes it 0600."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.fakepve-', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as out:
-            json.dump(data, out, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 async def serve(args):

@@ -13,14 +13,12 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
-import json
 import os
 import secrets
 import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from .processes import spawn
+from .processes import spawn, wait_until, write_file_atomically, write_private_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOOLS = PROJECT_ROOT / ".tools" / "bin"
@@ -45,13 +43,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
-def _pem_key(key) -> bytes:
+def pem_key(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -76,7 +68,7 @@ def loopback_names() -> list:
 
 
 def write_certificate(path: Path, cert) -> None:
-    _write(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_file_atomically(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def make_pki(pki: Path) -> dict:
@@ -92,30 +84,25 @@ def make_pki(pki: Path) -> dict:
     token = secrets.token_hex(32)
     write_certificate(pki / "ca.crt", ca)
     write_certificate(pki / "apiserver.crt", cert)
-    _write(pki / "apiserver.key", _pem_key(key))
-    _write(pki / "sa.key", _pem_key(sa_key))
-    _write(pki / "sa.pub", sa_key.public_key().public_bytes(serialization.Encoding.PEM,
+    write_file_atomically(pki / "apiserver.key", pem_key(key))
+    write_file_atomically(pki / "sa.key", pem_key(sa_key))
+    write_file_atomically(pki / "sa.pub", sa_key.public_key().public_bytes(serialization.Encoding.PEM,
                                                            serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
     # The admin token is in system:masters: the kubeconfig Omni hands out for a service account is admin too.
-    _write(pki / "tokens.csv", f'{token},{ADMIN_USER},{ADMIN_USER}-uid,"system:masters"\n'.encode())
+    write_file_atomically(pki / "tokens.csv", f'{token},{ADMIN_USER},{ADMIN_USER}-uid,"system:masters"\n'.encode())
     return {"token": token, "ca": str(pki / "ca.crt")}
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, what: str, log: Path, context=None, headers=None,
                 deadline_s: float = 90) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"lab: {what} exited with {proc.returncode}; see {log}")
+    def answers() -> bool:
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2,
                                         context=context) as answer:
-                if answer.status == 200:
-                    return
+                return answer.status == 200
         except OSError:
-            pass
-        time.sleep(0.1)  # another process's readiness: nothing to wait on but its health endpoint
-    raise SystemExit(f"lab: {what} not ready within {deadline_s:g}s; see {log}")
+            return False
+    wait_until(answers, proc, what, log, deadline_s)
 
 
 def package_charts(out: Path, base_url: str) -> None:
@@ -168,8 +155,8 @@ def start(directory: Path) -> dict:
             "chart_repository": repo_url, "pids": [repo.pid, apiserver.pid, etcd.pid]}
     # What the lab's omnictl puts in the kubeconfigs it hands out (lab/bin/omnictl): no Talos cluster
     # boots in the lab, so this API server stands in for the new cluster's.
-    _write(directory / "access.json", json.dumps({k: info[k] for k in ("server", "token",
-                                                                       "certificate_authority_data")}).encode())
+    write_private_json(directory / "access.json",
+                       {k: info[k] for k in ("server", "token", "certificate_authority_data")})
     return info
 
 

@@ -56,7 +56,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as the namespace helper by start()
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from lab.processes import spawn, terminate, wait_until, write_private_json  # noqa: E402
+from lab.processes import spawn, terminate, wait_until, write_file_atomically, write_private_json  # noqa: E402
 
 TOOLS = PROJECT_ROOT / ".tools" / "bin"
 HOST = "127.0.0.1"
@@ -225,12 +225,12 @@ def helper_main(argv: list[str]) -> int:
 def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from lab.kube_lab import _pem_key, _write, certificate, loopback_names, write_certificate
+    from lab.kube_lab import certificate, loopback_names, pem_key, write_certificate
     key = ec.generate_private_key(ec.SECP256R1())
     cert_file, key_file = directory / "omni-cert.pem", directory / "omni-key.pem"
     # A CA certificate too: omnictl trusts it as its own root (SSL_CERT_FILE).
     write_certificate(cert_file, certificate("omni-lab", key, sans=loopback_names(), ca=True))
-    _write(key_file, _pem_key(key))
+    write_file_atomically(key_file, pem_key(key))
     return cert_file, key_file
 
 
@@ -256,9 +256,7 @@ def _gpg_key(directory: Path) -> Path:
             raise SystemExit(f"omni lab: gpg failed: {exc.stderr.decode(errors='replace').strip()}") from None
         finally:
             subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True)  # it outlives gpg
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(armored)
+    write_file_atomically(target, armored)
     return target
 
 
@@ -376,9 +374,5 @@ def printed_key(printed: str) -> str:
     raise SystemExit("omni lab: omnictl printed no service-account key")
 
 
-def main(argv: list[str]) -> int:
-    return helper_main(argv)
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(helper_main(sys.argv[1:]))

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,13 +45,24 @@ def terminate(pid: int, grace_seconds: float = 10) -> None:
         time.sleep(0.02)
 
 
-def write_private_json(path: Path, data: dict) -> None:
-    """Atomically (readers see the whole file or none), readable by the owner only: it may hold secrets."""
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+def write_file_atomically(path: str | Path, data: bytes | str, mode: int = 0o600) -> None:
+    """Atomically (readers see the whole file or none; a temporary file in the same directory, then a
+    rename), with mode: the owner's only by default, as the file may hold secrets."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # made 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data.encode() if isinstance(data, str) else data)
+        if mode != 0o600:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_private_json(path: str | Path, data: dict | list) -> None:
+    write_file_atomically(path, json.dumps(data, indent=2))
 
 
 def wait_until(condition, proc: subprocess.Popen | None, what: str, log: Path, deadline_s: float = 60):

@@ -10,8 +10,8 @@ runs, and nothing else (it builds no VMs), against the lab's real Omni with the 
 
 Tests change what the heartbeat says (an error, an old timestamp) with set_heartbeat().
 
-    python lab/provider_standin.py --state-dir DIR --provider-id proxmox [--interval 10]
-    (the Omni endpoint, CA file and the provider's key are read from DIR/provider.json)
+    python lab/provider_standin.py --state-dir DIR [--interval 10]
+    (the Omni endpoint, CA file, provider id and key are read from DIR/provider.json, written by register())
 """
 
 from __future__ import annotations

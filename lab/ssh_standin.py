@@ -21,14 +21,13 @@ from pathlib import Path
 
 import asyncssh
 
+if __package__ in (None, ""):  # run as a script by lab.ctl
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.processes import write_file_atomically, write_private_json  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
 
 
 def docker_wrapper(bin_dir: Path) -> None:
@@ -48,7 +47,7 @@ async def serve(state_dir: Path, port: int) -> None:
     host_key = asyncssh.generate_private_key("ssh-ed25519")
     client_key = asyncssh.generate_private_key("ssh-ed25519")
     private_key_file = state_dir / "client_key"
-    _write_private(private_key_file, client_key.export_private_key().decode())
+    write_file_atomically(private_key_file, client_key.export_private_key())
     authorized = asyncssh.import_authorized_keys(client_key.export_public_key().decode())
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
            "OMNI_SCALE_COMPOSE_SCHEMA": os.environ.get("OMNI_SCALE_COMPOSE_SCHEMA", "")}
@@ -81,12 +80,10 @@ async def serve(state_dir: Path, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        tmp = state_dir / "ssh.json.tmp"
-        _write_private(tmp, json.dumps({
+        write_private_json(info_path, {
             "host": HOST, "port": bound_port, "user": "root", "pid": os.getpid(), "home": str(home),
             "host_key": host_key.export_public_key().decode().strip(),
-            "private_key_file": str(private_key_file)}, indent=2))
-        os.replace(tmp, info_path)
+            "private_key_file": str(private_key_file)})
         print(f"lab ssh listening on {HOST}:{bound_port}", flush=True)
         await stop.wait()
     finally:

@@ -4,7 +4,6 @@ not with nodes x classes. Counted at the source: every omnictl argv (the lab's o
 and every request fakepve answered."""
 
 import copy
-import json
 
 import pytest
 
@@ -25,22 +24,13 @@ def estate(tmp_path_factory):
 
 def counted(estate, tmp_path, *args):
     """Runs pulumi ARGS; returns (omnictl argvs, Proxmox (method, path)s) it caused."""
-    log = tmp_path / f"argv-{len(list(tmp_path.iterdir()))}.log"
-    before = len(ctl.proxmox_requests(estate.lab_dir))
-    estate.stack.run(*args, extra_env={"OMNI_SCALE_LAB_ARGV_LOG": str(log)})
-    argvs = [json.loads(line)[1:] for line in log.read_text().splitlines()] if log.exists() else []
-    return argvs, ctl.proxmox_requests(estate.lab_dir)[before:]
-
-
-def omni_calls(argvs):
-    """What reached Omni: everything but --version and the offline template verbs."""
-    return [a for a in argvs if a and a[0] != "--version" and not (a[:3] in (["cluster", "template", "validate"],
-                                                                             ["cluster", "template", "render"]))]
+    run = estate.stack.run_counted(tmp_path / f"argv-{len(list(tmp_path.iterdir()))}.log", *args)
+    return run["omnictl"], run["proxmox"]
 
 
 def test_a_no_change_preview_writes_nothing_and_reads_nothing_twice(estate, tmp_path):
     argvs, requests = counted(estate, tmp_path, "preview", "--expect-no-changes")
-    omni = omni_calls(argvs)
+    omni = ctl.omni_calls(argvs)
     assert not [a for a in argvs if WRITES & set(a[:3])]
     assert omni == []  # preview compares with the state; it reads Omni only on refresh
     assert {method for method, _ in requests} == {"GET"}
@@ -49,7 +39,7 @@ def test_a_no_change_preview_writes_nothing_and_reads_nothing_twice(estate, tmp_
 
 def test_refresh_reads_each_omni_resource_once(estate, tmp_path):
     argvs, requests = counted(estate, tmp_path, "refresh", "--yes", "--skip-preview")
-    omni = omni_calls(argvs)
+    omni = ctl.omni_calls(argvs)
     assert not [a for a in omni if WRITES & set(a[:3])]
     reads = sorted(" ".join(a[:4]) for a in omni)
     # 2 classes (get), 1 cluster (template export): one read each.

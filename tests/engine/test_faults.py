@@ -10,12 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import time
+from pathlib import Path
 
 import pytest
-import yaml
 
 from lab import ctl, omni_lab, provider_standin
+from lab.processes import wait_until
 from tests.conftest import PROJECT_ROOT
 from tests.engine.estate import CLASS, CLUSTER, running_estate
 
@@ -193,31 +193,25 @@ def test_expired_proxmox_token(estate, pending_change):
 
 # ------------------------------------------------------------------------------- interrupted up
 
-def _up_in_background(estate) -> subprocess.Popen:
-    return subprocess.Popen(estate.stack.argv("up", "--yes", "--skip-preview"), cwd=estate.project,
-                            env=estate.stack.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-
-
-def _wait_until(condition, what: str, deadline_s: float = 60) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {deadline_s}s: {what}")
-        time.sleep(0.1)  # another process's progress: nothing to wait on but what it writes
+def _up_in_background(estate, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(estate.stack.argv("up", "--yes", "--skip-preview"), cwd=estate.project,
+                                env=estate.stack.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_up_killed_between_the_classes_and_the_cluster_sync_then_run_again(estate, sig):
+def test_up_killed_between_the_classes_and_the_cluster_sync_then_run_again(estate, sig, tmp_path):
     new_memory = 10240 if estate.live_memory() != 10240 else 9216
     workers = estate.live_workers() + 1
     estate.set_spec_memory(new_memory)
     estate.edit_spec(lambda d: d["clusters"][CLUSTER]["workers"][0].update(size=workers))
     ctl.set_cluster_ready(CLUSTER, False, estate.lab_dir)  # the sync then waits for readiness
-    proc = _up_in_background(estate)
+    log = tmp_path / "up.log"
+    proc = _up_in_background(estate, log)
     try:
-        _wait_until(lambda: estate.live_memory() == new_memory, "the class updated")
-        _wait_until(lambda: estate.live_workers() == workers, "the cluster template synced")
+        # Fails at once if `up` exits before reaching the point to kill it at.
+        wait_until(lambda: estate.live_memory() == new_memory, proc, "pulumi up (before the class update)", log)
+        wait_until(lambda: estate.live_workers() == workers, proc, "pulumi up (before the template sync)", log)
         os.killpg(proc.pid, sig) if sig == signal.SIGKILL else proc.send_signal(sig)
         if sig == signal.SIGINT:
             ctl.set_cluster_ready(CLUSTER, True, estate.lab_dir)  # let the in-flight step finish

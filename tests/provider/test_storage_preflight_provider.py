@@ -4,7 +4,6 @@ has shown; each asserts exactly the problems reported, all at once."""
 import copy
 
 import pytest
-import yaml
 
 from components.spec import spec_document, load_spec
 from components.storage_preflight import StoragePreflightProvider

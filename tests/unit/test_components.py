@@ -4,7 +4,7 @@ and that no credential travels through resource inputs (they would land in the s
 import pulumi
 import pytest
 
-from components.machine_class import MachineClass, MachineClassProvider
+from components.machine_class import MachineClass
 from components.spec import load_spec
 from tests.conftest import PROJECT_ROOT
 from tests.unit.mocks import RecordingMocks
