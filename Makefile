@@ -30,11 +30,11 @@ else
 	@$(TOOLS_PATH) $(PYTHON) -m components.drift --stack $(STACK) --report drift-report.json
 endif
 
-adopt: setup  ## take over what already runs: print the list from the spec, then one `up` in adoption mode
+adopt: setup  ## take over what already runs: the list, the plan, then (asked, or YES=1) one `up` in adoption mode
 ifeq ($(STACK),lab)
-	@$(PYTHON) -m lab.ctl adopt
+	@$(PYTHON) -m lab.ctl adopt $(if $(YES),--yes)
 else
-	@$(TOOLS_PATH) $(PYTHON) -m components.adoption --stack $(STACK)
+	@$(TOOLS_PATH) $(PYTHON) -m components.adoption --stack $(STACK) $(if $(YES),--yes)
 endif
 
 bench: setup  ## wall time and call counts of up / preview / refresh on the lab, 1, 10 and 50 clusters

@@ -39,6 +39,7 @@ clusters = {
     name: TalosCluster(
         name, cluster,
         protect=settings.protect and cluster.production,
+        kubeconfig_ttl_seconds=settings.omni.kubeconfig_ttl_seconds,
         machine_classes=[classes[pool.machine_class] for _, pool, _ in cluster.pools()],
     )
     for name, cluster in spec.clusters.items()
@@ -55,11 +56,14 @@ if operator_spec is not None and operator_spec.enabled:
 elif operator_spec is not None:
     pulumi.log.info("tailscale_operator.enabled is false in specs/omni.yaml: the operator release is not managed")
 
-pulumi.export("preflight", preflight.live)
+pulumi.export("preflight", {"judgement": preflight.judgement, "readings": preflight.readings})
 if provider_lxc is not None:
     pulumi.export("provider_lxc", {"container": provider_lxc.container.id, "compose": provider_lxc.deployment.id})
 pulumi.export("machine_classes", {cid: c.provider_data for cid, c in classes.items()})
 pulumi.export("clusters", {name: c.template for name, c in clusters.items()})
+# When each cluster's kubeconfig expires (`up` renews it once a third of its life is left; the resource's
+# kubeconfig_remaining_seconds says how long, as of the last up or refresh).
+pulumi.export("kubeconfig_expiry", {name: c.kubeconfig_expires_at for name, c in clusters.items()})
 # No kubeconfig among the outputs: the Pulumi SDK's verbose logs (-v=5 and up) print registered outputs,
 # secrets included. It stays inside the program (for the Tailscale operator); `omnictl kubeconfig` gives one.
 pulumi.export("totals", {name: spec.cluster_totals(name).model_dump() for name in spec.clusters}

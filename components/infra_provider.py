@@ -28,11 +28,46 @@ def schema_problems(schema_text: str, provider_data: dict) -> list[str]:
             for err in sorted(validator.iter_errors(provider_data), key=lambda e: list(e.absolute_path))]
 
 
-def heartbeat_age_seconds(health: dict, now: float) -> float | None:
-    stamp = (health.get("spec") or {}).get("lastheartbeattimestamp") or {}
+def heartbeat_at(health: dict | None) -> float | None:
+    """When the provider last reported (its own clock, seconds since the epoch), or None."""
+    stamp = ((health or {}).get("spec") or {}).get("lastheartbeattimestamp") or {}
     if not stamp.get("seconds"):
         return None
-    return now - (int(stamp["seconds"]) + int(stamp.get("nanos", 0)) / 1e9)
+    return int(stamp["seconds"]) + int(stamp.get("nanos", 0)) / 1e9
+
+
+def heartbeat_age_seconds(health: dict, now: float) -> float | None:
+    at = heartbeat_at(health)
+    return None if at is None else now - at
+
+
+def last_heartbeat(client: Omnictl, provider_id: str) -> float | None:
+    return heartbeat_at(client.get_or_none(HEALTH_TYPE, provider_id, HEALTH_NAMESPACE))
+
+
+class ProviderNotRegistered(ProviderNotReady):
+    """The provider's container started, but the provider never registered with Omni."""
+
+
+def wait_for_registration(client: Omnictl, provider_id: str, after: float | None, timeout_seconds: float,
+                          poll_seconds: float = 1.0) -> None:
+    """Returns once Omni holds the provider's InfraProviderStatus with its providerdata schema and a heartbeat
+    newer than `after` (the last one before its container was started again; None: it never reported): the
+    provider registers only once it runs, seconds after `docker compose up -d`. Comparing with its own earlier
+    heartbeat, not with this machine's clock, keeps a skewed clock in the LXC from deciding."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        status = client.get_or_none(STATUS_TYPE, provider_id, STATUS_NAMESPACE)
+        at = last_heartbeat(client, provider_id)
+        if (status or {}).get("spec", {}).get("schema") and at is not None and (after is None or at > after):
+            return
+        if time.monotonic() > deadline:
+            seen = ("no InfraProviderStatus" if status is None else
+                    "no new heartbeat" if at is not None else "no heartbeat")
+            raise ProviderNotRegistered(
+                f"infra provider {provider_id!r} did not register with Omni within {timeout_seconds:.0f}s of "
+                f"`docker compose up -d` ({seen})")
+        time.sleep(poll_seconds)  # Omni's state, written by another process: nothing to wait on but a re-read
 
 
 def check_provider(client: Omnictl, provider_id: str, provider_data: dict, class_id: str,

@@ -208,10 +208,11 @@ class Omnictl:
             with open(target) as f:
                 return f.read()
 
-    def service_account_kubeconfig(self, cluster: str, user: str) -> str:
+    def service_account_kubeconfig(self, cluster: str, user: str, ttl_seconds: float) -> str:
         # A kubeconfig made without --service-account logs in through a browser: useless here.
         with tempfile.TemporaryDirectory(prefix="omni-scale-") as d:
             target = os.path.join(d, "kubeconfig")
-            self.run("kubeconfig", "-c", cluster, "--service-account", "--user", user, target)
+            self.run("kubeconfig", "-c", cluster, "--service-account", "--user", user, "--ttl",
+                     f"{int(ttl_seconds)}s", target)
             with open(target) as f:
                 return f.read()

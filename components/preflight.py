@@ -1,24 +1,35 @@
 """Storage preflight: predict, from what the Proxmox API says now, what the infra provider
 will do with each MachineClass, and list every reason it would fail, before anything is applied.
 
-Pure: facts in, a report out. The placement rules are the provider's (domain.md): a class
-lands on its pinned node or on any online node; on that node the provider walks the node's
-storages in order and takes the first whose CEL selector is true.
+Pure: facts in, a report out. The placement rules are the provider's (its pickNode and pickStorage
+steps): a VM lands on its class's pinned node, or on the online node with the fewest VMs of its
+machine request set, then the largest share of free memory; on that node the provider walks the
+node's storages in order and takes the first whose CEL selector is true.
+
+The report keeps apart what it concluded (the judgement: problems, warnings, the storage chosen per
+class per node, the totals the spec asks for) and what it measured (the readings: free memory, cores
+and space, the VMs per set), because readings move by the minute on a live cluster.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import celpy
 from celpy import celtypes
 
-from .proxmox import NodeFacts
+from .proxmox import ClusterFacts, NodeFacts
 from .spec import Spec
 
 GIB = 1024 ** 3
+
+
+# The Proxmox tag the infra provider puts on every VM it makes for a MachineRequestSet (its syncVM step:
+# "machine-request." + the set id); the set id is the MachineSet's (spec.machine_set_id).
+MACHINE_REQUEST_TAG = "machine-request.{}"
 
 
 @dataclass
@@ -26,12 +37,15 @@ class Report:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     storage_by_class: dict[str, dict[str, str]] = field(default_factory=dict)
-    free: dict = field(default_factory=dict)
     requested: dict = field(default_factory=dict)
+    # What the estate measures now (free memory, cores, storage, the VMs per set): for people to read, never
+    # compared, because it moves by the minute on a live cluster.
+    readings: dict = field(default_factory=dict)
 
-    def outputs(self) -> dict:
-        return {"storage_by_class": self.storage_by_class, "free": self.free,
-                "requested": self.requested, "warnings": self.warnings}
+    def judgement(self) -> dict:
+        """What the preflight concluded: stable while the infrastructure and the spec are, so it is what
+        `diff` compares (a storage gone, another storage chosen, a new warning)."""
+        return {"storage_by_class": self.storage_by_class, "requested": self.requested, "warnings": self.warnings}
 
 
 def _activation(storage: dict, node: str) -> dict:
@@ -64,19 +78,21 @@ def _is_public(address: str) -> bool:
         return False
 
 
-def run_preflight(spec: Spec, facts: dict[str, NodeFacts]) -> Report:
+def run_preflight(spec: Spec, facts: ClusterFacts) -> Report:
     report = Report()
-    online = sorted(n for n in spec.proxmox.nodes if n in facts and facts[n].online)
+    nodes = facts.nodes
+    # The provider's candidates are every online node of the Proxmox cluster, not only those the spec names.
+    online = sorted(n for n, f in nodes.items() if f.online)
     for node in spec.proxmox.nodes:
-        if node not in facts:
+        if node not in nodes:
             report.errors.append(f"node {node}: named in the spec but not in the Proxmox cluster "
-                                 f"(it has: {', '.join(sorted(facts)) or 'no nodes'})")
-        elif not facts[node].online:
+                                 f"(it has: {', '.join(sorted(nodes)) or 'no nodes'})")
+        elif not nodes[node].online:
             report.errors.append(f"node {node}: offline")
 
-    _check_dns(spec, facts, online, report)
+    _check_dns(spec, nodes, online, report)
 
-    need_by_storage: dict[tuple, dict] = {}  # (storage, node or "shared") -> {"need_gb", "avail_gb"}
+    disk_storages: dict[tuple[str, str], list] = {}  # (class, node) -> the storage of each disk, or None
     for class_id, cls in spec.machine_classes.items():
         data = cls.provider_data
         if data.node is not None:
@@ -86,42 +102,43 @@ def run_preflight(spec: Spec, facts: dict[str, NodeFacts]) -> Report:
         else:
             candidates = online
         chosen = report.storage_by_class.setdefault(class_id, {})
-        machines = _machines_of_class(spec, class_id)
-        counted_shared: set[str] = set()
+        selectors = [("", data.storage_selector)] + [
+            (f"additional_disks[{i}]: ", disk.storage_selector) for i, disk in enumerate(data.additional_disks or [])]
         for node in candidates:
-            storage = first_matching_storage(data.storage_selector, node, facts[node].storages)
             where = f"class {class_id} on node {node}"
-            if storage is None:
-                report.errors.append(f"{where}: no storage matches selector {data.storage_selector!r} "
-                                     "(the provider fails with \"no matches for the condition\")")
-                continue
-            chosen[node] = storage["storage"]
-            if not int(storage.get("enabled", 1)):
-                report.errors.append(f"{where}: selector picks storage {storage['storage']}, which is disabled "
-                                     "on this node (storage.cfg `disable`, or a `nodes` list without it)")
-            elif not int(storage.get("active", 0)):
-                report.errors.append(f"{where}: selector picks storage {storage['storage']}, which is inactive "
-                                     "(for Ceph RBD: is the Ceph cluster healthy?)")
-            if "images" not in str(storage.get("content", "")).split(","):
-                report.errors.append(f"{where}: selector picks storage {storage['storage']}, which does not "
-                                     "hold VM disk images (content lacks `images`)")
-            shared = bool(int(storage.get("shared", 0)))
-            slot = need_by_storage.setdefault((storage["storage"], "shared" if shared else node),
-                                              {"need_gb": 0, "avail_gb": int(storage.get("avail", 0)) // GIB})
-            # The provider spreads a class over its nodes evenly; a shared storage sees them all once.
-            if not shared:
-                slot["need_gb"] += -(-machines // len(candidates)) * data.disk_size
-            elif storage["storage"] not in counted_shared:
-                counted_shared.add(storage["storage"])
-                slot["need_gb"] += machines * data.disk_size
+            picked = disk_storages.setdefault((class_id, node), [])
+            for label, selector in selectors:
+                storage = first_matching_storage(selector, node, nodes[node].storages)
+                picked.append(storage)
+                if storage is None:
+                    report.errors.append(f"{where}: {label}no storage matches selector {selector!r} "
+                                         "(the provider fails with \"no matches for the condition\")")
+                    continue
+                if not label:
+                    chosen[node] = storage["storage"]
+                report.errors += [f"{where}: {label}{p}" for p in _storage_problems(storage)]
             for bridge in [data.network_bridge] + [nic.bridge for nic in data.additional_nics or []]:
-                if bridge and bridge not in facts[node].bridges:
+                if bridge and bridge not in nodes[node].bridges:
                     report.errors.append(f"{where}: bridge {bridge} does not exist on {node}")
 
-    _check_capacity(spec, facts, online, need_by_storage, report)
-    _check_control_plane_spread(spec, online, report)
-    _check_provider_lxc(spec, facts, online, report)
+    _check_capacity(spec, facts, online, disk_storages, report)
+    _check_control_plane_spread(spec, facts, online, report)
+    _check_provider_lxc(spec, nodes, online, report)
     return report
+
+
+def _storage_problems(storage: dict) -> list[str]:
+    problems = []
+    if not int(storage.get("enabled", 1)):
+        problems.append(f"selector picks storage {storage['storage']}, which is disabled on this node "
+                        "(storage.cfg `disable`, or a `nodes` list without it)")
+    elif not int(storage.get("active", 0)):
+        problems.append(f"selector picks storage {storage['storage']}, which is inactive "
+                        "(for Ceph RBD: is the Ceph cluster healthy?)")
+    if "images" not in str(storage.get("content", "")).split(","):
+        problems.append(f"selector picks storage {storage['storage']}, which does not hold VM disk images "
+                        "(content lacks `images`)")
+    return problems
 
 
 def _check_provider_lxc(spec: Spec, facts: dict[str, NodeFacts], online: list[str], report: Report) -> None:
@@ -145,11 +162,6 @@ def _check_provider_lxc(spec: Spec, facts: dict[str, NodeFacts], online: list[st
             report.errors.append(f"{where}: {what} storage {storage_id} does not hold `{content}` content")
 
 
-def _machines_of_class(spec: Spec, class_id: str) -> int:
-    return sum(size for cluster in spec.clusters.values() for _, pool, size in cluster.pools()
-               if pool.machine_class == class_id and size != "unlimited")
-
-
 def _check_dns(spec: Spec, facts: dict[str, NodeFacts], online: list[str], report: Report) -> None:
     expected = [str(a) for a in spec.proxmox.dns_resolvers or []]
     for node in online:
@@ -164,36 +176,91 @@ def _check_dns(spec: Spec, facts: dict[str, NodeFacts], online: list[str], repor
             report.errors.append(f"node {node}: DNS resolvers {resolvers}, expected {expected} (proxmox.dns_resolvers)")
 
 
-def _check_capacity(spec: Spec, facts, online, need_by_storage, report: Report) -> None:
-    totals = spec.totals
-    report.requested = totals.model_dump()
-    free_nodes = {n: {"cores": facts[n].maxcpu, "memory_mb": facts[n].free_memory_mb} for n in online}
-    report.free = {"nodes": free_nodes,
-                   "storages": {f"{s}@{scope}": v["avail_gb"] for (s, scope), v in sorted(need_by_storage.items())}}
-    cores = sum(v["cores"] for v in free_nodes.values())
-    memory = sum(v["memory_mb"] for v in free_nodes.values())
-    if totals.cores > cores:
-        report.errors.append(f"capacity: the spec asks for {totals.cores} cores, the online nodes have "
-                             f"{cores}: {totals.cores - cores} missing")
-    if totals.memory_mb > memory:
-        report.errors.append(f"capacity: the spec asks for {totals.memory_mb} MB of memory, the online nodes "
-                             f"have {memory} MB free: {totals.memory_mb - memory} MB missing")
-    for (storage, scope), v in sorted(need_by_storage.items()):
-        if v["need_gb"] > v["avail_gb"]:
+def _check_capacity(spec: Spec, facts: ClusterFacts, online: list[str], disk_storages: dict,
+                    report: Report) -> None:
+    """Only what is still to be built needs room: per machine set, the machines the spec asks for less the VMs
+    the provider already made for it (by its tag), placed one at a time as the provider would place them
+    (a pinned node; otherwise the node with the fewest VMs of the set, then the largest share of free memory),
+    each node's memory and cores and each storage's space compared with what is free now."""
+    nodes = facts.nodes
+    report.requested = spec.totals.model_dump()
+    running = [g for g in facts.guests if g.running]
+    free_memory = {n: nodes[n].free_memory_mb for n in online}
+    free_cores = {n: nodes[n].maxcpu - sum(g.vcpus for g in running if g.node == n) for n in online}
+    memory_share = {n: nodes[n].free_memory_fraction for n in online}
+    of_set = Counter((tag, g.node) for g in facts.guests if g.kind == "qemu" for tag in g.tags)
+    free_disk: dict[tuple[str, str], int] = {}  # (storage, node or "shared") -> GB free
+    for (_class, node), storages in sorted(disk_storages.items()):
+        for storage in filter(None, storages):
+            free_disk.setdefault(_disk_slot(storage, node), int(storage.get("avail", 0) or 0) // GIB)
+    needs = {"memory": Counter(), "cores": Counter(), "disk": Counter()}
+    sets_on: dict[object, Counter] = {}  # node or disk slot -> set id -> VMs still to build there
+    machine_sets = {}
+    for cluster_name, cluster in spec.clusters.items():
+        for set_id, pool, size in cluster.machine_sets(cluster_name):
+            tag = MACHINE_REQUEST_TAG.format(set_id)
+            existing = sum(count for (t, _node), count in of_set.items() if t == tag)
+            to_build = max((0 if size == "unlimited" else size) - existing, 0)
+            data = spec.machine_classes[pool.machine_class].provider_data
+            placement: Counter = Counter()
+            for _ in range(to_build):
+                node = _place(data.node, tag, online, of_set, memory_share)
+                if node is None:
+                    break  # its node is missing or offline: reported already
+                of_set[(tag, node)] += 1
+                if nodes[node].maxmem:
+                    memory_share[node] -= data.memory * 1024 * 1024 / nodes[node].maxmem
+                needs["memory"][node] += data.memory
+                needs["cores"][node] += data.vcpus
+                sets_on.setdefault(node, Counter())[set_id] += 1
+                placement[node] += 1
+                sizes = [data.disk_size] + [d.disk_size for d in data.additional_disks or []]
+                for storage, gb in zip(disk_storages.get((pool.machine_class, node), []), sizes):
+                    if storage is not None:
+                        slot = _disk_slot(storage, node)
+                        needs["disk"][slot] += gb
+                        sets_on.setdefault(slot, Counter())[set_id] += 1
+            machine_sets[set_id] = {"class": pool.machine_class, "wanted": size, "existing": existing,
+                                    "to_build": to_build, "placement": dict(sorted(placement.items()))}
+    report.readings = {
+        "nodes": {n: {"free_memory_mb": free_memory[n], "free_cores": free_cores[n]} for n in online},
+        "storages": {f"{s}@{scope}": gb for (s, scope), gb in sorted(free_disk.items())},
+        "machine_sets": machine_sets,
+    }
+    for what, free, unit in (("memory", free_memory, "MB"), ("cores", free_cores, "cores")):
+        short = [n for n in online if needs[what][n] > free[n]]
+        if short:
+            report.errors.append(f"capacity: not enough {what} for the VMs still to build: " + "; ".join(
+                f"{n} would get {_sets(sets_on[n])} ({needs[what][n]} {unit}) and has {max(free[n], 0)} {unit} free: "
+                f"{needs[what][n] - max(free[n], 0)} {unit} missing" for n in short))
+    for slot in sorted(needs["disk"]):
+        need, have = needs["disk"][slot], free_disk[slot]
+        if need > have:
+            storage, scope = slot
             where = storage if scope == "shared" else f"{storage} on {scope}"
-            report.errors.append(f"capacity: storage {where} needs {v['need_gb']} GB, has {v['avail_gb']} GB "
-                                 f"free: {v['need_gb'] - v['avail_gb']} GB missing")
-    # Pinned classes must fit on their own node.
-    for node in online:
-        pinned = [(cid, c.provider_data) for cid, c in spec.machine_classes.items() if c.provider_data.node == node]
-        need_mem = sum(_machines_of_class(spec, cid) * d.memory for cid, d in pinned)
-        if need_mem > free_nodes[node]["memory_mb"]:
-            report.errors.append(f"capacity: classes pinned to {node} ask for {need_mem} MB of memory, it has "
-                                 f"{free_nodes[node]['memory_mb']} MB free: "
-                                 f"{need_mem - free_nodes[node]['memory_mb']} MB missing")
+            report.errors.append(f"capacity: storage {where} needs {need} GB for the VMs still to build "
+                                 f"({_sets(sets_on[slot])}), has {have} GB free: {need - have} GB missing")
 
 
-def _check_control_plane_spread(spec: Spec, online: list[str], report: Report) -> None:
+def _place(pinned: str | None, tag: str, online: list[str], of_set: Counter, memory_share: dict) -> str | None:
+    """The node the provider picks for one more VM of a set (ties, which it leaves to its sort, by name)."""
+    if pinned is not None:
+        return pinned if pinned in online else None
+    if not online:
+        return None
+    return min(online, key=lambda n: (of_set[(tag, n)], -memory_share[n], n))
+
+
+def _disk_slot(storage: dict, node: str) -> tuple[str, str]:
+    """Where a disk's space comes from: a shared storage is one pool for every node."""
+    return storage["storage"], "shared" if int(storage.get("shared", 0)) else node
+
+
+def _sets(counts: Counter) -> str:
+    return ", ".join(f"{count} VM{'s' if count != 1 else ''} of {set_id}" for set_id, count in sorted(counts.items()))
+
+
+def _check_control_plane_spread(spec: Spec, facts: ClusterFacts, online: list[str], report: Report) -> None:
     for name, cluster in spec.clusters.items():
         size = cluster.control_plane.size
         if size < 2:
@@ -205,3 +272,13 @@ def _check_control_plane_spread(spec: Spec, online: list[str], report: Report) -
         elif len(online) < size:
             report.warnings.append(f"cluster {name}: {size} control planes on {len(online)} online node(s); "
                                    "some node will hold more than one, and losing it loses quorum")
+        else:
+            # Where they did land (lesson 6: once all three on one node): a node holding more than etcd can
+            # lose takes quorum with it.
+            tag = MACHINE_REQUEST_TAG.format(cluster.machine_sets(name)[0][0])
+            per_node = Counter(g.node for g in facts.guests if g.kind == "qemu" and tag in g.tags)
+            for node, count in sorted(per_node.items()):
+                if count > (size - 1) // 2:
+                    report.warnings.append(f"cluster {name}: {count} of its control-plane VMs run on {node}; "
+                                           "losing that node loses etcd quorum (move them apart by hand: live "
+                                           "migration breaks Talos nodes)")

@@ -11,17 +11,20 @@ Both `read` the live thing back in the same canonical form their inputs have, so
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
+import uuid
 from typing import Optional
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from .console import progress
-from .provider_stack import (COMPOSE_FILE, FILE_ORDER, ProviderSecrets, RenderedFile, file_states,
+from .provider_stack import (COMPOSE_FILE, FILE_ORDER, ProviderSecrets, RenderedFile, file_states, redact,
                              render_provider_stack)
-from .providers import StackConfiguredProvider, adopted, whole_numbers
+from .infra_provider import ProviderNotRegistered, last_heartbeat, wait_for_registration
+from .providers import OmniProvider, StackConfiguredProvider, adopted, is_unknown, whole_numbers
 from .proxmox import ProxmoxClient, ProxmoxNotFound
 from .settings import (NAMESPACE, lookup_in, provider_secrets_from_lookup, proxmox_admin_from_config,
                        ssh_from_lookup)
@@ -34,6 +37,9 @@ FEATURES = {"keyctl": 1, "nesting": 1}
 TASK_TIMEOUT_SECONDS = 600.0
 # Changing these means a new container (Proxmox cannot change them in place).
 REPLACE_KEYS = ("node", "vmid", "ostemplate", "unprivileged", "rootfs_storage")
+# Inputs the container's diff leaves alone: its creation identity is an output, and the SSH key is the compose
+# deployment's to rotate.
+_NOT_COMPARED = ("ssh_public_key", "creation_id")
 
 
 # ------------------------------------------------------------------------------ the container
@@ -138,7 +144,8 @@ class LxcContainerProvider(StackConfiguredProvider):
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
         olds, news = whole_numbers(olds), whole_numbers(news)
-        changed = sorted(k for k in news if k != "ssh_public_key" and olds.get(k) != news.get(k))
+        # The SSH key is the compose deployment's to rotate (a container is created with it, never changed).
+        changed = sorted(k for k in news if k not in _NOT_COMPARED and olds.get(k) != news.get(k))
         replaces = [k for k in changed if k in REPLACE_KEYS]
         # A smaller disk cannot be had in place, and a new container loses the tailnet identity: say so.
         if "rootfs_size_gb" in changed and (news.get("rootfs_size_gb") or 0) < (olds.get("rootfs_size_gb") or 0):
@@ -159,7 +166,8 @@ class LxcContainerProvider(StackConfiguredProvider):
                   **_config_params(props)}
         progress(f"creating CT {vmid} {props['hostname']!r} on {node}")
         api.wait_task(node, api.call("POST", f"nodes/{node}/lxc", **params), TASK_TIMEOUT_SECONDS)
-        return CreateResult(container_id(node, vmid), dict(props))
+        # Which container this is: a replacement keeps node/vmid but is a new, empty machine with a new host key.
+        return CreateResult(container_id(node, vmid), {**props, "creation_id": uuid.uuid4().hex})
 
     def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
         olds, news = whole_numbers(olds), whole_numbers(news)
@@ -176,7 +184,7 @@ class LxcContainerProvider(StackConfiguredProvider):
                           TASK_TIMEOUT_SECONDS)
         if news["running"] and not live["running"]:
             api.wait_task(node, api.call("POST", f"{base}/status/start"), TASK_TIMEOUT_SECONDS)
-        return UpdateResult(dict(news))
+        return UpdateResult({**news, "creation_id": olds.get("creation_id")})
 
     def read(self, id_: str, props: dict) -> ReadResult:
         if not props:  # `pulumi import`: the id says where it is
@@ -187,6 +195,7 @@ class LxcContainerProvider(StackConfiguredProvider):
         if live is None:
             return ReadResult(None, {})  # gone: refresh drops it, the next `up` creates it again
         live["ssh_public_key"] = props.get("ssh_public_key", "")
+        live["creation_id"] = props.get("creation_id")  # the API cannot tell it: carried from the state
         return ReadResult(id_, live)
 
     def delete(self, _id: str, props: dict) -> None:
@@ -208,9 +217,10 @@ class LxcContainerProvider(StackConfiguredProvider):
 class _LxcContainer(Resource):
     node: pulumi.Output[str]
     vmid: pulumi.Output[int]
+    creation_id: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
-        super().__init__(LxcContainerProvider(), name, props, opts)
+        super().__init__(LxcContainerProvider(), name, {**props, "creation_id": None}, opts)
 
 
 # ------------------------------------------------------------------------- the compose stack
@@ -232,6 +242,12 @@ def _write_commands(directory: str, files: list[RenderedFile]) -> list[tuple[str
     return commands
 
 
+# stdin: the old public key, then the new. Other keys someone put there stay; the file is replaced atomically.
+_ROTATE_KEY_SCRIPT = (
+    'read -r old; read -r new; f=~/.ssh/authorized_keys; mkdir -p ~/.ssh && chmod 700 ~/.ssh && '
+    '{ grep -vxF -- "$old" "$f" 2>/dev/null; printf "%s\\n" "$new"; } > "$f.omni-scale-new" && '
+    'chmod 600 "$f.omni-scale-new" && mv -f "$f.omni-scale-new" "$f"')
+
 # Prints "NAME MODE SHA256" per file ("NAME - -" if absent), then compose.yml itself, then the services.
 _READ_SCRIPT = """cd {d} 2>/dev/null || exit 3
 for f in {names}; do
@@ -240,13 +256,17 @@ for f in {names}; do
 done"""
 
 
-class ComposeDeploymentProvider(StackConfiguredProvider):
-    """The SSH key and every secret the files hold come from the stack config, never from inputs."""
+class ComposeDeploymentProvider(OmniProvider):
+    """The SSH key and every secret the files hold come from the stack config, never from inputs. After a
+    deployment it waits for the infra provider to register with Omni (omnictl, also from the stack config)."""
 
-    def _host(self, props: dict) -> RemoteHost:
-        pinned = props.get("host_key") or ""
-        return RemoteHost(ssh_from_lookup(lookup_in(self._raw_config), props["address"], "Pulumi.<stack>.yaml",
-                                          pinned_host_key=pinned))
+    def _host(self, props: dict, login_key: Optional[str] = None) -> RemoteHost:
+        """The container over SSH: the host key the state pinned (or the config's), logging in with login_key,
+        else the key the state knows the container accepts, else the stack config's."""
+        settings = ssh_from_lookup(lookup_in(self._raw_config), props["address"], "Pulumi.<stack>.yaml",
+                                   pinned_host_key=props.get("host_key") or "")
+        key = login_key or props.get("login_key")
+        return RemoteHost(dataclasses.replace(settings, private_key=key) if key else settings)
 
     def check(self, _olds: dict, news: dict) -> CheckResult:
         # The digests the program computed and what this provider would write must agree: they differ
@@ -261,8 +281,13 @@ class ComposeDeploymentProvider(StackConfiguredProvider):
         return CheckResult(news, [])
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
-        keys = ("directory", "files", "compose_yml", "services", "container")
-        changed = [k for k in keys if olds.get(k) != news.get(k)]
+        # `container` (its id) is unknown in a preview exactly when the container is to be replaced: the stack
+        # then shows as redeployed. container_creation tells a new container from the old one once it exists
+        # (preview cannot know it yet while the container changes at all). A state older than these or the SSH
+        # key records none of them, and shows no change for them.
+        changed = [k for k in ("directory", "files", "compose_yml", "services", "container") if olds.get(k) != news.get(k)]
+        changed += [k for k in ("container_creation", "ssh_public_key")
+                    if k in olds and not is_unknown(news.get(k)) and olds[k] != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "directory"],
                           stables=[], delete_before_replace=True)
 
@@ -274,21 +299,61 @@ class ComposeDeploymentProvider(StackConfiguredProvider):
         d = shlex.quote(props["directory"])
         progress(f"deploying {', '.join(f.name for f in files) or 'nothing new'} to "
                   f"{host.settings.target}:{props['directory']}")
+        # The provider's last heartbeat before its container starts again: registered means a newer one.
+        before = last_heartbeat(self.client, props["provider_id"])
         host.run_all(_write_commands(props["directory"], files) + [
             # Validated where it runs, before anything is (re)started.
             (f"cd {d} && docker compose config --quiet", None),
             (f"cd {d} && docker compose up -d", None),
         ])
-        return {**props, "host_key": host.seen_host_key}
+        self._await_registration(host, props, before)
+        # The state keeps the key the container accepts, so refresh still reads it while a new key waits in the
+        # config for the next `up` (which puts it in the container, see _rotate_ssh_key).
+        return {**props, "host_key": host.seen_host_key, "login_key": host.settings.private_key}
+
+    def _rotate_ssh_key(self, olds: dict, news: dict) -> None:
+        """The stack config holds a new SSH key: log in with the one the container accepts (the state's) and put
+        the new public key in root's authorized_keys in place of the old."""
+        host = self._host({**news, "host_key": olds.get("host_key", "")}, login_key=olds.get("login_key"))
+        progress(f"putting the new SSH key in {host.settings.target}:~/.ssh/authorized_keys in place of the old")
+        host.run_all([(_ROTATE_KEY_SCRIPT, f"{olds['ssh_public_key']}\n{news['ssh_public_key']}\n")])
+
+    def _await_registration(self, host: RemoteHost, props: dict, before: Optional[float]) -> None:
+        """The provider registers only once its container runs, seconds after `compose up`; the classes that
+        come next are checked against its registration, so wait for it here."""
+        provider_id, timeout = props["provider_id"], self.settings.provider_registration_timeout_seconds
+        progress(f"waiting up to {timeout:.0f}s for infra provider {provider_id!r} to register with Omni")
+        try:
+            wait_for_registration(self.client, provider_id, before, timeout)
+        except ProviderNotRegistered as exc:
+            d = shlex.quote(props["directory"])
+            [logs] = host.run_all([(f"cd {d} && docker compose logs --tail 10 provider 2>&1 || true", None)])
+            secrets = provider_secrets_from_lookup(lookup_in(self._raw_config), "Pulumi.<stack>.yaml")
+            tail = redact(logs.stdout.strip(), secrets)
+            raise ProviderNotRegistered(
+                f"{exc}: look at its container's logs (`docker compose logs provider` in ~/{props['directory']} on "
+                f"the provider LXC) and at its key (providerOmniServiceAccountKey: the key `omnictl infraprovider "
+                f"create {provider_id}` printed, and not expired?)" + (f"; its last lines:\n{tail}" if tail else "")
+            ) from None
+        progress(f"infra provider {provider_id!r} registered with Omni")
 
     def create(self, props: dict) -> CreateResult:
         id_ = compose_id(props["address"], props["directory"])
         return adopted(self, id_, props) or CreateResult(id_, self._deploy(props))
 
     def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
+        if "container_creation" in olds and olds["container_creation"] != news.get("container_creation"):
+            # A new container: empty, with a new host key (learned now, as at first contact) and the config's
+            # SSH key (it was created with it). Everything is deployed.
+            progress(f"CT {news['container']} is a new container: deploying the whole stack")
+            return UpdateResult(self._deploy({**news, "host_key": "", "login_key": None}))
+        if "ssh_public_key" in olds and olds["ssh_public_key"] != news.get("ssh_public_key"):
+            self._rotate_ssh_key(olds, news)
+            olds = {**olds, "login_key": None}  # from now on the config's key is the one
         # Only what changed is rewritten; compose recreates only the services whose config changed.
         live_files = olds.get("files") if olds.get("directory") == news.get("directory") else None
-        return UpdateResult(self._deploy({**news, "host_key": olds.get("host_key", "")}, live_files))
+        return UpdateResult(self._deploy({**news, "host_key": olds.get("host_key", ""),
+                                          "login_key": olds.get("login_key")}, live_files))
 
     def read(self, id_: str, props: dict) -> ReadResult:
         host = self._host(props)
@@ -333,7 +398,7 @@ class _ComposeDeployment(Resource):
     host_key: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
-        super().__init__(ComposeDeploymentProvider(), name, {**props, "host_key": None}, opts)
+        super().__init__(ComposeDeploymentProvider(), name, {**props, "host_key": None, "login_key": None}, opts)
 
 
 # ---------------------------------------------------------------------------- the component
@@ -358,7 +423,10 @@ class ProviderLxc(pulumi.ComponentResource):
             "provider_id": provider_id, "files": pulumi.Output.secret(files), "compose_yml": compose_yml,
             "services": {"provider": "running", "tailscale": "running"},
             "container": self.container.id,
-        }, pulumi.ResourceOptions(parent=self, protect=protect, additional_secret_outputs=["files"]))
+            # Changes when the container is replaced: the new one is empty, and everything is deployed again.
+            "container_creation": self.container.creation_id,
+            "ssh_public_key": ssh_public_key,
+        }, pulumi.ResourceOptions(parent=self, protect=protect, additional_secret_outputs=["files", "login_key"]))
         self.register_outputs({"container": self.container.id, "deployment": self.deployment.id})
 
 

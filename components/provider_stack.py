@@ -108,6 +108,15 @@ def render_provider_stack(stack: ComposeStackSpec, provider_id: str, secrets: Pr
     return [files[name] for name in FILE_ORDER]
 
 
+def redact(text: str, secrets: ProviderSecrets) -> str:
+    """Text from the container (its logs) with every secret the stack holds taken out, before anyone sees it."""
+    for value in (secrets.omni_endpoint, secrets.omni_service_account_key, secrets.tailscale_auth_key,
+                  secrets.proxmox_token_secret):
+        if value:
+            text = text.replace(value, "[secret]")
+    return text
+
+
 def file_states(files: list[RenderedFile]) -> dict[str, dict[str, str]]:
     """What the state keeps of each file, and what `read` finds on the host: its digest and mode."""
     return {f.name: {"sha256": f.sha256, "mode": f.mode} for f in files}

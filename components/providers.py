@@ -6,6 +6,8 @@ import os
 from typing import Callable, Optional
 
 from pulumi.dynamic import ConfigureRequest, ResourceProvider
+from pulumi.output import Unknown
+from pulumi.runtime import rpc
 
 from .console import progress
 from .omnictl import Omnictl
@@ -66,6 +68,13 @@ def whole_numbers(value):
     if isinstance(value, list):
         return [whole_numbers(v) for v in value]
     return value
+
+
+def is_unknown(value) -> bool:
+    """A value preview cannot know yet (an output of a resource being changed), in each form the SDK hands a
+    dynamic provider: the sentinel string, an Unknown, or None inside a secret."""
+    value = rpc.unwrap_rpc_secret(value)
+    return value is None or value == rpc.UNKNOWN or isinstance(value, Unknown)
 
 
 # `make adopt` sets this for one `pulumi up`: create() then takes over a thing that already exists

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import yaml
 
+from .spec import machine_set_id
+
 MACHINE_CLASS_TYPE = "MachineClasses.omni.sidero.dev"
 DEFAULT_NAMESPACE = "default"
 
@@ -111,22 +113,32 @@ def _drop_empty(value):
     return value
 
 
-def _default_patch_id(cluster: str, doc: dict, patch_name: str) -> str:
-    """The ConfigPatch id omnictl gives a named template patch (omnictl export writes it back)."""
+# Omni's rule for a template patch's ConfigPatch id (client/pkg/template/internal/models/patch.go): the i-th
+# patch of a list gets weight base + i and the id "%03d-<prefix>-<name>", the prefix being the cluster's
+# ("cluster-<cluster>") or the machine set's id ("<cluster>-control-planes", "<cluster>-<pool>"); `export`
+# writes every id back as `idOverride`, with the patch's name as an annotation.
+PATCH_BASE_WEIGHT = {"Cluster": 200, "ControlPlane": 400, "Workers": 400}
+
+
+def _patch_prefix(cluster: str, doc: dict) -> str:
     if doc.get("kind") == "Cluster":
-        return f"200-cluster-{cluster}-{patch_name}"
-    pool = "control-planes" if doc.get("kind") == "ControlPlane" else doc.get("name", "workers")
-    return f"400-{cluster}-{pool}-{patch_name}"
+        return f"cluster-{cluster}"
+    return machine_set_id(cluster, None if doc.get("kind") == "ControlPlane" else doc.get("name", "workers"))
 
 
-def _canonical_patch(cluster: str, doc: dict, patch: dict) -> dict:
+def default_patch_id(cluster: str, doc: dict, index: int, patch_name: str) -> str:
+    """The ConfigPatch id Omni gives the index-th named patch of a template document."""
+    return f"{PATCH_BASE_WEIGHT.get(doc.get('kind'), 400) + index:03d}-{_patch_prefix(cluster, doc)}-{patch_name}"
+
+
+def _canonical_patch(cluster: str, doc: dict, index: int, patch: dict) -> dict:
     patch = dict(patch)
     annotations = dict(patch.pop("annotations", None) or {})
     if "name" not in patch and "name" in annotations:
         patch["name"] = annotations.pop("name")
     if annotations:
         patch["annotations"] = annotations
-    if patch.get("idOverride") == _default_patch_id(cluster, doc, patch.get("name", "")):
+    if patch.get("idOverride") == default_patch_id(cluster, doc, index, patch.get("name", "")):
         del patch["idOverride"]
     if isinstance(patch.get("inline"), str):
         patch["inline"] = yaml.safe_load(patch["inline"])
@@ -151,7 +163,8 @@ def canonical_template(text: str) -> str:
         if doc.get("kind") == "Workers":
             doc.setdefault("name", "workers")  # export leaves the default pool's name out
         if "patches" in doc:
-            doc["patches"] = [_canonical_patch(cluster, doc, p) for p in doc["patches"]]
+            # Export lists patches by id, which orders them by weight: their written order.
+            doc["patches"] = [_canonical_patch(cluster, doc, i, p) for i, p in enumerate(doc["patches"])]
         ordered = {k: doc[k] for k in _DOC_ORDER if k in doc}
         ordered.update({k: doc[k] for k in sorted(doc) if k not in ordered})
         ordered = {k: (v if k == "patches" else _sorted_deep(v)) for k, v in ordered.items()}

@@ -39,15 +39,20 @@ def require(get: Lookup, keys: tuple[str, ...], stack_file: str) -> None:
                         "a value (secrets with `pulumi config set --secret`)")
 
 
-def _seconds(get: Lookup, key: str, default: float, stack_file: str) -> float:
+def _seconds(get: Lookup, key: str, default: float, stack_file: str, maximum: float | None = None) -> float:
     raw = get(key)
     try:
         value = float(raw) if raw is not None else default
     except ValueError:
         value = -1.0
-    if value <= 0:
-        raise SpecError(stack_file, f"config.{NAMESPACE}:{key}", f"a positive number of seconds (got {raw!r})")
+    if value <= 0 or (maximum is not None and value > maximum):
+        at_most = f" of at most {maximum:.0f}" if maximum is not None else ""
+        raise SpecError(stack_file, f"config.{NAMESPACE}:{key}", f"a positive number of seconds{at_most} (got {raw!r})")
     return value
+
+
+KUBECONFIG_TTL_DEFAULT = 90 * 86400  # well under omnictl's year: renewed by `up` once a third is left
+KUBECONFIG_TTL_MAX = 10 * 365 * 86400  # what Omni accepts
 
 
 def retry_policy(get: Lookup, stack_file: str) -> "RetryPolicy":
@@ -72,6 +77,10 @@ class OmniSettings:
     cluster_ready_timeout_seconds: float
     # A provider whose last heartbeat is older than this is treated as down.
     provider_heartbeat_max_age_seconds: float
+    # How long a provider whose container was just (re)started may take to register with Omni.
+    provider_registration_timeout_seconds: float = 300.0
+    # The life of a cluster's service-account kubeconfig (omnictl's default is a year; Omni allows ten).
+    kubeconfig_ttl_seconds: float = KUBECONFIG_TTL_DEFAULT
 
     @staticmethod
     def from_lookup(get: Lookup, stack_file: str) -> "OmniSettings":
@@ -81,6 +90,9 @@ class OmniSettings:
             timeout_seconds=_seconds(get, "omniTimeoutSeconds", 60, stack_file),
             cluster_ready_timeout_seconds=_seconds(get, "clusterReadyTimeoutSeconds", 1800, stack_file),
             provider_heartbeat_max_age_seconds=_seconds(get, "providerHeartbeatMaxAgeSeconds", 300, stack_file),
+            provider_registration_timeout_seconds=_seconds(get, "providerRegistrationTimeoutSeconds", 300, stack_file),
+            kubeconfig_ttl_seconds=_seconds(get, "kubeconfigTtlSeconds", KUBECONFIG_TTL_DEFAULT, stack_file,
+                                            maximum=KUBECONFIG_TTL_MAX),
         )
 
 

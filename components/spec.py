@@ -269,6 +269,20 @@ class ClusterSpec(_Strict):
         return [("control_plane", self.control_plane, self.control_plane.size)] + [
             (f"workers[{i}]", p, p.size) for i, p in enumerate(self.workers)]
 
+    def machine_sets(self, cluster_name: str) -> list[tuple[str, _Pool, Union[int, str]]]:
+        """(Omni's MachineSet id, pool, size) per pool: the id is also the MachineRequestSet's, whose VMs the
+        infra provider tags."""
+        return [(machine_set_id(cluster_name, None if where == "control_plane" else pool.name), pool, size)
+                for where, pool, size in self.pools()]
+
+
+CONTROL_PLANES_SET = "control-planes"
+
+
+def machine_set_id(cluster_name: str, worker_pool: Optional[str]) -> str:
+    """Omni's id of a cluster's machine set: `<cluster>-control-planes`, or `<cluster>-<pool>` for workers."""
+    return f"{cluster_name}-{worker_pool or CONTROL_PLANES_SET}"
+
 
 class Totals(BaseModel):
     model_config = ConfigDict(frozen=True)

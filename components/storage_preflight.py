@@ -11,55 +11,77 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from .console import progress
 from .providers import StackConfiguredProvider
-from .preflight import run_preflight
+from .preflight import Report, run_preflight
 from .proxmox import ProxmoxClient, ProxmoxError
 from .settings import proxmox_from_config
 from .spec import Spec, SpecError, parse_spec, spec_document
 
 
 class StoragePreflightProvider(StackConfiguredProvider):
-    """The Proxmox API token comes from the stack config (see StackConfiguredProvider)."""
+    """The Proxmox API token comes from the stack config (see StackConfiguredProvider).
 
-    def _observe(self, document: dict) -> tuple[dict, list[str]]:
+    Inputs hold the judgement (see preflight.Report), which `diff` compares; the readings are outputs only,
+    taken again when the resource is created, updated or read, so a moving estate never shows as a change."""
+
+    def _observe(self, document: dict, quiet: bool = False) -> Report:
         spec = parse_spec(document, "specs/omni.yaml")
-        facts = ProxmoxClient(proxmox_from_config(self._raw_config)).node_facts()
-        report = run_preflight(spec, facts)
-        for warning in report.warnings:
+        report = run_preflight(spec, ProxmoxClient(proxmox_from_config(self._raw_config)).cluster_facts())
+        for warning in [] if quiet else report.warnings:
             progress(f"preflight warning: {warning}")
-        return report.outputs(), report.errors
+        return report
 
     def check(self, _olds: dict, news: dict) -> CheckResult:
+        inputs = {"spec": news["spec"]}  # the judgement is added here; readings are never inputs
         try:
-            live, errors = self._observe(news["spec"])
+            report = self._observe(news["spec"])
         except (ProxmoxError, SpecError) as exc:
-            return CheckResult(news, [CheckFailure("proxmox" if isinstance(exc, ProxmoxError) else "spec", str(exc))])
-        # What the infrastructure looks like now is part of the desired state: a change shows in diff.
-        return CheckResult({**news, "live": live}, [CheckFailure("preflight", e) for e in errors])
+            return CheckResult(inputs, [CheckFailure("proxmox" if isinstance(exc, ProxmoxError) else "spec", str(exc))])
+        return CheckResult({**inputs, "judgement": report.judgement()},
+                           [CheckFailure("preflight", e) for e in report.errors])
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
-        changed = [k for k in ("spec", "live") if olds.get(k) != news.get(k)]
+        changed = [k for k, old in (("spec", olds.get("spec")), ("judgement", judgement_of(olds)))
+                   if old != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
 
+    def _with_readings(self, props: dict) -> dict:
+        try:
+            readings = self._observe(props["spec"], quiet=True).readings
+        except ProxmoxError as exc:  # the check just passed: readings are for people, so they do not stop `up`
+            progress(f"preflight: could not take the readings ({exc})")
+            readings = {}
+        return {"spec": props["spec"], "judgement": props["judgement"], "readings": readings}
+
     def create(self, props: dict) -> CreateResult:
-        return CreateResult("storage-preflight", dict(props))
+        return CreateResult("storage-preflight", self._with_readings(props))
 
     def update(self, _id: str, _olds: dict, news: dict) -> UpdateResult:
-        return UpdateResult(dict(news))
+        return UpdateResult(self._with_readings(news))
 
     def read(self, id_: str, props: dict) -> ReadResult:
-        live, _errors = self._observe(props["spec"])
-        current = {**props, "live": live}
-        return ReadResult(id_, current, {"spec": props["spec"], "live": live})
+        report = self._observe(props["spec"], quiet=True)
+        inputs = {"spec": props["spec"], "judgement": report.judgement()}
+        return ReadResult(id_, {**inputs, "readings": report.readings}, inputs)
 
     def delete(self, _id: str, _props: dict) -> None:
         pass  # a check has nothing to tear down
 
 
+def judgement_of(props: dict) -> dict | None:
+    """The judgement a state records; a state written before readings and judgement were told apart kept
+    both under `live`, whose judgement part compares the same."""
+    if "judgement" in props or "live" not in props:
+        return props.get("judgement")
+    live = props["live"] or {}
+    return {k: live.get(k) for k in ("storage_by_class", "requested", "warnings")}
+
+
 class _StoragePreflightResource(Resource):
-    live: pulumi.Output[dict]
+    judgement: pulumi.Output[dict]
+    readings: pulumi.Output[dict]
 
     def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
-        super().__init__(StoragePreflightProvider(), name, {**props, "live": None}, opts)
+        super().__init__(StoragePreflightProvider(), name, {**props, "judgement": None, "readings": None}, opts)
 
 
 class StoragePreflight(pulumi.ComponentResource):
@@ -70,5 +92,6 @@ class StoragePreflight(pulumi.ComponentResource):
         super().__init__("omni-scale:proxmox:StoragePreflight", name, None, opts)
         self.resource = _StoragePreflightResource(
             name, {"spec": spec_document(spec)}, pulumi.ResourceOptions(parent=self))
-        self.live = self.resource.live
-        self.register_outputs({"live": self.live})
+        self.judgement = self.resource.judgement
+        self.readings = self.resource.readings
+        self.register_outputs({"judgement": self.judgement, "readings": self.readings})

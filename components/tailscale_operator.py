@@ -24,10 +24,11 @@ import requests  # noqa: F401 - see below
 import urllib3  # noqa: F401
 import yaml
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+from pulumi.runtime import rpc
 
 from .console import progress
 from .omnictl import OmnictlMissing, resolve_binary
-from .providers import StackConfiguredProvider, adopted, whole_numbers
+from .providers import StackConfiguredProvider, adopted, is_unknown, whole_numbers
 from .settings import NAMESPACE, TAILSCALE_OAUTH_CREDENTIALS, lookup_in, require
 from .spec import TailscaleOperatorSpec
 
@@ -79,7 +80,7 @@ class NamespaceProvider(StackConfiguredProvider):
     """Reads and writes one namespace's labels; the kubeconfig is a (secret) input."""
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
-        changed = [k for k in ("name", "labels") if olds.get(k) != news.get(k)]
+        changed = [k for k in ("name", "labels") if olds.get(k) != news.get(k)] + _kubeconfig_renewed(olds, news)
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "name"], stables=[],
                           delete_before_replace=True)
 
@@ -92,6 +93,8 @@ class NamespaceProvider(StackConfiguredProvider):
         return CreateResult(props["name"], dict(props))
 
     def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
+        if _only_the_kubeconfig_changed(olds, news, ("name", "labels")):
+            return UpdateResult({**olds, "kubeconfig": news["kubeconfig"]})
         labels = {**{k: None for k in olds.get("labels", {}) if k not in news["labels"]}, **news["labels"]}
         _core_api(news["kubeconfig"]).patch_namespace(news["name"], {"metadata": {"labels": labels}})
         return UpdateResult(dict(news))
@@ -155,8 +158,7 @@ class HelmReleaseProvider(StackConfiguredProvider):
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
         olds, news = whole_numbers(olds), whole_numbers(news)
-        keys = ("release", "namespace", "chart", "repository", "version", "values", "oauth_digest", "status")
-        changed = [k for k in keys if olds.get(k) != news.get(k)]
+        changed = [k for k in _RELEASE_KEYS if olds.get(k) != news.get(k)] + _kubeconfig_renewed(olds, news)
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k in ("release", "namespace")],
                           stables=[], delete_before_replace=True)
 
@@ -190,7 +192,9 @@ class HelmReleaseProvider(StackConfiguredProvider):
         id_ = release_id(props["namespace"], props["release"])
         return adopted(self, id_, props) or CreateResult(id_, self._install(props))
 
-    def update(self, _id: str, _olds: dict, news: dict) -> UpdateResult:
+    def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
+        if _only_the_kubeconfig_changed(whole_numbers(olds), whole_numbers(news), _RELEASE_KEYS):
+            return UpdateResult({**olds, "kubeconfig": news["kubeconfig"]})
         return UpdateResult(self._install(news))
 
     def read(self, id_: str, props: dict) -> ReadResult:
@@ -200,6 +204,22 @@ class HelmReleaseProvider(StackConfiguredProvider):
     def delete(self, _id: str, props: dict) -> None:
         if self._live(props) is not None:
             self._helm(props, "uninstall", props["release"], "--namespace", props["namespace"])
+
+
+_RELEASE_KEYS = ("release", "namespace", "chart", "repository", "version", "values", "oauth_digest", "status")
+
+
+def _kubeconfig_renewed(olds: dict, news: dict) -> list[str]:
+    """["kubeconfig"] when the cluster's kubeconfig is a new one. While the cluster itself is being changed, its
+    kubeconfig is not known yet (preview): that is no change in itself, and a renewal shows on the cluster."""
+    new, old = (rpc.unwrap_rpc_secret(props.get("kubeconfig")) for props in (news, olds))  # secrets arrive wrapped
+    return ["kubeconfig"] if not is_unknown(new) and new != old else []
+
+
+def _only_the_kubeconfig_changed(olds: dict, news: dict, keys: tuple) -> bool:
+    """The cluster's kubeconfig was renewed and nothing else changed: the state takes the new one (refresh and
+    the next change use it, and the old one may expire), and the cluster is not touched."""
+    return all(olds.get(k) == news.get(k) for k in keys)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -2,40 +2,89 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import time
+from datetime import datetime, timezone
 from typing import Optional, Sequence
+
+import yaml
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from .console import progress
-from .providers import OmniProvider, adopted
+from .providers import OmniProvider, adopted, whole_numbers
 from .omnictl import NotFound, OmnictlError
-from .render import canonical_template, render_cluster_template
+from .render import DEFAULT_NAMESPACE, canonical_template, render_cluster_template
 from .spec import ClusterSpec
 
 # The service-account user the kubeconfig is made for (Omni names the SA after it).
 KUBECONFIG_USER = "omni-scale"
+CLUSTER_TYPE = "Clusters.omni.sidero.dev"
+
+
+# A kubeconfig is renewed once less than this share of its life is left.
+RENEW_WHEN_LEFT = 1 / 3
+_COMPARED = ("cluster_name", "template", "kubeconfig_ttl_seconds", "kubeconfig_minted_at")
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch(iso: str) -> float:
+    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def token_expiry(kubeconfig: str) -> float | None:
+    """The `exp` of the kubeconfig's token: Omni's service-account tokens are JWTs. None if it is not one."""
+    try:
+        token = yaml.safe_load(kubeconfig)["users"][0]["user"]["token"]
+        payload = token.split(".")[1]
+        return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+
+
+def renewal_due(minted_at: str, ttl_seconds: float, now: float) -> bool:
+    return now >= _epoch(minted_at) + ttl_seconds * (1 - RENEW_WHEN_LEFT)
 
 
 class TalosClusterProvider(OmniProvider):
-    """check validates offline; create/update sync then wait; read exports the live cluster."""
+    """check validates offline; create/update sync then wait; read exports the live cluster.
 
-    def check(self, _olds: dict, news: dict) -> CheckResult:
+    The cluster's service-account kubeconfig has a lifetime (kubeconfig_ttl_seconds). When it was minted is an
+    input, decided by check: kept while more than a third of its life is left, "now" once it is not (or the
+    TTL changed), so `preview` shows a renewal as a change of kubeconfig_minted_at, and `up` mints a new one
+    then and only then; a template change alone does not."""
+
+    def check(self, olds: dict, news: dict) -> CheckResult:
         inputs = dict(news)
         try:
             self.offline_client.template("validate", news["template"])
         except OmnictlError as exc:
             return CheckResult(inputs, [CheckFailure("template", exc.message)])
         inputs["template"] = canonical_template(news["template"])
+        ttl, minted = news.get("kubeconfig_ttl_seconds"), olds.get("kubeconfig_minted_at")
+        now = time.time()
+        if minted and olds.get("kubeconfig_ttl_seconds") == ttl and not renewal_due(minted, ttl, now):
+            inputs["kubeconfig_minted_at"] = minted
+        else:
+            inputs["kubeconfig_minted_at"] = _iso(now)
+            if minted:
+                progress(f"cluster {news['cluster_name']}: its kubeconfig (minted {minted}) has less than a third of "
+                         f"its {ttl / 86400:g}-day life left, or its TTL changed: `up` renews it")
         return CheckResult(inputs, [])
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
-        changed = [k for k in ("cluster_name", "template") if olds.get(k) != news.get(k)]
+        olds, news = whole_numbers(olds), whole_numbers(news)
+        changed = [k for k in _COMPARED if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "cluster_name"],
                           stables=["cluster_name"], delete_before_replace=True)
 
-    def _sync_and_wait(self, props: dict) -> dict:
-        name, template = props["cluster_name"], props["template"]
+    def _sync_and_wait(self, name: str, template: str) -> str:
+        """Syncs the template, waits for the cluster to be ready, and returns the live template."""
         progress(f"syncing cluster template {name}")
         self.client.template("sync", template)
         timeout = self.settings.cluster_ready_timeout_seconds
@@ -44,60 +93,99 @@ class TalosClusterProvider(OmniProvider):
         self.client.template("status", template, "--wait", f"{timeout:.0f}s",
                              timeout_seconds=timeout + self.settings.timeout_seconds)
         progress(f"cluster {name} is ready")
-        return {
-            "cluster_name": name,
-            "template": canonical_template(self.client.export_template(name)),
-            "kubeconfig": self._kubeconfig(name),
-        }
+        return canonical_template(self.client.export_template(name))
+
+    def _kubeconfig(self, props: dict) -> dict:
+        """A new service-account kubeconfig, with when it expires and how long it has left."""
+        ttl = props["kubeconfig_ttl_seconds"]
+        progress(f"minting a kubeconfig for cluster {props['cluster_name']} (service account {KUBECONFIG_USER}, "
+                 f"valid {ttl / 86400:g} days)")
+        kubeconfig = self.client.service_account_kubeconfig(props["cluster_name"], KUBECONFIG_USER, ttl)
+        return {"kubeconfig": kubeconfig, **_life(kubeconfig, props["kubeconfig_minted_at"], ttl)}
 
     def create(self, props: dict) -> CreateResult:
+        props = whole_numbers(props)
         name = props["cluster_name"]
-        with_kubeconfig = lambda outs: {**outs, "kubeconfig": self._kubeconfig(name)}  # noqa: E731
-        return adopted(self, name, props, with_kubeconfig) or CreateResult(name, self._sync_and_wait(props))
+        with_kubeconfig = lambda outs: {**outs, **self._kubeconfig(props)}  # noqa: E731
+        adoption = adopted(self, name, props, with_kubeconfig)
+        if adoption:
+            return adoption
+        template = self._sync_and_wait(name, props["template"])
+        return CreateResult(name, {**props, "template": template, **self._kubeconfig(props)})
 
-    def _kubeconfig(self, name: str) -> str:
-        return self.client.service_account_kubeconfig(name, KUBECONFIG_USER)
-
-    def update(self, _id: str, _olds: dict, news: dict) -> UpdateResult:
-        return UpdateResult(self._sync_and_wait(news))
+    def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
+        olds, news = whole_numbers(olds), whole_numbers(news)
+        outs = {**olds, **{k: news[k] for k in _COMPARED if k in news}, "template": olds.get("template")}
+        if olds.get("template") != news["template"] or olds.get("cluster_name") != news["cluster_name"]:
+            outs["template"] = self._sync_and_wait(news["cluster_name"], news["template"])
+        renew = any(olds.get(k) != news.get(k) for k in ("kubeconfig_minted_at", "kubeconfig_ttl_seconds"))
+        if renew or not olds.get("kubeconfig"):
+            outs.update(self._kubeconfig(news))
+        else:
+            outs.update(_life(olds["kubeconfig"], olds["kubeconfig_minted_at"], olds["kubeconfig_ttl_seconds"]))
+        return UpdateResult(outs)
 
     def read(self, id_: str, props: dict) -> ReadResult:
+        props = whole_numbers(props)
         try:
             live = canonical_template(self.client.export_template(id_))
         except NotFound:
             return ReadResult(None, {})
-        outs = {**props, "cluster_name": id_, "template": live}
-        return ReadResult(id_, outs, {"cluster_name": id_, "template": live})
+        inputs = {"cluster_name": id_, "template": live,
+                  **{k: props[k] for k in ("kubeconfig_ttl_seconds", "kubeconfig_minted_at") if k in props}}
+        outs = {**props, **inputs}
+        if props.get("kubeconfig") and props.get("kubeconfig_minted_at"):
+            outs.update(_life(props["kubeconfig"], props["kubeconfig_minted_at"], props["kubeconfig_ttl_seconds"]))
+        return ReadResult(id_, outs, inputs)
 
     def delete(self, id_: str, props: dict) -> None:
         progress(f"deleting cluster {id_}")
         try:
             self.client.template("delete", props["template"])
         except NotFound:
-            pass  # already gone
+            return  # already gone
+        # Omni tears the cluster down in the background (the infra provider deprovisions its VMs); what the
+        # cluster depends on (its classes, the provider) is deleted after this returns, so wait for it.
+        timeout = self.settings.cluster_ready_timeout_seconds
+        progress(f"waiting up to {timeout:.0f}s for Omni to tear cluster {id_} down")
+        deadline = time.monotonic() + timeout
+        while self.client.get_or_none(CLUSTER_TYPE, id_, DEFAULT_NAMESPACE) is not None:
+            if time.monotonic() > deadline:
+                raise OmnictlError("cluster template delete", f"cluster {id_} still exists after {timeout:.0f}s")
+            time.sleep(1)  # Omni's own teardown, in another process: nothing to wait on but a re-read
+
+
+def _life(kubeconfig: str, minted_at: str, ttl_seconds: float) -> dict:
+    expires = token_expiry(kubeconfig) or _epoch(minted_at) + ttl_seconds
+    return {"kubeconfig_expires_at": _iso(expires), "kubeconfig_remaining_seconds": max(int(expires - time.time()), 0)}
 
 
 class _TalosClusterResource(Resource):
     kubeconfig: pulumi.Output[str]
     template: pulumi.Output[str]
+    kubeconfig_expires_at: pulumi.Output[str]
+    kubeconfig_remaining_seconds: pulumi.Output[int]
 
     def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
-        super().__init__(TalosClusterProvider(), name, {**props, "kubeconfig": None}, opts)
+        super().__init__(TalosClusterProvider(), name, {**props, "kubeconfig": None, "kubeconfig_minted_at": None,
+                                                        "kubeconfig_expires_at": None,
+                                                        "kubeconfig_remaining_seconds": None}, opts)
 
 
 class TalosCluster(pulumi.ComponentResource):
     """One Talos cluster in Omni, from its spec. Protected when the spec marks it production."""
 
-    def __init__(self, name: str, spec: ClusterSpec, *, protect: bool,
+    def __init__(self, name: str, spec: ClusterSpec, *, protect: bool, kubeconfig_ttl_seconds: float,
                  machine_classes: Sequence[pulumi.Resource] = (),
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("omni-scale:omni:TalosCluster", name, None, opts)
         template = render_cluster_template(name, spec)
         self.resource = _TalosClusterResource(
-            name, {"cluster_name": name, "template": template},
+            name, {"cluster_name": name, "template": template, "kubeconfig_ttl_seconds": int(kubeconfig_ttl_seconds)},
             pulumi.ResourceOptions(parent=self, protect=protect, depends_on=list(machine_classes),
                                    additional_secret_outputs=["kubeconfig"]))
         self.template = self.resource.template
         self.kubeconfig = pulumi.Output.secret(self.resource.kubeconfig)
+        self.kubeconfig_expires_at = self.resource.kubeconfig_expires_at
         # Not registered as a component output: verbose SDK logs print those in plain text, secrets too.
         self.register_outputs({"template": self.template})

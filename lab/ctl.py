@@ -6,7 +6,8 @@
     python -m lab.ctl up        start, configure the lab stack, `pulumi up`, print the outputs
     python -m lab.ctl pulumi ARGS...   any pulumi command on the lab stack
     python -m lab.ctl drift [REPORT]   drift detection on the lab stack (exit 0 none, 1 drift, 2 unjudged)
-    python -m lab.ctl adopt            take over what already runs in the lab (see components/adoption.py)
+    python -m lab.ctl adopt [--yes]    take over what already runs in the lab: the plan, then (confirmed) the
+                                       adopting `up` (see components/adoption.py)
     python -m lab.ctl fault NAME ARGS  a Proxmox fault on demand: node-offline NODE, node-online NODE, ceph-down,
                                        ceph-up, storage-full STORAGE, storage-free STORAGE GIB,
                                        flaky-network DROP_RATE, token-expired
@@ -67,35 +68,39 @@ def start(directory: Path | None = None) -> dict:
     pve_dir = directory / "fakepve"
     pve_dir.mkdir(exist_ok=True)
     (pve_dir / "fakepve.json").unlink(missing_ok=True)
+    ssh_dir = directory / "lxc"
     proc = spawn(directory, "fakepve", [sys.executable, str(PROJECT_ROOT / "lab" / "fakepve_lab.py"),
-                                         "--state-dir", str(pve_dir)])
+                                         "--state-dir", str(pve_dir), "--container-hook", str(ssh_dir)])
     pve = _wait_for(pve_dir / "fakepve.json", proc, directory / "fakepve.log", "fakepve")
 
-    # The provider LXC's SSH server, with the docker stand-in the compose deployment drives.
-    ssh_dir = directory / "lxc"
+    # The provider LXC's SSH server, with the docker stand-in the compose deployment drives: it runs the
+    # provider's container as lab/provider-standin (containers.json, written once Omni runs).
+    # It plays the container fakepve holds as the spec's provider LXC: nothing listens until the CT is created.
     (ssh_dir / "ssh.json").unlink(missing_ok=True)
+    lxc_vmid = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").provider_lxc.vmid
     ssh_proc = spawn(directory, "ssh", [sys.executable, str(PROJECT_ROOT / "lab" / "ssh_standin.py"),
-                                         "--state-dir", str(ssh_dir)],
-                      env={**os.environ, "OMNI_SCALE_COMPOSE_SCHEMA": str(PROJECT_ROOT / ".tools" / "compose-spec.json")})
+                                         "--state-dir", str(ssh_dir), "--container-file", str(ssh_dir / f"ct-{lxc_vmid}.json")],
+                      env={**os.environ, "OMNI_SCALE_COMPOSE_SCHEMA": str(PROJECT_ROOT / ".tools" / "compose-spec.json"),
+                           "OMNI_SCALE_LAB_CONTAINERS": str(ssh_dir / "containers.json")})
     ssh = _wait_for(ssh_dir / "ssh.json", ssh_proc, directory / "ssh.log", "the lab SSH server")
 
     # The new cluster's Kubernetes API (and a chart repository), for the Tailscale operator release.
     kube = kube_lab.start(directory / "kubernetes")
 
-    # The real Omni, then the infra provider registering with it and heartbeating, as the real one does.
+    # The real Omni, and the infra provider's identity in it (`omnictl infraprovider create`, the operator's step).
+    # The provider itself runs once the program's `docker compose up -d` starts its container, as on Matrix.
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
     omni = omni_lab.start(directory / "omni", spec)
     provider_id = spec.infra_provider.id
-    provider_key = provider_standin.register(directory, omni, provider_id)
-    provider = spawn(directory, "provider", [sys.executable, str(PROJECT_ROOT / "lab" / "provider_standin.py"),
-                                              "--state-dir", str(directory)])
+    provider_key = provider_standin.create(omni, provider_id)
+    provider_standin.containers(ssh_dir, omni, pve["cafile"])
     info = {
         "omni": omni,
         "proxmox": {"api_url": pve["api_url"], "token_id": pve["token_id"],
                     "token_secret": pve["token_secret"], "cafile": pve["cafile"], "pid": pve["pid"]},
-        "infra_provider": {"id": provider_id, "pid": provider.pid},
+        "infra_provider": {"id": provider_id},
         "lxc": {"root_password": pve["root_password"], "ssh_host": ssh["host"], "ssh_port": ssh["port"],
-                "ssh_user": ssh["user"], "ssh_host_key": ssh["host_key"], "home": ssh["home"], "pid": ssh["pid"],
+                "ssh_user": ssh["user"], "home": ssh["home"], "pid": ssh["pid"],
                 "ssh_private_key": Path(ssh["private_key_file"]).read_text()},
         "kubernetes": kube,
         "tailscale_oauth": {"client_id": f"lab-client-{secrets.token_hex(6)}",
@@ -115,13 +120,23 @@ def stop(directory: Path | None = None) -> None:
     info_file = directory / "lab.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
-        for pid in (info["proxmox"]["pid"], info.get("infra_provider", {}).get("pid"), info.get("lxc", {}).get("pid"),
-                    *info.get("kubernetes", {}).get("pids", [])):
+        for pid in container_pids(info):
+            terminate(pid, group=True)  # a container: its supervising shell and what it runs
+        for pid in (info["proxmox"]["pid"], info.get("lxc", {}).get("pid"), *info.get("kubernetes", {}).get("pids", [])):
             if pid:
                 terminate(pid)
         if "omni" in info:
             omni_lab.stop(info["omni"])
         info_file.unlink()
+
+
+def container_pids(info: dict) -> list[int]:
+    """The processes the docker stand-in runs as containers in the lab's LXC (the provider)."""
+    state = Path(info.get("lxc", {}).get("home", "/nonexistent")) / ".docker-standin" / "state.json"
+    if not state.exists():
+        return []
+    projects = json.loads(state.read_text())["projects"].values()
+    return [s["pid"] for p in projects for s in p["services"].values() if s.get("pid")]
 
 
 @dataclass(frozen=True)
@@ -222,7 +237,7 @@ class LabStack:
         self.set_config("omni-scale:proxmoxLxcPassword", lxc["root_password"], secret=True)
         self.set_config("omni-scale:providerLxcSshHost", lxc["ssh_host"])
         self.set_config("omni-scale:providerLxcSshPort", str(lxc["ssh_port"]))
-        self.set_config("omni-scale:providerLxcSshHostKey", lxc["ssh_host_key"])
+        # No providerLxcSshHostKey: a new container has a new host key, which the state keeps at first contact.
         self.set_config("omni-scale:providerLxcSshPrivateKey", lxc["ssh_private_key"], secret=True)
         self.set_config("omni-scale:tailscaleAuthKey", stack["tailscale_auth_key"], secret=True)
         self.set_config("omni-scale:providerOmniServiceAccountKey", stack["omni_service_account_key"], secret=True)
@@ -300,10 +315,13 @@ def fault(name: str, *args: str, directory: Path | None = None) -> None:
 
 
 def proxmox_requests(directory: Path | None = None) -> list[list[str]]:
-    """Every (method, path) the lab's fakepve has answered since it started."""
+    """Every (method, path) the lab's fakepve has answered for the program since it started: the requests of the
+    infra provider (which runs in the lab's LXC, with its own token) are not the program's."""
+    from .fakepve_lab import PROVIDER_TOKEN_ID
     directory = directory or lab_dir()
     fault("dump-requests", directory=directory)
-    return json.loads((directory / "fakepve" / "requests.json").read_text())
+    return [[method, path] for method, path, caller in json.loads((directory / "fakepve" / "requests.json").read_text())
+            if caller != PROVIDER_TOKEN_ID]
 
 
 OFFLINE_OMNICTL_VERBS = (["cluster", "template", "validate"], ["cluster", "template", "render"])
@@ -333,15 +351,15 @@ def drift(report_path: str | None = "drift-report.json") -> int:
     return drift_check.report_and_exit_code(report, report_path, stack.stack)
 
 
-def adopt() -> int:
-    """components.adoption on the lab stack: the list, then one `pulumi up` in adoption mode."""
-    from components.adoption import ADOPT_UP_ARGS, format_table, import_list
-    from components.providers import ADOPT_ENV
-    print(format_table(import_list(load_spec(PROJECT_ROOT / "specs" / "omni.yaml"))))
+def adopt(yes: bool = False) -> int:
+    """components.adoption on the lab stack: the list, the plan, and (confirmed) one `pulumi up` in adoption mode."""
+    from components.adoption import adopt as adopt_estate
     stack = default_lab_stack()
     stack.ensure_stack()
     stack.configure_from_lab(start())
-    return stack.run(*ADOPT_UP_ARGS, capture=False, check=False, extra_env={ADOPT_ENV: "1"}).returncode
+    stack.clear_stale_locks()
+    return adopt_estate(load_spec(PROJECT_ROOT / "specs" / "omni.yaml"), stack.argv, stack.project_dir, stack.env(),
+                        yes, input if sys.stdin.isatty() else None)
 
 
 def main(argv: list[str]) -> int:
@@ -360,7 +378,7 @@ def main(argv: list[str]) -> int:
     elif verb == "drift":
         return drift(argv[1] if len(argv) > 1 else "drift-report.json")
     elif verb == "adopt":
-        return adopt()
+        return adopt(yes="--yes" in argv[1:])
     elif verb == "fault":
         fault(*argv[1:])
         print(f"lab: fault {' '.join(argv[1:])} applied")

@@ -2,12 +2,19 @@
 
     docker compose config [--quiet]       interpolate from .env, validate against the compose-spec
                                           JSON schema (compose-go's, from the Go module proxy)
-    docker compose up -d                  validate, then record the services as running
+    docker compose up -d                  validate, then (re)create the services whose config changed
     docker compose ps [--all] --format json
-    docker compose down [-v]              record the services as removed (and, with -v, the volumes)
+    docker compose logs [--tail N] [SERVICE]
+    docker compose down [-v]              stop and remove the services (and, with -v, the volumes)
 
-No container runs. State and an argv history live in $HOME/.docker-standin/, so tests can see what
-ran, e.g. that nothing ever passed -v. Anything else exits 1 saying it is not modelled.
+Most images do not run: their service is recorded as running. An image the lab knows how to run (the file
+$OMNI_SCALE_LAB_CONTAINERS maps an image, without its tag, to a command) starts as a process of its own, as a
+container would: its `command` as arguments (bind-mount targets read as their sources), its interpolated
+`environment` as its environment, after a start delay; under a restart policy (restart: unless-stopped) it is
+started again whenever it exits, as docker does. It is stopped when its service is recreated or taken down.
+
+State, logs and an argv history live in $HOME/.docker-standin/, so tests can see what ran, e.g. that nothing
+ever passed -v. Anything else exits 1 saying it is not modelled.
 """
 
 from __future__ import annotations
@@ -16,10 +23,16 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+
+if __package__ in (None, ""):  # run as a script (the container's `docker`)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.processes import pid_alive, terminate  # noqa: E402
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
@@ -127,6 +140,63 @@ def _service_hash(service: dict) -> str:
     return hashlib.sha256(json.dumps(service, sort_keys=True).encode()).hexdigest()
 
 
+def _runner(image: str) -> dict | None:
+    """How the lab runs this image, if it does: {"argv": [...], "env": {...}, "start_delay_seconds": N}."""
+    path = os.environ.get("OMNI_SCALE_LAB_CONTAINERS")
+    if not path or not Path(path).exists():
+        return None
+    return json.loads(Path(path).read_text()).get(image.split("@")[0].rsplit(":", 1)[0])
+
+
+RESTARTING_POLICIES = ("always", "unless-stopped", "on-failure")
+
+
+def _log_path(project: str, service: str) -> Path:
+    return _state_dir() / f"{project}-{service}.log"
+
+
+def _start(project: str, service: str, body: dict, directory: Path, runner: dict) -> int:
+    """The service's container as a process: its command, bind-mount targets read as their sources."""
+    binds = {}
+    for volume in body.get("volumes", []):
+        parts = volume.split(":") if isinstance(volume, str) else [volume.get("source", ""), volume.get("target", "")]
+        if len(parts) >= 2 and parts[0].startswith((".", "/")):
+            binds[parts[1]] = str((directory / parts[0]).resolve())
+    command = body.get("command") or []
+    command = command.split() if isinstance(command, str) else command
+    argv = [*runner["argv"], *(binds.get(arg, arg) for arg in command)]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **runner.get("env", {}),
+           **{k: str(v) for k, v in (body.get("environment") or {}).items()}}
+    # A container takes a moment to start: the process runs after the start delay, as its own session. Under a
+    # restart policy docker starts it again whenever it exits (here after a second; docker backs off from 100 ms).
+    restarts = body.get("restart", "no") in RESTARTING_POLICIES
+    script = 'sleep "$0"; while :; do "$@"; sleep 1; done' if restarts else 'sleep "$0" && exec "$@"'
+    with open(_log_path(project, service), "ab") as log:
+        proc = subprocess.Popen(["/bin/sh", "-c", script, str(runner.get("start_delay_seconds", 0)), *argv],
+                                cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    return proc.pid
+
+
+def _alive(pid: int | None) -> bool:
+    return bool(pid) and pid_alive(pid)
+
+
+def _stop(info: dict) -> None:
+    if _alive(info.get("pid")):
+        terminate(info["pid"], group=True)  # a container gets 10 s to stop, then it is killed
+    info["pid"] = None
+
+
+def service_state(info: dict) -> str:
+    """What `ps` says of a service: a process the lab runs is running only while it is alive."""
+    if info["state"] != "running" or "pid" not in info:
+        return info["state"]
+    if _alive(info["pid"]):
+        return "running"
+    return "restarting" if info.get("restart") in RESTARTING_POLICIES else "exited"
+
+
 def compose(args: list[str], directory: Path) -> int:
     verb, flags = (args[0], args[1:]) if args else ("", [])
     history = _state_dir() / "history.log"
@@ -146,10 +216,16 @@ def compose(args: list[str], directory: Path) -> int:
         for service, body in document["services"].items():
             old = project["services"].get(service, {})
             digest = _service_hash(body)
-            recreated = old.get("config_hash") != digest or old.get("state") != "running"
-            project["services"][service] = {"image": body.get("image", ""), "state": "running",
-                                            "config_hash": digest,
-                                            "starts": old.get("starts", 0) + (1 if recreated else 0)}
+            recreated = old.get("config_hash") != digest or service_state(old) != "running" if old else True
+            info = {"image": body.get("image", ""), "state": "running", "config_hash": digest,
+                    "starts": old.get("starts", 0) + (1 if recreated else 0), "restart": body.get("restart", "no")}
+            runner = _runner(info["image"])
+            if runner is not None:
+                info["pid"] = old.get("pid")
+                if recreated:
+                    _stop(info)
+                    info["pid"] = _start(name, service, body, directory, runner)
+            project["services"][service] = info
         for volume in document.get("volumes", {}) or {}:
             state["volumes"].setdefault(f"{name}_{volume}", {"created_by": "up"})
         _save_state(state)
@@ -158,13 +234,26 @@ def compose(args: list[str], directory: Path) -> int:
         name = _project_name(directory)
         services = state["projects"].get(name, {}).get("services", {})
         for service, info in sorted(services.items()):
-            if info["state"] == "running" or "--all" in flags or "-a" in flags:
-                print(json.dumps({"Name": f"{name}-{service}-1", "Service": service, "State": info["state"],
+            now = service_state(info)
+            if now == "running" or "--all" in flags or "-a" in flags:
+                print(json.dumps({"Name": f"{name}-{service}-1", "Service": service, "State": now,
                                   "Image": info["image"], "Project": name}))
+        return 0
+    if verb == "logs":
+        name = _project_name(directory)
+        tail = int(flags[flags.index("--tail") + 1]) if "--tail" in flags else None
+        wanted = [f for f in flags if not f.startswith("-") and f != str(tail)]
+        for service in sorted(state["projects"].get(name, {}).get("services", {})):
+            log = _log_path(name, service)
+            if (not wanted or service in wanted) and log.exists():
+                lines = log.read_text(errors="replace").splitlines()
+                for line in lines[-tail:] if tail else lines:
+                    print(f"{service}-1  | {line}")
         return 0
     if verb == "down":
         name = _project_name(directory)
-        state["projects"].pop(name, None)
+        for info in state["projects"].pop(name, {}).get("services", {}).values():
+            _stop(info)
         if {"-v", "--volumes"} & set(flags):
             for volume in [v for v in state["volumes"] if v.startswith(f"{name}_")]:
                 del state["volumes"][volume]

@@ -1,6 +1,7 @@
 """Serve a fake Proxmox VE API (fakepve) shaped like the operator's "Matrix" cluster, on loopback only.
 
-    python lab/fakepve_lab.py --state-dir DIR [--host 127.0.0.1] [--port 0] [--time-scale 0]
+    python lab/fakepve_lab.py --state-dir DIR [--host 127.0.0.1] [--port 0] [--time-scale 0] [--seed 1] [--still]
+                              [--container-hook LXC_DIR]
 
 Once listening it writes DIR/fakepve.json (url, api_url, token_id, token_secret, cafile, pid, root_password,
 provider_token_id, provider_token_secret) and
@@ -12,6 +13,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import random
 import secrets
 import signal
 import sys
@@ -32,29 +34,54 @@ TOKEN_USER, TOKEN_NAME = 'pulumi@pve', 'omni-scale'
 TOKEN_ID = '{0}!{1}'.format(TOKEN_USER, TOKEN_NAME)
 # The token the Omni Proxmox provider itself would use inside the provider LXC (config.yaml).
 PROVIDER_TOKEN_ID = 'omni-provider@pve!provider'
-# The container template the spec's provider_lxc names, present on 'local' as `pveam download` leaves it.
-CT_TEMPLATE = 'vztmpl/debian-12-standard_12.12-1_amd64.tar.zst'
+# The container templates on 'local', as `pveam download` leaves them: the spec's provider_lxc names the first.
+CT_TEMPLATES = ('vztmpl/debian-12-standard_12.12-1_amd64.tar.zst', 'vztmpl/debian-13-standard_13.1-2_amd64.tar.zst')
 TiB, GiB = 1024 ** 4, 1024 ** 3
 DEFAULT_DNS = {'search': 'matrix.lan', 'dns1': '127.0.0.53'}
 FILL_VMID = 999999999  # fill_storage()'s filler volume is named for the highest VMID PVE allows: no guest has it
 
 
-def build_matrix(pve, token_secret=None):
-    """Give a FakePve (not yet started) the Matrix shape; with token_secret, also the omni-scale API token."""
+# What a Matrix node runs besides its guests (PVE itself, Ceph's OSD and monitor), and its capacity.
+HOST_MEMORY = 8 * GiB
+NODE_CAPACITY = {'maxcpu': 32, 'maxmem': 128 * GiB, 'host_mem': HOST_MEMORY}
+
+
+class LiveReadings(object):
+    """A live cluster's readings move by the minute: each node's memory in use and CPU load, and each storage's
+    used space, walk randomly between requests, seeded (one seed, one sequence of answers) and bounded (never
+    more than the bound away from what the guests and volumes account for)."""
+
+    def __init__(self, seed=1, memory_bytes=2 * GiB, storage_bytes=16 * GiB, cpu=0.2):
+        self.rng = random.Random(seed)
+        self.bounds = {'memory': memory_bytes, 'storage': storage_bytes, 'cpu': cpu}
+        self.offsets = {}
+
+    def step(self, kind, key):
+        """Moves (kind, key)'s offset by up to a quarter of its bound, within [-bound, bound]; returns it."""
+        bound = self.bounds[kind]
+        offset = self.offsets.get((kind, key), 0) + self.rng.uniform(-bound / 4.0, bound / 4.0)
+        self.offsets[(kind, key)] = max(-bound, min(bound, offset))
+        return self.offsets[(kind, key)]
+
+
+def build_matrix(pve, token_secret=None, readings=None, provider_token_secret=None):
+    """Give a FakePve (not yet started) the Matrix shape; with token_secret, also the omni-scale API token, and
+    with provider_token_secret the infra provider's own (the one in its config.yaml, allowed to make VMs).
+    readings (a LiveReadings) makes node and storage readings move between requests; None keeps them still."""
     pve.cluster_name = 'matrix'
     pve.nodes.clear()  # drop fakepve's default node pve1
     for node in NODES:
         pve.add_node(node)
-    # fakepve 0.5.0 has no setting for node capacity: /nodes and /cluster/resources take it from this
-    # (private) hook, for every node alike. The default is 4 CPUs / 8 GiB. set_node_capacity() overrides it per node.
-    pve._node_stats = lambda online: dict(cpu=0.05, maxcpu=32, mem=24 * GiB, maxmem=128 * GiB, disk=8 * GiB,
-                                          maxdisk=100 * GiB, uptime=86400) if online else {}
     # The lab's own per-node state, read by the handlers below on every request (see the fault functions).
-    pve.matrix = {'capacity': {}, 'dns': {}, 'removed_bridges': {}}
-    # The hand-written GET /nodes and /cluster/resources routes are bound when start() builds the app, so
-    # these wrappers must be in place before then; they add set_node_capacity()'s values to node items.
-    pve._nodes = _with_node_capacity(pve, pve._nodes)
-    pve._resources = _with_node_capacity(pve, pve._resources)
+    pve.matrix = {'capacity': {}, 'dns': {}, 'removed_bridges': {}, 'readings': readings}
+    # fakepve 0.5.0 reports every node alike (4 CPUs, 8 GiB, 2 GiB in use whatever runs). A PVE node's `mem` is
+    # what runs on it: these wrappers of the hand-written GET /nodes and /cluster/resources routes (bound when
+    # start() builds the app, so in place before then) give each online node its capacity, its host's own use
+    # plus the memory of its running guests, and the readings' drift.
+    pve._nodes = _with_live_nodes(pve, pve._nodes)
+    pve._resources = _with_live_nodes(pve, pve._resources)
+    pve._space = _with_live_space(pve, pve._space)
+    pve._record = _with_caller(pve, pve._record)
     # local (dir) and local-lvm (lvmthin) are fakepve defaults; storages apply to every node.
     pve.add_ceph_storage('vm_ssd', pool='vm_ssd')
     pve.storages['vm_ssd']['total'] = 4 * TiB  # no 'avail' key: fakepve derives avail = total - used
@@ -62,12 +89,125 @@ def build_matrix(pve, token_secret=None):
     # so the schema's parameter and permission checks still apply.
     pve._routes_matrix = lambda: [('GET', '/nodes/{node}/dns', _dns_handler(pve)),
                                   ('GET', '/nodes/{node}/network', _network_handler(pve))]
-    pve.storages['local'].setdefault('volumes', {})[CT_TEMPLATE] = {
-        'content': 'vztmpl', 'format': 'tzst', 'size': 126 * 1024 ** 2, 'ctime': 0}
+    for template in CT_TEMPLATES:
+        pve.storages['local'].setdefault('volumes', {})[template] = {
+            'content': 'vztmpl', 'format': 'tzst', 'size': 126 * 1024 ** 2, 'ctime': 0}
     if token_secret is not None:
         pve.apitokens[TOKEN_ID] = token_secret
         pve.grant(TOKEN_ID, '/', *shapes.ROLES['PVEAuditor'])  # read-only, as PVE's PVEAuditor role on /
+    if provider_token_secret is not None:
+        pve.apitokens[PROVIDER_TOKEN_ID] = provider_token_secret
+        pve.grant(PROVIDER_TOKEN_ID, '/', *shapes.ROLES['Administrator'])
     return pve
+
+
+def link_containers(pve, hook_dir):
+    """A container created or destroyed through the API is one the lab's SSH server (lab/ssh_standin.py) becomes
+    or stops being: DIR/ct-VMID.json describes it (a new generation per creation, its ssh-public-keys), and the
+    SSH server, told with SIGUSR1, has acted on it before the API answers."""
+    create, destroy = pve._lxc_create, pve._lxc_destroy
+
+    async def created(user, v):
+        upid = await create(user, v)
+        tell_ssh_server(hook_dir, int(v['vmid']), {'generation': secrets.token_hex(8), 'node': v['node'],
+                                             'ssh_public_keys': v.get('ssh-public-keys', '')})
+        return upid
+
+    async def destroyed(user, v):
+        upid = await destroy(user, v)
+        tell_ssh_server(hook_dir, int(v['vmid']), None)
+        return upid
+    pve._lxc_create, pve._lxc_destroy = created, destroyed
+
+
+def tell_ssh_server(hook_dir, vmid, described):
+    path = os.path.join(hook_dir, 'ct-{0}.json'.format(vmid))
+    if described is None:
+        if os.path.exists(path):
+            os.remove(path)
+    else:
+        write_private_json(path, described)
+    info = os.path.join(hook_dir, 'ssh.json')
+    if not os.path.exists(info):
+        return  # no SSH server plays this container
+    with open(info) as f:
+        pid = json.load(f)['pid']
+    done = os.path.join(hook_dir, 'ssh.reloaded')
+    if os.path.exists(done):
+        os.remove(done)
+    os.kill(pid, signal.SIGUSR1)
+    generation = described and described['generation']
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # another process acting on the signal: nothing to wait on but its answer
+        if os.path.exists(done):
+            with open(done) as f:
+                if json.load(f).get('generation') == generation:
+                    return
+        time.sleep(0.02)
+    raise RuntimeError('the lab SSH server did not take the new container within 10s')
+
+
+def guest_memory(pve, node):
+    """Bytes of memory the running guests of a node hold: a VM's or container's configured memory (MB)."""
+    total = 0
+    for guest in list(pve.vms) + list(pve.cts):
+        if guest.node == node and guest.status == 'running':
+            total += int(str(guest.config.get('memory', 512)).split('=')[-1]) * 1024 * 1024
+    return total
+
+
+def node_stats(pve, node):
+    """What GET /nodes and /cluster/resources say of an online node now."""
+    capacity = dict(NODE_CAPACITY, **pve.matrix['capacity'].get(node, {}))
+    readings = pve.matrix['readings']
+    running = sum(1 for g in list(pve.vms) + list(pve.cts) if g.node == node and g.status == 'running')
+    mem = capacity['host_mem'] + guest_memory(pve, node) + (readings.step('memory', node) if readings else 0)
+    cpu = 0.03 + 0.02 * running + (readings.step('cpu', node) if readings else 0)
+    return {'maxcpu': capacity['maxcpu'], 'maxmem': capacity['maxmem'],
+            'mem': int(max(0, min(capacity['maxmem'], mem))), 'cpu': round(max(0.0, min(1.0, cpu)), 4)}
+
+
+def _with_live_nodes(pve, handler):
+    """Wrap fakepve's GET /nodes or /cluster/resources handler: online node items get node_stats()."""
+    async def serve(request):
+        response = await handler(request)
+        if response.status != 200:
+            return response
+        data = json.loads(response.text)['data']
+        for item in data:
+            if item.get('type') == 'node' and item.get('status') == 'online':
+                item.update(node_stats(pve, item['node']))
+        return routing.ok(data)
+    return serve
+
+
+def _with_caller(pve, record):
+    """fakepve's request log, with who asked (an API token's id, or a login's ticket): the program's requests
+    and the infra provider's, which the lab also runs, are told apart when they are counted."""
+    pve.matrix['callers'] = []
+
+    def recorded(request, body):
+        record(request, body)
+        auth = request.headers.get('Authorization', '')
+        pve.matrix['callers'].append(auth[len('PVEAPIToken='):].partition('=')[0] if auth.startswith('PVEAPIToken=')
+                                     else 'ticket')
+        del pve.matrix['callers'][:max(0, len(pve.matrix['callers']) - len(pve.requests))]
+    return recorded
+
+
+def _with_live_space(pve, space):
+    """Wrap fakepve's (total, used, avail) of a storage: used moves with the readings (other writers, thin
+    provisioning, Ceph's own accounting), within the storage's size."""
+    def live(store):
+        total, used, avail = space(store)
+        readings = pve.matrix['readings']
+        if not readings or not total:
+            return total, used, avail
+        name = next((n for n, s in pve.storages.items() if s is store), '')
+        shift = int(readings.step('storage', name))
+        shift = max(-used, min(avail, shift))  # never below empty, never beyond full
+        return total, used + shift, avail - shift
+    return live
 
 
 def _dns_handler(pve):
@@ -87,21 +227,6 @@ def _network_handler(pve):
         return [iface for iface in shapes.networks({})
                 if iface['iface'] not in gone and (kind is None or iface['type'] in wanted)]
     return network
-
-
-def _with_node_capacity(pve, handler):
-    """Wrap fakepve's GET /nodes or /cluster/resources handler: online node items get set_node_capacity()'s values."""
-    async def serve(request):
-        response = await handler(request)
-        capacity = pve.matrix['capacity']
-        if response.status != 200 or not capacity:
-            return response
-        data = json.loads(response.text)['data']
-        for item in data:
-            if item.get('type') == 'node' and item.get('status') == 'online':
-                item.update(capacity.get(item['node'], {}))
-        return routing.ok(data)
-    return serve
 
 
 # ---------------------------------------------------------------- faults
@@ -173,13 +298,14 @@ def set_node_dns(pve, node, servers):
                                    **{'dns{0}'.format(i): str(s) for i, s in enumerate(servers, 1)})
 
 
-def set_node_capacity(pve, node, maxcpu, maxmem, mem):
-    """GET /nodes and /cluster/resources?type=node: this node (while online) has these maxcpu, maxmem and mem
-    (bytes); the others keep the Matrix default (32 CPUs, 128 GiB, 24 GiB used)."""
+def set_node_capacity(pve, node, maxcpu, maxmem, host_mem):
+    """GET /nodes and /cluster/resources?type=node: this node (while online) has maxcpu CPUs and maxmem bytes, of
+    which its host uses host_mem besides its running guests; the others keep the Matrix default (32 CPUs,
+    128 GiB, 8 GiB for the host)."""
     _need_node(pve, node)
-    if not 0 <= mem <= maxmem:
-        raise ValueError('mem must be between 0 and maxmem')
-    pve.matrix['capacity'][node] = {'maxcpu': int(maxcpu), 'maxmem': int(maxmem), 'mem': int(mem)}
+    if not 0 <= host_mem <= maxmem:
+        raise ValueError('host_mem must be between 0 and maxmem')
+    pve.matrix['capacity'][node] = {'maxcpu': int(maxcpu), 'maxmem': int(maxmem), 'host_mem': int(host_mem)}
 
 
 def disable_storage(pve, storage):
@@ -217,6 +343,8 @@ FAULTS = {
     'storage-free': lambda pve, storage, avail_gib: fill_storage(pve, storage, int(avail_gib) * GiB),
     'flaky-network': lambda pve, drop_rate: pve.flaky_network(drop_rate=float(drop_rate), seed=7),
     'token-expired': lambda pve: pve.apitokens.pop(TOKEN_ID, None),
+    'node-capacity': lambda pve, node, maxcpu, maxmem_gib, host_gib: set_node_capacity(
+        pve, node, int(maxcpu), int(maxmem_gib) * GiB, int(host_gib) * GiB),
 }
 
 
@@ -229,7 +357,8 @@ def apply_faults(pve, state_dir):
     for name, *args in request['faults']:
         if name == 'dump-requests':  # not a fault: what the fake was asked so far, for benchmarks and tests
             write_private_json(os.path.join(state_dir, 'requests.json'),
-                               [[method, path] for method, path, _body in pve.requests])
+                               [[method, path, caller] for (method, path, _body), caller
+                                in zip(pve.requests, pve.matrix['callers'])])
             continue
         FAULTS[name](pve, *args)
     write_private_json(os.path.join(state_dir, 'faults.done'), {'seq': request['seq']})
@@ -254,9 +383,11 @@ async def serve(args):
     # root@pam creates the provider LXC (keyctl and device passthrough are root-only in PVE); a random
     # password per start closes fakepve's public default (root@pam / secret).
     root_password = secrets.token_hex(16)
-    pve = build_matrix(FakePve(password=root_password, host=host, port=args.port), token_secret)
-    pve.apitokens[PROVIDER_TOKEN_ID] = provider_token_secret
-    pve.grant(PROVIDER_TOKEN_ID, '/', *shapes.ROLES['Administrator'])
+    readings = None if args.still else LiveReadings(seed=args.seed)
+    pve = build_matrix(FakePve(password=root_password, host=host, port=args.port), token_secret, readings,
+                       provider_token_secret)
+    if args.container_hook:
+        link_containers(pve, os.path.abspath(args.container_hook))
     pve.time_scale = args.time_scale
     pve.max_requests = 200_000  # keep a whole benchmark run: it counts them
     await pve.start(certfile, keyfile)
@@ -287,6 +418,9 @@ def main(argv=None):
     parser.add_argument('--host', default='127.0.0.1')
     parser.add_argument('--port', type=int, default=0, help='0 picks a free port')
     parser.add_argument('--time-scale', type=float, default=0.0, help='real seconds per PVE second; 0: instant tasks')
+    parser.add_argument('--seed', type=int, default=1, help="the moving readings' random seed")
+    parser.add_argument('--still', action='store_true', help='readings that never move (a kinder lab than Matrix)')
+    parser.add_argument('--container-hook', help="the lab SSH server's directory: containers made here are it")
     args = parser.parse_args(argv)
     if not is_loopback(args.host):
         print('fakepve_lab: refusing --host {0}: only 127.0.0.0/8 or localhost'.format(args.host), file=sys.stderr)

@@ -65,8 +65,9 @@ ACCOUNT_ID = "ac000000-0000-0000-0000-000000000000"
 # Omni's Talos-compatibility matrix decides which Kubernetes versions a Talos version accepts; these
 # neighbours of the spec's versions let tests move a version without editing the lab.
 TALOS_VERSIONS = ["v1.10.7", "v1.11.5", "v1.11.6"]
-KUBERNETES_VERSIONS = ["v1.32.9", "v1.33.5", "v1.34.1", "v1.34.3"]
-EXTENSIONS = ["siderolabs/qemu-guest-agent", "siderolabs/iscsi-tools", "siderolabs/util-linux-tools"]
+KUBERNETES_VERSIONS = ["v1.32.9", "v1.33.5", "v1.33.6", "v1.34.1", "v1.34.3"]
+EXTENSIONS = ["siderolabs/qemu-guest-agent", "siderolabs/iscsi-tools", "siderolabs/util-linux-tools",
+              "siderolabs/nvidia-container-toolkit-production"]
 # unshare(2)/setns(2) and mount(2) flags (the os module has no unshare or mount before Python 3.12)
 CLONE_NEWNET, CLONE_NEWNS = 0x40000000, 0x00020000
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000

@@ -29,18 +29,24 @@ def pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    # Exited but not reaped (its parent is gone and nobody reaps orphans here): a zombie is not alive.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
-def terminate(pid: int, grace_seconds: float = 10) -> None:
-    """SIGTERM, then SIGKILL after grace_seconds (at once when 0); returns when the process is gone."""
+def terminate(pid: int, grace_seconds: float = 10, group: bool = False) -> None:
+    """SIGTERM, then SIGKILL after grace_seconds (at once when 0); returns when the process is gone. With group,
+    its whole process group (a session leader's, e.g. a container's supervising shell and what it runs)."""
     if not pid_alive(pid):
         return
-    os.kill(pid, signal.SIGTERM if grace_seconds > 0 else signal.SIGKILL)
+    kill = os.killpg if group else os.kill
+    kill(pid, signal.SIGTERM if grace_seconds > 0 else signal.SIGKILL)
     deadline = time.monotonic() + grace_seconds
     while pid_alive(pid):
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            kill(pid, signal.SIGKILL)
             deadline = float("inf")
         time.sleep(0.02)
 

@@ -26,13 +26,16 @@ TIMEOUT = 30  # seconds; a start, stop or call taking longer fails the test inst
 class Matrix(object):
     """What running_matrix() yields: the fake, how to reach it, and call() to change it safely."""
 
-    def __init__(self, pve, loop, token_secret, cafile):
+    def __init__(self, pve, loop, token_secret, cafile, provider_token_secret):
         self.pve = pve
         self.loop = loop
         self.api_url = pve.url + '/api2/json'
         self.token_id = fakepve_lab.TOKEN_ID
         self.token_secret = token_secret
         self.cafile = cafile
+        # The infra provider's own token (what its config.yaml holds): it makes VMs.
+        self.provider_token_id = fakepve_lab.PROVIDER_TOKEN_ID
+        self.provider_token_secret = provider_token_secret
 
     def call(self, fn, *args, **kwargs):
         """Run fn(*args, **kwargs) on the server's loop, between two requests; return its result or raise."""
@@ -48,14 +51,17 @@ class Matrix(object):
 
 
 @contextlib.contextmanager
-def running_matrix(tmp_path, prepare=None):
+def running_matrix(tmp_path, prepare=None, readings=None):
     """Start a Matrix-shaped FakePve (time_scale 0, API token pulumi@pve!omni-scale) and yield a Matrix.
 
     prepare(pve), if given, runs before the server starts (no call() needed then): a fault from the first request.
+    readings (a fakepve_lab.LiveReadings) makes the readings move between requests, as the lab's do; the default
+    keeps them still, for tests that check arithmetic.
     """
     certfile, keyfile, _ = make_cert(str(tmp_path), hosts=(HOST,))
-    token_secret = secrets.token_hex(16)
-    pve = fakepve_lab.build_matrix(FakePve(password=secrets.token_hex(16), host=HOST, port=0), token_secret)
+    token_secret, provider_token_secret = secrets.token_hex(16), secrets.token_hex(16)
+    pve = fakepve_lab.build_matrix(FakePve(password=secrets.token_hex(16), host=HOST, port=0), token_secret, readings,
+                                   provider_token_secret)
     pve.time_scale = 0
     if prepare is not None:
         prepare(pve)
@@ -66,7 +72,7 @@ def running_matrix(tmp_path, prepare=None):
         # start() returns once the socket listens (and pve.port holds the real port): no polling, no sleeps.
         asyncio.run_coroutine_threadsafe(pve.start(certfile, keyfile), loop).result(TIMEOUT)
         try:
-            yield Matrix(pve, loop, token_secret, certfile)
+            yield Matrix(pve, loop, token_secret, certfile, provider_token_secret)
         finally:
             asyncio.run_coroutine_threadsafe(pve.stop(), loop).result(TIMEOUT)
     finally:

@@ -43,9 +43,10 @@ fi
 command -v go >/dev/null || { echo "bootstrap: Go is required to build the pinned toolchain (https://go.dev/dl)" >&2; exit 1; }
 go_version=$(go env GOVERSION)
 
-# build_tool NAME LDFLAGS: builds tools/NAME into $cache/NAME-HASH/bin and prints that dir.
+# build_tool NAME LDFLAGS [DIR]: builds the Go module in DIR (default tools/NAME) into $cache/NAME-HASH/bin
+# and prints that dir.
 build_tool() {
-  local name=$1 ldflags=$2 dir="$root/tools/$1"
+  local name=$1 ldflags=$2 dir=${3:-"$root/tools/$1"}
   local hash
   hash=$( (cd "$dir" && cat go.mod go.sum ./*.go 2>/dev/null; echo "$go_version $ldflags") | sha256sum | cut -c1-16)
   local out="$cache/$name-$hash/bin"
@@ -118,6 +119,11 @@ etcd=$(build_tool etcd "-s -w")
 ln -sfn "$etcd/etcd" "$bin/etcd"
 helm=$(build_tool helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean")
 ln -sfn "$helm/helm" "$bin/helm"
+
+# The lab's Omni Proxmox infra provider stand-in (this project's own code, on Omni's infra-provider library
+# from the client module omnictl is built from): what the provider LXC's docker stand-in runs.
+standin=$(build_tool provider-standin "-s -w" "$root/lab/provider-standin")
+ln -sfn "$standin/provider-standin" "$bin/omni-infra-provider-standin"
 
 # --- The compose-spec schema (data, not code) ---------------------------------
 schema="$root/.tools/compose-spec.json"

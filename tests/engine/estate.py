@@ -122,6 +122,19 @@ class Estate:
         except ProxmoxNotFound:
             return None
 
+    def provider_vms(self) -> list[dict]:
+        """The VMs in fakepve (the infra provider's), as /cluster/resources lists them."""
+        return [r for r in self.pve().get("cluster/resources", type="vm") if r["type"] == "qemu"]
+
+    def stack_outputs(self) -> dict:
+        return json.loads(self.pulumi("stack", "output", "--json").stdout)
+
+    def state_resource(self, name: str) -> dict:
+        """The dynamic resource called name, as the state records it (secrets decrypted)."""
+        deployment = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)["deployment"]
+        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{DYNAMIC}::{name}")]
+        return resource
+
     @property
     def stack_dir(self) -> Path:
         return Path(self.info["lxc"]["home"]) / "omni-provider"

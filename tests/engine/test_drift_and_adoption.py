@@ -13,9 +13,8 @@ import json
 import pytest
 import yaml
 
-from components import drift
-from components.adoption import ADOPT_UP_ARGS
-from components.providers import ADOPT_ENV
+from components import adoption, drift
+from components.spec import load_spec
 from components.render import MACHINE_CLASS_TYPE, machine_class_document
 from lab import omni_lab
 from tests.engine.estate import CLASS, CLUSTER, running_estate
@@ -151,7 +150,7 @@ def test_unreachable_omni_cannot_be_judged(estate, tmp_path):
 
 # -------------------------------------------------------------------------------------- adoption
 
-def test_adoption_takes_over_the_running_estate_without_writing_anything(estate, tmp_path):
+def test_adoption_shows_its_plan_and_writes_only_once_confirmed(estate, tmp_path, capfd):
     # Forget the stack that built it: every resource stays where it is.
     estate.stack.run_plain("stack", "rm", estate.stack.stack, "--force", "--yes", "--preserve-config")
     estate.stack.ensure_stack()
@@ -159,8 +158,25 @@ def test_adoption_takes_over_the_running_estate_without_writing_anything(estate,
     compose_ups = len([a for a in estate.docker_history() if a[:2] == ["compose", "up"]])
     # One difference made before adoption: it must show afterwards, as exactly that.
     estate.omni.apply(class_document(6144))
-    adopted = estate.stack.run(*ADOPT_UP_ARGS, extra_env={ADOPT_ENV: "1"})
-    assert "taken over as it is" in adopted.stdout + adopted.stderr
+    spec = load_spec(estate.project / "specs" / "omni.yaml")
+    adopt = dict(spec=spec, pulumi_argv=estate.stack.argv, cwd=estate.stack.project_dir, env=estate.stack.env())
+    capfd.readouterr()
+
+    # No --yes and no terminal to ask at: the plan, the credentials it would mint, and nothing written.
+    assert adoption.adopt(**adopt, yes=False, ask=None) == 1
+    printed = capfd.readouterr().out
+    assert "default/matrix-worker" in printed and "foxtrot/200" in printed  # the list, with the ids read by
+    assert "+ " in printed and "create" in printed  # pulumi's plan
+    assert "it mints these credentials" in printed and "Omni service account 'omni-scale'" in printed
+    assert printed.rstrip().endswith("run again with --yes to adopt as planned)")
+    state = json.loads(estate.pulumi("stack", "export").stdout)["deployment"]
+    assert [r for r in state.get("resources", []) if r["type"] != "pulumi:pulumi:Stack"] == []
+    # Asked at a terminal, anything but yes writes nothing either.
+    assert adoption.adopt(**adopt, yes=False, ask=lambda _prompt: "no") == 1
+
+    assert adoption.adopt(**adopt, yes=True) == 0
+    adopted = capfd.readouterr()
+    assert "taken over as it is" in adopted.out + adopted.err
     assert estate.live_memory() == 6144  # adoption wrote nothing
     assert len([a for a in estate.docker_history() if a[:2] == ["compose", "up"]]) == compose_ups
     code, text, report = run_drift(estate, tmp_path)

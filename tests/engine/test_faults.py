@@ -147,24 +147,31 @@ def test_cluster_not_ready_in_time(estate):
 
 def test_provider_health_reports_an_error(estate, pending_change):
     old, _ = pending_change
-    provider = estate.info["infra_provider"]["pid"]
-    provider_standin.set_heartbeat(estate.lab_dir, provider, error="failed to list nodes: 401 Unauthorized")
+    # The provider running in the LXC reports it with its next heartbeat (Omni's infra-provider library).
+    report = (estate.lab_dir, estate.info["omni"], estate.info["infra_provider"]["id"])
+    provider_standin.report_error(*report, error="failed to list nodes: 401 Unauthorized")
     try:
         up_stops(estate, "failed to list nodes: 401 Unauthorized")
     finally:
-        provider_standin.set_heartbeat(estate.lab_dir, provider)
+        provider_standin.report_error(*report, error="")
     converges(estate, old)
 
 
 # ---------------------------------------------------------------------------------------- Proxmox
 
-@pytest.mark.parametrize("fault,clear,message", [
-    (("node-offline", "hotel"), ("node-online", "hotel"), "node hotel: offline"),
-    (("ceph-down",), ("ceph-up",), "which is inactive (for Ceph RBD: is the Ceph cluster healthy?)"),
-    (("storage-full", "vm_ssd"), ("storage-free", "vm_ssd", "3000"), "capacity: storage vm_ssd needs"),
+@pytest.mark.parametrize("fault,clear,message,more_workers", [
+    (("node-offline", "hotel"), ("node-online", "hotel"), "node hotel: offline", 0),
+    (("ceph-down",), ("ceph-up",), "which is inactive (for Ceph RBD: is the Ceph cluster healthy?)", 0),
+    # A full storage matters only for what is still to be built: one more worker.
+    (("storage-full", "vm_ssd"), ("storage-free", "vm_ssd", "3000"),
+     "capacity: storage vm_ssd needs 100 GB for the VMs still to build (1 VM of talos-prod-01-workers)", 1),
 ], ids=["node-offline", "ceph-down", "storage-full"])
-def test_proxmox_fault_stops_preview_before_anything_is_applied(estate, pending_change, fault, clear, message):
+def test_proxmox_fault_stops_preview_before_anything_is_applied(estate, pending_change, fault, clear, message,
+                                                                 more_workers):
     old, _ = pending_change
+    if more_workers:
+        workers = estate.live_workers() + more_workers
+        estate.edit_spec(lambda d: d["clusters"][CLUSTER]["workers"][0].update(size=workers))
     ctl.fault(*fault, directory=estate.lab_dir)
     try:
         up_stops(estate, message)

@@ -106,9 +106,9 @@ def test_fill_storage(matrix):
     matrix.call(fake.fill_storage, matrix.pve, 'vm_ssd', 10 * GiB)  # again: the filler is resized
     almost = storages(matrix, 'hotel')['vm_ssd']
     assert fields(almost, 'total', 'used', 'avail') == (4 * TiB, 4 * TiB - 10 * GiB, 10 * GiB)
-    # A dir storage with fakepve's fixed avail (50 GiB) besides what it holds (the LXC template): the total stays.
+    # A dir storage with fakepve's fixed avail (50 GiB) besides what it holds (the LXC templates): the total stays.
     total = storages(matrix, 'foxtrot')['local']['total']
-    assert total == 50 * GiB + matrix.pve.storages['local']['volumes'][fake.CT_TEMPLATE]['size']
+    assert total == 50 * GiB + sum(matrix.pve.storages['local']['volumes'][t]['size'] for t in fake.CT_TEMPLATES)
     matrix.call(fake.fill_storage, matrix.pve, 'local', GiB)
     local = storages(matrix, 'foxtrot')['local']
     assert fields(local, 'total', 'used', 'avail') == (total, total - GiB, GiB)
@@ -136,12 +136,41 @@ def test_set_node_capacity(matrix):
     seen = nodes(matrix)
     assert fields(seen['foxtrot'], 'maxcpu', 'maxmem', 'mem') == (8, 16 * GiB, 15 * GiB)
     for node in ('golf', 'hotel'):
-        assert fields(seen[node], 'maxcpu', 'maxmem', 'mem') == (32, 128 * GiB, 24 * GiB)
+        assert fields(seen[node], 'maxcpu', 'maxmem', 'mem') == (32, 128 * GiB, 8 * GiB)
     resources = {r['node']: r for r in get(matrix, '/cluster/resources?type=node')}
     assert fields(resources['foxtrot'], 'maxcpu', 'maxmem', 'mem') == (8, 16 * GiB, 15 * GiB)
     assert resources['golf']['maxcpu'] == 32
     matrix.call(fake.take_node_offline, matrix.pve, 'foxtrot')  # an offline node still shows no capacity
     assert 'maxcpu' not in nodes(matrix)['foxtrot']
+
+
+def test_running_guests_use_their_nodes_memory_and_their_disks_the_storage(matrix):
+    def add_vm(pve, vmid, status):
+        pve.add_vm(vmid, 'vm{0}'.format(vmid), node='golf', status=status, config={'memory': 16384, 'cores': 8})
+    used_before = storages(matrix, 'golf')['vm_ssd']['used']
+    matrix.call(add_vm, matrix.pve, 300, 'running')
+    matrix.call(add_vm, matrix.pve, 301, 'stopped')  # a stopped VM holds no memory
+    assert nodes(matrix)['golf']['mem'] == 8 * GiB + 16 * GiB
+    assert nodes(matrix)['foxtrot']['mem'] == 8 * GiB
+    # A disk made through the API is a volume of the storage: its size counts in `used` (fakepve's own arithmetic).
+    matrix.call(lambda pve: pve._qm_alloc('vm_ssd', 300, None, 100 * GiB), matrix.pve)
+    assert storages(matrix, 'golf')['vm_ssd']['used'] == used_before + 100 * GiB
+
+
+def test_live_readings_move_between_requests_within_their_bounds(tmp_path):
+    readings = fake.LiveReadings(seed=5, memory_bytes=2 * GiB, storage_bytes=16 * GiB)
+    with running_matrix(tmp_path, readings=readings) as matrix:
+        memory = [nodes(matrix)['golf']['mem'] for _ in range(20)]
+        used = [storages(matrix, 'golf')['vm_ssd']['used'] for _ in range(20)]
+        loads = [nodes(matrix)['golf']['cpu'] for _ in range(20)]
+    assert len(set(memory)) > 10 and len(set(used)) > 10 and len(set(loads)) > 10
+    assert all(6 * GiB <= m <= 10 * GiB for m in memory)  # the host's 8 GiB, 2 GiB either way
+    assert all(0 <= u <= 16 * GiB for u in used)  # nothing stored yet: never below empty
+    # Seeded: the same seed answers the same sequence.
+    again = fake.LiveReadings(seed=5, memory_bytes=2 * GiB, storage_bytes=16 * GiB)
+    (tmp_path / 'again').mkdir()
+    with running_matrix(tmp_path / 'again', readings=again) as matrix:
+        assert [nodes(matrix)['golf']['mem'] for _ in range(20)] == memory
 
 
 def test_disable_storage(matrix):

@@ -153,10 +153,10 @@ def test_omni_itself_validates_providerdata_against_the_published_schema(provide
 
 
 def test_stale_heartbeat_and_provider_error_stop_the_apply(provider, lab):
-    provider_standin.set_heartbeat(lab["dir"], None, age_seconds=3600)
+    provider_standin.set_heartbeat(lab["dir"], age_seconds=3600)
     with pytest.raises(ProviderNotReady, match=r"last reported \d+s ago"):
         provider.create(INPUTS)
-    provider_standin.set_heartbeat(lab["dir"], None, error="failed to authenticate: key expired")
+    provider_standin.set_heartbeat(lab["dir"], error="failed to authenticate: key expired")
     with pytest.raises(ProviderNotReady, match="reports an error: failed to authenticate: key expired"):
         provider.create(INPUTS)
     assert live(provider) is None

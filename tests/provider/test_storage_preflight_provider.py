@@ -24,11 +24,29 @@ def matrix(tmp_path):
 
 def preflight(matrix, spec=SEED, **config):
     provider = StoragePreflightProvider()
-    provider._raw_config = {"omni-scale:proxmoxApiUrl": matrix.api_url, "omni-scale:proxmoxTokenId": matrix.token_id,
-                            "omni-scale:proxmoxTokenSecret": matrix.token_secret,
-                            "omni-scale:proxmoxCaFile": matrix.cafile,
-                            **{f"omni-scale:{k}": v for k, v in config.items()}}
+    provider._raw_config = preflight_config(matrix, **config)
     return provider.check({}, {"spec": spec})
+
+
+def readings(matrix, result) -> dict:
+    """What the resource records for people to read once created (never an input)."""
+    provider = StoragePreflightProvider()
+    provider._raw_config = preflight_config(matrix)
+    return provider.create(result.inputs).outs["readings"]
+
+
+def preflight_config(matrix, **config) -> dict:
+    return {"omni-scale:proxmoxApiUrl": matrix.api_url, "omni-scale:proxmoxTokenId": matrix.token_id,
+            "omni-scale:proxmoxTokenSecret": matrix.token_secret, "omni-scale:proxmoxCaFile": matrix.cafile,
+            **{f"omni-scale:{k}": v for k, v in config.items()}}
+
+
+def provider_vm(matrix, vmid: int, node: str, machine_set: str, memory: int, cores: int):
+    """A VM as the infra provider leaves it: tagged with its machine request set, running."""
+    def add(pve):
+        pve.add_vm(vmid, f"{machine_set}-{vmid}", node=node, status="running",
+                   config={"memory": memory, "cores": cores, "sockets": 1, "tags": f"machine-request.{machine_set}"})
+    matrix.call(add, matrix.pve)
 
 
 def problems(result) -> list[str]:
@@ -39,22 +57,94 @@ def on_every_class(node: str, tail: str) -> list[str]:
     return sorted(f"class {c} on node {node}: {tail}" for c in CLASSES)
 
 
-def test_all_good_reports_the_choice_free_capacity_and_totals(matrix):
+def test_all_good_judges_and_records_readings_apart(matrix):
     result = preflight(matrix)
     assert problems(result) == []
-    live = result.inputs["live"]
-    assert live["storage_by_class"] == {c: {n: "vm_ssd" for n in ("foxtrot", "golf", "hotel")} for c in CLASSES}
-    assert live["free"]["nodes"]["golf"] == {"cores": 32, "memory_mb": 104 * 1024}
-    assert live["free"]["storages"] == {"vm_ssd@shared": 4096}
-    assert live["requested"] == {"machines": 5, "cores": 28, "memory_mb": 57344, "disk_gb": 320}
-    assert live["warnings"] == []
+    assert set(result.inputs) == {"spec", "judgement"}  # no reading is an input
+    judgement = result.inputs["judgement"]
+    assert judgement["storage_by_class"] == {c: {n: "vm_ssd" for n in ("foxtrot", "golf", "hotel")} for c in CLASSES}
+    assert judgement["requested"] == {"machines": 5, "cores": 28, "memory_mb": 57344, "disk_gb": 320}
+    assert judgement["warnings"] == []
+    seen = readings(matrix, result)
+    assert seen["nodes"]["golf"] == {"free_memory_mb": 120 * 1024, "free_cores": 32}  # 128 GiB less the host's 8
+    assert seen["storages"] == {"vm_ssd@shared": 4096}
+    # Nothing runs yet: all five to build, spread as the provider would place them.
+    assert seen["machine_sets"] == {
+        "talos-prod-01-control-planes": {"class": "matrix-control-plane", "wanted": 3, "existing": 0, "to_build": 3,
+                                         "placement": {"foxtrot": 1, "golf": 1, "hotel": 1}},
+        "talos-prod-01-workers": {"class": "matrix-worker", "wanted": 2, "existing": 0, "to_build": 2,
+                                  "placement": {"foxtrot": 1, "golf": 1}}}
+
+
+def _running_seed_estate(matrix, node_memory_gib: int = 40, host_gib: int = 4):
+    """Nodes of node_memory_gib, and the seed estate's five VMs already running where the provider put them."""
+    for node in ("foxtrot", "golf", "hotel"):
+        matrix.call(fakepve_lab.set_node_capacity, matrix.pve, node, 32, node_memory_gib * 1024 ** 3,
+                    host_gib * 1024 ** 3)
+    for vmid, node in ((300, "foxtrot"), (301, "golf"), (302, "hotel")):
+        provider_vm(matrix, vmid, node, "talos-prod-01-control-planes", 8192, 4)
+    for vmid, node in ((310, "foxtrot"), (311, "golf")):
+        provider_vm(matrix, vmid, node, "talos-prod-01-workers", 16384, 8)
+
+
+def with_workers(size: int) -> dict:
+    spec = copy.deepcopy(SEED)
+    spec["clusters"]["talos-prod-01"]["workers"][0]["size"] = size
+    return spec
+
+
+def test_the_running_estate_is_not_counted_twice(matrix):
+    # The five VMs hold 56 GiB of the 108 GiB the hosts leave: 52 GiB free, less than the spec's 56 GiB in all.
+    # Nothing is left to build, so nothing is missing.
+    _running_seed_estate(matrix)
+    result = preflight(matrix)
+    assert problems(result) == []
+    sets = readings(matrix, result)["machine_sets"]
+    assert [(s["existing"], s["to_build"]) for s in sets.values()] == [(3, 0), (2, 0)]
+
+
+def test_growing_beyond_the_free_memory_names_the_set_the_node_and_the_shortage(matrix):
+    _running_seed_estate(matrix)  # free: foxtrot 12 GiB, golf 12 GiB, hotel 28 GiB
+    # Two more workers: hotel (no worker yet) takes one and keeps 12 GiB; the next goes to the first of three
+    # equal nodes, foxtrot, which lacks 4 GiB.
+    assert problems(preflight(matrix, with_workers(4))) == [
+        "capacity: not enough memory for the VMs still to build: foxtrot would get 1 VM of talos-prod-01-workers "
+        "(16384 MB) and has 12288 MB free: 4096 MB missing"]
+    assert problems(preflight(matrix, with_workers(3))) == []  # one more fits on hotel
+
+
+def test_unpinned_sets_are_checked_per_node_as_the_provider_spreads_them(matrix):
+    # In all there is room to spare, but the spread puts one control plane on each node, and hotel has 6 GiB.
+    matrix.call(fakepve_lab.set_node_capacity, matrix.pve, "hotel", 32, 12 * 1024 ** 3, 6 * 1024 ** 3)
+    assert problems(preflight(matrix)) == [
+        "capacity: not enough memory for the VMs still to build: hotel would get 1 VM of "
+        "talos-prod-01-control-planes (8192 MB) and has 6144 MB free: 2048 MB missing"]
+
+
+def test_cores_follow_the_same_rule(matrix):
+    matrix.call(fakepve_lab.set_node_capacity, matrix.pve, "golf", 6, 128 * 1024 ** 3, 8 * 1024 ** 3)
+    provider_vm(matrix, 400, "golf", "someone-else", 2048, 4)  # 4 of golf's 6 cores given to a running VM
+    # The spread gives golf one control plane (the workers go where more memory is free).
+    assert problems(preflight(matrix)) == [
+        "capacity: not enough cores for the VMs still to build: golf would get 1 VM of talos-prod-01-control-planes "
+        "(4 cores) and has 2 cores free: 2 cores missing"]
+
+
+def test_control_planes_that_landed_on_one_node_are_a_warning(matrix):
+    for vmid in (300, 301):
+        provider_vm(matrix, vmid, "foxtrot", "talos-prod-01-control-planes", 8192, 4)
+    result = preflight(matrix)
+    assert problems(result) == []
+    assert result.inputs["judgement"]["warnings"] == [
+        "cluster talos-prod-01: 2 of its control-plane VMs run on foxtrot; losing that node loses etcd quorum "
+        "(move them apart by hand: live migration breaks Talos nodes)"]
 
 
 def test_one_node_offline(matrix):
     matrix.call(fakepve_lab.take_node_offline, matrix.pve, "golf")
     result = preflight(matrix)
     assert problems(result) == ["node golf: offline"]
-    assert result.inputs["live"]["warnings"] == [
+    assert result.inputs["judgement"]["warnings"] == [
         "cluster talos-prod-01: 3 control planes on 2 online node(s); some node will hold more than one, "
         "and losing it loses quorum"]
 
@@ -70,13 +160,16 @@ def test_ceph_down(matrix):
     matrix.call(fakepve_lab.ceph_down, matrix.pve)
     tail = "selector picks storage vm_ssd, which is inactive (for Ceph RBD: is the Ceph cluster healthy?)"
     expected = sum((on_every_class(n, tail) for n in ("foxtrot", "golf", "hotel")), [])
-    expected.append("capacity: storage vm_ssd needs 320 GB, has 0 GB free: 320 GB missing")
+    expected.append("capacity: storage vm_ssd needs 320 GB for the VMs still to build (3 VMs of "
+                    "talos-prod-01-control-planes, 2 VMs of talos-prod-01-workers), has 0 GB free: 320 GB missing")
     assert problems(preflight(matrix)) == sorted(expected)
 
 
 def test_storage_full(matrix):
     matrix.call(fakepve_lab.fill_storage, matrix.pve, "vm_ssd", 100 * 1024 ** 3)
-    assert problems(preflight(matrix)) == ["capacity: storage vm_ssd needs 320 GB, has 100 GB free: 220 GB missing"]
+    assert problems(preflight(matrix)) == [
+        "capacity: storage vm_ssd needs 320 GB for the VMs still to build (3 VMs of talos-prod-01-control-planes, "
+        "2 VMs of talos-prod-01-workers), has 100 GB free: 220 GB missing"]
 
 
 def test_bridge_missing_on_one_node(matrix):
@@ -130,8 +223,8 @@ def test_selector_sees_storage_type_and_available_space(matrix):
     spec = copy.deepcopy(SEED)
     spec["machine_classes"]["matrix-worker"]["provider_data"]["storage_selector"] = \
         'storageType == "lvmthin" && availableSpace > 1u'
-    live = preflight(matrix, spec).inputs["live"]
-    assert live["storage_by_class"]["matrix-worker"] == {n: "local-lvm" for n in ("foxtrot", "golf", "hotel")}
+    judgement = preflight(matrix, spec).inputs["judgement"]
+    assert judgement["storage_by_class"]["matrix-worker"] == {n: "local-lvm" for n in ("foxtrot", "golf", "hotel")}
 
 
 def test_pinned_class_on_a_node_the_cluster_does_not_have(matrix):
@@ -147,9 +240,10 @@ def test_pinned_control_planes_warn_and_pinned_capacity_is_per_node(matrix):
     spec["machine_classes"]["matrix-control-plane"]["provider_data"]["node"] = "foxtrot"
     matrix.call(fakepve_lab.set_node_capacity, matrix.pve, "foxtrot", 32, 16 * 1024 ** 3, 0)
     result = preflight(matrix, spec)
-    assert problems(result) == ["capacity: classes pinned to foxtrot ask for 24576 MB of memory, it has "
-                                "16384 MB free: 8192 MB missing"]
-    assert result.inputs["live"]["warnings"] == [
+    assert problems(result) == [
+        "capacity: not enough memory for the VMs still to build: foxtrot would get 3 VMs of "
+        "talos-prod-01-control-planes (24576 MB) and has 16384 MB free: 8192 MB missing"]
+    assert result.inputs["judgement"]["warnings"] == [
         "cluster talos-prod-01: all 3 control planes are pinned to foxtrot; the cluster does not survive "
         "the loss of that node"]
 
@@ -180,14 +274,26 @@ def test_an_expired_token_fails_at_once_without_retries(matrix, monkeypatch):
     assert pauses == []  # permanent: not retried
 
 
-def test_diff_sees_the_live_infrastructure_change(matrix):
-    provider = StoragePreflightProvider()
-    before = preflight(matrix).inputs
-    matrix.call(fakepve_lab.fill_storage, matrix.pve, "vm_ssd", 1024 * 1024 ** 3)
-    after = preflight(matrix).inputs
-    assert provider.diff("id", before, before).changes is False
-    assert provider.diff("id", before, after).changes is True
-    assert after["live"]["free"]["storages"] == {"vm_ssd@shared": 1024}
+def test_moving_readings_are_no_change_and_a_new_judgement_is(tmp_path):
+    with running_matrix(tmp_path, readings=fakepve_lab.LiveReadings(seed=3)) as matrix:
+        provider = StoragePreflightProvider()
+        first = preflight(matrix)
+        created = readings(matrix, first)
+        second = preflight(matrix)
+        assert readings(matrix, second) != created  # free memory and space moved between the two
+        assert provider.diff("id", {**first.inputs, "readings": created}, second.inputs).changes is False
+        # Two control planes on one node: a new warning is a new judgement, which preview shows.
+        for vmid in (300, 301):
+            provider_vm(matrix, vmid, "foxtrot", "talos-prod-01-control-planes", 8192, 4)
+        assert provider.diff("id", first.inputs, preflight(matrix).inputs).changes is True
+
+
+def test_a_state_written_before_judgement_and_readings_were_apart_shows_no_change(matrix):
+    # What the previous code kept (inputs and outputs alike): the readings and the judgement under `live`.
+    now = preflight(matrix).inputs
+    old = {"spec": SEED, "live": {**now["judgement"], "free": {"nodes": {"golf": {"cores": 32, "memory_mb": 106496}}},
+                                  "storages": {"vm_ssd@shared": 4096}}}
+    assert StoragePreflightProvider().diff("storage-preflight", old, now).changes is False
 
 
 def test_unreachable_api(matrix):
@@ -214,5 +320,5 @@ def test_requests_grow_with_nodes_not_classes(matrix, monkeypatch):
     grown = spec_document(load_spec(PROJECT_ROOT / "tests" / "fixtures" / "grown-estate.yaml"))
     preflight(matrix, grown)
     preflight(matrix)
-    # GET /nodes, then storage, bridges and DNS of each of the 3 nodes: 10, whatever the classes.
+    # GET /cluster/resources, then storage, bridges and DNS of each of the 3 nodes: 10, whatever the classes.
     assert [c.requests for c in counted] == [10, 10]

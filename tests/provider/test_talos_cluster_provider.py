@@ -1,6 +1,8 @@
 """The TalosCluster dynamic provider against the lab's real Omni: every verb and error path."""
 
+import base64
 import json
+import time
 
 import pytest
 import yaml
@@ -33,6 +35,27 @@ def provider(lab):
     return configured(TalosClusterProvider, config)
 
 
+TTL = 90 * 86400
+
+
+def props(template: str = TEMPLATE, minted: str = "2026-12-01T00:00:00Z", ttl: int = TTL) -> dict:
+    """Inputs as check leaves them (canonical template, when the kubeconfig is to be minted)."""
+    return {"cluster_name": NAME, "template": canonical_template(template), "kubeconfig_ttl_seconds": ttl,
+            "kubeconfig_minted_at": minted}
+
+
+def minted_kubeconfigs(monkeypatch) -> list:
+    """Every (cluster, user, ttl) a kubeconfig is minted for from now on."""
+    calls = []
+    real = omnictl_mod.Omnictl.service_account_kubeconfig
+
+    def spy(self, *args):
+        calls.append(args)
+        return real(self, *args)
+    monkeypatch.setattr(omnictl_mod.Omnictl, "service_account_kubeconfig", spy)
+    return calls
+
+
 def with_workers(size: int) -> str:
     docs = list(yaml.safe_load_all(TEMPLATE))
     docs[2]["machineClass"]["size"] = size
@@ -41,40 +64,42 @@ def with_workers(size: int) -> str:
 
 def test_check_validates_offline_and_canonicalises(lab):
     offline = configured(TalosClusterProvider, {"omni-scale:omnictlPath": "lab/bin/omnictl"})
-    ok = offline.check({}, {"cluster_name": NAME, "template": TEMPLATE})
+    ok = offline.check({}, {"cluster_name": NAME, "template": TEMPLATE, "kubeconfig_ttl_seconds": TTL})
     assert ok.failures == [] and ok.inputs["template"] == canonical_template(TEMPLATE)
     broken = TEMPLATE.replace("  size: 3\n", "  size: 3\n  sise: 3\n")
-    bad = offline.check({}, {"cluster_name": NAME, "template": broken})
+    bad = offline.check({}, {"cluster_name": NAME, "template": broken, "kubeconfig_ttl_seconds": TTL})
     assert [f.property for f in bad.failures] == ["template"]
     assert "field sise not found" in bad.failures[0].reason
 
 
 def test_create_syncs_waits_and_returns_the_live_template_and_a_kubeconfig(provider):
-    created = provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
+    created = provider.create(props())
     assert created.id == NAME
     assert created.outs["template"] == canonical_template(TEMPLATE)
     kubeconfig = yaml.safe_load(created.outs["kubeconfig"])
     assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
     # Omni made it: for the service account it created for this cluster and user.
     assert any(NAME in c["name"] for c in kubeconfig["contexts"])
+    # Its life: asked of Omni as --ttl; the lab's token is no JWT, so the expiry is minted + TTL.
+    assert created.outs["kubeconfig_expires_at"] == "2027-03-01T00:00:00Z"
     read = provider.read(NAME, created.outs)
-    assert read.inputs == {"cluster_name": NAME, "template": canonical_template(TEMPLATE)}
+    assert read.inputs == props()
 
 
 def test_diff_ignores_cosmetics_and_sees_worker_count(provider):
-    olds = {"cluster_name": NAME, "template": canonical_template(TEMPLATE)}
-    reordered = provider.check({}, {"cluster_name": NAME, "template": yaml.safe_dump_all(
+    olds = props(minted=_now())
+    reordered = provider.check(olds, {"cluster_name": NAME, "kubeconfig_ttl_seconds": TTL, "template": yaml.safe_dump_all(
         list(yaml.safe_load_all(TEMPLATE)), sort_keys=True)}).inputs
     assert provider.diff(NAME, olds, reordered).changes is False
-    more = provider.check({}, {"cluster_name": NAME, "template": with_workers(3)}).inputs
+    more = provider.check(olds, {"cluster_name": NAME, "kubeconfig_ttl_seconds": TTL, "template": with_workers(3)}).inputs
     result = provider.diff(NAME, olds, more)
     assert result.changes is True and result.replaces == []
     assert provider.diff(NAME, olds, {**olds, "cluster_name": "other"}).replaces == ["cluster_name"]
 
 
 def test_update_and_out_of_band_drift_are_seen_by_read(provider):
-    created = provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
-    updated = provider.update(NAME, created.outs, {"cluster_name": NAME, "template": canonical_template(with_workers(3))})
+    created = provider.create(props())
+    updated = provider.update(NAME, created.outs, props(with_workers(3)))
     assert "size: 3" in updated.outs["template"].split("kind: Workers")[1]
     provider.client.template("sync", with_workers(5))  # someone scales by hand
     drifted = provider.read(NAME, updated.outs)
@@ -82,22 +107,22 @@ def test_update_and_out_of_band_drift_are_seen_by_read(provider):
 
 
 def test_cluster_not_ready_in_time_fails_with_omnictls_message(provider, lab):
-    created = provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
+    created = provider.create(props())
     set_cluster_ready(NAME, False, lab["dir"])
     with pytest.raises(omnictl_mod.OmnictlError) as info:
-        provider.update(NAME, created.outs, {"cluster_name": NAME, "template": canonical_template(with_workers(3))})
+        provider.update(NAME, created.outs, props(with_workers(3)))
     assert "status" in info.value.verb and info.value.message
 
 
 def test_delete_removes_the_cluster_and_read_then_reports_it_gone(provider):
-    created = provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
+    created = provider.create(props())
     provider.delete(NAME, created.outs)
     assert provider.read(NAME, created.outs).id is None
     provider.delete(NAME, created.outs)  # already gone: not an error
 
 
 def test_sync_makes_omni_ask_the_infra_provider_for_the_machines(provider):
-    provider.create({"cluster_name": NAME, "template": canonical_template(TEMPLATE)})
+    provider.create(props())
     requests = yaml.safe_load_all(provider.client.run("get", "machinerequestsets", "-o", "yaml"))
     wanted = {d["metadata"]["id"]: (d["spec"]["providerid"], d["spec"]["machinecount"]) for d in requests if d}
     assert wanted == {f"{NAME}-control-planes": ("proxmox", 3), f"{NAME}-workers": ("proxmox", 2)}
@@ -108,5 +133,44 @@ def test_omni_itself_refuses_a_talos_version_it_does_not_know(provider):
     unknown = TEMPLATE.replace("version: v1.11.6", "version: v1.11.1")
     assert provider.check({}, {"cluster_name": NAME, "template": unknown}).failures == []
     with pytest.raises(omnictl_mod.OmnictlError, match=r'invalid talos version "1.11.1"'):
-        provider.create({"cluster_name": NAME, "template": canonical_template(unknown)})
+        provider.create(props(unknown))
 
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _days_ago(days: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - days * 86400))
+
+
+def test_the_kubeconfig_is_kept_until_a_third_of_its_life_is_left_then_renewed(lab):
+    offline = configured(TalosClusterProvider, {"omni-scale:omnictlPath": "lab/bin/omnictl"})
+    news = {"cluster_name": NAME, "template": TEMPLATE, "kubeconfig_ttl_seconds": TTL}
+    young, old = _days_ago(59), _days_ago(61)  # of a 90-day life: 31 and 29 days left
+    assert offline.check(props(minted=young), news).inputs["kubeconfig_minted_at"] == young
+    renewed = offline.check(props(minted=old), news).inputs["kubeconfig_minted_at"]
+    assert renewed != old and renewed >= _days_ago(0.01)  # "now": preview shows the renewal as this change
+    assert offline.check(props(minted=young, ttl=30 * 86400), news).inputs["kubeconfig_minted_at"] != young  # new TTL
+    assert offline.diff(NAME, props(minted=old), {**props(), "kubeconfig_minted_at": renewed}).changes is True
+
+
+def test_a_template_change_alone_mints_no_kubeconfig_and_a_renewal_alone_syncs_nothing(provider, monkeypatch):
+    created = provider.create(props(minted=_now()))
+    minted = minted_kubeconfigs(monkeypatch)
+    updated = provider.update(NAME, created.outs, {**props(with_workers(3)), "kubeconfig_minted_at":
+                                                   created.outs["kubeconfig_minted_at"]})
+    assert minted == [] and updated.outs["kubeconfig"] == created.outs["kubeconfig"]
+    provider.client.template("sync", with_workers(4))  # out of band: a renewal must not put it back
+    renewed = provider.update(NAME, updated.outs, {**props(with_workers(3)), "kubeconfig_minted_at": "2027-01-01T00:00:00Z"})
+    assert [call[2] for call in minted] == [TTL] and renewed.outs["kubeconfig_expires_at"] == "2027-04-01T00:00:00Z"
+    assert "size: 4" in provider.client.export_template(NAME)  # no sync happened
+
+
+def test_a_jwt_kubeconfig_tells_its_own_expiry():
+    from components.talos_cluster import token_expiry
+    payload = base64.urlsafe_b64encode(json.dumps({"exp": 1798761600, "sub": "omni-scale"}).encode()).decode().rstrip("=")
+    kubeconfig = yaml.safe_dump({"users": [{"name": "u", "user": {"token": f"eyJhbGciOiJFUzI1NiJ9.{payload}.sig"}}]})
+    assert token_expiry(kubeconfig) == 1798761600
+    assert token_expiry(yaml.safe_dump({"users": [{"name": "u", "user": {"token": "lab-token"}}]})) is None

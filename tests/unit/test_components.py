@@ -87,12 +87,13 @@ def test_talos_cluster_waits_for_its_classes_is_protected_and_keeps_kubeconfig_s
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
     classes = [MachineClass(cid, c) for cid, c in spec.machine_classes.items()]
     cluster = talos_cluster.TalosCluster("talos-prod-01", spec.clusters["talos-prod-01"], protect=True,
-                                         machine_classes=classes)
+                                         kubeconfig_ttl_seconds=7776000, machine_classes=classes)
     opts = captured["opts"]
     assert opts.protect is True
     assert list(opts.depends_on) == classes
     assert "kubeconfig" in opts.additional_secret_outputs
     assert captured["props"]["template"].startswith("kind: Cluster\nname: talos-prod-01\n")
+    assert captured["props"]["kubeconfig_ttl_seconds"] == 7776000  # the stack's setting, an input
 
     def check(args):
         urn, is_secret = args

@@ -88,6 +88,36 @@ def test_real_differences_survive_canonicalisation():
     assert "idOverride: 999-custom" in canonical_template(custom_id)
 
 
+def _exported_patches(prefix: str, base: int, names: list[str]) -> str:
+    return "".join(f"  - idOverride: {base + i:03d}-{prefix}-{name}\n    annotations:\n      name: {name}\n"
+                   f"    inline: |\n      machine: {{sysctls: {{{name}: \"1\"}}}}\n" for i, name in enumerate(names))
+
+
+def _written_patches(names: list[str]) -> str:
+    return "".join(f"- name: {name}\n  inline: {{machine: {{sysctls: {{{name}: \"1\"}}}}}}\n" for name in names)
+
+
+def test_several_patches_per_list_get_omnis_positional_ids():
+    # Omni numbers the i-th patch of a list base + i (200 cluster, 400 machine set): the second patch of
+    # a list is 201-/401-..., and an export of it must still compare equal to what was written.
+    exported = ("kind: Cluster\nname: c1\nkubernetes: {version: v1.34.3}\ntalos: {version: v1.11.6}\npatches:\n"
+                + _exported_patches("cluster-c1", 200, ["a", "b", "c"])
+                + "---\nkind: ControlPlane\nmachineClass: {name: cp, size: 3}\npatches:\n"
+                + _exported_patches("c1-control-planes", 400, ["d", "e"])
+                + "---\nkind: Workers\nname: gpu\nmachineClass: {name: w, size: 1}\npatches:\n"
+                + _exported_patches("c1-gpu", 400, ["f", "g"]))
+    written = ("kind: Cluster\nname: c1\nkubernetes: {version: v1.34.3}\ntalos: {version: v1.11.6}\npatches:\n"
+               + _written_patches(["a", "b", "c"])
+               + "---\nkind: ControlPlane\nmachineClass: {name: cp, size: 3}\npatches:\n" + _written_patches(["d", "e"])
+               + "---\nkind: Workers\nname: gpu\nmachineClass: {name: w, size: 1}\npatches:\n"
+               + _written_patches(["f", "g"]))
+    assert canonical_template(exported) == canonical_template(written)
+    assert "idOverride" not in canonical_template(exported)
+    # An id that is not the one Omni would give at that position is a real difference, and stays.
+    swapped = exported.replace("201-cluster-c1-b", "202-cluster-c1-b")
+    assert "idOverride: 202-cluster-c1-b" in canonical_template(swapped)
+
+
 def test_seed_cluster_template_matches_golden_file():
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
     rendered = render_cluster_template("talos-prod-01", spec.clusters["talos-prod-01"])
@@ -111,9 +141,9 @@ def test_grown_estate_renders_every_cluster_to_a_template_the_real_omnictl_accep
     omnictl = PROJECT_ROOT / ".tools" / "bin" / "omnictl"
     assert sorted(spec.clusters) == ["talos-lab-02", "talos-prod-01"]
     prod = spec.cluster_totals("talos-prod-01")
-    # 3 x cp(4c, 8 GiB, 40 GB) + 4 x worker(8c, 16 GiB, 100+200 GB) + 1 x gpu(2x8c, 32 GiB, 100 GB)
-    assert (prod.machines, prod.cores, prod.memory_mb, prod.disk_gb) == (8, 60, 122880, 1420)
-    assert spec.totals.machines == 9  # the lab cluster's unlimited pool counts as its minimum, 0
+    # 3 x cp(4c, 8 GiB, 40 GB) + 4 x worker(8c, 16 GiB, 100+200 GB) + 1 x gpu(2x4c, 32 GiB, 100 GB)
+    assert (prod.machines, prod.cores, prod.memory_mb, prod.disk_gb) == (8, 52, 122880, 1420)
+    assert spec.totals.machines == 10
     for name, cluster in spec.clusters.items():
         text = render_cluster_template(name, cluster)
         assert canonical_template(text) == text

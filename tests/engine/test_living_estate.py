@@ -1,0 +1,162 @@
+"""The program on a lab that lives like Matrix: the provider runs only once `docker compose up -d` starts its
+container in the LXC and registers seconds later; it makes a VM in fakepve for every machine Omni asks for;
+node memory, CPU load and storage use move between requests; a replaced container is a new, empty machine.
+
+The steps share one lab and one stack and run in file order, as an operator's days would."""
+
+import calendar
+import json
+import time
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from components.infra_provider import HEALTH_NAMESPACE, HEALTH_TYPE, STATUS_NAMESPACE, STATUS_TYPE, heartbeat_at
+from components.ssh import public_key_of
+from lab import ctl
+from lab.processes import wait_until
+from tests.engine.estate import CLUSTER, running_estate
+
+pytestmark = pytest.mark.engine
+PROVIDER = "proxmox"
+NODES = ("foxtrot", "golf", "hotel")
+
+
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory):
+    with running_estate(tmp_path_factory, "living") as estate:
+        yield estate
+
+
+def plain(value):
+    """A value `stack export --show-secrets` shows: secrets keep their envelope, with the plaintext as JSON."""
+    return json.loads(value["plaintext"]) if isinstance(value, dict) and "plaintext" in value else value
+
+
+def run_drift(estate) -> int:
+    from components import drift
+    report = drift.detect(estate.stack.argv(*drift.PREVIEW_ARGS), estate.stack.project_dir, estate.stack.env())
+    return report["exit_code"], drift.summary(report)
+
+
+def set_workers(estate, size: int) -> None:
+    estate.edit_spec(lambda d: d["clusters"][CLUSTER]["workers"][0].update(size=size))
+
+
+def test_the_first_up_on_an_empty_lab_waits_for_the_provider_to_register(estate):
+    # Omni knows the provider's identity (`omnictl infraprovider create`), but nothing runs it yet.
+    assert estate.omni.get_or_none(STATUS_TYPE, PROVIDER, STATUS_NAMESPACE) is None
+    up = estate.pulumi("up", "--yes", "--skip-preview")
+    out = up.stdout + up.stderr
+    assert f"waiting up to 300s for infra provider '{PROVIDER}' to register with Omni" in out
+    assert out.index(f"infra provider '{PROVIDER}' registered with Omni") < out.index("syncing cluster template")
+    status = estate.omni.get_or_none(STATUS_TYPE, PROVIDER, STATUS_NAMESPACE)
+    assert status["spec"]["schema"] and status["spec"]["name"] == "Proxmox"
+
+
+def test_the_provider_made_the_seed_estates_vms_where_its_placement_puts_them(estate):
+    vms = wait_until(lambda: (lambda v: len(v) == 5 and all(x["status"] == "running" for x in v) and v)(
+        estate.provider_vms()), None, "the provider's five VMs", estate.lab_dir / "lxc" / "provider.log", 60)
+    made = sorted((vm["tags"], vm["maxcpu"], vm["maxmem"] // 2 ** 20) for vm in vms)
+    assert made == [("machine-request.talos-prod-01-control-planes", 4, 8192)] * 3 + [
+        ("machine-request.talos-prod-01-workers", 8, 16384)] * 2
+    control_planes = [vm["node"] for vm in vms if "control-planes" in vm["tags"]]
+    assert sorted(control_planes) == list(NODES)  # spread: one per node
+    assert all(vm["name"].startswith(vm["tags"].split(".", 1)[1] + "-") for vm in vms)  # named after its request
+
+
+def test_readings_move_and_neither_preview_nor_drift_sees_a_change(estate):
+    memory = {json.dumps([n["mem"] for n in estate.pve().get("nodes")]) for _ in range(3)}
+    assert len(memory) > 1  # the readings do move
+    for _ in range(10):
+        proc = estate.pulumi("preview", "--expect-no-changes", check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    for _ in range(10):
+        code, text = run_drift(estate)
+        assert code == 0, text
+
+
+def test_growing_beyond_the_free_memory_is_one_capacity_error_and_growing_by_one_that_fits_passes(estate):
+    # Nodes of 48 GiB, 4 for the host: the estate's VMs already hold their share of it.
+    for node in NODES:
+        ctl.fault("node-capacity", node, "32", "48", "4", directory=estate.lab_dir)
+    try:
+        set_workers(estate, 8)  # six more workers of 16 GiB: the spread puts two on each node
+        proc = estate.pulumi("preview", check=False)
+        out = proc.stdout + proc.stderr
+        problems = sorted({line.split("has a problem: ", 1)[1].strip() for line in out.splitlines()
+                           if "has a problem: " in line})
+        assert proc.returncode != 0 and len(problems) == 1, out
+        [problem] = problems
+        assert problem.startswith("capacity: not enough memory for the VMs still to build: "), problem
+        assert "2 VMs of talos-prod-01-workers (32768 MB)" in problem and "MB missing" in problem, problem
+        set_workers(estate, 3)  # one more: the node without a worker has room for it
+        proc = estate.pulumi("preview", check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    finally:
+        set_workers(estate, 2)
+        for node in NODES:
+            ctl.fault("node-capacity", node, "32", "128", "8", directory=estate.lab_dir)
+    assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
+
+
+def test_a_new_lxc_template_replaces_the_container_and_deploys_the_stack_into_the_new_one(estate):
+    old_host_key = estate.state_resource("omni-provider-compose")["outputs"]["host_key"]
+    old_creation = estate.state_resource("omni-provider")["outputs"]["creation_id"]
+    before = heartbeat_at(estate.omni.get_or_none(HEALTH_TYPE, PROVIDER, HEALTH_NAMESPACE))
+    estate.edit_spec(lambda d: d["provider_lxc"].update(os_template="local:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst"))
+    steps = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in estate.preview_json()["steps"]}
+    assert steps["omni-provider"] == "replace" and steps["omni-provider-compose"] == "update"
+    estate.pulumi("up", "--yes", "--skip-preview")
+    container = estate.state_resource("omni-provider")["outputs"]
+    assert container["ostemplate"].endswith("debian-13-standard_13.1-2_amd64.tar.zst")
+    assert container["creation_id"] != old_creation and estate.ct_config()["hostname"] == "omni-provider"
+    files = sorted(p.name for p in estate.stack_dir.iterdir())
+    assert files == [".env", "compose.yml", "config.yaml"]  # in the new container's empty root
+    compose = estate.state_resource("omni-provider-compose")["outputs"]
+    assert compose["host_key"] and compose["host_key"] != old_host_key  # the new container's, learned afresh
+    after = heartbeat_at(estate.omni.get_or_none(HEALTH_TYPE, PROVIDER, HEALTH_NAMESPACE))
+    assert after > before  # the provider runs in the new container, and registered again
+    assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
+
+
+def test_a_rotated_ssh_key_shows_in_preview_and_is_put_in_the_container(estate):
+    new_key = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
+    estate.stack.set_config("omni-scale:providerLxcSshPrivateKey", new_key, secret=True)
+    steps = {s["urn"].rsplit("::", 1)[1]: s for s in estate.preview_json()["steps"]}
+    assert steps["omni-provider-compose"]["op"] == "update"
+    assert steps.get("omni-provider", {"op": "same"})["op"] == "same"  # the container is not touched for it
+    estate.pulumi("up", "--yes", "--skip-preview")
+    authorized = (Path(estate.info["lxc"]["home"]) / ".ssh" / "authorized_keys").read_text().splitlines()
+    assert authorized == [public_key_of(new_key)]
+    assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
+    code, text = run_drift(estate)  # refresh reads the container with the new key
+    assert code == 0, text
+
+
+def test_the_kubeconfig_is_renewed_once_a_third_of_its_life_is_left(estate):
+    estate.set_config("omni-scale:kubeconfigTtlSeconds", "45")
+    try:
+        up = estate.pulumi("up", "--yes", "--skip-preview")  # a new TTL: a new kubeconfig, and no sync
+        assert "minting a kubeconfig" in up.stderr + up.stdout and "syncing" not in up.stderr + up.stdout
+        cluster = estate.state_resource(CLUSTER)["outputs"]
+        minted, expires = cluster["kubeconfig_minted_at"], cluster["kubeconfig_expires_at"]
+        assert 0 < cluster["kubeconfig_remaining_seconds"] <= 45
+        assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0  # 2/3 of its life left
+        due = calendar.timegm(time.strptime(minted, "%Y-%m-%dT%H:%M:%SZ")) + 30
+        time.sleep(max(due - time.time(), 0) + 1)  # the feature is about time: let a third of the life go by
+        preview = estate.pulumi("preview", "--diff", check=False)
+        out = preview.stdout + preview.stderr
+        assert "has less than a third of its" in out and "`up` renews it" in out, out
+        steps = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in estate.preview_json()["steps"]}
+        assert steps[CLUSTER] == "update"
+        estate.pulumi("up", "--yes", "--skip-preview")
+        renewed = estate.state_resource(CLUSTER)["outputs"]
+        assert renewed["kubeconfig_minted_at"] > minted and renewed["kubeconfig_expires_at"] > expires
+        # The operator's release now holds the new kubeconfig too (its own refresh must not use the old one).
+        assert plain(estate.state_resource("tailscale-operator")["outputs"]["kubeconfig"]) == plain(renewed["kubeconfig"])
+        assert estate.stack_outputs()["kubeconfig_expiry"] == {CLUSTER: renewed["kubeconfig_expires_at"]}
+    finally:
+        estate.set_config("omni-scale:kubeconfigTtlSeconds", str(90 * 86400))
+        estate.pulumi("up", "--yes", "--skip-preview")
