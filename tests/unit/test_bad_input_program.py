@@ -81,6 +81,11 @@ BAD_CONFIG = [
     ({"retryAttempts": "0"}, "config.omni-scale:retryAttempts: a whole number from 1 to 10"),
     ({"providerLxcSshPort": "70000"}, "config.omni-scale:providerLxcSshPort: a TCP port"),
     ({"providerLxcSshPrivateKey": "not a key"}, "config.omni-scale:providerLxcSshPrivateKey: an OpenSSH private key"),
+    ({"providerRegistrationTimeoutSeconds": "soon"}, "config.omni-scale:providerRegistrationTimeoutSeconds: a positive"),
+    ({"kubeconfigTtlSeconds": "0"}, "config.omni-scale:kubeconfigTtlSeconds: a positive number of seconds of at most"),
+    # Omni refuses a service-account kubeconfig living longer than ten years.
+    ({"kubeconfigTtlSeconds": "400000000"}, "config.omni-scale:kubeconfigTtlSeconds: a positive number of seconds of "
+                                             "at most 315360000 (got '400000000')"),
 ]
 
 
