@@ -53,6 +53,11 @@ def containers(lxc_dir: Path, omni: dict, proxmox_cafile: str) -> Path:
     return path
 
 
+def log_file(lab_dir: Path) -> Path:
+    """The provider container's output (what `docker compose logs provider` shows) in a lab's LXC."""
+    return lab_dir / "lxc" / "root" / ".docker-standin" / "omni-provider-provider.log"
+
+
 def report_error(lab_dir: Path, omni: dict, provider_id: str, error: str = "") -> None:
     """From the next heartbeat on, the running provider reports this error (or none); returns once Omni shows it."""
     write_file_atomically(lab_dir / "lxc" / "provider-health", error)
@@ -61,7 +66,7 @@ def report_error(lab_dir: Path, omni: dict, provider_id: str, error: str = "") -
     def shown() -> bool:
         health = admin.get_or_none(HEALTH_TYPE, provider_id, HEALTH_NAMESPACE) or {}
         return ((health.get("spec") or {}).get("error") or "") == error
-    wait_until(shown, None, "the provider's heartbeat report", lab_dir / "lxc" / "provider.log", 60)
+    wait_until(shown, None, "the provider's heartbeat report", log_file(lab_dir), 60)
 
 
 def register(state_dir: Path, omni: dict, provider_id: str) -> str:

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import yaml
 
+from lab import provider_standin
 from lab.processes import wait_until
 from tests.conftest import PROJECT_ROOT
 from tests.engine.estate import running_estate
@@ -37,7 +38,7 @@ def test_omni_numbered_every_patch_by_its_position(estate):
 
 def test_the_provider_built_every_machine_the_pinned_one_on_its_node(estate):
     vms = wait_until(lambda: (lambda v: len(v) == 10 and v)(estate.provider_vms()), None, "the provider's ten VMs",
-                     estate.lab_dir / "lxc" / "provider.log", 120)
+                     provider_standin.log_file(estate.lab_dir), 120)
     [gpu] = [vm for vm in vms if vm["tags"] == "machine-request.talos-prod-01-gpu"]
     assert gpu["node"] == "foxtrot" and gpu["maxmem"] == 32768 * 2 ** 20 and gpu["maxcpu"] == 8
 

@@ -14,7 +14,7 @@ import pytest
 
 from components.infra_provider import HEALTH_NAMESPACE, HEALTH_TYPE, STATUS_NAMESPACE, STATUS_TYPE, heartbeat_at
 from components.ssh import public_key_of
-from lab import ctl
+from lab import ctl, provider_standin
 from lab.processes import wait_until
 from tests.engine.estate import CLUSTER, running_estate
 
@@ -57,7 +57,7 @@ def test_the_first_up_on_an_empty_lab_waits_for_the_provider_to_register(estate)
 
 def test_the_provider_made_the_seed_estates_vms_where_its_placement_puts_them(estate):
     vms = wait_until(lambda: (lambda v: len(v) == 5 and all(x["status"] == "running" for x in v) and v)(
-        estate.provider_vms()), None, "the provider's five VMs", estate.lab_dir / "lxc" / "provider.log", 60)
+        estate.provider_vms()), None, "the provider's five VMs", provider_standin.log_file(estate.lab_dir), 60)
     made = sorted((vm["tags"], vm["maxcpu"], vm["maxmem"] // 2 ** 20) for vm in vms)
     assert made == [("machine-request.talos-prod-01-control-planes", 4, 8192)] * 3 + [
         ("machine-request.talos-prod-01-workers", 8, 16384)] * 2
