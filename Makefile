@@ -5,7 +5,7 @@ PYTHON := .venv/bin/python
 # `$(or $(SIZES),1,10,50)` would split at the commas and keep only 1.
 SIZES ?= 1,10,50
 
-.PHONY: setup lab lab-stop lab-pulumi drift adopt bench test
+.PHONY: setup lab lab-stop lab-pulumi drift survive adopt bench test
 
 # drift and adopt act on the lab stack unless STACK names another (e.g. STACK=prod).
 STACK ?= lab
@@ -28,6 +28,13 @@ ifeq ($(STACK),lab)
 	@$(PYTHON) -m lab.ctl drift drift-report.json
 else
 	@$(TOOLS_PATH) $(PYTHON) -m components.drift --stack $(STACK) --report drift-report.json
+endif
+
+survive: setup  ## per cluster: control planes per Proxmox node, and what losing each node leaves (exit 1: quorum lost)
+ifeq ($(STACK),lab)
+	@$(PYTHON) -m lab.ctl survive
+else
+	@$(TOOLS_PATH) $(PYTHON) -m components.placement --stack $(STACK)
 endif
 
 adopt: setup  ## take over what already runs: the list, the plan, then (asked, or YES=1) one `up` in adoption mode

@@ -7,7 +7,8 @@ specs/omni.yaml says what the estate is; Pulumi.<stack>.yaml says where it lives
 import pulumi
 
 from components.machine_class import MachineClass
-from components.program import load_program_inputs, provider_stack_secrets
+from components.placement import ControlPlanePlacement
+from components.program import cluster_manifests, load_program_inputs, provider_stack_secrets
 from components.provider_lxc import ProviderLxc
 from components.storage_preflight import StoragePreflight
 from components.tailscale_operator import TailscaleOperator
@@ -34,16 +35,22 @@ classes = {
     for class_id, class_spec in spec.machine_classes.items()
 }
 
-# Talos clusters, each after the classes it provisions from.
+# Talos clusters, each after the classes it provisions from, with its CNI rendered into its manifests.
 clusters = {
     name: TalosCluster(
         name, cluster,
         protect=settings.protect and cluster.production,
         kubeconfig_ttl_seconds=settings.omni.kubeconfig_ttl_seconds,
+        manifests=cluster_manifests(spec, name),
         machine_classes=[classes[pool.machine_class] for _, pool, _ in cluster.pools()],
     )
     for name, cluster in spec.clusters.items()
 }
+
+# Where the clusters' VMs landed, read once they are ready (and on refresh): control planes per Proxmox node and
+# what losing each node would leave.
+placement = ControlPlanePlacement("control-plane-placement", spec, {name: c.template for name, c in clusters.items()},
+                                  clusters=[c.resource for c in clusters.values()])
 
 # The Tailscale operator in the cluster the spec names, once that cluster is ready.
 operator_spec = spec.tailscale_operator
@@ -66,5 +73,6 @@ pulumi.export("clusters", {name: c.template for name, c in clusters.items()})
 pulumi.export("kubeconfig_expiry", {name: c.kubeconfig_expires_at for name, c in clusters.items()})
 # No kubeconfig among the outputs: the Pulumi SDK's verbose logs (-v=5 and up) print registered outputs,
 # secrets included. It stays inside the program (for the Tailscale operator); `omnictl kubeconfig` gives one.
+pulumi.export("placement", placement.placement)
 pulumi.export("totals", {name: spec.cluster_totals(name).model_dump() for name in spec.clusters}
               | {"all": spec.totals.model_dump()})

@@ -10,7 +10,9 @@ preview then compares it with what the program wants) and answers with an exit c
     2  could not judge: Omni or Proxmox unreachable, a refused key, a bad spec (the report says which)
 
 A preflight failure (a storage gone from a node, a node offline, public DNS) is drift too: the
-infrastructure no longer satisfies the spec.
+infrastructure no longer satisfies the spec; so are control planes not spread where a cluster's
+`control_plane.spread` is `require`. Every report also says, per cluster, where the control planes run and
+what losing each Proxmox node would leave (components/placement.py): two on one node is a warning there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
+
+from .placement import RESOURCE_NAME as PLACEMENT, report_lines, required_spread_broken
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NO_DRIFT, DRIFT, UNJUDGED = 0, 1, 2
@@ -87,16 +91,32 @@ def analyse(preview: dict, returncode: int, stderr: str = "") -> dict:
         elif message.strip() and message.strip() not in ("error: preview failed", "preview failed"):
             errors.append(_ENGINE_NOISE.sub("", message.strip()))
     preflight, errors = sorted(set(preflight)), sorted(set(errors))
+    placement = placement_of(preview)
+    required = required_spread_broken(placement)
     if errors:
         code = UNJUDGED
-    elif resources or preflight:
+    elif resources or preflight or required:
         code = DRIFT
     elif returncode != 0:
         code, errors = UNJUDGED, [stderr.strip() or f"pulumi preview exited with {returncode}"]
     else:
         code = NO_DRIFT
     return {"exit_code": code, "drift": code == DRIFT, "resources": resources, "preflight": preflight,
-            "errors": errors}
+            "errors": errors, "placement": placement}
+
+
+def placement_of(preview: dict) -> dict:
+    """The control-plane placement the refresh just read (components/placement.py), per cluster, judged by the
+    spread the spec asks for now: the refresh step carries the state's (perhaps older) spec, the step after it
+    the program's."""
+    found, wanted = {}, {}
+    for step in preview.get("steps", []):
+        if step["urn"].endswith("::" + PLACEMENT) and "$pulumi-python:dynamic:Resource" in step["urn"]:
+            old, new = step.get("oldState") or {}, step.get("newState") or {}
+            found = (new.get("outputs") or {}).get("placement") or (old.get("outputs") or {}).get("placement") or found
+            wanted = ((new.get("inputs") or {}).get("spec") or {}).get("clusters") or wanted
+    return {name: {**cluster, "spread": ((wanted.get(name) or {}).get("control_plane") or {}).get(
+        "spread", cluster["spread"])} for name, cluster in found.items()}
 
 
 def _short(value: Any) -> str:
@@ -128,7 +148,15 @@ def summary(report: dict) -> str:
         for f in r["fields"]:
             lines += _field_lines(f)
     lines += [f"  preflight: {p}" for p in report["preflight"]]
+    lines += [f"  placement: {p}" for p in required_spread_broken(report.get("placement") or {})]
     return "\n".join(lines)
+
+
+def placement_summary(report: dict) -> str:
+    """What losing each Proxmox node would leave, per cluster (empty when nothing was read)."""
+    lines = report_lines(report.get("placement") or {})
+    return "placement (what losing each Proxmox node would leave):\n" + "\n".join(f"  {line}" for line in lines) \
+        if lines else ""
 
 
 def detect(argv: list[str], cwd: Path, env: Optional[dict] = None) -> dict:
@@ -143,6 +171,8 @@ def detect(argv: list[str], cwd: Path, env: Optional[dict] = None) -> dict:
 
 def report_and_exit_code(report: dict, report_path: Optional[str], stack: str) -> int:
     print(summary(report))
+    if placement_summary(report):
+        print(placement_summary(report))
     if report_path:
         Path(report_path).write_text(json.dumps({"stack": stack, **report}, indent=2, default=str) + "\n")
     return report["exit_code"]

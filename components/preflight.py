@@ -261,6 +261,8 @@ def _sets(counts: Counter) -> str:
 
 
 def _check_control_plane_spread(spec: Spec, facts: ClusterFacts, online: list[str], report: Report) -> None:
+    """The prediction: where the control planes still to build would land (as the provider places them), with
+    those that run already. Where they did land is ControlPlanePlacement's (components/placement.py), after `up`."""
     for name, cluster in spec.clusters.items():
         size = cluster.control_plane.size
         if size < 2:
@@ -269,16 +271,15 @@ def _check_control_plane_spread(spec: Spec, facts: ClusterFacts, online: list[st
         if pinned is not None:
             report.warnings.append(f"cluster {name}: all {size} control planes are pinned to {pinned}; "
                                    "the cluster does not survive the loss of that node")
-        elif len(online) < size:
-            report.warnings.append(f"cluster {name}: {size} control planes on {len(online)} online node(s); "
-                                   "some node will hold more than one, and losing it loses quorum")
-        else:
-            # Where they did land (lesson 6: once all three on one node): a node holding more than etcd can
-            # lose takes quorum with it.
-            tag = MACHINE_REQUEST_TAG.format(cluster.machine_sets(name)[0][0])
-            per_node = Counter(g.node for g in facts.guests if g.kind == "qemu" and tag in g.tags)
-            for node, count in sorted(per_node.items()):
-                if count > (size - 1) // 2:
-                    report.warnings.append(f"cluster {name}: {count} of its control-plane VMs run on {node}; "
-                                           "losing that node loses etcd quorum (move them apart by hand: live "
-                                           "migration breaks Talos nodes)")
+            continue
+        set_id = cluster.machine_sets(name)[0][0]
+        planned = (report.readings.get("machine_sets") or {}).get(set_id) or {}
+        if not planned.get("to_build"):
+            continue  # nothing to place: what runs is reported after `up` and by the drift job
+        tag = MACHINE_REQUEST_TAG.format(set_id)
+        per_node = Counter(g.node for g in facts.guests if g.kind == "qemu" and tag in g.tags)
+        per_node.update(planned.get("placement") or {})
+        for node, count in sorted(per_node.items()):
+            if count > (size - 1) // 2:
+                report.warnings.append(f"cluster {name}: {count} of its {size} control planes would run on {node} "
+                                       f"({len(online)} node(s) online); losing {node} would lose etcd quorum")

@@ -55,6 +55,18 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
     return spec, ProgramSettings(omni=omni, protect=protect)
 
 
+def cluster_manifests(spec: Spec, name: str) -> list[dict]:
+    """The cluster's CNI, rendered (components/cni.py); a chart that cannot be had stops the program in one line."""
+    from .cni import cluster_manifests as render
+    from .helm import HelmError, helm_binary
+    config = pulumi.Config(NAMESPACE)
+    try:
+        return render(spec.clusters[name], helm_binary(config.get("helmPath")), config.get("ciliumChartRepository"))
+    except HelmError as exc:
+        raise pulumi.RunError(f"{config.get('spec') or 'specs/omni.yaml'}: clusters.{name}.cni.cilium: the chart "
+                              f"could not be rendered ({exc})") from None
+
+
 def provider_stack_secrets() -> pulumi.Output:
     """The provider LXC's compose secrets as one secret Output of ProviderSecrets."""
     config = pulumi.Config(NAMESPACE)

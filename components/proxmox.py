@@ -150,15 +150,15 @@ class ProxmoxClient:
             time.sleep(delay)  # polling a remote task: the API has no way to wait on it
             delay = min(delay * 2, 2.0)
 
-    def cluster_facts(self) -> ClusterFacts:
-        """Nodes (with what runs on them) and guests from one GET /cluster/resources, then each online node's
-        storages (in its order), bridges and DNS: 1 + 3 requests per node, whatever the spec asks."""
+    def cluster_facts(self, details: bool = True) -> ClusterFacts:
+        """Nodes (with what runs on them) and guests from one GET /cluster/resources, then (with details) each
+        online node's storages (in its order), bridges and DNS: 1 + 3 requests per node, whatever the spec asks."""
         resources = self.get("cluster/resources")
         nodes: dict[str, NodeFacts] = {}
         for item in sorted((r for r in resources if r.get("type") == "node"), key=lambda r: r["node"]):
             name = item["node"]
-            if item.get("status") != "online":
-                nodes[name] = NodeFacts(name=name, online=False)
+            if item.get("status") != "online" or not details:
+                nodes[name] = NodeFacts(name=name, online=item.get("status") == "online")
                 continue
             dns = self.get(f"nodes/{name}/dns")
             nodes[name] = NodeFacts(

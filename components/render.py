@@ -126,6 +126,12 @@ def _patch_prefix(cluster: str, doc: dict) -> str:
     return machine_set_id(cluster, None if doc.get("kind") == "ControlPlane" else doc.get("name", "workers"))
 
 
+def template_set_ids(cluster: str, template: str) -> list[str]:
+    """The ids of the machine sets a cluster template makes (control planes first, as written)."""
+    return [_patch_prefix(cluster, doc) for doc in yaml.safe_load_all(template)
+            if doc and doc.get("kind") in ("ControlPlane", "Workers")]
+
+
 def default_patch_id(cluster: str, doc: dict, index: int, patch_name: str) -> str:
     """The ConfigPatch id Omni gives the index-th named patch of a template document."""
     return f"{PATCH_BASE_WEIGHT.get(doc.get('kind'), 400) + index:03d}-{_patch_prefix(cluster, doc)}-{patch_name}"
@@ -171,3 +177,43 @@ def canonical_template(text: str) -> str:
         canonical.append(ordered)
     canonical.sort(key=lambda d: (_KIND_ORDER.get(d.get("kind"), 9), str(d.get("name", ""))))
     return dump_documents(canonical)
+
+
+def with_manifests(template: str, manifests: list[dict]) -> str:
+    """The template with kubernetes.manifests in its Cluster document: what Omni receives."""
+    if not manifests:
+        return template
+    documents = [d for d in yaml.safe_load_all(template) if d]
+    head = next(d for d in documents if d.get("kind") == "Cluster")
+    head.setdefault("kubernetes", {})["manifests"] = manifests
+    return dump_documents(documents)
+
+
+def canonical_manifests(manifests: list[dict] | None) -> list[dict]:
+    """Each manifest as {name, mode, inline: documents with sorted keys}, as written or as exported (export adds
+    the name as an annotation and may leave out a default)."""
+    out = []
+    for manifest in manifests or []:
+        annotations = dict(manifest.get("annotations") or {})
+        name = manifest.get("name") or annotations.get("name", "")
+        if annotations.get("name") == name:
+            del annotations["name"]  # Omni keeps the name as an annotation too
+        inline = manifest.get("inline") or []
+        if isinstance(inline, str):  # omnictl's export writes the documents back as YAML text
+            inline = [doc for doc in yaml.safe_load_all(inline) if doc]
+        entry = {"name": name, "mode": manifest.get("mode", ""), "inline": [_sorted_deep(doc) for doc in inline]}
+        if annotations:
+            entry["annotations"] = annotations
+        out.append(entry)
+    return out
+
+
+def canonical_cluster(text: str) -> tuple[str, list[dict]]:
+    """A template, written or exported, as (its canonical form without manifests, its canonical manifests):
+    the manifests are compared apart, so a changed chart value shows as a change of the manifests."""
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    manifests: list = []
+    for doc in documents:
+        if doc.get("kind") == "Cluster" and isinstance(doc.get("kubernetes"), dict):
+            manifests = doc["kubernetes"].pop("manifests", None) or []
+    return canonical_template(dump_documents(documents)), canonical_manifests(manifests)

@@ -219,6 +219,9 @@ class _Pool(_Strict):
 
 class ControlPlaneSpec(_Pool):
     size: int = Field(ge=1)
+    # Two control planes on one Proxmox node: losing it loses etcd quorum. "warn" reports it after `up` and in
+    # the drift report; "require" makes it an error there.
+    spread: Literal["warn", "require"] = "warn"
 
     @field_validator("size")
     @classmethod
@@ -233,6 +236,54 @@ class WorkerPoolSpec(_Pool):
     size: Union[Annotated[int, Field(ge=0)], Literal["unlimited"]]
 
 
+class _Values(BaseModel):
+    """Chart values: the ones omni-scale knows are typed (a wrong type is one clear error), others pass as given."""
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class CiliumIpam(_Values):
+    mode: Optional[str] = None
+
+
+class CiliumCgroupAutoMount(_Values):
+    enabled: Optional[bool] = None
+
+
+class CiliumCgroup(_Values):
+    autoMount: Optional[CiliumCgroupAutoMount] = None
+    hostRoot: Optional[str] = None
+
+
+class CiliumCapabilities(_Values):
+    ciliumAgent: Optional[list[str]] = None
+    cleanCiliumState: Optional[list[str]] = None
+
+
+class CiliumSecurityContext(_Values):
+    capabilities: Optional[CiliumCapabilities] = None
+
+
+class CiliumValues(_Values):
+    MTU: Optional[int] = Field(default=None, ge=576, le=65520)
+    kubeProxyReplacement: Optional[bool] = None
+    k8sServiceHost: Optional[str] = None
+    k8sServicePort: Optional[int] = Field(default=None, ge=1, le=65535)
+    ipam: Optional[CiliumIpam] = None
+    cgroup: Optional[CiliumCgroup] = None
+    securityContext: Optional[CiliumSecurityContext] = None
+
+
+class CiliumSpec(_Strict):
+    """Cilium's chart, rendered by `helm template` into the cluster template's kubernetes.manifests."""
+    chart_repository: str = Field(pattern=r"^https?://")
+    chart_version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    values: CiliumValues = Field(default_factory=CiliumValues)
+
+
+class CniSpec(_Strict):
+    cilium: CiliumSpec
+
+
 class ClusterSpec(_Strict):
     kubernetes_version: Version
     talos_version: Version
@@ -242,6 +293,8 @@ class ClusterSpec(_Strict):
     system_extensions: list[Extension] = Field(default_factory=list)
     control_plane: ControlPlaneSpec
     workers: list[WorkerPoolSpec] = Field(default_factory=list)
+    # The CNI omni-scale installs (Omni applies it as soon as the control plane's API answers); none: Talos's own.
+    cni: Optional[CniSpec] = None
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -510,6 +563,7 @@ def load_spec(path: str | Path, display_name: str | None = None) -> Spec:
     file = display_name or str(path)
     spec = parse_spec(load_yaml(path, file), file)
     resolve_patch_files(spec, path.parent, file)
+    check_clusters_can_become_ready(spec, file)
     return spec
 
 
@@ -532,6 +586,44 @@ def resolve_patch_files(spec: Spec, base: Path, file: str) -> None:
                     raise SpecError(file, dotted, f"a patch file holding a YAML mapping ({target})")
                 # Frozen model: the content is rendered inline, so templates never depend on paths.
                 object.__setattr__(patch, "inline", content)
+
+
+def _patch_value(content: object, *keys: str) -> object:
+    for key in keys:
+        if not isinstance(content, dict):
+            return None
+        content = content.get(key)
+    return content
+
+
+def check_clusters_can_become_ready(spec: Spec, file: str) -> None:
+    """A node is Ready only with a running CNI, and Talos's nodeReady check (hence Omni's readiness) waits for it:
+    a cluster whose patches switch the default CNI off and that installs none, or that switches kube-proxy off with
+    nothing to replace it, can never be Ready; `up` would wait clusterReadyTimeoutSeconds and fail. Patch files
+    count (their content is resolved first)."""
+    for cname, cluster in spec.clusters.items():
+        cni_off = proxy_off = None
+        for where, patches in cluster._patch_lists():
+            for i, patch in enumerate(patches):
+                if _patch_value(patch.inline, "cluster", "network", "cni", "name") == "none":
+                    cni_off = cni_off or f"{where}[{i}] ({patch.name})"
+                if _patch_value(patch.inline, "cluster", "proxy", "disabled") is True:
+                    proxy_off = proxy_off or f"{where}[{i}] ({patch.name})"
+        where = f"clusters.{cname}.cni"
+        if cni_off and cluster.cni is None:
+            raise SpecError(file, where, f"a CNI: patch {cni_off} sets cluster.network.cni.name: none and nothing "
+                                         "installs one, so the nodes never become Ready and `up` would wait and "
+                                         "fail; add `cni: {cilium: {chart_repository, chart_version}}`")
+        if cluster.cni is not None and not cni_off:
+            raise SpecError(file, where, "the default CNI switched off (a patch setting cluster.network.cni.name: "
+                                         "none): with Talos's own CNI left on, two CNIs would fight over the nodes")
+        if proxy_off and cluster.cni is not None and cluster.cni.cilium.values.kubeProxyReplacement is False:
+            raise SpecError(file, f"{where}.cilium.values.kubeProxyReplacement",
+                            f"true: patch {proxy_off} disables kube-proxy, and without Cilium's replacement nothing "
+                            "serves Services, so the nodes never become Ready")
+        if proxy_off and cluster.cni is None:
+            raise SpecError(file, where, f"a CNI that replaces kube-proxy: patch {proxy_off} disables kube-proxy "
+                                         "and nothing replaces it, so the nodes never become Ready")
 
 
 def spec_document(spec: Spec) -> dict:

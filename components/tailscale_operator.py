@@ -13,10 +13,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import subprocess
-import tempfile
-from pathlib import Path
 from typing import Optional
 
 import pulumi
@@ -27,7 +23,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 from pulumi.runtime import rpc
 
 from .console import progress
-from .omnictl import OmnictlMissing, resolve_binary
+from .helm import HelmError, helm_binary, merge_values, run_helm
 from .providers import StackConfiguredProvider, adopted, is_unknown, whole_numbers
 from .settings import NAMESPACE, TAILSCALE_OAUTH_CREDENTIALS, lookup_in, require
 from .spec import TailscaleOperatorSpec
@@ -37,11 +33,6 @@ POD_SECURITY = {"pod-security.kubernetes.io/enforce": "privileged"}
 AUTOMATIC_LABELS = ("kubernetes.io/metadata.name",)
 RELEASE = "tailscale-operator"
 CHART = "tailscale-operator"
-HELM_TIMEOUT_SECONDS = 600
-
-
-class HelmError(Exception):
-    pass
 
 
 def release_id(namespace: str, release: str) -> str:
@@ -124,31 +115,8 @@ class HelmReleaseProvider(StackConfiguredProvider):
     0600 files of a private temporary directory that is removed when helm is done."""
 
     def _helm(self, props: dict, *args: str, values: Optional[dict] = None) -> str:
-        get = lookup_in(self._raw_config)
-        try:
-            binary = resolve_binary(str(get("helmPath") or "helm"))
-        except OmnictlMissing:
-            raise HelmError("helm is not on PATH (run `make setup`) and omni-scale:helmPath names none") from None
-        with tempfile.TemporaryDirectory(prefix="omni-scale-helm-") as tmp:  # mode 0700
-            kubeconfig = Path(tmp) / "kubeconfig"
-            _write_private(kubeconfig, props["kubeconfig"])
-            argv = [binary, *args]
-            if values is not None:
-                values_file = Path(tmp) / "values.yaml"
-                _write_private(values_file, yaml.safe_dump(values, sort_keys=True))
-                argv += ["--values", str(values_file)]
-            env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HELM_CACHE_HOME": f"{tmp}/cache",
-                   "HELM_CONFIG_HOME": f"{tmp}/config", "HELM_DATA_HOME": f"{tmp}/data"}
-            try:
-                proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=HELM_TIMEOUT_SECONDS,
-                                      stdin=subprocess.DEVNULL)
-            except FileNotFoundError:
-                raise HelmError(f"helm not found at {binary} (run tools/bootstrap.sh, or set helmPath)") from None
-            except subprocess.TimeoutExpired:
-                raise HelmError(f"helm {args[0]} did not finish within {HELM_TIMEOUT_SECONDS}s") from None
-        if proc.returncode != 0:
-            raise HelmError(f"helm {' '.join(a for a in args[:2])}: {(proc.stderr or proc.stdout).strip()}")
-        return proc.stdout
+        return run_helm(helm_binary(lookup_in(self._raw_config)("helmPath")), *args, kubeconfig=props["kubeconfig"],
+                        values=values)
 
     def _secret_values(self) -> dict:
         get = lookup_in(self._raw_config)
@@ -163,7 +131,7 @@ class HelmReleaseProvider(StackConfiguredProvider):
                           stables=[], delete_before_replace=True)
 
     def _install(self, props: dict) -> dict:
-        values = _deep_merge(props["values"], self._secret_values())
+        values = merge_values(props["values"], self._secret_values())
         progress(f"helm upgrade --install {props['release']} ({props['chart']} {props['version']}) "
                   f"in namespace {props['namespace']}")
         self._helm(props, "upgrade", "--install", props["release"], props["chart"], "--repo", props["repository"],
@@ -220,19 +188,6 @@ def _only_the_kubeconfig_changed(olds: dict, news: dict, keys: tuple) -> bool:
     """The cluster's kubeconfig was renewed and nothing else changed: the state takes the new one (refresh and
     the next change use it, and the old one may expire), and the cluster is not touched."""
     return all(olds.get(k) == news.get(k) for k in keys)
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-
-
-def _deep_merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 class _Namespace(Resource):

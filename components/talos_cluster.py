@@ -16,17 +16,22 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from .console import progress
 from .providers import OmniProvider, adopted, whole_numbers
 from .omnictl import NotFound, OmnictlError
-from .render import DEFAULT_NAMESPACE, canonical_template, render_cluster_template
+from .readiness import NotReady, read_progress, unmet_conditions
+from .render import (DEFAULT_NAMESPACE, canonical_cluster, canonical_manifests, canonical_template,
+                     render_cluster_template, template_set_ids, with_manifests)
 from .spec import ClusterSpec
 
 # The service-account user the kubeconfig is made for (Omni names the SA after it).
 KUBECONFIG_USER = "omni-scale"
 CLUSTER_TYPE = "Clusters.omni.sidero.dev"
+# How often the readiness wait re-reads Omni's resources (each read is four omnictl calls).
+READY_POLL_SECONDS = 2.0
 
 
+_EMPTY = {"manifests": []}
 # A kubeconfig is renewed once less than this share of its life is left.
 RENEW_WHEN_LEFT = 1 / 3
-_COMPARED = ("cluster_name", "template", "kubeconfig_ttl_seconds", "kubeconfig_minted_at")
+_COMPARED = ("cluster_name", "template", "manifests", "kubeconfig_ttl_seconds", "kubeconfig_minted_at")
 
 
 def _iso(epoch: float) -> str:
@@ -62,10 +67,11 @@ class TalosClusterProvider(OmniProvider):
     def check(self, olds: dict, news: dict) -> CheckResult:
         inputs = dict(news)
         try:
-            self.offline_client.template("validate", news["template"])
+            self.offline_client.template("validate", with_manifests(news["template"], news.get("manifests") or []))
         except OmnictlError as exc:
             return CheckResult(inputs, [CheckFailure("template", exc.message)])
         inputs["template"] = canonical_template(news["template"])
+        inputs["manifests"] = canonical_manifests(news.get("manifests"))
         ttl, minted = news.get("kubeconfig_ttl_seconds"), olds.get("kubeconfig_minted_at")
         now = time.time()
         if minted and olds.get("kubeconfig_ttl_seconds") == ttl and not renewal_due(minted, ttl, now):
@@ -79,21 +85,49 @@ class TalosClusterProvider(OmniProvider):
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
         olds, news = whole_numbers(olds), whole_numbers(news)
-        changed = [k for k in _COMPARED if olds.get(k) != news.get(k)]
+        # A state written before manifests were apart holds none: the same as an empty list.
+        changed = [k for k in _COMPARED if (olds.get(k) or _EMPTY.get(k)) != (news.get(k) or _EMPTY.get(k))]
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "cluster_name"],
                           stables=["cluster_name"], delete_before_replace=True)
 
-    def _sync_and_wait(self, name: str, template: str) -> str:
-        """Syncs the template, waits for the cluster to be ready, and returns the live template."""
+    def _sync_and_wait(self, name: str, template: str, manifests: list[dict]) -> tuple[str, list[dict]]:
+        """Syncs the template, waits for the cluster to be ready, and returns the live template and manifests."""
         progress(f"syncing cluster template {name}")
+        template = with_manifests(template, manifests)
         self.client.template("sync", template)
+        self._wait_ready(name, template)
+        return canonical_cluster(self.client.export_template(name))
+
+    def _wait_ready(self, name: str, template: str) -> None:
+        """Until Omni calls the cluster healthy: its progress, read from Omni's resources, printed as it moves; on
+        timeout, what is still unmet."""
         timeout = self.settings.cluster_ready_timeout_seconds
         progress(f"waiting up to {timeout:.0f}s for cluster {name} to be ready")
-        # omnictl enforces --wait itself; our own timeout only catches a hung omnictl.
-        self.client.template("status", template, "--wait", f"{timeout:.0f}s",
-                             timeout_seconds=timeout + self.settings.timeout_seconds)
-        progress(f"cluster {name} is ready")
-        return canonical_template(self.client.export_template(name))
+        set_ids = template_set_ids(name, template)
+        deadline, shown = time.monotonic() + timeout, None
+        while True:
+            state = read_progress(self.client, name, set_ids)
+            if state.line() != shown:
+                shown = state.line()
+                progress(shown)
+            # The resources say ready: Omni's own verdict (the same rule, asked once) confirms it.
+            if state.ready and self._healthy(template):
+                progress(f"cluster {name} is ready")
+                return
+            if time.monotonic() >= deadline:
+                unmet = state.unmet(unmet_conditions(self.client, name))
+                raise NotReady("cluster template status",
+                               f"cluster {name} is not ready after {timeout:.0f}s: " + "; ".join(unmet))
+            time.sleep(READY_POLL_SECONDS)  # Omni and the machines move on their own: re-read
+
+    def _healthy(self, template: str) -> bool:
+        try:
+            self.client.template("status", template, "--wait", "0s")
+            return True
+        except OmnictlError as exc:
+            if "not healthy" in exc.message:
+                return False
+            raise
 
     def _kubeconfig(self, props: dict) -> dict:
         """A new service-account kubeconfig, with when it expires and how long it has left."""
@@ -110,14 +144,17 @@ class TalosClusterProvider(OmniProvider):
         adoption = adopted(self, name, props, with_kubeconfig)
         if adoption:
             return adoption
-        template = self._sync_and_wait(name, props["template"])
-        return CreateResult(name, {**props, "template": template, **self._kubeconfig(props)})
+        template, manifests = self._sync_and_wait(name, props["template"], props.get("manifests") or [])
+        return CreateResult(name, {**props, "template": template, "manifests": manifests, **self._kubeconfig(props)})
 
     def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
         olds, news = whole_numbers(olds), whole_numbers(news)
-        outs = {**olds, **{k: news[k] for k in _COMPARED if k in news}, "template": olds.get("template")}
-        if olds.get("template") != news["template"] or olds.get("cluster_name") != news["cluster_name"]:
-            outs["template"] = self._sync_and_wait(news["cluster_name"], news["template"])
+        outs = {**olds, **{k: news[k] for k in _COMPARED if k in news}, "template": olds.get("template"),
+                "manifests": olds.get("manifests") or []}
+        if any(outs[k] != news.get(k, _EMPTY.get(k)) for k in ("template", "manifests")) \
+                or olds.get("cluster_name") != news["cluster_name"]:
+            outs["template"], outs["manifests"] = self._sync_and_wait(news["cluster_name"], news["template"],
+                                                                      news.get("manifests") or [])
         renew = any(olds.get(k) != news.get(k) for k in ("kubeconfig_minted_at", "kubeconfig_ttl_seconds"))
         if renew or not olds.get("kubeconfig"):
             outs.update(self._kubeconfig(news))
@@ -128,10 +165,10 @@ class TalosClusterProvider(OmniProvider):
     def read(self, id_: str, props: dict) -> ReadResult:
         props = whole_numbers(props)
         try:
-            live = canonical_template(self.client.export_template(id_))
+            live, manifests = canonical_cluster(self.client.export_template(id_))
         except NotFound:
             return ReadResult(None, {})
-        inputs = {"cluster_name": id_, "template": live,
+        inputs = {"cluster_name": id_, "template": live, "manifests": manifests,
                   **{k: props[k] for k in ("kubeconfig_ttl_seconds", "kubeconfig_minted_at") if k in props}}
         outs = {**props, **inputs}
         if props.get("kubeconfig") and props.get("kubeconfig_minted_at"):
@@ -176,12 +213,13 @@ class TalosCluster(pulumi.ComponentResource):
     """One Talos cluster in Omni, from its spec. Protected when the spec marks it production."""
 
     def __init__(self, name: str, spec: ClusterSpec, *, protect: bool, kubeconfig_ttl_seconds: float,
-                 machine_classes: Sequence[pulumi.Resource] = (),
+                 manifests: Sequence[dict] = (), machine_classes: Sequence[pulumi.Resource] = (),
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("omni-scale:omni:TalosCluster", name, None, opts)
         template = render_cluster_template(name, spec)
         self.resource = _TalosClusterResource(
-            name, {"cluster_name": name, "template": template, "kubeconfig_ttl_seconds": int(kubeconfig_ttl_seconds)},
+            name, {"cluster_name": name, "template": template, "manifests": list(manifests),
+                   "kubeconfig_ttl_seconds": int(kubeconfig_ttl_seconds)},
             pulumi.ResourceOptions(parent=self, protect=protect, depends_on=list(machine_classes),
                                    additional_secret_outputs=["kubeconfig"]))
         self.template = self.resource.template

@@ -6,6 +6,8 @@
     python -m lab.ctl up        start, configure the lab stack, `pulumi up`, print the outputs
     python -m lab.ctl pulumi ARGS...   any pulumi command on the lab stack
     python -m lab.ctl drift [REPORT]   drift detection on the lab stack (exit 0 none, 1 drift, 2 unjudged)
+    python -m lab.ctl survive          what losing each Proxmox node would leave, per cluster (exit 0 every
+                                       cluster keeps quorum, 1 some loss breaks it, 2 unjudged)
     python -m lab.ctl adopt [--yes]    take over what already runs in the lab: the plan, then (confirmed) the
                                        adopting `up` (see components/adoption.py)
     python -m lab.ctl fault NAME ARGS  a Proxmox fault on demand: node-offline NODE, node-online NODE, ceph-down,
@@ -62,7 +64,7 @@ def start(directory: Path | None = None) -> dict:
         stop(directory)
     # fakepve keeps its guests in memory only, so a new lab starts empty everywhere: Omni's resources,
     # the container's files and the lab stack's state go too, or they would describe things that are gone.
-    for stale in ("omni", "lxc", "kubernetes", "state", "project", "not-ready"):
+    for stale in ("omni", "lxc", "kubernetes", "state", "project", "not-ready", "cni-by-hand"):
         shutil.rmtree(directory / stale, ignore_errors=True)
 
     pve_dir = directory / "fakepve"
@@ -245,8 +247,10 @@ class LabStack:
         self.set_config("omni-scale:providerProxmoxTokenSecret", stack["proxmox_token_secret"], secret=True)
         self.set_config("omni-scale:tailscaleOAuthClientId", info["tailscale_oauth"]["client_id"], secret=True)
         self.set_config("omni-scale:tailscaleOAuthClientSecret", info["tailscale_oauth"]["client_secret"], secret=True)
-        # The lab serves the chart itself: pkgs.tailscale.com is not reachable from here.
+        # The lab serves the charts itself (stand-ins under the real names and versions): pkgs.tailscale.com and
+        # helm.cilium.io are not reachable from here.
         self.set_config("omni-scale:tailscaleChartRepository", info["kubernetes"]["chart_repository"])
+        self.set_config("omni-scale:ciliumChartRepository", info["kubernetes"]["chart_repository"])
 
 
 # What the lab's pulumi project dir links to: the program, read live from the repo.
@@ -343,12 +347,28 @@ def set_cluster_ready(name: str, ready: bool, directory: Path | None = None) -> 
         marker.touch()
 
 
+def install_cni_by_hand(name: str, directory: Path | None = None) -> None:
+    """The cluster gets a CNI outside its template, as the operator installed Cilium by hand once the API answered
+    (lab/omni_readiness.py): how an estate made before Cilium was part of the template became Ready."""
+    marker = (directory or lab_dir()) / "cni-by-hand" / name
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+
+
 def drift(report_path: str | None = "drift-report.json") -> int:
     """components.drift on the lab stack."""
     from components import drift as drift_check
     stack = default_lab_stack()
     report = drift_check.detect(stack.argv(*drift_check.PREVIEW_ARGS), stack.project_dir, stack.env())
     return drift_check.report_and_exit_code(report, report_path, stack.stack)
+
+
+def survive() -> int:
+    """components.placement's `make survive` on the lab stack."""
+    from components import drift as drift_check
+    from components.placement import survive_exit_code
+    stack = default_lab_stack()
+    return survive_exit_code(drift_check.detect(stack.argv(*drift_check.PREVIEW_ARGS), stack.project_dir, stack.env()))
 
 
 def adopt(yes: bool = False) -> int:
@@ -363,7 +383,7 @@ def adopt(yes: bool = False) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("start", "stop", "up", "pulumi", "drift", "adopt", "fault"):
+    if not argv or argv[0] not in ("start", "stop", "up", "pulumi", "drift", "survive", "adopt", "fault"):
         print(__doc__, file=sys.stderr)
         return 2
     verb = argv[0]
@@ -377,6 +397,8 @@ def main(argv: list[str]) -> int:
         return up()
     elif verb == "drift":
         return drift(argv[1] if len(argv) > 1 else "drift-report.json")
+    elif verb == "survive":
+        return survive()
     elif verb == "adopt":
         return adopt(yes="--yes" in argv[1:])
     elif verb == "fault":

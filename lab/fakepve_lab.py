@@ -73,7 +73,8 @@ def build_matrix(pve, token_secret=None, readings=None, provider_token_secret=No
     for node in NODES:
         pve.add_node(node)
     # The lab's own per-node state, read by the handlers below on every request (see the fault functions).
-    pve.matrix = {'capacity': {}, 'dns': {}, 'removed_bridges': {}, 'readings': readings}
+    pve.matrix = {'capacity': {}, 'dns': {}, 'removed_bridges': {}, 'readings': readings,
+                  'absent_to_provider': set()}
     # fakepve 0.5.0 reports every node alike (4 CPUs, 8 GiB, 2 GiB in use whatever runs). A PVE node's `mem` is
     # what runs on it: these wrappers of the hand-written GET /nodes and /cluster/resources routes (bound when
     # start() builds the app, so in place before then) give each online node its capacity, its host's own use
@@ -168,17 +169,32 @@ def node_stats(pve, node):
 
 
 def _with_live_nodes(pve, handler):
-    """Wrap fakepve's GET /nodes or /cluster/resources handler: online node items get node_stats()."""
+    """Wrap fakepve's GET /nodes or /cluster/resources handler: online node items get node_stats(); a node absent
+    for the infra provider (node-absent-at-provisioning) is left out of its answers only."""
     async def serve(request):
         response = await handler(request)
         if response.status != 200:
             return response
         data = json.loads(response.text)['data']
+        auth = request.headers.get('Authorization', '')
+        if auth.startswith('PVEAPIToken=' + PROVIDER_TOKEN_ID + '='):
+            data = [item for item in data if item.get('type', 'node') != 'node'
+                    or item.get('node') not in pve.matrix['absent_to_provider']]
         for item in data:
             if item.get('type') == 'node' and item.get('status') == 'online':
                 item.update(node_stats(pve, item['node']))
         return routing.ok(data)
     return serve
+
+
+def node_absent_at_provisioning(pve, node, absent='1'):
+    """The node is not a cluster member when the infra provider places VMs (taken out for a reinstall, then
+    re-added), and is there for everyone else: the provider spreads over the nodes it is shown. (A node that is
+    listed but offline does not crowd the others: the provider's pickNode reads every listed node's VMs and fails,
+    to be retried, while one does not answer.) The window between the program's preflight, which saw every node,
+    and the provider's placement, made deterministic. 'node-absent-at-provisioning NODE 0' ends it."""
+    _need_node(pve, node)
+    (pve.matrix['absent_to_provider'].add if absent == '1' else pve.matrix['absent_to_provider'].discard)(node)
 
 
 def _with_caller(pve, record):
@@ -337,6 +353,7 @@ def ceph_up(pve):
 FAULTS = {
     'node-offline': take_node_offline,
     'node-online': lambda pve, node: pve.set_node_offline(node, False),
+    'node-absent-at-provisioning': node_absent_at_provisioning,
     'ceph-down': ceph_down,
     'ceph-up': ceph_up,
     'storage-full': lambda pve, storage: fill_storage(pve, storage),  # no size: full

@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from components.render import MACHINE_CLASS_TYPE, machine_class_document
+from components.render import MACHINE_CLASS_TYPE, canonical_cluster, machine_class_document
 from tests.engine.estate import CLASS, CLUSTER, DYNAMIC, estate  # noqa: F401 (estate is a fixture)
 
 pytestmark = pytest.mark.engine
@@ -24,18 +24,52 @@ def test_preview_shows_the_seed_estate_to_create(estate):
     preview = estate.preview_json()
     creates = sorted(s["urn"].rsplit("::", 1)[1] for s in preview["steps"]
                      if s["op"] == "create" and DYNAMIC in s["urn"])
-    assert creates == ["matrix", "matrix-control-plane", "matrix-worker", "omni-provider", "omni-provider-compose",
-                       "tailscale-operator", "tailscale-operator-namespace", CLUSTER]
+    assert creates == ["control-plane-placement", "matrix", "matrix-control-plane", "matrix-worker", "omni-provider",
+                       "omni-provider-compose", "tailscale-operator", "tailscale-operator-namespace", CLUSTER]
     assert estate.live_class() is None and estate.ct_config() is None  # preview wrote nothing
+    # The cluster's CNI, rendered from the (lab's) Cilium chart, is its own input: the manifests Omni applies.
+    [cluster] = [s for s in preview["steps"] if s["urn"].endswith(f"{DYNAMIC}::{CLUSTER}")]
+    [manifest] = cluster["newState"]["inputs"]["manifests"]
+    assert (manifest["name"], manifest["mode"]) == ("cilium", "full")
+    assert {(d["kind"], d["metadata"]["name"]) for d in manifest["inline"]} >= {("DaemonSet", "cilium"),
+                                                                                 ("ConfigMap", "cilium-config")}
+    assert "manifests" not in cluster["newState"]["inputs"]["template"]
 
 
 def test_up_creates_the_classes_and_the_cluster(estate):
-    estate.pulumi("up", "--yes", "--skip-preview")
+    up = estate.pulumi("up", "--yes", "--skip-preview")
+    out = [line.strip().removeprefix("omni-scale: ") for line in (up.stdout + up.stderr).splitlines()]
+    # The wait's progress, read from Omni's resources, ends with every machine running and every node Ready.
+    progress = [line for line in out if line.startswith(f"cluster {CLUSTER}: control-planes")]
+    assert progress[-1] == (f"cluster {CLUSTER}: control-planes 3 requested, 3 provisioned, 3 running; workers 2 "
+                            "requested, 2 provisioned, 2 running; Kubernetes API reachable; 5 of 5 nodes ready"), out
+    assert out.index(progress[0]) < out.index(progress[-1]) < out.index(f"cluster {CLUSTER} is ready")
+    # Then where the control planes landed, and what losing each node would leave.
+    assert f"cluster {CLUSTER}: control planes per node: foxtrot 1, golf 1, hotel 1" in out
+    assert "losing hotel: 2 of 3 control planes left (keeps etcd quorum)" in "\n".join(out)
     assert estate.live_memory() == 8192
     assert estate.live_workers() == 2
     outputs = json.loads(estate.pulumi("stack", "output", "--json").stdout)
     assert "kubeconfigs" not in outputs  # kept in the state, encrypted; never an output (see __main__.py)
     assert outputs["totals"]["all"] == {"machines": 5, "cores": 28, "memory_mb": 57344, "disk_gb": 320}
+    # The preview-time prediction (the preflight places what is to be built as the provider would) and where the
+    # provider put the VMs agree.
+    predicted = outputs["preflight"]["readings"]["machine_sets"]
+    placed = outputs["placement"][CLUSTER]
+    assert predicted[f"{CLUSTER}-control-planes"]["placement"] == placed["control_planes_per_node"] \
+        == {"foxtrot": 1, "golf": 1, "hotel": 1}
+    # (Workers go by free memory, which moves: only their number is the same.)
+    assert sum(predicted[f"{CLUSTER}-workers"]["placement"].values()) == sum(placed["workers_per_node"].values()) == 2
+
+
+def test_omni_holds_the_cni_and_its_manifests_pass_a_server_side_dry_run(estate):
+    from kubernetes import config, utils
+    [manifest] = canonical_cluster(estate.omni.export_template(CLUSTER))[1]
+    assert manifest["mode"] == "full" and manifest["inline"]
+    api = config.new_client_from_config_dict(estate.admin_kubeconfig())
+    for document in manifest["inline"]:  # the API server checks each object as it would apply it, stores nothing
+        utils.create_from_dict(api, document, dry_run="All")
+    assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
 
 
 def test_up_created_the_provider_lxc_and_deployed_its_compose_stack(estate):
@@ -146,6 +180,21 @@ def test_a_bad_spec_stops_preview_with_one_clear_message(estate):
         assert proc.returncode != 0
         assert "machine_classes.matrix-control-plane.provider_data.memory" in out
         assert "greater than or equal to 2048" in out and "Traceback" not in out
+    finally:
+        path.write_text(good)
+
+
+def test_a_cluster_that_could_never_be_ready_stops_preview_and_registers_nothing(estate):
+    path = estate.project / "specs" / "omni.yaml"
+    good = path.read_text()
+    try:
+        estate.edit_spec(lambda d: d["clusters"][CLUSTER].pop("cni"))
+        proc = estate.pulumi("preview", "--json", check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "Traceback" not in out
+        assert ("clusters.talos-prod-01.cni: a CNI: patch patches[0] (cilium-prep) sets cluster.network.cni.name: "
+                "none and nothing installs one, so the nodes never become Ready and `up` would wait and fail") in out
+        assert not [s for s in json.loads(proc.stdout or "{}").get("steps", []) if s["op"] != "same"]
     finally:
         path.write_text(good)
 

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 import time
 
 import pytest
@@ -9,10 +10,12 @@ import yaml
 
 from components import omnictl as omnictl_mod
 from components.machine_class import MachineClassProvider
-from components.render import canonical_template, render_cluster_template
+from components.readiness import NotReady
+from components.render import canonical_manifests, canonical_template, render_cluster_template
 from components.spec import load_spec
 from components.talos_cluster import TalosClusterProvider
 from lab.ctl import set_cluster_ready
+from lab.processes import terminate
 from tests.conftest import PROJECT_ROOT
 from tests.provider.conftest import configured, stack_config
 
@@ -22,12 +25,13 @@ TEMPLATE = render_cluster_template(NAME, SPEC.clusters[NAME])
 
 
 @pytest.fixture
-def provider(lab):
+def provider(provisioning_lab):
+    lab = provisioning_lab
     # The Kubernetes API the lab's omnictl points kubeconfigs at (no Talos cluster boots in the lab).
     (lab["dir"] / "kubernetes").mkdir()
     (lab["dir"] / "kubernetes" / "access.json").write_text(json.dumps(
         {"server": "https://127.0.0.1:6443", "token": "lab-token", "certificate_authority_data": "Q0E="}))
-    config = stack_config(lab["omni"], clusterReadyTimeoutSeconds="2")
+    config = stack_config(lab["omni"], clusterReadyTimeoutSeconds="60")
     classes = configured(MachineClassProvider, config)
     for class_id, cls in SPEC.machine_classes.items():
         classes.create({"class_id": class_id, "namespace": "default", "provider_id": cls.provider_id,
@@ -35,13 +39,27 @@ def provider(lab):
     return configured(TalosClusterProvider, config)
 
 
+def impatient(lab, seconds: int = 3) -> TalosClusterProvider:
+    """The provider with a short readiness timeout, for a wait that is meant to fail."""
+    return configured(TalosClusterProvider, stack_config(lab["omni"], clusterReadyTimeoutSeconds=str(seconds)))
+
+
 TTL = 90 * 86400
+# The seed's cluster patch disables Talos's CNI: a CNI in its manifests, as the program renders Cilium (the lab's
+# Omni model looks for a CNI's DaemonSet, and for Cilium replacing the disabled kube-proxy).
+CNI = canonical_manifests([{"name": "cilium", "mode": "full", "inline": [
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cilium-config", "namespace": "kube-system"},
+     "data": {"kube-proxy-replacement": "true"}},
+    {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "cilium", "namespace": "kube-system"},
+     "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}}, "template": {
+         "metadata": {"labels": {"k8s-app": "cilium"}},
+         "spec": {"containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.18.4"}]}}}}]}])
 
 
-def props(template: str = TEMPLATE, minted: str = "2026-12-01T00:00:00Z", ttl: int = TTL) -> dict:
+def props(template: str = TEMPLATE, minted: str = "2026-12-01T00:00:00Z", ttl: int = TTL, manifests=CNI) -> dict:
     """Inputs as check leaves them (canonical template, when the kubeconfig is to be minted)."""
-    return {"cluster_name": NAME, "template": canonical_template(template), "kubeconfig_ttl_seconds": ttl,
-            "kubeconfig_minted_at": minted}
+    return {"cluster_name": NAME, "template": canonical_template(template), "manifests": manifests,
+            "kubeconfig_ttl_seconds": ttl, "kubeconfig_minted_at": minted}
 
 
 def minted_kubeconfigs(monkeypatch) -> list:
@@ -87,7 +105,7 @@ def test_create_syncs_waits_and_returns_the_live_template_and_a_kubeconfig(provi
 
 
 def test_diff_ignores_cosmetics_and_sees_worker_count(provider):
-    olds = props(minted=_now())
+    olds = props(minted=_now(), manifests=[])
     reordered = provider.check(olds, {"cluster_name": NAME, "kubeconfig_ttl_seconds": TTL, "template": yaml.safe_dump_all(
         list(yaml.safe_load_all(TEMPLATE)), sort_keys=True)}).inputs
     assert provider.diff(NAME, olds, reordered).changes is False
@@ -106,12 +124,42 @@ def test_update_and_out_of_band_drift_are_seen_by_read(provider):
     assert drifted.inputs["template"] == canonical_template(with_workers(5))
 
 
-def test_cluster_not_ready_in_time_fails_with_omnictls_message(provider, lab):
+def test_the_wait_prints_progress_from_omnis_resources_in_order(provider, capfd):
+    provider.create(props())
+    lines = [line.removeprefix("omni-scale: ") for line in capfd.readouterr().err.splitlines()]
+    progress = [line for line in lines if line.startswith(f"cluster {NAME}: control-planes")]
+    numbers = [[int(n) for n in re.findall(r"\d+", line.split(":", 1)[1])] for line in progress]
+    # Each line differs from the one before, and every count only grows.
+    assert len(progress) >= 2 and all(a <= b for before, after in zip(numbers, numbers[1:])
+                                      for a, b in zip(before, after)), progress
+    assert "0 provisioned" in progress[0] and "Kubernetes API not reachable yet" in progress[0]
+    assert progress[-1] == (f"cluster {NAME}: control-planes 3 requested, 3 provisioned, 3 running; workers 2 requested, "
+                            "2 provisioned, 2 running; Kubernetes API reachable; 5 of 5 nodes ready")
+    assert lines.index(progress[-1]) < lines.index(f"cluster {NAME} is ready")
+
+
+def test_a_template_without_a_cni_times_out_naming_node_ready(provider, provisioning_lab):
+    # The bypass, for this test only: the program refuses such a cluster at preview (the spec's check).
+    with pytest.raises(NotReady) as info:
+        impatient(provisioning_lab, 8).create(props(manifests=[]))
+    assert info.value.message == (f"cluster {NAME} is not ready after 8s: `nodeReady` unmet on 5 machines (a node is "
+                                  "Ready only once a CNI runs on it)")
+
+
+def test_machines_the_provider_never_makes_are_named_at_the_timeout(provider, provisioning_lab):
+    terminate(provisioning_lab["provider_pid"])  # the provider is gone: nobody answers the machine requests
+    with pytest.raises(NotReady) as info:
+        impatient(provisioning_lab).create(props())
+    assert info.value.message.startswith(f"cluster {NAME} is not ready after 3s: 5 of 5 machines never provisioned: "
+                                         "look at the provider")
+
+
+def test_cluster_held_not_ready_fails_with_what_is_unmet(provider, provisioning_lab):
     created = provider.create(props())
-    set_cluster_ready(NAME, False, lab["dir"])
+    set_cluster_ready(NAME, False, provisioning_lab["dir"])
     with pytest.raises(omnictl_mod.OmnictlError) as info:
-        provider.update(NAME, created.outs, props(with_workers(3)))
-    assert "status" in info.value.verb and info.value.message
+        impatient(provisioning_lab).update(NAME, created.outs, props(with_workers(3)))
+    assert "status" in info.value.verb and re.search(r"`nodeReady` unmet on \d machines", info.value.message)
 
 
 def test_delete_removes_the_cluster_and_read_then_reports_it_gone(provider):

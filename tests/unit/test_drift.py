@@ -40,3 +40,29 @@ def test_templates_show_the_changed_lines_only():
     live, desired = "a: 1\nsize: 5\nb: 2\n", "a: 1\nsize: 2\nb: 2\n"
     text = summary(analyse({"steps": [step("update", {"template": live}, {"template": desired})]}, 0))
     assert "live    | size: 5" in text and "desired | size: 2" in text and "a: 1" not in text
+
+
+PLACEMENT_URN = ("urn:pulumi:prod::omni-scale::omni-scale:proxmox:ControlPlanePlacement$pulumi-python:dynamic:Resource"
+                 "::control-plane-placement")
+
+
+def crowded(spread: str) -> dict:
+    return {"c1": {"control_planes_per_node": {"golf": 2, "hotel": 1}, "workers_per_node": {},
+                   "if_lost": {"golf": {"control_planes_left": 1, "control_planes": 3, "etcd_quorum": False,
+                                        "workers_left": 0, "workers": 0}},
+                   "spread": spread, "problems": ["cluster c1: 2 of its 3 control planes run on golf; ..."]}}
+
+
+def placement_step(recorded_spread: str, wanted_spread: str) -> dict:
+    return {"op": "same", "urn": PLACEMENT_URN, "oldState": {"outputs": {"placement": crowded(recorded_spread)}},
+            "newState": {"inputs": {"spec": {"clusters": {"c1": {"control_plane": {"spread": wanted_spread}}}}}}}
+
+
+def test_crowded_control_planes_are_a_warning_unless_the_spec_requires_the_spread():
+    warned = analyse({"steps": [placement_step("warn", "warn")]}, 0)
+    assert warned["exit_code"] == NO_DRIFT and warned["placement"]["c1"]["problems"]
+    # The spec asks for the spread now, whatever the state recorded: drift, named in the summary.
+    refreshed = {**placement_step("warn", "warn"), "op": "refresh"}  # the refresh step holds the state's spec
+    required = analyse({"steps": [refreshed, placement_step("warn", "require")]}, 0)
+    assert required["exit_code"] == DRIFT
+    assert "placement: cluster c1: 2 of its 3 control planes run on golf" in summary(required)

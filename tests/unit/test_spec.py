@@ -35,14 +35,14 @@ def test_unlimited_pools_count_nothing_and_extra_disks_count():
 
 def test_file_patches_are_read_and_checked_at_load(tmp_path):
     data = seed()
-    data["clusters"]["talos-prod-01"]["patches"] = [{"name": "ntp", "file": "patches/ntp.yaml"}]
+    data["clusters"]["talos-prod-01"]["patches"].append({"name": "ntp", "file": "patches/ntp.yaml"})
     (tmp_path / "patches").mkdir()
     (tmp_path / "patches" / "ntp.yaml").write_text("machine:\n  time:\n    servers: [time.cloudflare.com]\n")
     (tmp_path / "omni.yaml").write_text(yaml.safe_dump(data))
     spec = load_spec(tmp_path / "omni.yaml", "specs/omni.yaml")
-    assert spec.clusters["talos-prod-01"].patches[0].inline == {"machine": {"time": {"servers": ["time.cloudflare.com"]}}}
+    assert spec.clusters["talos-prod-01"].patches[1].inline == {"machine": {"time": {"servers": ["time.cloudflare.com"]}}}
     (tmp_path / "patches" / "ntp.yaml").write_text("- not a mapping\n")
-    with pytest.raises(SpecError, match=r"clusters.talos-prod-01.patches\[0\].file: a patch file holding a YAML mapping"):
+    with pytest.raises(SpecError, match=r"clusters.talos-prod-01.patches\[1\].file: a patch file holding a YAML mapping"):
         load_spec(tmp_path / "omni.yaml", "specs/omni.yaml")
     (tmp_path / "patches" / "ntp.yaml").unlink()
     with pytest.raises(SpecError, match="a readable patch file"):
@@ -184,3 +184,54 @@ def test_missing_file_and_non_mapping(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(SpecError, match="a YAML mapping at the top level"):
         load_spec(tmp_path / "list.yaml")
+
+
+# ------------------------------------------------------------------ a cluster that can never be Ready
+
+def _load(tmp_path, data) -> None:
+    (tmp_path / "omni.yaml").write_text(yaml.safe_dump(data))
+    load_spec(tmp_path / "omni.yaml", "specs/omni.yaml")
+
+
+def test_the_default_cni_switched_off_and_none_installed_is_refused(tmp_path):
+    data = seed()
+    del data["clusters"]["talos-prod-01"]["cni"]
+    with pytest.raises(SpecError) as raised:
+        _load(tmp_path, data)
+    assert str(raised.value) == (
+        "specs/omni.yaml: clusters.talos-prod-01.cni: a CNI: patch patches[0] (cilium-prep) sets "
+        "cluster.network.cni.name: none and nothing installs one, so the nodes never become Ready and `up` would "
+        "wait and fail; add `cni: {cilium: {chart_repository, chart_version}}`")
+
+
+def test_a_patch_file_that_switches_the_cni_off_counts_too(tmp_path):
+    data = seed()
+    del data["clusters"]["talos-prod-01"]["cni"]
+    data["clusters"]["talos-prod-01"]["patches"] = [{"name": "no-cni", "file": "no-cni.yaml"}]
+    (tmp_path / "no-cni.yaml").write_text("cluster:\n  network:\n    cni:\n      name: none\n")
+    with pytest.raises(SpecError, match=r"clusters.talos-prod-01.cni: a CNI: patch patches\[0\] \(no-cni\)"):
+        _load(tmp_path, data)
+
+
+def test_cilium_with_the_default_cni_left_on_is_refused(tmp_path):
+    data = seed()
+    data["clusters"]["talos-prod-01"]["patches"] = []
+    with pytest.raises(SpecError, match="clusters.talos-prod-01.cni: the default CNI switched off"):
+        _load(tmp_path, data)
+
+
+def test_kube_proxy_off_needs_ciliums_replacement(tmp_path):
+    data = seed()
+    data["clusters"]["talos-prod-01"]["cni"]["cilium"]["values"] = {"kubeProxyReplacement": False}
+    with pytest.raises(SpecError, match=r"clusters.talos-prod-01.cni.cilium.values.kubeProxyReplacement: true: "
+                                        r"patch patches\[0\] \(cilium-prep\) disables kube-proxy"):
+        _load(tmp_path, data)
+
+
+def test_a_chart_value_of_the_wrong_type_names_its_field(tmp_path):
+    data = seed()
+    data["clusters"]["talos-prod-01"]["cni"]["cilium"]["values"] = {"MTU": "large", "hubble": {"ui": {"enabled": True}}}
+    with pytest.raises(SpecError) as raised:
+        _load(tmp_path, data)
+    assert str(raised.value) == ("specs/omni.yaml: clusters.talos-prod-01.cni.cilium.values.MTU: Input should be a "
+                                 "valid integer, unable to parse string as an integer")
