@@ -88,8 +88,13 @@ def _docs(text: str) -> list[dict]:
 
 
 def read_progress(client: Omnictl, name: str, set_ids: list[str]) -> ClusterProgress:
-    """Four reads: the cluster's MachineSetStatuses, the provider's MachineRequestStatuses, its ClusterStatus and
-    KubernetesStatus."""
+    """Four reads: the cluster's KubernetesStatus and ClusterStatus, its MachineSetStatuses, the provider's
+    MachineRequestStatuses. They are not one snapshot, and the cluster moves between them; read from the last step
+    of the way to the first, whatever moved in between can only make an earlier step look further along, so one
+    line never shows more nodes ready than machines running, or more running than provisioned."""
+    kubernetes = client.get_or_none("KubernetesStatuses.omni.sidero.dev", name, "default") or {}
+    nodes = (kubernetes.get("spec") or {}).get("nodes") or []
+    cluster = (client.get_or_none("ClusterStatuses.omni.sidero.dev", name, "default") or {}).get("spec") or {}
     sets = {set_id: SetProgress() for set_id in set_ids}
     for status in _docs(client.run("get", "MachineSetStatuses.omni.sidero.dev", "-n", "default",
                                    "-l", f"{LABEL_CLUSTER}={name}", "-o", "yaml")):
@@ -109,13 +114,9 @@ def read_progress(client: Omnictl, name: str, set_ids: list[str]) -> ClusterProg
                 sets[set_id].provisioned += 1
             elif spec.get("stage") == REQUEST_FAILED:
                 sets[set_id].failures.append(spec.get("error") or "failed")
-    cluster = client.get_or_none("ClusterStatuses.omni.sidero.dev", name, "default") or {}
-    spec = cluster.get("spec") or {}
-    kubernetes = client.get_or_none("KubernetesStatuses.omni.sidero.dev", name, "default") or {}
-    nodes = (kubernetes.get("spec") or {}).get("nodes") or []
-    return ClusterProgress(name=name, sets=sets, api_reachable=bool(spec.get("kubernetesapiready")),
+    return ClusterProgress(name=name, sets=sets, api_reachable=bool(cluster.get("kubernetesapiready")),
                            nodes_ready=len([n for n in nodes if n.get("ready")]), nodes=len(nodes),
-                           ready=bool(spec.get("ready")) and all(s.ready for s in sets.values()))
+                           ready=bool(cluster.get("ready")) and all(s.ready for s in sets.values()))
 
 
 def unmet_conditions(client: Omnictl, name: str) -> Counter:

@@ -128,11 +128,13 @@ def test_the_wait_prints_progress_from_omnis_resources_in_order(provider, capfd)
     provider.create(props())
     lines = [line.removeprefix("omni-scale: ") for line in capfd.readouterr().err.splitlines()]
     progress = [line for line in lines if line.startswith(f"cluster {NAME}: control-planes")]
-    numbers = [[int(n) for n in re.findall(r"\d+", line.split(":", 1)[1])] for line in progress]
-    # Each line differs from the one before, and every count only grows.
-    assert len(progress) >= 2 and all(a <= b for before, after in zip(numbers, numbers[1:])
-                                      for a, b in zip(before, after)), progress
-    assert "0 provisioned" in progress[0] and "Kubernetes API not reachable yet" in progress[0]
+    counts = [[int(n) for n in re.findall(r"(\d+) (?:requested|provisioned|running)", line)]
+              + [int(re.search(r"(\d+) of \d+ nodes ready", line).group(1))] for line in progress]
+    for line, (cp_wanted, cp_made, cp_running, w_wanted, w_made, w_running, ready) in zip(progress, counts):
+        # Each line is consistent although its four reads are not one snapshot (they run from the last step back).
+        assert cp_made >= cp_running and w_made >= w_running and cp_running + w_running >= ready, line
+    # Every count only grows from one line to the next, up to every machine running and every node Ready.
+    assert all(a <= b for before, after in zip(counts, counts[1:]) for a, b in zip(before, after)), progress
     assert progress[-1] == (f"cluster {NAME}: control-planes 3 requested, 3 provisioned, 3 running; workers 2 requested, "
                             "2 provisioned, 2 running; Kubernetes API reachable; 5 of 5 nodes ready")
     assert lines.index(progress[-1]) < lines.index(f"cluster {NAME} is ready")
