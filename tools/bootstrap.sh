@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the project runs with, idempotently and offline-friendly:
 #   .venv/        the Python virtualenv from requirements.txt
-#   .tools/bin/   pulumi, pulumi-language-python (+ its scripts), omnictl, and for the lab
-#                 omni (the server), kube-apiserver, etcd, helm
+#   .tools/bin/   pulumi, pulumi-language-python (+ its scripts), pulumi-resource-kubernetes, omnictl,
+#                 and for the lab omni (the server), kube-apiserver, etcd, helm
 # The Go tools are built from pinned Go modules (tools/*/go.mod) into a cache
 # outside the clone, keyed by a hash of their inputs, so a fresh clone on a warm
 # machine builds nothing. A compatible `pulumi` already on PATH is used instead
@@ -119,6 +119,26 @@ etcd=$(build_tool etcd "-s -w")
 ln -sfn "$etcd/etcd" "$bin/etcd"
 helm=$(build_tool helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean")
 ln -sfn "$helm/helm" "$bin/helm"
+
+# The pulumi-kubernetes provider plugin (issue 17): the module proxy refuses every tagged provider/v4, but
+# serves the v4.25.0 release commit as a pseudo-version (tools/pulumi-kubernetes/go.mod). Upstream's main embeds
+# two files its `go generate` writes and git ignores; the module holds their sources, schema.json and
+# terraform-mapping.json, which are copied beside this project's own main in a staging copy in the cache (never
+# into the clone) and built there. On PATH as pulumi-resource-kubernetes, the engine uses it as an ambient plugin:
+# nothing is downloaded. A cold build takes about 11 min of two cores, and its link about 4.6 GB of memory.
+k8s_src="$root/tools/pulumi-kubernetes"
+k8s_stage="$cache/pulumi-kubernetes-src-$( (cd "$k8s_src" && cat go.mod go.sum main.go) | sha256sum | cut -c1-16)"
+if [ ! -f "$k8s_stage/.complete" ]; then
+  rm -rf "$k8s_stage" && mkdir -p "$k8s_stage"
+  cp "$k8s_src/go.mod" "$k8s_src/go.sum" "$k8s_src/main.go" "$k8s_stage/"
+  k8s_module=$(grep -o 'github.com/pulumi/pulumi-kubernetes/provider/v4 v[^ ]*' "$k8s_src/go.mod" | head -1 | tr ' ' '@')
+  k8s_dir=$(cd "$k8s_stage" && go mod download -json "$k8s_module" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  install -m 0644 "$k8s_dir/cmd/pulumi-resource-kubernetes/schema.json" \
+    "$k8s_dir/cmd/pulumi-resource-kubernetes/terraform-mapping.json" "$k8s_stage/"
+  touch "$k8s_stage/.complete"
+fi
+k8s_plugin=$(build_tool pulumi-kubernetes "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$PULUMI_KUBERNETES_VERSION" "$k8s_stage")
+ln -sfn "$k8s_plugin/pulumi-kubernetes" "$bin/pulumi-resource-kubernetes"
 
 # The lab's Omni Proxmox infra provider stand-in (this project's own code, on Omni's infra-provider library
 # from the client module omnictl is built from): what the provider LXC's docker stand-in runs.

@@ -52,3 +52,10 @@ def test_older_pulumi_on_path_is_not_used(repo_copy, tmp_path):
     assert built.stdout.strip() == f"v{pinned}"
     for script in ("pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-pulumi-python"):
         assert os.access(repo_copy / ".tools" / "bin" / script, os.X_OK)
+
+
+def test_a_warm_run_builds_nothing(repo_copy, tmp_path):
+    proc = bootstrap(repo_copy, fake_pulumi(tmp_path / "newer", "3.300.0"))
+    assert proc.returncode == 0, proc.stderr
+    assert "building" not in proc.stderr, proc.stderr  # every tool, the kubernetes plugin too, from the cache
+    assert os.access(repo_copy / ".tools" / "bin" / "pulumi-resource-kubernetes", os.X_OK)

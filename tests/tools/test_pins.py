@@ -62,3 +62,10 @@ def test_omnictl_carries_the_api_version_the_lab_omni_serves():
     mod_cache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout.strip()
     omni_api = f"{mod_cache}/github.com/siderolabs/omni@{pins()['OMNI_VERSION']}/internal/version/api.go"
     assert re.search(r"const API uint32 = (\d+)", open(omni_api).read()).group(1) == api
+
+
+def test_pulumi_kubernetes_plugin_module_and_python_sdk_agree():
+    version = pins()["PULUMI_KUBERNETES_VERSION"]
+    # The module proxy serves the provider only as the pseudo-version of its release tag; its SDK by the tag.
+    assert require("pulumi-kubernetes/go.mod", "github.com/pulumi/pulumi-kubernetes/sdk/v4") == f"v{version}"
+    assert f"pulumi-kubernetes=={version}\n" in (PROJECT_ROOT / "requirements.txt").read_text()
