@@ -3,9 +3,11 @@ it. A real kube-apiserver with a real etcd (both built by tools/bootstrap.sh fro
 on 127.0.0.1, with a CA, serving certificate, service-account key and admin token made per start; and
 a Helm chart repository on loopback serving the lab's `tailscale-operator` chart (lab/charts).
 
-No controller-manager or scheduler runs: objects are stored and validated, nothing is rolled out (a
-Deployment never gets pods), and a deleted namespace stays Terminating. What the program checks (the
-namespace's labels, the release's status, its values) needs none of that.
+A kube-controller-manager (from the same k8s.io/kubernetes module) runs the two controllers deletion needs: the
+namespace controller, which empties a deleted namespace and lets it go, and the garbage collector, which ends a
+foreground deletion (what pulumi-kubernetes asks for by default). No scheduler and no other controller runs:
+nothing is rolled out (a Deployment never gets pods). What the program checks (the namespace's labels, the
+release's status, its values, that destroy leaves nothing) needs no more.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def package_charts(out: Path, base_url: str) -> None:
 def start(directory: Path) -> dict:
     """Starts etcd, kube-apiserver and the chart repository; returns what lab.json keeps of them."""
     directory.mkdir(parents=True, exist_ok=True)
-    for tool in ("etcd", "kube-apiserver", "helm"):
+    for tool in ("etcd", "kube-apiserver", "kube-controller-manager", "helm"):
         if not (TOOLS / tool).exists():
             raise SystemExit(f"lab: {TOOLS / tool} is missing; run tools/bootstrap.sh")
     pki = make_pki(directory / "pki")
@@ -145,6 +147,21 @@ def start(directory: Path) -> dict:
     context = ssl.create_default_context(cafile=pki["ca"])
     _wait_ready(f"{server}/readyz", apiserver, "kube-apiserver", directory / "kube-apiserver.log", context,
                 {"Authorization": f"Bearer {pki['token']}"})
+    # Deletion's controllers, as the admin (a kubeconfig file, 0600: the controller-manager reads no other way).
+    kubeconfig = directory / "controller-manager.kubeconfig"
+    write_private_json(kubeconfig, admin_kubeconfig(
+        {"server": server, "token": pki["token"],
+         "certificate_authority_data": base64.b64encode(Path(pki["ca"]).read_bytes()).decode()}))
+    manager_port = _free_port()
+    manager = spawn(directory, "kube-controller-manager", [
+        str(TOOLS / "kube-controller-manager"), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}", "--controllers=namespace,garbagecollector", "--leader-elect=false",
+        f"--bind-address={HOST}", f"--secure-port={manager_port}", f"--cert-dir={directory / 'controller-manager'}",
+        "--use-service-account-credentials=false", "--v=0"])
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE  # its own self-signed serving cert
+    _wait_ready(f"https://{HOST}:{manager_port}/healthz", manager, "kube-controller-manager",
+                directory / "kube-controller-manager.log", unverified)
     repo_url = f"http://{HOST}:{repo_port}"
     package_charts(directory / "charts", repo_url)
     repo = spawn(directory, "chart-repo", [sys.executable, "-m", "http.server", str(repo_port), "--bind", HOST,
@@ -152,7 +169,7 @@ def start(directory: Path) -> dict:
     _wait_ready(f"{repo_url}/index.yaml", repo, "the chart repository", directory / "chart-repo.log")
     info = {"server": server, "token": pki["token"], "ca_file": pki["ca"],
             "certificate_authority_data": base64.b64encode(Path(pki["ca"]).read_bytes()).decode(),
-            "chart_repository": repo_url, "pids": [repo.pid, apiserver.pid, etcd.pid]}
+            "chart_repository": repo_url, "pids": [repo.pid, manager.pid, apiserver.pid, etcd.pid]}
     # What the lab's omnictl puts in the kubeconfigs it hands out (lab/bin/omnictl): no Talos cluster
     # boots in the lab, so this API server stands in for the new cluster's.
     write_private_json(directory / "access.json",

@@ -2,7 +2,7 @@
 # Sets up everything the project runs with, idempotently and offline-friendly:
 #   .venv/        the Python virtualenv from requirements.txt
 #   .tools/bin/   pulumi, pulumi-language-python (+ its scripts), pulumi-resource-kubernetes, omnictl,
-#                 and for the lab omni (the server), kube-apiserver, etcd, helm
+#                 and for the lab omni (the server), kube-apiserver, kube-controller-manager, etcd, helm
 # The Go tools are built from pinned Go modules (tools/*/go.mod) into a cache
 # outside the clone, keyed by a hash of their inputs, so a fresh clone on a warm
 # machine builds nothing. A compatible `pulumi` already on PATH is used instead
@@ -110,11 +110,12 @@ ln -sfn "$omni/omni" "$bin/omni"
 omnictl=$(build_tool omnictl "-X github.com/siderolabs/omni/client/pkg/version.Tag=$OMNICTL_VERSION -X main.apiVersion=$OMNICTL_API_VERSION")
 ln -sfn "$omnictl/omnictl" "$bin/omnictl"
 
-# The lab's Kubernetes API server and helm (Tailscale operator release). kube-apiserver must
-# report its real version: helm checks charts' kubeVersion against it.
+# The lab's Kubernetes API server, its controller-manager (one module, both tools) and helm (Tailscale operator
+# release). kube-apiserver must report its real version: helm checks charts' kubeVersion against it.
 k8s_minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
 apiserver=$(build_tool kube-apiserver "-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION")
 ln -sfn "$apiserver/kube-apiserver" "$bin/kube-apiserver"
+ln -sfn "$apiserver/kube-controller-manager" "$bin/kube-controller-manager"
 etcd=$(build_tool etcd "-s -w")
 ln -sfn "$etcd/etcd" "$bin/etcd"
 helm=$(build_tool helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean")

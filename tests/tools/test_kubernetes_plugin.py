@@ -21,10 +21,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 provider = k8s.Provider("lab", kubeconfig=pulumi.Config().require_secret("kubeconfig"))
-# The provider deletes in the foreground by default, which waits for the garbage collector (a controller the
-# lab does not run yet, issue 17): background deletion needs none.
-k8s.core.v1.ConfigMap("check", metadata={"name": "plugin-check", "namespace": "default",
-                                         "annotations": {"pulumi.com/deletionPropagationPolicy": "background"}},
+# Deleted in the foreground, the provider's default: the lab's garbage collector ends it.
+k8s.core.v1.ConfigMap("check", metadata={"name": "plugin-check", "namespace": "default"},
                       data={"built": "here"}, opts=pulumi.ResourceOptions(provider=provider))
 '''
 
