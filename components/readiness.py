@@ -49,7 +49,6 @@ class ClusterProgress:
     sets: dict[str, SetProgress]
     api_reachable: bool = False
     nodes_ready: int = 0
-    nodes: int = 0
     ready: bool = False
 
     def line(self) -> str:
@@ -115,7 +114,7 @@ def read_progress(client: Omnictl, name: str, set_ids: list[str]) -> ClusterProg
             elif spec.get("stage") == REQUEST_FAILED:
                 sets[set_id].failures.append(spec.get("error") or "failed")
     return ClusterProgress(name=name, sets=sets, api_reachable=bool(cluster.get("kubernetesapiready")),
-                           nodes_ready=len([n for n in nodes if n.get("ready")]), nodes=len(nodes),
+                           nodes_ready=len([n for n in nodes if n.get("ready")]),
                            ready=bool(cluster.get("ready")) and all(s.ready for s in sets.values()))
 
 
