@@ -6,8 +6,12 @@ of being written) only once the operator confirms.
 
 Without --yes it prints the plan (`pulumi preview` in adoption mode) and asks at a terminal; with no terminal
 it writes nothing. Pulumi's own import cannot take over a Python dynamic resource, so each of this program's
-providers adopts in `create` (components/providers.py: adopted). Afterwards `pulumi preview` shows no change
+providers adopts in `create` (components/providers.py: adopted); the pulumi-kubernetes resources (the Tailscale
+operator's namespace and release) take the `import` option instead. Afterwards `pulumi preview` shows no change
 where the live estate matches the spec, and exactly the differences where it does not.
+
+A state made before the operator moved to pulumi-kubernetes holds its namespace and release as two dynamic
+resources: adoption first removes those entries from the state (saving it as it was), and its `up` imports both.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -48,11 +53,49 @@ def import_list(spec: Spec) -> list[dict]:
                       "id": name})
     op = spec.tailscale_operator
     if op is not None and op.enabled:
-        items.append({"type": "omni-scale:k8s:TailscaleOperator", "name": "tailscale-operator-namespace",
+        items.append({"type": "kubernetes:core/v1:Namespace", "name": "tailscale-operator-namespace",
                       "what": f"namespace in {op.cluster}", "id": op.namespace})
-        items.append({"type": "omni-scale:k8s:TailscaleOperator", "name": RELEASE,
+        items.append({"type": "kubernetes:helm.sh/v3:Release", "name": RELEASE,
                       "what": f"Helm release in {op.cluster}", "id": release_id(op.namespace, RELEASE)})
     return items
+
+
+# What the code before pulumi-kubernetes registered for the operator: two Python dynamic resources in the component.
+_RETIRED = "omni-scale:k8s:TailscaleOperator$pulumi-python:dynamic:Resource::"
+
+
+def retired_entries(state: dict) -> list[str]:
+    """The URNs of the previous code's operator resources in an exported state, dependents first (the order
+    `pulumi state delete` takes them in). Their namespace and release are imported by the adopting `up`."""
+    resources = state.get("deployment", {}).get("resources") or []
+    return [r["urn"] for r in reversed(resources) if _RETIRED in r["urn"]]
+
+
+def _pulumi(pulumi_argv: Callable[..., list[str]], cwd: Path, env: dict, *args: str) -> str:
+    proc = subprocess.run(pulumi_argv(*args), cwd=cwd, env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise AdoptionError(f"pulumi {' '.join(args[:2])}: {(proc.stderr or proc.stdout).strip()}")
+    return proc.stdout
+
+
+def remove_retired_entries(exported: str, urns: list[str], pulumi_argv: Callable[..., list[str]], cwd: Path,
+                           env: dict) -> None:
+    """Removes the previous code's operator entries from the state (nothing in the cluster is touched), after
+    saving the state as it was (0600: its secrets are encrypted, but it is the whole estate's record)."""
+    backup = cwd / ".adoption" / f"state-before-adoption-{int(time.time())}.json"
+    backup.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(exported)
+    print(f"adoption: the state as it was is saved in {backup} (`pulumi stack import --file` puts it back)")
+    for urn in urns:
+        # --force: prod protects them; removing an entry from the state deletes nothing live.
+        _pulumi(pulumi_argv, cwd, env, "state", "delete", urn, "--force", "--yes")
+        print(f"adoption: removed from the state, left running: {urn.rsplit('::', 1)[1]}")
+
+
+class AdoptionError(Exception):
+    pass
 
 
 def format_table(items: list[dict]) -> str:
@@ -71,12 +114,26 @@ def what_adoption_does(spec: Spec) -> str:
     lines = ["adoption: in the plan below, each `+ create` is first looked up by the id listed above: what exists is",
              "  recorded in the state as it is (nothing written), what does not is created; each `~ update` (a thing",
              "  the state already holds) is applied as shown."]
+    op = spec.tailscale_operator
+    if op is not None and op.enabled:
+        lines.append("adoption: the Tailscale operator's namespace and release show as `= import`: pulumi-kubernetes "
+                     "reads them as they are,\n  then applies what differs (an upgrade in place); they must exist "
+                     "(otherwise set tailscale_operator.enabled: false to adopt)")
     if spec.clusters:
         lines.append("adoption: it mints these credentials (kept encrypted in the state, for the Tailscale operator):")
         lines += [f"  cluster {name}: Omni service account {KUBECONFIG_USER!r} and its kubeconfig "
                   "(`omnictl kubeconfig --service-account`, life: omni-scale:kubeconfigTtlSeconds)"
                   for name in spec.clusters]
     return "\n".join(lines)
+
+
+def _confirmed(yes: bool, ask: Optional[Callable[[str], str]], question: str) -> bool:
+    """--yes, or a `yes` typed at the terminal; otherwise says that nothing was written."""
+    if yes or (ask is not None and ask(question).strip().lower() == "yes"):
+        return True
+    print("adoption: nothing written" + ("" if ask else " (no terminal to confirm at: run again with --yes "
+                                                         "to adopt as planned)"))
+    return False
 
 
 def adopt(spec: Spec, pulumi_argv: Callable[..., list[str]], cwd: Path, env: dict, yes: bool,
@@ -86,14 +143,25 @@ def adopt(spec: Spec, pulumi_argv: Callable[..., list[str]], cwd: Path, env: dic
     env = {**env, ADOPT_ENV: "1"}
     print(format_table(import_list(spec)))
     print(what_adoption_does(spec), flush=True)
+    try:
+        exported = _pulumi(pulumi_argv, cwd, env, "stack", "export")
+        retired = retired_entries(json.loads(exported))
+        if retired:
+            print("adoption: the state holds the operator's namespace and release as the code before "
+                  "pulumi-kubernetes made them;\n  they are removed from the state first (the cluster is not "
+                  "touched), and the adopting `up` imports both:")
+            print("\n".join(f"  {urn}" for urn in retired), flush=True)
+            if not _confirmed(yes, ask, "remove them from the state and go on? type yes: "):
+                return 1
+            remove_retired_entries(exported, retired, pulumi_argv, cwd, env)
+    except AdoptionError as exc:
+        print(f"adoption: {exc}", file=sys.stderr)
+        return 2
     if not yes:
         preview = subprocess.run(pulumi_argv(*ADOPT_PREVIEW_ARGS), cwd=cwd, env=env)
         if preview.returncode != 0:
             return preview.returncode
-        answer = ask("adopt as planned? type yes to go on: ") if ask else ""
-        if answer.strip().lower() != "yes":
-            print("adoption: nothing written" + ("" if ask else " (no terminal to confirm at: run again with --yes "
-                                                                 "to adopt as planned)"))
+        if not _confirmed(yes, ask, "adopt as planned? type yes to go on: "):
             return 1
     return subprocess.run(pulumi_argv(*ADOPT_UP_ARGS), cwd=cwd, env=env).returncode
 

@@ -38,6 +38,7 @@ CHANGE_OPS = {"update": "differs", "replace": "differs (would be replaced)", "cr
 # How the engine prints a failed `check` of the StoragePreflight resource, one line per problem.
 _PREFLIGHT = re.compile(r"property preflight value .*? has a problem: (.+)")
 _INTERNAL = ("__provider", "__inputs")
+_DYNAMIC = "$pulumi-python:dynamic:Resource::"
 # The engine's and the Python SDK's wrapping around a provider's own message.
 _ENGINE_NOISE = re.compile(r"^(error: )?(Preview failed: )?(Exception calling application: )?")
 
@@ -69,15 +70,46 @@ def field_changes(live: dict, desired: dict, prefix: str = "") -> list[dict]:
     return out
 
 
+def _is_estate_change(step: dict) -> bool:
+    """False for what is not a thing of the estate's: a provider (how the program reaches a cluster; its kubeconfig
+    renews on the cluster's schedule, reported there), and an update pulumi-kubernetes could not diff because that
+    provider's kubeconfig is known only once the change reported for its cluster is applied (no diff reasons)."""
+    kind = step["urn"].split("::")[2].split("$")[-1]
+    if kind.startswith("pulumi:providers:"):
+        return False
+    return not (step.get("op") == "update" and _DYNAMIC not in step["urn"]
+                and not step.get("diffReasons") and not step.get("detailedDiff"))
+
+
+def _changed_fields(step: dict) -> list[dict]:
+    """What differs, live against desired. A pulumi-kubernetes resource compares its old inputs, the live state and
+    the new inputs three ways, which no two-way comparison repeats: for it, the fields its own diff names (a secret,
+    such as a Helm release's values with the OAuth pair, reads "[secret]" on both sides)."""
+    live, desired = (step.get("oldState") or {}).get("outputs") or {}, (step.get("newState") or {}).get("inputs") or {}
+    if _DYNAMIC in step["urn"]:
+        return field_changes(live, desired)
+    paths = sorted(step.get("detailedDiff") or {}) or step.get("diffReasons") or []
+    return [{"field": path, "live": _at(live, path), "desired": _at(desired, path)} for path in paths]
+
+
+def _at(value: Any, path: str) -> Any:
+    """The value at a dotted path, or what stands above it when that is not a mapping (a "[secret]")."""
+    for key in path.split("."):
+        if not isinstance(value, dict):
+            return value
+        value = value.get(key)
+    return value
+
+
 def analyse(preview: dict, returncode: int, stderr: str = "") -> dict:
     """The report, from pulumi's JSON preview (and its exit code and stderr when it failed)."""
     resources = []
     for step in preview.get("steps", []):
         op = step.get("op")
-        if op not in CHANGE_OPS or step["urn"].endswith("pulumi:pulumi:Stack::" + _name(step["urn"])):
+        if op not in CHANGE_OPS or step["urn"].endswith("pulumi:pulumi:Stack::" + _name(step["urn"])) \
+                or not _is_estate_change(step):
             continue
-        old, new = step.get("oldState") or {}, step.get("newState") or {}
-        fields = field_changes(old.get("outputs") or {}, new.get("inputs") or {}) if op == "update" else []
+        fields = _changed_fields(step) if op == "update" else []
         resources.append({"name": _name(step["urn"]), "type": _component_type(step["urn"]), "urn": step["urn"],
                           "change": CHANGE_OPS[op], "fields": fields})
     errors, preflight = [], []
@@ -111,7 +143,7 @@ def placement_of(preview: dict) -> dict:
     the program's."""
     found, wanted = {}, {}
     for step in preview.get("steps", []):
-        if step["urn"].endswith("::" + PLACEMENT) and "$pulumi-python:dynamic:Resource" in step["urn"]:
+        if step["urn"].endswith("::" + PLACEMENT) and _DYNAMIC in step["urn"]:
             old, new = step.get("oldState") or {}, step.get("newState") or {}
             found = (new.get("outputs") or {}).get("placement") or (old.get("outputs") or {}).get("placement") or found
             wanted = ((new.get("inputs") or {}).get("spec") or {}).get("clusters") or wanted

@@ -1,5 +1,5 @@
-"""The one way this program runs helm: the pinned binary, with the kubeconfig and any values in 0600 files of
-a private temporary directory (never argv), its own cache and config dirs, a timeout, and one error type."""
+"""The one way this program runs helm (to pull and render charts): the pinned binary, with any values in a 0600
+file of a private temporary directory (never argv), its own cache and config dirs, a timeout, and one error type."""
 
 from __future__ import annotations
 
@@ -28,15 +28,12 @@ def helm_binary(path_setting: Optional[object]) -> str:
         raise HelmError("helm is not on PATH (run `make setup`) and omni-scale:helmPath names none") from None
 
 
-def run_helm(binary: str, *args: str, kubeconfig: Optional[str] = None, values: Optional[dict] = None) -> str:
-    """`helm ARGS [--values FILE]`; what it prints. The kubeconfig and the values (which may hold secrets)
-    reach it only as 0600 files in a 0700 directory removed when it is done."""
+def run_helm(binary: str, *args: str, values: Optional[dict] = None) -> str:
+    """`helm ARGS [--values FILE]`; what it prints. The values reach it only as a 0600 file in a 0700 directory
+    removed when it is done."""
     with tempfile.TemporaryDirectory(prefix="omni-scale-helm-") as tmp:  # mode 0700
         env = {**os.environ, "HELM_CACHE_HOME": f"{tmp}/cache", "HELM_CONFIG_HOME": f"{tmp}/config",
                "HELM_DATA_HOME": f"{tmp}/data"}
-        if kubeconfig is not None:
-            _write_private(Path(tmp) / "kubeconfig", kubeconfig)
-            env["KUBECONFIG"] = f"{tmp}/kubeconfig"
         argv = [binary, *args]
         if values is not None:
             _write_private(Path(tmp) / "values.yaml", yaml.safe_dump(values, sort_keys=True))

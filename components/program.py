@@ -9,8 +9,8 @@ from pathlib import Path
 import pulumi
 
 from .settings import (NAMESPACE, OMNI_CREDENTIALS, PROVIDER_STACK_CREDENTIALS, PROXMOX_ADMIN_CREDENTIALS,
-                       TAILSCALE_OAUTH_CREDENTIALS, OmniSettings, provider_secrets_from_lookup, require, retry_policy,
-                       ssh_from_lookup, truthy)
+                       OmniSettings, provider_secrets_from_lookup, require, retry_policy,
+                       ssh_from_lookup, tailscale_credentials, truthy)
 from .spec import Spec, SpecError, load_spec
 from .ssh import SshError, public_key_of
 
@@ -33,8 +33,9 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
         required = OMNI_CREDENTIALS
         if spec.provider_lxc is not None:
             required += PROXMOX_ADMIN_CREDENTIALS + PROVIDER_STACK_CREDENTIALS
-        if spec.tailscale_operator is not None and spec.tailscale_operator.enabled:
-            required += TAILSCALE_OAUTH_CREDENTIALS
+        operator = spec.tailscale_operator
+        if operator is not None and operator.enabled:
+            required += tailscale_credentials(config.get, operator.oauth.audience, stack_file, spec_path)
         require(config.get, tuple(dict.fromkeys(required)), stack_file)
         # The settings the providers read later, checked now: a bad value stops before anything registers.
         retry_policy(config.get, stack_file)

@@ -24,6 +24,20 @@ Lookup = Callable[[str], Optional[object]]
 OMNI_CREDENTIALS = ("omniEndpoint", "omniServiceAccountKey")
 PROXMOX_CREDENTIALS = ("proxmoxApiUrl", "proxmoxTokenId", "proxmoxTokenSecret")
 TAILSCALE_OAUTH_CREDENTIALS = ("tailscaleOAuthClientId", "tailscaleOAuthClientSecret")
+TAILSCALE_CLIENT_ID, TAILSCALE_CLIENT_SECRET = TAILSCALE_OAUTH_CREDENTIALS
+
+
+def tailscale_credentials(get: Lookup, audience: Optional[str], stack_file: str, spec_file: str) -> tuple[str, ...]:
+    """The stack keys the operator's OAuth client needs: the id and secret, or only the id with workload identity
+    federation (the spec's tailscale_operator.oauth.audience). A secret beside an audience is refused: the chart
+    would quietly prefer the secret."""
+    if audience is None:
+        return TAILSCALE_OAUTH_CREDENTIALS
+    if get(TAILSCALE_CLIENT_SECRET):
+        raise SpecError(stack_file, f"config.{NAMESPACE}:{TAILSCALE_CLIENT_SECRET}",
+                        f"unset while {spec_file} sets tailscale_operator.oauth.audience (workload identity "
+                        "federation has no client secret): keep one of the two")
+    return (TAILSCALE_CLIENT_ID,)
 
 
 def lookup_in(raw: dict) -> Lookup:

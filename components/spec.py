@@ -351,14 +351,34 @@ class Totals(BaseModel):
 ZERO = Totals(machines=0, cores=0, memory_mb=0, disk_gb=0)
 
 
+# The newest stable Tailscale chart (its releases: https://pkgs.tailscale.com/helmcharts/index.yaml).
+TAILSCALE_CHART_VERSION = "1.102.3"
+
+
+class TailscaleOAuthSpec(_Strict):
+    # Workload-identity federation: the operator authenticates with a projected service-account token for this
+    # audience instead of a client secret (the client id still comes from the stack config).
+    audience: Optional[str] = Field(default=None, min_length=1)
+
+
 class TailscaleOperatorSpec(_Strict):
     enabled: bool = True
     cluster: Name
     namespace: Name = "tailscale"
     hostname: Name
     chart_repository: str = Field(pattern=r"^https?://")
-    chart_version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    chart_version: str = Field(default=TAILSCALE_CHART_VERSION, pattern=r"^\d+\.\d+\.\d+$")
+    oauth: TailscaleOAuthSpec = Field(default_factory=TailscaleOAuthSpec)
     values: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _credentials_only_from_the_stack(self) -> "TailscaleOperatorSpec":
+        # The OAuth client's credentials are stack secrets; a spec file is committed.
+        if "oauth" in self.values:
+            raise _AtPath("values.oauth", "no oauth values here: the client id and secret are stack secrets "
+                                          "(omni-scale:tailscaleOAuthClientId, omni-scale:tailscaleOAuthClientSecret), "
+                                          "and workload identity is tailscale_operator.oauth.audience")
+        return self
 
 
 StorageId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]*$", description="a Proxmox storage id")]

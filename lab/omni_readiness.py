@@ -16,8 +16,7 @@ registering a Node, and that Node becoming Ready once a CNI runs. This module pl
   MachineSetStatus Ready).
 
 `lab.ctl.set_cluster_ready(name, False)` holds the nodes NotReady regardless (a test's stand-in for any other
-cause); `lab.ctl.install_cni_by_hand(name)` gives the cluster a CNI outside its template, as the operator did
-with `helm install cilium` before omni-scale rendered it (a state made by the previous code).
+cause).
 
 From that model come the resources the program's readiness wait reads, in the shape `omnictl get -o yaml` prints
 them (Go field names lowercased, enums as numbers): ClusterStatuses, MachineSetStatuses, KubernetesStatuses,
@@ -170,9 +169,7 @@ def build(name: str, real: str, globals_: list[str], lab_dir: Path) -> ClusterMo
         target = os.path.join(d, "template.yaml")
         _real_omnictl(real, globals_, "cluster", "template", "export", "-c", name, "-o", target)
         docs = [doc for doc in yaml.safe_load_all(Path(target).read_text()) if doc]
-    # The operator's way before omni-scale: Cilium installed by hand (helm) once the API answered.
-    by_hand = (lab_dir / "cni-by-hand" / name).exists()
-    model = ClusterModel(name=name, no_cni="" if by_hand else cni_missing(docs),
+    model = ClusterModel(name=name, no_cni=cni_missing(docs),
                          held=(lab_dir / "not-ready" / name).exists())
     for doc in docs:
         if doc.get("kind") == "ControlPlane":

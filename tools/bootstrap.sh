@@ -63,6 +63,14 @@ build_tool() {
   echo "$out"
 }
 
+# Writes an executable script into .tools/bin unless it is there as it should be (rewriting a script another
+# run may be executing would race).
+write_script() {  # name content
+  if [ "$(cat "$bin/$1" 2>/dev/null)" != "$2" ]; then
+    rm -f "$bin/$1" && printf '%s\n' "$2" > "$bin/$1.tmp" && chmod +x "$bin/$1.tmp" && mv -f "$bin/$1.tmp" "$bin/$1"
+  fi
+}
+
 # A pulumi on PATH (outside .tools) at or above the pinned version is used as is.
 system_pulumi() {
   local p v
@@ -94,11 +102,8 @@ else
     ln -sfn "$cli/$f" "$bin/$f"
   done
   # v3.79's language host ignores runtime.options.virtualenv: put the venv first for it.
-  wrapper=$(printf '#!/bin/sh\n# Written by tools/bootstrap.sh: the pinned pulumi, with the project venv first on PATH.\nPATH="%s:$PATH" exec "%s" "$@"\n' \
-    "$venv/bin" "$cli/pulumi")
-  if [ "$(cat "$bin/pulumi" 2>/dev/null)" != "$wrapper" ]; then
-    rm -f "$bin/pulumi" && printf '%s\n' "$wrapper" > "$bin/pulumi.tmp" && chmod +x "$bin/pulumi.tmp" && mv -f "$bin/pulumi.tmp" "$bin/pulumi"
-  fi
+  write_script pulumi "$(printf '#!/bin/sh\n# Written by tools/bootstrap.sh: the pinned pulumi, with the project venv first on PATH.\nPATH="%s:$PATH" exec "%s" "$@"\n' \
+    "$venv/bin" "$cli/pulumi")"
 fi
 
 # The real Omni server for the lab (issue 9). Three of its modules have no entry in the
@@ -139,7 +144,11 @@ if [ ! -f "$k8s_stage/.complete" ]; then
   touch "$k8s_stage/.complete"
 fi
 k8s_plugin=$(build_tool pulumi-kubernetes "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$PULUMI_KUBERNETES_VERSION" "$k8s_stage")
-ln -sfn "$k8s_plugin/pulumi-kubernetes" "$bin/pulumi-resource-kubernetes"
+# The plugin writes its provider's kubeconfig (a credential) to a temporary file for helm and never removes it
+# (pkg/provider/util.go: writeKubeconfigToFile): it runs with a private TMPDIR that goes when it exits. The engine
+# stops a plugin with SIGINT to its process group; the trap lets this shell outlive the plugin to clean up.
+write_script pulumi-resource-kubernetes "$(printf '#!/bin/sh\n# Written by tools/bootstrap.sh: the pinned pulumi-kubernetes plugin, in a private TMPDIR removed when it exits.\ndir=$(mktemp -d "${TMPDIR:-/tmp}/pulumi-kubernetes.XXXXXX") || exit 1\ntrap : INT TERM\nTMPDIR="$dir" "%s" "$@"\nstatus=$?\nrm -rf "$dir"\nexit $status\n' \
+  "$k8s_plugin/pulumi-kubernetes")"
 
 # The lab's Omni Proxmox infra provider stand-in (this project's own code, on Omni's infra-provider library
 # from the client module omnictl is built from): what the provider LXC's docker stand-in runs.

@@ -129,10 +129,10 @@ class Estate:
     def stack_outputs(self) -> dict:
         return json.loads(self.pulumi("stack", "output", "--json").stdout)
 
-    def state_resource(self, name: str) -> dict:
-        """The dynamic resource called name, as the state records it (secrets decrypted)."""
+    def state_resource(self, name: str, type_: str = DYNAMIC) -> dict:
+        """The resource of that type called name, as the state records it (secrets decrypted)."""
         deployment = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)["deployment"]
-        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{DYNAMIC}::{name}")]
+        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{type_}::{name}")]
         return resource
 
     @property

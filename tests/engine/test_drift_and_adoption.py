@@ -122,6 +122,25 @@ def test_lxc_memory_changed_in_proxmox(estate, tmp_path):
     assert estate.ct_config()["memory"] == 1024
 
 
+def test_operator_value_changed_by_an_out_of_band_helm_upgrade(estate, tmp_path):
+    where = ("tailscale-operator", "--namespace", "tailscale")
+    chart = ("tailscale-operator", "--repo", estate.info["kubernetes"]["chart_repository"], "--version", "1.102.3")
+    upgraded = estate.helm("upgrade", *where[:1], *chart, *where[1:], "--reuse-values",
+                           "--set", "operatorConfig.hostname=someone-elses-operator")
+    assert upgraded.returncode == 0, upgraded.stderr
+    code, text, report = run_drift(estate, tmp_path)
+    assert code == 1, text
+    [resource] = report["resources"]
+    assert (resource["name"], resource["type"], resource["change"]) == (
+        "tailscale-operator", "kubernetes:helm.sh/v3:Release", "differs")
+    # The values are a secret (the OAuth pair is in them): the report names the field, never its content.
+    assert resource["fields"] == [{"field": "values.operatorConfig.hostname", "live": "[secret]", "desired": "[secret]"}]
+    assert "someone-elses" not in json.dumps(report)
+    converge(estate)
+    assert estate.release()["values"]["operatorConfig"]["hostname"] == "talos-prod-01-operator"
+    assert run_drift(estate, tmp_path)[0] == 0
+
+
 def test_storage_removed_from_a_node_is_preflight_drift(estate, tmp_path):
     api = estate.pve()
     api.call("PUT", "storage/vm_ssd", nodes="foxtrot,golf")

@@ -6,15 +6,19 @@ The steps share one lab and one stack and run in file order, as an operator woul
 """
 
 import json
+import re
 
 import pytest
 import yaml
 
 from components.render import MACHINE_CLASS_TYPE, canonical_cluster, machine_class_document
 from lab.processes import wait_until
+from tests.conftest import PROJECT_ROOT
 from tests.engine.estate import CLASS, CLUSTER, DYNAMIC, estate  # noqa: F401 (estate is a fixture)
 
 pytestmark = pytest.mark.engine
+OPERATOR = "omni-scale:k8s:TailscaleOperator$"
+RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 def _steps(preview: dict, op: str, name: str = CLASS) -> list[dict]:
@@ -26,7 +30,13 @@ def test_preview_shows_the_seed_estate_to_create(estate):
     creates = sorted(s["urn"].rsplit("::", 1)[1] for s in preview["steps"]
                      if s["op"] == "create" and DYNAMIC in s["urn"])
     assert creates == ["control-plane-placement", "matrix", "matrix-control-plane", "matrix-worker", "omni-provider",
-                       "omni-provider-compose", "tailscale-operator", "tailscale-operator-namespace", CLUSTER]
+                       "omni-provider-compose", CLUSTER]
+    # The operator: pulumi-kubernetes resources, on a provider of the new cluster's own.
+    assert {s["urn"].rsplit("::", 1)[1]: s["newState"]["type"] for s in preview["steps"]
+            if s["op"] == "create" and OPERATOR in s["urn"]} == {
+        "tailscale-operator-cluster": "pulumi:providers:kubernetes",
+        "tailscale-operator-namespace": "kubernetes:core/v1:Namespace",
+        "tailscale-operator": "kubernetes:helm.sh/v3:Release"}
     assert estate.live_class() is None and estate.ct_config() is None  # preview wrote nothing
     # The cluster's CNI, rendered from the (lab's) Cilium chart, is its own input: the manifests Omni applies.
     [cluster] = [s for s in preview["steps"] if s["urn"].endswith(f"{DYNAMIC}::{CLUSTER}")]
@@ -90,7 +100,7 @@ def test_up_installed_the_tailscale_operator_in_a_privileged_namespace(estate):
     namespace = estate.namespace()
     assert namespace.metadata.labels["pod-security.kubernetes.io/enforce"] == "privileged"
     release = estate.release()
-    assert (release["chart"], release["version"], release["status"]) == ("tailscale-operator", "1.90.9", "deployed")
+    assert (release["chart"], release["version"], release["status"]) == ("tailscale-operator", "1.102.3", "deployed")
     assert release["values"]["operatorConfig"] == {"hostname": "talos-prod-01-operator"}
     # The OAuth pair reached the chart (from the stack's secrets, through a 0600 values file).
     assert release["values"]["oauth"] == {"clientId": estate.info["tailscale_oauth"]["client_id"],
@@ -99,9 +109,10 @@ def test_up_installed_the_tailscale_operator_in_a_privileged_namespace(estate):
     assert outputs["tailscale_operator"] == {"cluster": CLUSTER, "status": "deployed"}
 
 
-def test_no_change_preview_passes_expect_no_changes(estate):
-    proc = estate.pulumi("preview", "--expect-no-changes", check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_no_change_preview_and_refresh_pass_expect_no_changes(estate):
+    for command in (("preview", "--expect-no-changes"), ("refresh", "--expect-no-changes", "--yes")):
+        proc = estate.pulumi(*command, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_a_second_up_changes_nothing_and_starts_nothing(estate):
@@ -109,6 +120,26 @@ def test_a_second_up_changes_nothing_and_starts_nothing(estate):
     out = estate.pulumi("up", "--yes", "--skip-preview").stdout
     assert "created" not in out and "updated" not in out.split("Resources:")[1], out
     assert [argv for argv in estate.docker_history()[len(before):] if argv[:2] == ["compose", "up"]] == []
+
+
+def test_an_operator_value_change_shows_as_values_in_preview_and_is_applied(estate):
+    estate.edit_spec(lambda d: d["tailscale_operator"].update(values={"operatorConfig": {"logging": "debug"}}))
+    preview = estate.preview_json()
+    [update] = [s for s in preview["steps"] if s["op"] == "update" and s["urn"].endswith(f"{RELEASE}::tailscale-operator")]
+    assert update["diffReasons"] == ["values"]
+    assert not [s for s in preview["steps"] if s["op"] in ("replace", "create", "delete") and OPERATOR in s["urn"]]
+    text = estate.pulumi("preview", "--diff").stdout.split(f"{RELEASE}::tailscale-operator]")[1]
+    changed = [line.strip() for line in text.split("--outputs:--")[0].splitlines() if line.strip()[:1] in ("~", "+", "-")]
+    # The user's value shows by name; the values map is a secret (the OAuth pair is in it), so not its value.
+    assert changed == ["~ values: {", "~ operatorConfig: {", "+ logging: [secret]"], changed
+    estate.pulumi("up", "--yes", "--skip-preview")
+    release = estate.release()
+    assert release["values"]["operatorConfig"] == {"hostname": "talos-prod-01-operator", "logging": "debug"}
+    assert release["version"] == "1.102.3" and release["status"] == "deployed"
+    estate.edit_spec(lambda d: d["tailscale_operator"].update(values={}))
+    estate.pulumi("up", "--yes", "--skip-preview")
+    assert estate.release()["values"]["operatorConfig"] == {"hostname": "talos-prod-01-operator"}
+    assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
 
 
 def test_lxc_memory_changed_in_proxmox_is_drift_and_up_puts_it_back(estate):
@@ -147,9 +178,16 @@ def test_worker_count_change_is_an_update_of_the_cluster_template(estate):
     assert not _steps(preview, "replace", CLUSTER) and not _steps(preview, "update")
     old, new = update["oldState"]["inputs"]["template"], update["newState"]["inputs"]["template"]
     assert old.replace("  size: 2\n", "  size: 3\n") == new
+    # While the cluster changes, its kubeconfig is unknown at preview: the engine cannot diff the operator's
+    # resources on it, and shows them as updates (never replacements: the provider knows the cluster by name).
+    assert not [s for s in preview["steps"] if OPERATOR in s["urn"] and s["op"] not in ("same", "update")]
+    revisions = len(estate.helm("history", "tailscale-operator", "-n", "tailscale", "-o", "json").stdout.split("}"))
     estate.pulumi("up", "--yes", "--skip-preview")
     assert estate.live_workers() == 3
     assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
+    # Applied, they were the same: the release was not upgraded.
+    assert len(estate.helm("history", "tailscale-operator", "-n", "tailscale", "-o", "json").stdout.split("}")) \
+        == revisions
 
 
 def test_refresh_reports_drift_made_out_of_band(estate):
@@ -257,6 +295,31 @@ def test_no_secret_in_logs_argv_or_files_left_behind(estate, tmp_path):
     assert left == [], left  # every temporary file (kubeconfigs, values, templates) removed
     estate.set_spec_memory(16384)
     estate.pulumi("up", "--yes", "--skip-preview")
+
+
+def test_at_v9_an_oauth_value_shows_only_in_the_engines_own_rpc_log_and_never_in_argv(estate, tmp_path):
+    """A release update at -v=9. The pulumi engine's RPC log (sdk/go/common/resource/plugin/rpc.go) prints every
+    property it marshals at that level, secrets' contents included, past its own secret filter: no provider can
+    prevent it (README: Secrets). Every other line, of the engine, the program and the plugin, holds none; the
+    plugin's argv holds none either (the values reach it over gRPC)."""
+    wrapper, argv_log = tmp_path / "bin" / "pulumi-resource-kubernetes", tmp_path / "plugin-argv.log"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$0 $*" >> {argv_log}\n'
+                       f'exec {PROJECT_ROOT / ".tools" / "bin" / "pulumi-resource-kubernetes"} "$@"\n')
+    wrapper.chmod(0o755)
+    path = f"{wrapper.parent}:{estate.stack.env()['PATH']}"
+    estate.edit_spec(lambda d: d["tailscale_operator"].update(values={"operatorConfig": {"logging": "debug"}}))
+    run = estate.stack.run("up", "--yes", "--skip-preview", "--logtostderr", "-v=9", extra_env={"PATH": path})
+    estate.edit_spec(lambda d: d["tailscale_operator"].update(values={}))
+    estate.pulumi("up", "--yes", "--skip-preview")
+    oauth = [estate.info["tailscale_oauth"]["client_id"], estate.info["tailscale_oauth"]["client_secret"]]
+    lines = (run.stdout + run.stderr).splitlines()
+    assert len(lines) > 1000 and any("helm.sh/v3:Release" in line and "Update" in line for line in lines)
+    leaking = {re.sub(r"RPC\[.*", "RPC", json.loads(line)["msg"]) if line.startswith("{") else line
+               for line in lines if any(secret in line for secret in oauth)}
+    assert leaking <= {"Marshaling property for RPC", "Unmarshaling property for RPC"}, leaking
+    argvs = argv_log.read_text()
+    assert "pulumi-resource-kubernetes" in argvs and not any(secret in argvs for secret in estate.secrets())
 
 
 def test_destroy_is_refused_while_protected_and_the_deliberate_path_works(estate):

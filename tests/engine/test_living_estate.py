@@ -154,8 +154,9 @@ def test_the_kubeconfig_is_renewed_once_a_third_of_its_life_is_left(estate):
         estate.pulumi("up", "--yes", "--skip-preview")
         renewed = estate.state_resource(CLUSTER)["outputs"]
         assert renewed["kubeconfig_minted_at"] > minted and renewed["kubeconfig_expires_at"] > expires
-        # The operator's release now holds the new kubeconfig too (its own refresh must not use the old one).
-        assert plain(estate.state_resource("tailscale-operator")["outputs"]["kubeconfig"]) == plain(renewed["kubeconfig"])
+        # The operator's Kubernetes provider now holds the new kubeconfig too (refresh must not use the old one).
+        provider = estate.state_resource("tailscale-operator-cluster", "pulumi:providers:kubernetes")
+        assert plain(provider["inputs"]["kubeconfig"]) == plain(renewed["kubeconfig"])
         assert estate.stack_outputs()["kubeconfig_expiry"] == {CLUSTER: renewed["kubeconfig_expires_at"]}
     finally:
         estate.set_config("omni-scale:kubeconfigTtlSeconds", str(90 * 86400))

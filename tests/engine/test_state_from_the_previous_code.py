@@ -1,23 +1,26 @@
-"""An existing prod state keeps working across this change: a lab estate built by the previous code
-(components/, __main__.py and its spec as the last commit before the living-estate change left them, taken from
-git) previews under the current code and spec with nothing replaced, deleted or created, and converges with one
-`up`. The current spec gives the cluster its CNI (Cilium in its manifests), which the previous one lacked: that
-is the one change, with the once-only renewal of the cluster's kubeconfig."""
+"""An existing state keeps working across the move to pulumi-kubernetes: a lab estate built by the previous code
+(components/, __main__.py and its spec as the last commit before it, taken from git), whose operator namespace and
+Helm release are two Python dynamic resources, moves over with the adoption command: their entries leave the state
+(nothing live is touched), the new pulumi-kubernetes namespace and release import what runs, and nothing else is
+replaced or deleted. The release is upgraded in place (the spec moved its chart to 1.102.x), never reinstalled."""
 
 import io
+import json
 import shutil
 import subprocess
 import tarfile
 
 import pytest
 
+from components import adoption
+from components.spec import load_spec
 from tests.conftest import PROJECT_ROOT
-from lab import ctl
-from tests.engine.estate import CLUSTER, running_estate
+from tests.engine.estate import DYNAMIC, running_estate
 
 pytestmark = pytest.mark.engine
-PREVIOUS = "1b10116a89d1ab4ad1fed86f8f11b4d91411d77f"
+PREVIOUS = "c8375dbb5303e67bbfc64c96de9392ca29ecc66e"
 PROGRAM = ("components", "__main__.py", "specs")
+OPERATOR = "omni-scale:k8s:TailscaleOperator"
 
 
 def _swap_program(project, archive: bytes | None) -> None:
@@ -32,36 +35,70 @@ def _swap_program(project, archive: bytes | None) -> None:
             tar.extractall(project, filter="data")
 
 
+def _operator_entries(estate) -> dict:
+    resources = json.loads(estate.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    return {r["urn"].rsplit("::", 1)[1]: r["type"] for r in resources if f"{OPERATOR}$" in r["urn"]}
+
+
+def _history(estate) -> list[dict]:
+    proc = estate.helm("history", "tailscale-operator", "--namespace", "tailscale", "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    return [{k: h[k] for k in ("revision", "status", "chart", "description")} for h in json.loads(proc.stdout)]
+
+
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory):
     archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", PREVIOUS, *PROGRAM], check=True,
                              capture_output=True).stdout
     with running_estate(tmp_path_factory, "previous") as estate:
         _swap_program(estate.project, archive)
-        # Before Cilium was part of the template, the operator installed it by hand once the API answered: how
-        # that estate's cluster became Ready at all.
-        ctl.install_cni_by_hand(CLUSTER, estate.lab_dir)
-        # The previous code does not wait for the provider to register after `compose up`: its first `up`
-        # on an empty lab stops at the classes (this change's point 4); the operator's second one finishes.
-        if estate.pulumi("up", "--yes", "--skip-preview", check=False).returncode != 0:
-            estate.pulumi("up", "--yes", "--skip-preview")
+        estate.pulumi("up", "--yes", "--skip-preview")
+        estate.before = {"namespace_uid": estate.namespace().metadata.uid, "history": _history(estate),
+                         "entries": _operator_entries(estate)}
         _swap_program(estate.project, None)
         yield estate
 
 
-def test_the_current_code_replaces_and_deletes_nothing(estate):
-    steps = [s for s in estate.preview_json()["steps"]
-             if s["op"] != "same" and not s["urn"].endswith("pulumi:pulumi:Stack::omni-scale-lab")]
-    # The preflight checks the spec, which changed; the cluster gets its CNI; the placement reading is new.
-    assert {s["urn"].rsplit("::", 1)[1]: s["op"] for s in steps} == {
-        "matrix": "update", "talos-prod-01": "update", "control-plane-placement": "create"}
-    [cluster] = [s for s in steps if s["urn"].endswith("::talos-prod-01")]
-    # Cilium, new in the spec; and no kubeconfig minting time in that state: the first `up` renews it once.
-    assert [m["name"] for m in cluster["newState"]["inputs"]["manifests"]] == ["cilium"]
+def test_the_previous_state_holds_the_operator_as_dynamic_resources(estate):
+    assert estate.before["entries"] == {"tailscale-operator-namespace": DYNAMIC, "tailscale-operator": DYNAMIC}
+    assert estate.before["history"] == [{"revision": 1, "status": "deployed", "chart": "tailscale-operator-1.90.9",
+                                         "description": "Install complete"}]
 
 
-def test_one_up_converges_without_a_deployment(estate):
-    up = estate.pulumi("up", "--yes", "--skip-preview")
-    out = up.stdout + up.stderr
-    assert "minting a kubeconfig" in out and "deploying" not in out, out
-    assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
+def test_a_plain_preview_shows_why_the_adoption_command_is_needed(estate):
+    """Without the move, the engine would delete the old entries and create new ones: a reinstall (the create
+    fails on the running release, and the old entries cannot be deleted by code that no longer has them)."""
+    steps = {s["urn"].rsplit("::", 1)[1] + "/" + s["op"] for s in estate.preview_json()["steps"]
+             if f"{OPERATOR}$" in s["urn"]}
+    assert {"tailscale-operator/delete", "tailscale-operator/create", "tailscale-operator-namespace/delete",
+            "tailscale-operator-namespace/create"} <= steps
+
+
+def test_adoption_moves_the_operator_over_without_reinstalling_it(estate, capfd):
+    spec = load_spec(estate.project / "specs" / "omni.yaml")
+    code = adoption.adopt(spec, estate.stack.argv, estate.stack.project_dir, estate.stack.env(), yes=True)
+    out = capfd.readouterr().out
+    assert code == 0, out
+    assert "removed from the state, left running: tailscale-operator" in out
+    # Only the operator's resources changed: the three new ones, the two retired entries gone from the state.
+    summary = out.split("Resources:")[-1]
+    assert "deleted" not in summary and "replaced" not in summary, summary
+    assert _operator_entries(estate) == {"tailscale-operator-cluster": "pulumi:providers:kubernetes",
+                                         "tailscale-operator-namespace": "kubernetes:core/v1:Namespace",
+                                         "tailscale-operator": "kubernetes:helm.sh/v3:Release"}
+    # The same namespace object, and the same release: upgraded in place to the spec's new chart version.
+    assert estate.namespace().metadata.uid == estate.before["namespace_uid"]
+    assert _history(estate) == [
+        {"revision": 1, "status": "superseded", "chart": "tailscale-operator-1.90.9", "description": "Install complete"},
+        {"revision": 2, "status": "deployed", "chart": "tailscale-operator-1.102.3", "description": "Upgrade complete"}]
+    # The state as it was is kept (0600) for `pulumi stack import`.
+    [backup] = (estate.stack.project_dir / ".adoption").iterdir()
+    assert backup.stat().st_mode & 0o777 == 0o600
+    assert estate.before["entries"].keys() <= {r["urn"].rsplit("::", 1)[1] for r in
+                                               json.loads(backup.read_text())["deployment"]["resources"]}
+
+
+def test_after_the_move_preview_and_refresh_are_clean(estate):
+    for command in (("preview", "--expect-no-changes"), ("refresh", "--expect-no-changes", "--yes")):
+        proc = estate.pulumi(*command, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -116,3 +116,15 @@ def test_bad_spec_files_stop_the_program(tmp_path, text, named):
 
 def test_corpus_size():
     assert len(BAD_SPECS) + len(BAD_CONFIG) + len(FILE_CASES) >= 50
+
+
+def test_a_client_secret_beside_a_workload_identity_audience_is_refused_and_alone_runs(tmp_path):
+    with_audience = seed_text(lambda d: d["tailscale_operator"].update(oauth={"audience": "api.tailscale.com/k8s"}))
+    message = run_program(tmp_path, with_audience, GOOD_CONFIG)
+    assert message == (f"Pulumi.prod.yaml: config.omni-scale:tailscaleOAuthClientSecret: unset while "
+                       f"{tmp_path / 'omni.yaml'} sets tailscale_operator.oauth.audience (workload identity "
+                       "federation has no client secret): keep one of the two")
+    assert REGISTERED == []
+    config = {k: v for k, v in GOOD_CONFIG.items() if k != "tailscaleOAuthClientSecret"}
+    assert run_program(tmp_path, with_audience, config) is None
+    assert any(r.name == "tailscale-operator" and r.typ == "kubernetes:helm.sh/v3:Release" for r in REGISTERED)

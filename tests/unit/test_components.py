@@ -5,7 +5,7 @@ import pulumi
 import pytest
 
 from components.machine_class import MachineClass
-from components.spec import load_spec
+from components.spec import TailscaleOAuthSpec, load_spec
 from tests.conftest import PROJECT_ROOT
 from tests.unit.mocks import RecordingMocks
 
@@ -56,9 +56,7 @@ def test_protect_flag_reaches_the_omni_resource():
                                             "talos_cluster.TalosClusterProvider",
                                             "storage_preflight.StoragePreflightProvider",
                                             "provider_lxc.LxcContainerProvider",
-                                            "provider_lxc.ComposeDeploymentProvider",
-                                            "tailscale_operator.NamespaceProvider",
-                                            "tailscale_operator.HelmReleaseProvider"])
+                                            "provider_lxc.ComposeDeploymentProvider"])
 def test_provider_pickles_without_any_configured_credentials(provider_class):
     import importlib
 
@@ -103,47 +101,59 @@ def test_talos_cluster_waits_for_its_classes_is_protected_and_keeps_kubeconfig_s
     return pulumi.Output.all(cluster.resource.urn, pulumi.Output.is_secret(cluster.kubeconfig)).apply(check)
 
 
-@pulumi.runtime.test
-def test_tailscale_operator_labels_its_namespace_waits_for_the_cluster_and_keeps_secrets_secret(monkeypatch):
+def _operator(monkeypatch, spec):
     from components import tailscale_operator as op
-
-    captured = {}
-    for cls, key in ((op._Namespace, "namespace"), (op._HelmRelease, "release")):
-        def spy(self, name, props, opts, real=cls.__init__, key=key):
-            captured[key] = opts
-            real(self, name, props, opts)
-        monkeypatch.setattr(cls, "__init__", spy)
     monkeypatch.setattr(pulumi.Config, "require_secret", lambda self, key: pulumi.Output.secret(f"value-of-{key}"))
     monkeypatch.setattr(pulumi.Config, "get", lambda self, key, default=None: None)
-    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").tailscale_operator
     cluster = pulumi.CustomResource("test:index:Cluster", "talos-prod-01", {})
     kubeconfig = pulumi.Output.secret("apiVersion: v1\nusers: [{user: {token: t0ken}}]\n")
-    operator = op.TailscaleOperator("tailscale-operator", spec, kubeconfig, protect=True, depends_on=[cluster])
+    return cluster, op.TailscaleOperator("tailscale-operator", spec, kubeconfig, protect=True, depends_on=[cluster])
+
+
+def _registered(name: str, typ: str):
+    [resource] = [r for r in REGISTERED if r.name == name and r.typ == typ]
+    return resource
+
+
+SECRET = pulumi.runtime.rpc._special_sig_key
+
+
+@pulumi.runtime.test
+def test_tailscale_operator_is_a_helm_release_on_the_clusters_own_provider(monkeypatch):
+    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").tailscale_operator
+    cluster, operator = _operator(monkeypatch, spec)
     assert operator.namespace._protect is True and operator.release._protect is True
 
-    def check(args):
-        namespace_urn, release_urn, *secret_flags = args
-        assert all(secret_flags), secret_flags
-        [namespace] = [r for r in REGISTERED if r.name == "tailscale-operator-namespace"]
-        assert namespace.inputs["labels"] == {"pod-security.kubernetes.io/enforce": "privileged"}
-        assert namespace.inputs["name"] == "tailscale"
-        [release] = [r for r in REGISTERED if r.name == "tailscale-operator" and r.typ.startswith("pulumi-python")]
+    def check(_):
+        provider = _registered("tailscale-operator-cluster", "pulumi:providers:kubernetes")
+        # The kubeconfig reaches the provider as a secret (the engine's envelope): encrypted in the state.
+        assert provider.inputs["kubeconfig"][SECRET] == pulumi.runtime.rpc._special_secret_sig
+        namespace = _registered("tailscale-operator-namespace", "kubernetes:core/v1:Namespace")
+        assert namespace.inputs["metadata"] == {"name": "tailscale",
+                                                "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}
+        release = _registered("tailscale-operator", "kubernetes:helm.sh/v3:Release")
         inputs = release.inputs
-        assert (inputs["chart"], inputs["version"], inputs["repository"]) == (
-            "tailscale-operator", "1.90.9", "https://pkgs.tailscale.com/helmcharts")
-        assert inputs["values"] == {"operatorConfig": {"hostname": "talos-prod-01-operator"}}
-        # No OAuth value is an input in any form but its digest.
-        assert "value-of-tailscaleOAuthClientSecret" not in str(release.inputs)
-        # Registered as a secret (the engine's envelope), so the state holds it encrypted.
-        digest = op.oauth_digest("value-of-tailscaleOAuthClientId", "value-of-tailscaleOAuthClientSecret")
-        assert inputs["oauth_digest"] == {pulumi.runtime.rpc._special_sig_key: pulumi.runtime.rpc._special_secret_sig,
-                                          "value": digest}
+        assert (inputs["name"], inputs["chart"], inputs["version"], inputs["repositoryOpts"]) == (
+            "tailscale-operator", "tailscale-operator", "1.102.3", {"repo": "https://pkgs.tailscale.com/helmcharts"})
+        # The whole values map is a secret: the OAuth pair is in it, from the stack's secrets.
+        assert inputs["values"][SECRET] == pulumi.runtime.rpc._special_secret_sig
+        assert inputs["values"]["value"] == {
+            "operatorConfig": {"hostname": "talos-prod-01-operator"},
+            "oauth": {"clientId": "value-of-tailscaleOAuthClientId",
+                      "clientSecret": "value-of-tailscaleOAuthClientSecret"}}
+        assert inputs["namespace"] == "tailscale" and inputs["maxHistory"] == 3 and inputs["skipAwait"] is False
 
-    deps = pulumi.Output.all(operator.namespace.urn, operator.release.urn,
-                             pulumi.Output.is_secret(operator.namespace.kubeconfig),
-                             pulumi.Output.is_secret(operator.release.kubeconfig),
-                             pulumi.Output.is_secret(operator.release.oauth_digest))
-    # The namespace (and so the release, which depends on it) waits for the cluster.
-    assert list(captured["namespace"].depends_on) == [cluster]
-    assert list(captured["release"].depends_on) == [operator.namespace]
-    return deps.apply(check)
+    return pulumi.Output.all(operator.provider.urn, operator.namespace.urn, operator.release.urn).apply(check)
+
+
+@pulumi.runtime.test
+def test_tailscale_operator_with_workload_identity_sends_no_client_secret(monkeypatch):
+    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").tailscale_operator.model_copy(
+        update={"oauth": TailscaleOAuthSpec(audience="api.tailscale.com/abc")})
+    _cluster, operator = _operator(monkeypatch, spec)
+
+    def check(_):
+        values = _registered("tailscale-operator", "kubernetes:helm.sh/v3:Release").inputs["values"]["value"]
+        assert values["oauth"] == {"clientId": "value-of-tailscaleOAuthClientId", "audience": "api.tailscale.com/abc"}
+
+    return operator.release.urn.apply(check)

@@ -66,3 +66,32 @@ def test_crowded_control_planes_are_a_warning_unless_the_spec_requires_the_sprea
     required = analyse({"steps": [refreshed, placement_step("warn", "require")]}, 0)
     assert required["exit_code"] == DRIFT
     assert "placement: cluster c1: 2 of its 3 control planes run on golf" in summary(required)
+
+
+def test_a_helm_release_names_the_fields_its_own_diff_found_and_shows_no_secret():
+    urn = "urn:pulumi:prod::omni-scale::omni-scale:k8s:TailscaleOperator$kubernetes:helm.sh/v3:Release::tailscale-operator"
+    step = {"op": "update", "urn": urn, "diffReasons": ["values"],
+            "detailedDiff": {"values.operatorConfig.hostname": {"kind": "update", "inputDiff": False}},
+            "oldState": {"outputs": {"values": "[secret]", "version": "1.102.3"}},
+            "newState": {"inputs": {"values": "[secret]", "version": "1.102.3"}}}
+    report = analyse({"steps": [step]}, 0)
+    assert report["exit_code"] == DRIFT
+    assert report["resources"][0]["fields"] == [
+        {"field": "values.operatorConfig.hostname", "live": "[secret]", "desired": "[secret]"}]
+    assert report["resources"][0]["type"] == "kubernetes:helm.sh/v3:Release"
+    assert "values.operatorConfig.hostname: live [secret], desired [secret]" in summary(report)
+
+
+def test_an_update_the_engine_could_not_diff_for_want_of_a_kubeconfig_is_not_drift():
+    """The cluster differs, so its kubeconfig is unknown in the preview: the provider on it and what that provider
+    manages show as updates without any diff. Only the cluster is drift."""
+    base = "urn:pulumi:prod::omni-scale::omni-scale:k8s:TailscaleOperator$"
+    steps = [{"op": "update", "urn": "urn:pulumi:prod::omni-scale::omni-scale:omni:TalosCluster$"
+                                     "pulumi-python:dynamic:Resource::talos-prod-01",
+              "oldState": {"outputs": {"template": "size: 5"}}, "newState": {"inputs": {"template": "size: 2"}}},
+             {"op": "update", "urn": base + "pulumi:providers:kubernetes::tailscale-operator-cluster",
+              "diffReasons": ["kubeconfig"]},
+             {"op": "update", "urn": base + "kubernetes:core/v1:Namespace::tailscale-operator-namespace"},
+             {"op": "update", "urn": base + "kubernetes:helm.sh/v3:Release::tailscale-operator"}]
+    report = analyse({"steps": steps}, 0)
+    assert [r["name"] for r in report["resources"]] == ["talos-prod-01"]

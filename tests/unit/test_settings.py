@@ -31,3 +31,16 @@ def test_missing_credentials_are_named_unless_offline():
         omnictl_from_config({"omni-scale:omnictlPath": "lab/bin/omnictl"})
     client, _ = omnictl_from_config({"omni-scale:omnictlPath": "lab/bin/omnictl"}, offline=True)
     assert client.binary.endswith("lab/bin/omnictl") and "key" not in repr(client)
+
+
+def test_workload_identity_needs_only_the_client_id_and_refuses_a_client_secret_beside_it():
+    from components.settings import TAILSCALE_OAUTH_CREDENTIALS, tailscale_credentials
+    assert tailscale_credentials({}.get, None, "Pulumi.prod.yaml", "specs/omni.yaml") == TAILSCALE_OAUTH_CREDENTIALS
+    assert tailscale_credentials({}.get, "api.tailscale.com/x", "Pulumi.prod.yaml", "specs/omni.yaml") == (
+        "tailscaleOAuthClientId",)
+    with pytest.raises(SpecError) as info:
+        tailscale_credentials({"tailscaleOAuthClientSecret": "s"}.get, "api.tailscale.com/x", "Pulumi.prod.yaml",
+                              "specs/omni.yaml")
+    assert str(info.value) == ("Pulumi.prod.yaml: config.omni-scale:tailscaleOAuthClientSecret: unset while "
+                               "specs/omni.yaml sets tailscale_operator.oauth.audience (workload identity federation "
+                               "has no client secret): keep one of the two")

@@ -131,6 +131,11 @@ BAD_SPECS = [
     ("tailscale_operator.cluster", "talos-prod-02", "tailscale_operator.cluster", "one of the clusters"),
     ("tailscale_operator.chart_version", "latest", "tailscale_operator.chart_version", "should match pattern"),
     ("tailscale_operator.hostname", _DELETE, "tailscale_operator.hostname", "required"),
+    # The OAuth client's credentials are stack secrets, never in the committed spec.
+    ("tailscale_operator.values", {"oauth": {"clientSecret": "tskey-client-x"}}, "tailscale_operator.values.oauth",
+     "stack secrets"),
+    ("tailscale_operator.oauth.audience", "", "tailscale_operator.oauth.audience", "at least 1 character"),
+    ("tailscale_operator.oauth.client_secret", "x", "tailscale_operator.oauth.client_secret", "no such field"),
     ("provider_lxc.node", "india", "provider_lxc.node", "one of the Proxmox nodes"),
     ("provider_lxc.vmid", 99, "provider_lxc.vmid", "greater than or equal to 100"),
     ("provider_lxc.memory", 128, "provider_lxc.memory", "greater than or equal to 256"),
