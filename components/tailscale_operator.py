@@ -83,9 +83,8 @@ class TailscaleOperator(pulumi.ComponentResource):
             name, name=RELEASE, chart=CHART, version=spec.chart_version, namespace=self.namespace.metadata.name,
             # A mirror (or the lab's own repository) can stand in for the spec's without changing the spec.
             repository_opts={"repo": config.get("tailscaleChartRepository") or spec.chart_repository},
+            # pulumi-kubernetes waits (up to 5 minutes) for the chart's objects to be ready after each install or upgrade.
             values=chart_values(spec, oauth_values(spec, config)), max_history=HISTORY_MAX,
-            # The lab's API server has no nodes: nothing it installs ever becomes ready (Pulumi.lab.yaml).
-            skip_await=truthy(config.get("tailscaleOperatorSkipAwait") or ""),
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, protect=protect,
                                         import_=release_id(spec.namespace, RELEASE) if adopting else None))
         self.status = self.release.status.apply(lambda status: status.status if status else None)

@@ -251,9 +251,6 @@ class LabStack:
         # helm.cilium.io are not reachable from here.
         self.set_config("omni-scale:tailscaleChartRepository", info["kubernetes"]["chart_repository"])
         self.set_config("omni-scale:ciliumChartRepository", info["kubernetes"]["chart_repository"])
-        # The lab's Kubernetes API has no nodes, so the operator's Deployment never becomes ready: the release is
-        # not awaited here (on a real cluster it is, up to pulumi-kubernetes' default 5 minutes).
-        self.set_config("omni-scale:tailscaleOperatorSkipAwait", "true")
 
 
 # What the lab's pulumi project dir links to: the program, read live from the repo.

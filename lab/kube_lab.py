@@ -3,11 +3,12 @@ it. A real kube-apiserver with a real etcd (both built by tools/bootstrap.sh fro
 on 127.0.0.1, with a CA, serving certificate, service-account key and admin token made per start; and
 a Helm chart repository on loopback serving the lab's `tailscale-operator` chart (lab/charts).
 
-A kube-controller-manager (from the same k8s.io/kubernetes module) runs the two controllers deletion needs: the
-namespace controller, which empties a deleted namespace and lets it go, and the garbage collector, which ends a
-foreground deletion (what pulumi-kubernetes asks for by default). No scheduler and no other controller runs:
-nothing is rolled out (a Deployment never gets pods). What the program checks (the namespace's labels, the
-release's status, its values, that destroy leaves nothing) needs no more.
+A kube-controller-manager (from the same k8s.io/kubernetes module) runs the controllers deletion and a rollout need:
+the namespace controller, which empties a deleted namespace and lets it go; the garbage collector, which ends a
+foreground deletion (what pulumi-kubernetes asks for by default); and the deployment and replicaset controllers,
+which make a Deployment's pods. lab/kubelet_standin.py is the one node they run on: it binds them and reports them
+Ready (nothing runs in them), so a Helm release's objects become ready and pulumi-kubernetes' await ends as on a
+real cluster. No other controller and no real scheduler or kubelet runs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from . import kubelet_standin
 from .processes import spawn, wait_until, write_file_atomically, write_private_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -155,13 +157,21 @@ def start(directory: Path) -> dict:
     manager_port = _free_port()
     manager = spawn(directory, "kube-controller-manager", [
         str(TOOLS / "kube-controller-manager"), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}", "--controllers=namespace,garbagecollector", "--leader-elect=false",
+        f"--authorization-kubeconfig={kubeconfig}", "--controllers=namespace,garbagecollector,deployment,replicaset",
+        "--leader-elect=false",
         f"--bind-address={HOST}", f"--secure-port={manager_port}", f"--cert-dir={directory / 'controller-manager'}",
         "--use-service-account-credentials=false", "--v=0"])
     unverified = ssl.create_default_context()
     unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE  # its own self-signed serving cert
     _wait_ready(f"https://{HOST}:{manager_port}/healthz", manager, "kube-controller-manager",
                 directory / "kube-controller-manager.log", unverified)
+    # The node a Deployment's pods run on (lab/kubelet_standin.py): there once it has registered itself.
+    access = directory / "kubelet-standin.json"
+    write_private_json(access, {"server": server, "token": pki["token"], "ca_file": pki["ca"]})
+    kubelet = spawn(directory, "kubelet-standin", [sys.executable, "-m", "lab.kubelet_standin", str(access)],
+                    env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    _wait_ready(f"{server}/api/v1/nodes/{kubelet_standin.NODE}", kubelet, "the kubelet stand-in",
+                directory / "kubelet-standin.log", context, {"Authorization": f"Bearer {pki['token']}"})
     repo_url = f"http://{HOST}:{repo_port}"
     package_charts(directory / "charts", repo_url)
     repo = spawn(directory, "chart-repo", [sys.executable, "-m", "http.server", str(repo_port), "--bind", HOST,
@@ -169,7 +179,7 @@ def start(directory: Path) -> dict:
     _wait_ready(f"{repo_url}/index.yaml", repo, "the chart repository", directory / "chart-repo.log")
     info = {"server": server, "token": pki["token"], "ca_file": pki["ca"],
             "certificate_authority_data": base64.b64encode(Path(pki["ca"]).read_bytes()).decode(),
-            "chart_repository": repo_url, "pids": [repo.pid, manager.pid, apiserver.pid, etcd.pid]}
+            "chart_repository": repo_url, "pids": [repo.pid, kubelet.pid, manager.pid, apiserver.pid, etcd.pid]}
     # What the lab's omnictl puts in the kubeconfigs it hands out (lab/bin/omnictl): no Talos cluster
     # boots in the lab, so this API server stands in for the new cluster's.
     write_private_json(directory / "access.json",

@@ -107,6 +107,10 @@ def test_up_installed_the_tailscale_operator_in_a_privileged_namespace(estate):
                                           "clientSecret": estate.info["tailscale_oauth"]["client_secret"]}
     outputs = json.loads(estate.pulumi("stack", "output", "--json").stdout)
     assert outputs["tailscale_operator"] == {"cluster": CLUSTER, "status": "deployed"}
+    # The release was awaited: its Deployment rolled out on the lab's node before `up` went on.
+    from kubernetes import client, config
+    apps = client.AppsV1Api(config.new_client_from_config_dict(estate.admin_kubeconfig()))
+    assert apps.read_namespaced_deployment("operator", "tailscale").status.ready_replicas == 1
 
 
 def test_no_change_preview_and_refresh_pass_expect_no_changes(estate):

@@ -141,7 +141,8 @@ def test_tailscale_operator_is_a_helm_release_on_the_clusters_own_provider(monke
             "operatorConfig": {"hostname": "talos-prod-01-operator"},
             "oauth": {"clientId": "value-of-tailscaleOAuthClientId",
                       "clientSecret": "value-of-tailscaleOAuthClientSecret"}}
-        assert inputs["namespace"] == "tailscale" and inputs["maxHistory"] == 3 and inputs["skipAwait"] is False
+        assert inputs["namespace"] == "tailscale" and inputs["maxHistory"] == 3
+        assert "skipAwait" not in inputs  # the provider's default: wait for the chart's objects to be ready
 
     return pulumi.Output.all(operator.provider.urn, operator.namespace.urn, operator.release.urn).apply(check)
 
