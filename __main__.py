@@ -8,7 +8,7 @@ import pulumi
 
 from components.machine_class import MachineClass
 from components.placement import ControlPlanePlacement
-from components.program import cluster_manifests, load_program_inputs, provider_stack_secrets
+from components.program import cluster_manifests, load_program_inputs
 from components.provider_lxc import ProviderLxc
 from components.storage_preflight import StoragePreflight
 from components.tailscale_operator import TailscaleOperator
@@ -25,7 +25,8 @@ preflight = StoragePreflight(spec.proxmox.cluster, spec)
 provider_lxc = None
 if spec.provider_lxc is not None:
     provider_lxc = ProviderLxc(spec.provider_lxc.hostname, spec.provider_lxc, spec.infra_provider.id,
-                               secrets=provider_stack_secrets(), protect=settings.protect,
+                               secrets=settings.provider_stack_secrets(),
+                               ssh_public_key=settings.provider_lxc_ssh_public_key(), protect=settings.protect,
                                opts=pulumi.ResourceOptions(depends_on=[preflight]))
 
 # MachineClasses: how the infra provider sizes each kind of VM.
@@ -41,7 +42,7 @@ clusters = {
         name, cluster,
         protect=settings.protect and cluster.production,
         kubeconfig_ttl_seconds=settings.omni.kubeconfig_ttl_seconds,
-        manifests=cluster_manifests(spec, name),
+        manifests=cluster_manifests(spec, name, settings),
         machine_classes=[classes[pool.machine_class] for _, pool, _ in cluster.pools()],
     )
     for name, cluster in spec.clusters.items()
@@ -58,6 +59,8 @@ if operator_spec is not None and operator_spec.enabled:
     target = clusters[operator_spec.cluster]
     operator = TailscaleOperator(
         "tailscale-operator", operator_spec, target.kubeconfig,
+        oauth=settings.tailscale_oauth(operator_spec.oauth.audience),
+        chart_repository=settings.tailscale_chart_repository or operator_spec.chart_repository,
         protect=settings.protect and spec.clusters[operator_spec.cluster].production, depends_on=[target])
     pulumi.export("tailscale_operator", {"cluster": operator_spec.cluster, "status": operator.status})
 elif operator_spec is not None:

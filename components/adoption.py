@@ -31,7 +31,8 @@ from .providers import ADOPT_ENV
 from .render import DEFAULT_NAMESPACE
 from .tailscale_operator import RELEASE, release_id
 from .talos_cluster import KUBECONFIG_USER
-from .spec import Spec, SpecError, load_spec
+from .errors import UserError
+from .spec import Spec, load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,7 +177,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         spec = load_spec(PROJECT_ROOT / args.spec, display_name=args.spec)
-    except SpecError as exc:
+    except UserError as exc:
         print(exc, file=sys.stderr)
         return 2
     if args.list:

@@ -2,8 +2,10 @@
 
     python -m components.drift [--stack prod] [--report drift-report.json]
 
-Runs `pulumi preview --refresh --json` (refresh reads every live thing through the providers' `read`;
-preview then compares it with what the program wants) and answers with an exit code:
+Runs `pulumi preview --refresh` (refresh reads every live thing through the providers' `read`; preview
+then compares it with what the program wants) and judges it from the engine's structured event stream
+(`--json` with PULUMI_ENABLE_STREAMING_JSON_PREVIEW: each step's op, type, old and new state and diff,
+each diagnostic's resource and severity), never from the engine's wording. It answers with an exit code:
 
     0  no drift
     1  drift: what differs is printed (resource, field, live vs desired) and written to the report
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import gzip
 import json
 import os
 import re
@@ -28,19 +31,22 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .placement import RESOURCE_NAME as PLACEMENT, report_lines, required_spread_broken
+from .storage_preflight import PREFLIGHT_MARK, PREFLIGHT_TYPE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NO_DRIFT, DRIFT, UNJUDGED = 0, 1, 2
-PREVIEW_ARGS = ("preview", "--refresh", "--json", "--diff")
+PREVIEW_ARGS = ("preview", "--refresh", "--json")
+# With it, `preview --json` streams the engine's events (one JSON object per line) instead of one summary document.
+STREAMING = {"PULUMI_ENABLE_STREAMING_JSON_PREVIEW": "1"}
 # What a changed-out-of-band resource turns into in a refreshed preview.
 CHANGE_OPS = {"update": "differs", "replace": "differs (would be replaced)", "create-replacement":
               "differs (would be replaced)", "create": "missing (would be created)", "delete": "not in the spec"}
-# How the engine prints a failed `check` of the StoragePreflight resource, one line per problem.
-_PREFLIGHT = re.compile(r"property preflight value .*? has a problem: (.+)")
 _INTERNAL = ("__provider", "__inputs")
-_DYNAMIC = "$pulumi-python:dynamic:Resource::"
-# The engine's and the Python SDK's wrapping around a provider's own message.
+_DYNAMIC = "pulumi-python:dynamic:Resource"
+# The engine's and the Python SDK's wrapping around a provider's own message, and Pulumi's colour directives;
+# only for showing an error, never for judging one.
 _ENGINE_NOISE = re.compile(r"^(error: )?(Preview failed: )?(Exception calling application: )?")
+_COLOURS = re.compile(r"<\{%[^%]*%\}>")
 
 
 def _name(urn: str) -> str:
@@ -74,10 +80,9 @@ def _is_estate_change(step: dict) -> bool:
     """False for what is not a thing of the estate's: a provider (how the program reaches a cluster; its kubeconfig
     renews on the cluster's schedule, reported there), and an update pulumi-kubernetes could not diff because that
     provider's kubeconfig is known only once the change reported for its cluster is applied (no diff reasons)."""
-    kind = step["urn"].split("::")[2].split("$")[-1]
-    if kind.startswith("pulumi:providers:"):
+    if step["type"].startswith("pulumi:providers:") or step["type"] == "pulumi:pulumi:Stack":
         return False
-    return not (step.get("op") == "update" and _DYNAMIC not in step["urn"]
+    return not (step.get("op") == "update" and step["type"] != _DYNAMIC
                 and not step.get("diffReasons") and not step.get("detailedDiff"))
 
 
@@ -86,7 +91,7 @@ def _changed_fields(step: dict) -> list[dict]:
     the new inputs three ways, which no two-way comparison repeats: for it, the fields its own diff names (a secret,
     such as a Helm release's values with the OAuth pair, reads "[secret]" on both sides)."""
     live, desired = (step.get("oldState") or {}).get("outputs") or {}, (step.get("newState") or {}).get("inputs") or {}
-    if _DYNAMIC in step["urn"]:
+    if step["type"] == _DYNAMIC:
         return field_changes(live, desired)
     paths = sorted(step.get("detailedDiff") or {}) or step.get("diffReasons") or []
     return [{"field": path, "live": _at(live, path), "desired": _at(desired, path)} for path in paths]
@@ -101,29 +106,79 @@ def _at(value: Any, path: str) -> Any:
     return value
 
 
-def analyse(preview: dict, returncode: int, stderr: str = "") -> dict:
-    """The report, from pulumi's JSON preview (and its exit code and stderr when it failed)."""
+# How the event stream carries a secret: Pulumi's signature key with the secret signature, and no plain value.
+_SIG, _SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+
+
+def _masked(value: Any) -> Any:
+    """The value with each secret envelope read as "[secret]", as Pulumi prints one."""
+    if isinstance(value, dict):
+        if value.get(_SIG) == _SECRET_SIG:
+            return "[secret]"
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
+def steps_of(events: list[dict]) -> list[dict]:
+    """The preview's steps, in order, from the engine's events: a step's pre event, completed by its outputs
+    event where there is one (a refresh step's outputs are what was read)."""
+    steps: dict[tuple, dict] = {}
+    for event in events:
+        for kind in ("resourcePreEvent", "resOutputsEvent"):
+            meta = (event.get(kind) or {}).get("metadata")
+            if not meta:
+                continue
+            step = steps.setdefault((meta["urn"], meta["op"]), {})
+            for key, value in (("op", meta["op"]), ("urn", meta["urn"]), ("type", meta.get("type", "")),
+                               ("oldState", _masked(meta.get("old"))), ("newState", _masked(meta.get("new"))),
+                               ("diffReasons", meta.get("diffs")), ("detailedDiff", meta.get("detailedDiff"))):
+                if value or key not in step:
+                    step[key] = value
+    return list(steps.values())
+
+
+def errors_of(events: list[dict]) -> list[dict]:
+    """The error diagnostics, each with the URN of the resource it is about (None for the program's own)."""
+    return [{"urn": d.get("urn") or None, "message": _COLOURS.sub("", d.get("message", "")).strip()}
+            for d in (e.get("diagnosticEvent") for e in events) if d and d.get("severity") == "error"]
+
+
+# A problem the StoragePreflight found is drift (the estate no longer satisfies the spec); any other failure of that
+# resource, or of another, cannot be judged.
+_PREFLIGHT_PROBLEM = re.compile(re.escape(PREFLIGHT_MARK) + r"(.+)")
+
+
+def _is_preflight(urn: Optional[str]) -> bool:
+    return bool(urn) and PREFLIGHT_TYPE in urn.split("::")[2].split("$")
+
+
+def analyse(events: list[dict], returncode: int, stderr: str = "") -> dict:
+    """The report, from the engine's event stream of the refreshed preview (and its exit code and stderr)."""
+    steps = steps_of(events)
     resources = []
-    for step in preview.get("steps", []):
+    for step in steps:
         op = step.get("op")
-        if op not in CHANGE_OPS or step["urn"].endswith("pulumi:pulumi:Stack::" + _name(step["urn"])) \
-                or not _is_estate_change(step):
+        if op not in CHANGE_OPS or not _is_estate_change(step):
             continue
         fields = _changed_fields(step) if op == "update" else []
         resources.append({"name": _name(step["urn"]), "type": _component_type(step["urn"]), "urn": step["urn"],
                           "change": CHANGE_OPS[op], "fields": fields})
     errors, preflight = [], []
-    messages = [d.get("message", "") for d in preview.get("diagnostics", []) if d.get("severity") == "error"]
-    if returncode != 0 and not messages:
-        messages = [line for line in stderr.splitlines() if "error" in line.lower()] or [stderr.strip()]
-    for message in messages:
-        found = _PREFLIGHT.findall(message)
+    diagnostics = errors_of(events)
+    # An error about no resource is the engine's closing "preview failed" when resources failed: theirs explain it.
+    about_resources = [d for d in diagnostics if d["urn"]]
+    for diagnostic in about_resources or diagnostics:
+        found = _PREFLIGHT_PROBLEM.findall(diagnostic["message"]) if _is_preflight(diagnostic["urn"]) else []
         if found:
             preflight += [f.strip() for f in found]
-        elif message.strip() and message.strip() not in ("error: preview failed", "preview failed"):
-            errors.append(_ENGINE_NOISE.sub("", message.strip()))
-    preflight, errors = sorted(set(preflight)), sorted(set(errors))
-    placement = placement_of(preview)
+        else:
+            errors.append(_ENGINE_NOISE.sub("", diagnostic["message"]))
+    if returncode != 0 and not diagnostics:
+        errors = [line for line in stderr.splitlines() if "error" in line.lower()] or [stderr.strip()]
+    preflight, errors = sorted(set(preflight)), sorted({e for e in errors if e})
+    placement = placement_of(steps)
     required = required_spread_broken(placement)
     if errors:
         code = UNJUDGED
@@ -137,13 +192,13 @@ def analyse(preview: dict, returncode: int, stderr: str = "") -> dict:
             "errors": errors, "placement": placement}
 
 
-def placement_of(preview: dict) -> dict:
+def placement_of(steps: list[dict]) -> dict:
     """The control-plane placement the refresh just read (components/placement.py), per cluster, judged by the
     spread the spec asks for now: the refresh step carries the state's (perhaps older) spec, the step after it
     the program's."""
     found, wanted = {}, {}
-    for step in preview.get("steps", []):
-        if step["urn"].endswith("::" + PLACEMENT) and _DYNAMIC in step["urn"]:
+    for step in steps:
+        if step["urn"].endswith("::" + PLACEMENT) and step["type"] == _DYNAMIC:
             old, new = step.get("oldState") or {}, step.get("newState") or {}
             found = (new.get("outputs") or {}).get("placement") or (old.get("outputs") or {}).get("placement") or found
             wanted = ((new.get("inputs") or {}).get("spec") or {}).get("clusters") or wanted
@@ -191,14 +246,29 @@ def placement_summary(report: dict) -> str:
         if lines else ""
 
 
-def detect(argv: list[str], cwd: Path, env: Optional[dict] = None) -> dict:
-    """Runs the refreshed preview (argv: the pulumi command with its stack flags) and analyses it."""
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    try:
-        preview = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    except json.JSONDecodeError:
-        preview = {}
-    return analyse(preview, proc.returncode, proc.stderr + ("" if preview else proc.stdout))
+def detect(argv: list[str], cwd: Path, env: Optional[dict] = None, record: Optional[Path] = None) -> dict:
+    """Runs the refreshed preview (argv: the pulumi command with its stack flags) and analyses its event stream;
+    `record` keeps the stream (gzipped), as tests/fixtures/drift-events holds them."""
+    proc = subprocess.run(argv, cwd=cwd, env={**(os.environ if env is None else env), **STREAMING},
+                          capture_output=True, text=True)
+    if record is not None:
+        record.write_bytes(gzip.compress(json.dumps({"returncode": proc.returncode, "stderr": proc.stderr,
+                                                     "stdout": proc.stdout}).encode(), mtime=0))
+    events = read_events(proc.stdout)
+    return analyse(events, proc.returncode, proc.stderr + ("" if events else proc.stdout))
+
+
+def read_events(text: str) -> list[dict]:
+    """The engine's event stream: one JSON object per line (a line cut short by a crash ends it)."""
+    events = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if isinstance(event, dict):
+            events.append(event)
+    return events
 
 
 def report_and_exit_code(report: dict, report_path: Optional[str], stack: str) -> int:

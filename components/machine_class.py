@@ -82,7 +82,7 @@ class MachineClassProvider(OmniProvider):
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
         changed = [k for k in _COMPARED if _comparable(k, olds.get(k)) != _comparable(k, news.get(k))]
         replaces = [k for k in changed if k in _IDENTITY]
-        return DiffResult(changes=bool(changed), replaces=replaces, stables=list(_IDENTITY),
+        return DiffResult(changes=bool(changed), replaces=replaces,
                           delete_before_replace=False)
 
     def _apply(self, props: dict) -> dict:

@@ -89,7 +89,7 @@ class ControlPlanePlacementProvider(StackConfiguredProvider):
 
     def _observe(self, props: dict, enforce: bool = True) -> dict:
         spec = parse_spec(props["spec"], "specs/omni.yaml")
-        report = placement_report(spec, ProxmoxClient(proxmox_from_config(self._raw_config)).cluster_facts(
+        report = placement_report(spec, ProxmoxClient(proxmox_from_config(self._config)).cluster_facts(
             details=False))
         for line in report_lines(report):
             progress(line)
@@ -101,7 +101,7 @@ class ControlPlanePlacementProvider(StackConfiguredProvider):
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
         changed = [k for k in ("spec", "templates") if is_unknown(news.get(k)) or olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def create(self, props: dict) -> CreateResult:
         return CreateResult(RESOURCE_NAME, self._observe(props))

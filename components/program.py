@@ -1,17 +1,22 @@
 """What the Pulumi program needs before it registers anything: the spec and the stack
-settings, validated, with user mistakes turned into one clear message (no traceback)."""
+settings, validated, with user mistakes turned into one clear message (no traceback).
+
+The program's one reader of the stack config: components get values and secret Outputs from
+here, never a pulumi.Config of their own (the dynamic providers read theirs in `configure`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import pulumi
 
 from .settings import (NAMESPACE, OMNI_CREDENTIALS, PROVIDER_STACK_CREDENTIALS, PROXMOX_ADMIN_CREDENTIALS,
-                       OmniSettings, provider_secrets_from_lookup, require, retry_policy,
-                       ssh_from_lookup, tailscale_credentials, truthy)
-from .spec import Spec, SpecError, load_spec
+                       TAILSCALE_CLIENT_ID, TAILSCALE_CLIENT_SECRET, OmniSettings, provider_secrets_from_lookup,
+                       require, retry_policy, ssh_from_lookup, tailscale_credentials, truthy)
+from .errors import ConfigError, UserError
+from .spec import Spec, load_spec
 from .ssh import SshError, public_key_of
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +26,31 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 class ProgramSettings:
     omni: OmniSettings
     protect: bool
+    spec_file: str  # as the user named it, for messages
+    helm_path: Optional[str]
+    cilium_chart_repository: Optional[str]  # a mirror standing in for the spec's repositories
+    tailscale_chart_repository: Optional[str]
+    config: pulumi.Config
+
+    def provider_stack_secrets(self) -> pulumi.Output:
+        """The provider LXC's compose secrets as one secret Output of ProviderSecrets."""
+        keys = PROVIDER_STACK_CREDENTIALS + ("proxmoxApiUrl", "providerProxmoxApiUrl",
+                                             "providerProxmoxInsecureSkipVerify")
+        values = pulumi.Output.all(**{key: self.config.get_secret(key) for key in keys})
+        return pulumi.Output.secret(values.apply(
+            lambda got: provider_secrets_from_lookup(got.get, f"Pulumi.{pulumi.get_stack()}.yaml")))
+
+    def provider_lxc_ssh_public_key(self) -> pulumi.Output:
+        """The public half of the key the program logs in to the provider LXC with (it goes into the container)."""
+        return pulumi.Output.secret(self.config.require_secret("providerLxcSshPrivateKey")).apply(public_key_of)
+
+    def tailscale_oauth(self, audience: Optional[str]) -> pulumi.Output:
+        """The chart's OAuth client, a secret: the id and secret, or with workload identity federation (the spec's
+        tailscale_operator.oauth.audience) the id alone."""
+        pair = {"clientId": self.config.require_secret(TAILSCALE_CLIENT_ID)}
+        if audience is None:
+            pair["clientSecret"] = self.config.require_secret(TAILSCALE_CLIENT_SECRET)
+        return pulumi.Output.secret(pulumi.Output.all(**pair).apply(lambda got: {k: str(v) for k, v in got.items()}))
 
 
 def load_program_inputs() -> tuple[Spec, ProgramSettings]:
@@ -44,34 +74,26 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
             try:
                 public_key_of(str(config.get("providerLxcSshPrivateKey")))
             except SshError as exc:
-                raise SpecError(stack_file, f"config.{NAMESPACE}:providerLxcSshPrivateKey",
+                raise ConfigError(stack_file, f"config.{NAMESPACE}:providerLxcSshPrivateKey",
                                 f"an OpenSSH private key ({exc})") from None
         omni = OmniSettings.from_lookup(config.get, stack_file)
         protect_raw = config.get("protect")
         # Production things are protected unless the stack deliberately says otherwise.
         protect = True if protect_raw is None else truthy(protect_raw)
-    except SpecError as exc:
+    except UserError as exc:
         # RunError prints the message alone: a user mistake, not a bug.
         raise pulumi.RunError(str(exc)) from None
-    return spec, ProgramSettings(omni=omni, protect=protect)
+    return spec, ProgramSettings(omni=omni, protect=protect, spec_file=spec_path, helm_path=config.get("helmPath"),
+                                 cilium_chart_repository=config.get("ciliumChartRepository"),
+                                 tailscale_chart_repository=config.get("tailscaleChartRepository"), config=config)
 
 
-def cluster_manifests(spec: Spec, name: str) -> list[dict]:
+def cluster_manifests(spec: Spec, name: str, settings: ProgramSettings) -> list[dict]:
     """The cluster's CNI, rendered (components/cni.py); a chart that cannot be had stops the program in one line."""
     from .cni import cluster_manifests as render
     from .helm import HelmError, helm_binary
-    config = pulumi.Config(NAMESPACE)
     try:
-        return render(spec.clusters[name], helm_binary(config.get("helmPath")), config.get("ciliumChartRepository"))
+        return render(spec.clusters[name], helm_binary(settings.helm_path), settings.cilium_chart_repository)
     except HelmError as exc:
-        raise pulumi.RunError(f"{config.get('spec') or 'specs/omni.yaml'}: clusters.{name}.cni.cilium: the chart "
-                              f"could not be rendered ({exc})") from None
-
-
-def provider_stack_secrets() -> pulumi.Output:
-    """The provider LXC's compose secrets as one secret Output of ProviderSecrets."""
-    config = pulumi.Config(NAMESPACE)
-    keys = PROVIDER_STACK_CREDENTIALS + ("proxmoxApiUrl", "providerProxmoxApiUrl", "providerProxmoxInsecureSkipVerify")
-    values = pulumi.Output.all(**{key: config.get_secret(key) for key in keys})
-    return pulumi.Output.secret(values.apply(
-        lambda got: provider_secrets_from_lookup(got.get, f"Pulumi.{pulumi.get_stack()}.yaml")))
+        raise pulumi.RunError(f"{settings.spec_file}: clusters.{name}.cni.cilium: the chart could not be rendered "
+                              f"({exc})") from None

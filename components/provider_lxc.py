@@ -26,10 +26,9 @@ from .provider_stack import (COMPOSE_FILE, FILE_ORDER, ProviderSecrets, Rendered
 from .infra_provider import ProviderNotRegistered, last_heartbeat, wait_for_registration
 from .providers import OmniProvider, StackConfiguredProvider, adopted, is_unknown, whole_numbers
 from .proxmox import ProxmoxClient, ProxmoxNotFound
-from .settings import (NAMESPACE, lookup_in, provider_secrets_from_lookup, proxmox_admin_from_config,
-                       ssh_from_lookup)
+from .settings import Lookup, provider_secrets_from_lookup, proxmox_admin_from_config, ssh_from_lookup
 from .spec import ComposeStackSpec, ProviderLxcSpec
-from .ssh import RemoteHost, public_key_of
+from .ssh import RemoteHost
 
 TUN_DEVICE = "/dev/net/tun"
 # Docker inside an unprivileged container needs nesting; keyctl lets its runc use session keyrings.
@@ -129,7 +128,7 @@ class LxcContainerProvider(StackConfiguredProvider):
     """The root@pam password comes from the stack config (see StackConfiguredProvider)."""
 
     def _api(self) -> ProxmoxClient:
-        return ProxmoxClient(proxmox_admin_from_config(self._raw_config))
+        return ProxmoxClient(proxmox_admin_from_config(self._config))
 
     def _base(self, props: dict) -> str:
         return f"nodes/{props['node']}/lxc/{props['vmid']}"
@@ -150,7 +149,7 @@ class LxcContainerProvider(StackConfiguredProvider):
         # A smaller disk cannot be had in place, and a new container loses the tailnet identity: say so.
         if "rootfs_size_gb" in changed and (news.get("rootfs_size_gb") or 0) < (olds.get("rootfs_size_gb") or 0):
             replaces.append("rootfs_size_gb")
-        return DiffResult(changes=bool(changed), replaces=replaces, stables=["node", "vmid"],
+        return DiffResult(changes=bool(changed), replaces=replaces,
                           delete_before_replace=True)
 
     def create(self, props: dict) -> CreateResult:
@@ -225,8 +224,8 @@ class _LxcContainer(Resource):
 
 # ------------------------------------------------------------------------- the compose stack
 
-def _stack_files(raw: dict, props: dict) -> list[RenderedFile]:
-    secrets = provider_secrets_from_lookup(lookup_in(raw), "Pulumi.<stack>.yaml")
+def _stack_files(get: Lookup, props: dict) -> list[RenderedFile]:
+    secrets = provider_secrets_from_lookup(get, "Pulumi.<stack>.yaml")
     return render_provider_stack(ComposeStackSpec(**props["stack"]), props["provider_id"], secrets)
 
 
@@ -263,7 +262,7 @@ class ComposeDeploymentProvider(OmniProvider):
     def _host(self, props: dict, login_key: Optional[str] = None) -> RemoteHost:
         """The container over SSH: the host key the state pinned (or the config's), logging in with login_key,
         else the key the state knows the container accepts, else the stack config's."""
-        settings = ssh_from_lookup(lookup_in(self._raw_config), props["address"], "Pulumi.<stack>.yaml",
+        settings = ssh_from_lookup(self._config, props["address"], "Pulumi.<stack>.yaml",
                                    pinned_host_key=props.get("host_key") or "")
         key = login_key or props.get("login_key")
         return RemoteHost(dataclasses.replace(settings, private_key=key) if key else settings)
@@ -272,7 +271,7 @@ class ComposeDeploymentProvider(OmniProvider):
         # The digests the program computed and what this provider would write must agree: they differ
         # only if the stack config changed between the program's run and this one.
         try:
-            rendered = file_states(_stack_files(self._raw_config, news))
+            rendered = file_states(_stack_files(self._config, news))
         except Exception as exc:  # a user mistake in the config: one message, no traceback
             return CheckResult(news, [CheckFailure("stack", str(exc))])
         if rendered != news.get("files"):
@@ -289,10 +288,10 @@ class ComposeDeploymentProvider(OmniProvider):
         changed += [k for k in ("container_creation", "ssh_public_key")
                     if k in olds and not is_unknown(news.get(k)) and olds[k] != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "directory"],
-                          stables=[], delete_before_replace=True)
+                          delete_before_replace=True)
 
     def _deploy(self, props: dict, changed_only: Optional[dict] = None) -> dict:
-        files = _stack_files(self._raw_config, props)
+        files = _stack_files(self._config, props)
         if changed_only is not None:
             files = [f for f in files if changed_only.get(f.name) != {"sha256": f.sha256, "mode": f.mode}]
         host = self._host(props)
@@ -328,7 +327,7 @@ class ComposeDeploymentProvider(OmniProvider):
         except ProviderNotRegistered as exc:
             d = shlex.quote(props["directory"])
             [logs] = host.run_all([(f"cd {d} && docker compose logs --tail 10 provider 2>&1 || true", None)])
-            secrets = provider_secrets_from_lookup(lookup_in(self._raw_config), "Pulumi.<stack>.yaml")
+            secrets = provider_secrets_from_lookup(self._config, "Pulumi.<stack>.yaml")
             tail = redact(logs.stdout.strip(), secrets)
             raise ProviderNotRegistered(
                 f"{exc}: look at its container's logs (`docker compose logs provider` in ~/{props['directory']} on "
@@ -407,10 +406,8 @@ class ProviderLxc(pulumi.ComponentResource):
     """CT `omni-provider` and the docker compose stack of the Omni Proxmox provider inside it."""
 
     def __init__(self, name: str, spec: ProviderLxcSpec, provider_id: str, secrets: pulumi.Output,
-                 protect: bool, opts: Optional[pulumi.ResourceOptions] = None):
+                 ssh_public_key: pulumi.Output, protect: bool, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("omni-scale:proxmox:ProviderLxc", name, None, opts)
-        config = pulumi.Config(NAMESPACE)
-        ssh_public_key = pulumi.Output.secret(config.require_secret("providerLxcSshPrivateKey")).apply(public_key_of)
         self.container = _LxcContainer(
             name, {**container_inputs(spec, protect), "ssh_public_key": ssh_public_key},
             pulumi.ResourceOptions(parent=self, protect=protect))

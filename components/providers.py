@@ -6,12 +6,13 @@ import os
 from typing import Callable, Optional
 
 from pulumi.dynamic import ConfigureRequest, ResourceProvider
+from pulumi.dynamic.config import Config
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from .console import progress
 from .omnictl import Omnictl
-from .settings import OmniSettings, omnictl_from_config, truthy
+from .settings import NAMESPACE, Lookup, OmniSettings, lookup_in, omnictl_from_config, truthy
 
 
 class StackConfiguredProvider(ResourceProvider):
@@ -22,13 +23,18 @@ class StackConfiguredProvider(ResourceProvider):
     only, and nothing of the instance is pickled.
     """
 
-    _raw_config: dict = {}
+    _stack_config: Config = Config({}, NAMESPACE)
 
     def __getstate__(self):
         return {}
 
     def configure(self, req: ConfigureRequest) -> None:
-        self._raw_config = req.config._props  # resolved lazily: check must work without credentials
+        # Kept, not read: each key is read when needed, so `check` works without credentials.
+        self._stack_config = req.config
+
+    @property
+    def _config(self) -> Lookup:
+        return lookup_in(self._stack_config)
 
 
 class OmniProvider(StackConfiguredProvider):
@@ -38,7 +44,7 @@ class OmniProvider(StackConfiguredProvider):
     _settings: Optional[OmniSettings] = None
 
     def _build(self, offline: bool) -> tuple[Omnictl, OmniSettings]:
-        return omnictl_from_config(self._raw_config, offline=offline)
+        return omnictl_from_config(self._config, offline=offline)
 
     @property
     def client(self) -> Omnictl:

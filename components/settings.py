@@ -7,10 +7,13 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
+from .errors import ConfigError
 from .omnictl import Omnictl, resolve_binary
-from .spec import SpecError
+
+if TYPE_CHECKING:
+    from pulumi.dynamic.config import Config as DynamicConfig
 
 NAMESPACE = "omni-scale"
 
@@ -34,22 +37,23 @@ def tailscale_credentials(get: Lookup, audience: Optional[str], stack_file: str,
     if audience is None:
         return TAILSCALE_OAUTH_CREDENTIALS
     if get(TAILSCALE_CLIENT_SECRET):
-        raise SpecError(stack_file, f"config.{NAMESPACE}:{TAILSCALE_CLIENT_SECRET}",
+        raise ConfigError(stack_file, f"config.{NAMESPACE}:{TAILSCALE_CLIENT_SECRET}",
                         f"unset while {spec_file} sets tailscale_operator.oauth.audience (workload identity "
                         "federation has no client secret): keep one of the two")
     return (TAILSCALE_CLIENT_ID,)
 
 
-def lookup_in(raw: dict) -> Lookup:
-    """Reads this project's keys from the stack config a dynamic provider is handed."""
-    return lambda key: raw.get(f"{NAMESPACE}:{key}")
+def lookup_in(config: "DynamicConfig") -> Lookup:
+    """Reads this project's keys from the stack config a dynamic provider is handed (pulumi.dynamic.Config). Keys
+    are named in full: the SDK qualifies a bare key with PULUMI_PROJECT, which not every engine sets for plugins."""
+    return lambda key: config.get(f"{NAMESPACE}:{key}")
 
 
 def require(get: Lookup, keys: tuple[str, ...], stack_file: str) -> None:
     """Every missing key, named at once, in one message."""
     missing = [k for k in keys if not get(k)]
     if missing:
-        raise SpecError(stack_file, ", ".join(f"config.{NAMESPACE}:{k}" for k in missing),
+        raise ConfigError(stack_file, ", ".join(f"config.{NAMESPACE}:{k}" for k in missing),
                         "a value (secrets with `pulumi config set --secret`)")
 
 
@@ -61,7 +65,7 @@ def _seconds(get: Lookup, key: str, default: float, stack_file: str, maximum: fl
         value = -1.0
     if value <= 0 or (maximum is not None and value > maximum):
         at_most = f" of at most {maximum:.0f}" if maximum is not None else ""
-        raise SpecError(stack_file, f"config.{NAMESPACE}:{key}", f"a positive number of seconds{at_most} (got {raw!r})")
+        raise ConfigError(stack_file, f"config.{NAMESPACE}:{key}", f"a positive number of seconds{at_most} (got {raw!r})")
     return value
 
 
@@ -78,7 +82,7 @@ def retry_policy(get: Lookup, stack_file: str) -> "RetryPolicy":
     except ValueError:
         attempts = 0
     if not 1 <= attempts <= 10:
-        raise SpecError(stack_file, f"config.{NAMESPACE}:retryAttempts", f"a whole number from 1 to 10 (got {raw!r})")
+        raise ConfigError(stack_file, f"config.{NAMESPACE}:retryAttempts", f"a whole number from 1 to 10 (got {raw!r})")
     return RetryPolicy(attempts=attempts, first_delay_seconds=_seconds(get, "retryFirstDelaySeconds", 1, stack_file))
 
 
@@ -110,11 +114,10 @@ class OmniSettings:
         )
 
 
-def omnictl_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml",
+def omnictl_from_config(get: Lookup, stack_file: str = "Pulumi.<stack>.yaml",
                         offline: bool = False) -> tuple[Omnictl, OmniSettings]:
     """Builds the omnictl client inside a dynamic provider from the stack config it was handed.
     An offline client (template validate/render) needs no endpoint or key."""
-    get = lookup_in(raw)
     settings = OmniSettings.from_lookup(get, stack_file)
     if not offline:
         require(get, OMNI_CREDENTIALS, stack_file)
@@ -153,13 +156,12 @@ def _proxmox_verify(get: Lookup) -> bool | str:
     return not truthy(get("proxmoxInsecureSkipTlsVerify") or False)
 
 
-def proxmox_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml") -> "ProxmoxSettings":
+def proxmox_from_config(get: Lookup, stack_file: str = "Pulumi.<stack>.yaml") -> "ProxmoxSettings":
     """The read-only API token the preflight uses, from the stack config a dynamic provider is handed."""
     from .proxmox import ProxmoxSettings
-    get = lookup_in(raw)
     require(get, PROXMOX_CREDENTIALS, stack_file)
     if "!" not in str(get("proxmoxTokenId")):
-        raise SpecError(stack_file, f"config.{NAMESPACE}:proxmoxTokenId", "an API token id, USER@REALM!TOKENID")
+        raise ConfigError(stack_file, f"config.{NAMESPACE}:proxmoxTokenId", "an API token id, USER@REALM!TOKENID")
     return ProxmoxSettings(api_url=str(get("proxmoxApiUrl")), user=str(get("proxmoxTokenId")),
                            secret=str(get("proxmoxTokenSecret")), verify_tls=_proxmox_verify(get),
                            timeout_seconds=_seconds(get, "proxmoxTimeoutSeconds", 30, stack_file),
@@ -169,11 +171,10 @@ def proxmox_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml") -> "
 PROXMOX_ADMIN_CREDENTIALS = ("proxmoxApiUrl", "proxmoxLxcPassword")
 
 
-def proxmox_admin_from_config(raw: dict, stack_file: str = "Pulumi.<stack>.yaml") -> "ProxmoxSettings":
+def proxmox_admin_from_config(get: Lookup, stack_file: str = "Pulumi.<stack>.yaml") -> "ProxmoxSettings":
     """The login that creates the provider LXC. Proxmox lets only root@pam itself (not its API tokens)
     set the keyctl feature and /dev/net/tun passthrough the Tailscale sidecar needs."""
     from .proxmox import ProxmoxSettings
-    get = lookup_in(raw)
     require(get, PROXMOX_ADMIN_CREDENTIALS, stack_file)
     return ProxmoxSettings(api_url=str(get("proxmoxApiUrl")), user=str(get("proxmoxLxcUser") or "root@pam"),
                            secret=str(get("proxmoxLxcPassword")), verify_tls=_proxmox_verify(get),
@@ -212,7 +213,7 @@ def ssh_from_lookup(get: Lookup, default_host: str, stack_file: str, pinned_host
     except ValueError:
         port = 0
     if not 0 < port < 65536:
-        raise SpecError(stack_file, f"config.{NAMESPACE}:providerLxcSshPort", f"a TCP port (got {port_raw!r})")
+        raise ConfigError(stack_file, f"config.{NAMESPACE}:providerLxcSshPort", f"a TCP port (got {port_raw!r})")
     return SshSettings(host=str(get("providerLxcSshHost") or default_host), port=port,
                        user=str(get("providerLxcSshUser") or "root"),
                        private_key=str(get("providerLxcSshPrivateKey")),

@@ -1,13 +1,16 @@
 """The estate as typed models: the whole of specs/omni.yaml.
 
-Every value a user can get wrong fails here, before Pulumi registers anything,
-as one SpecError naming the file, the dotted path and what was expected.
+Every value a user can get wrong fails here, before Pulumi registers anything, as one SpecError that
+lists every mistake, one line each in file order, naming the file, the dotted path and what was
+expected, in words with an example (never a regular expression).
 Derived numbers (cores, memory, disk per cluster and overall) are properties.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+import typing
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
@@ -16,16 +19,12 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from ipaddress import IPv4Address, IPv4Interface
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, IPvAnyAddress, ValidationError,
+                      field_validator, model_validator)
 
+from .errors import Problem, SpecError
 
-class SpecError(Exception):
-    """A user mistake in a spec or stack config: printed as one line, never a traceback."""
-
-    def __init__(self, file: str, path: str, expected: str):
-        self.file, self.path, self.expected = file, path, expected
-        where = f"{file}: {path}" if path else file
-        super().__init__(f"{where}: {expected}")
+__all__ = ["Spec", "SpecError", "load_spec", "parse_spec"]
 
 
 class _AtPath(ValueError):
@@ -36,15 +35,38 @@ class _AtPath(ValueError):
         self.path, self.expected = path, expected
 
 
+class _AtPaths(ValueError):
+    """Several cross-check failures of one model, all reported."""
+
+    def __init__(self, failures: list[_AtPath]):
+        super().__init__("; ".join(f.expected for f in failures))
+        self.failures = failures
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
-Version = Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$",
-                               description="a version like v1.34.3")]
-Extension = Annotated[str, Field(pattern=r"^[a-z0-9-]+/[a-z0-9._-]+$",
-                                 description="an extension like siderolabs/iscsi-tools")]
+def _shaped(regex: str, words: str) -> AfterValidator:
+    """A string of one shape; a mismatch is told in words with an example, since users do not read regexes."""
+    shape = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not shape.fullmatch(value):
+            raise ValueError(f"{words} (got {value!r})")
+        return value
+    return AfterValidator(check)
+
+
+# Kubernetes' DNS label (RFC 1123), which Omni and Proxmox names also keep to.
+Name = Annotated[str, _shaped(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+                              "a lowercase name of letters, digits and '-', starting and ending with a letter or "
+                              "digit, at most 63 characters, e.g. talos-prod-01")]
+Version = Annotated[str, _shaped(r"v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", "a version with its v, e.g. v1.34.3")]
+ChartVersion = Annotated[str, _shaped(r"\d+\.\d+\.\d+", "a chart version of three numbers, e.g. 1.102.3")]
+ChartRepository = Annotated[str, _shaped(r"https?://\S+", "an http:// or https:// URL, e.g. https://helm.cilium.io")]
+Extension = Annotated[str, _shaped(r"[a-z0-9-]+/[a-z0-9._-]+", "an extension as vendor/name, e.g. "
+                                                               "siderolabs/iscsi-tools")]
 
 
 class DiskCache(str, Enum):
@@ -275,8 +297,8 @@ class CiliumValues(_Values):
 
 class CiliumSpec(_Strict):
     """Cilium's chart, rendered by `helm template` into the cluster template's kubernetes.manifests."""
-    chart_repository: str = Field(pattern=r"^https?://")
-    chart_version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    chart_repository: ChartRepository
+    chart_version: ChartVersion
     values: CiliumValues = Field(default_factory=CiliumValues)
 
 
@@ -298,18 +320,24 @@ class ClusterSpec(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self):
+        failures = []
         seen: set[str] = set()
         for i, pool in enumerate(self.workers):
-            if pool.name in seen or pool.name == "control-planes":
-                raise _AtPath(f"workers[{i}].name", f"a worker pool name unique in the cluster (got {pool.name!r} twice"
-                              + (" — `control-planes` is the control plane's" if pool.name == "control-planes" else "")
-                              + ")")
+            if pool.name == CONTROL_PLANES_SET:
+                failures.append(_AtPath(f"workers[{i}].name", "a worker pool name other than `control-planes` "
+                                                              "(the control plane's machine set), e.g. workers"))
+            elif pool.name in seen:
+                failures.append(_AtPath(f"workers[{i}].name",
+                                        f"a worker pool name unique in the cluster (got {pool.name!r} twice)"))
             seen.add(pool.name)
         for where, patches in self._patch_lists():
             names = [p.name for p in patches]
             for i, name in enumerate(names):
                 if name in names[:i]:
-                    raise _AtPath(f"{where}[{i}].name", f"a patch name unique in its list (got {name!r} twice)")
+                    failures.append(_AtPath(f"{where}[{i}].name",
+                                            f"a patch name unique in its list (got {name!r} twice)"))
+        if failures:
+            raise _AtPaths(failures)
         return self
 
     def _patch_lists(self):
@@ -366,8 +394,8 @@ class TailscaleOperatorSpec(_Strict):
     cluster: Name
     namespace: Name = "tailscale"
     hostname: Name
-    chart_repository: str = Field(pattern=r"^https?://")
-    chart_version: str = Field(default=TAILSCALE_CHART_VERSION, pattern=r"^\d+\.\d+\.\d+$")
+    chart_repository: ChartRepository
+    chart_version: ChartVersion = TAILSCALE_CHART_VERSION
     oauth: TailscaleOAuthSpec = Field(default_factory=TailscaleOAuthSpec)
     values: dict[str, Any] = Field(default_factory=dict)
 
@@ -381,7 +409,11 @@ class TailscaleOperatorSpec(_Strict):
         return self
 
 
-StorageId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]*$", description="a Proxmox storage id")]
+StorageId = Annotated[str, _shaped(r"[a-z][a-z0-9_.-]*", "a Proxmox storage id of lowercase letters, digits, "
+                                                          "'_', '.' and '-', starting with a letter, e.g. local-lvm")]
+OsTemplate = Annotated[str, _shaped(r"[a-z][a-z0-9_.-]*:vztmpl/[^/\s]+\.tar\.(gz|xz|zst)",
+                                    "a container template volume, STORAGE:vztmpl/NAME.tar.zst (or .tar.gz, .tar.xz), "
+                                    "e.g. local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst")]
 # A pinned image: a tag that names a release, never a moving one such as latest.
 def _pinned_image(value: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9._-]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]*", value) \
@@ -405,15 +437,32 @@ class LxcRootDisk(_Strict):
     size_gb: int = Field(ge=1)
 
 
+def _with_prefix(value: object) -> object:
+    # ipaddress reads a bare address as a /32, a network of one that no gateway can be on: refuse it as meant.
+    if isinstance(value, str) and "/" not in value:
+        raise ValueError(f"an address with its prefix length, e.g. 192.168.3.10/24 (got {value!r})")
+    return value
+
+
 class LxcNetwork(_Strict):
     bridge: Name
-    address: IPv4Interface  # static, with its prefix: 192.168.3.10/24
+    address: Annotated[IPv4Interface, BeforeValidator(_with_prefix)]  # static, with its prefix: 192.168.3.10/24
     gateway: IPv4Address
 
     @model_validator(mode="after")
-    def _gateway_on_link(self):
-        if self.gateway not in self.address.network:
-            raise _AtPath("gateway", f"an address inside {self.address.network} (got {self.gateway})")
+    def _addresses_as_meant(self):
+        network, failures = self.address.network, []
+        if network.prefixlen < 31 and self.address.ip in (network.network_address, network.broadcast_address):
+            failures.append(_AtPath("address", f"a host address in {network}, not its "
+                                               f"{'network' if self.address.ip == network.network_address else 'broadcast'}"
+                                               f" address (got {self.address})"))
+        if self.gateway == self.address.ip:
+            failures.append(_AtPath("gateway", f"the router's address, not the container's own (got {self.gateway} "
+                                               "for both)"))
+        elif self.gateway not in network:
+            failures.append(_AtPath("gateway", f"an address inside {network} (got {self.gateway})"))
+        if failures:
+            raise _AtPaths(failures)
         return self
 
 
@@ -430,8 +479,7 @@ class ProviderLxcSpec(_Strict):
     node: Name
     vmid: int = Field(ge=100, le=999999999)
     hostname: Name
-    os_template: str = Field(pattern=r"^[a-z][a-z0-9_.-]*:vztmpl/[^/\s]+\.tar\.(gz|xz|zst)$",
-                             description="a container template volume, e.g. local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst")
+    os_template: OsTemplate
     cores: int = Field(ge=1)
     memory: int = Field(ge=256, description="MB")
     swap: int = Field(default=512, ge=0, description="MB")
@@ -448,33 +496,6 @@ class Spec(_Strict):
     clusters: dict[Name, ClusterSpec] = Field(default_factory=dict)
     tailscale_operator: Optional[TailscaleOperatorSpec] = None
     provider_lxc: Optional[ProviderLxcSpec] = None
-
-    @model_validator(mode="after")
-    def _cross_checks(self):
-        lxc = self.provider_lxc
-        if lxc is not None and lxc.node not in self.proxmox.nodes:
-            raise _AtPath("provider_lxc.node", f"one of the Proxmox nodes {self.proxmox.nodes} (got {lxc.node!r})")
-        for name, cls in self.machine_classes.items():
-            if cls.provider_id != self.infra_provider.id:
-                raise _AtPath(
-                    f"machine_classes.{name}.provider_id",
-                    f"the infra provider id {self.infra_provider.id!r} (got {cls.provider_id!r}); "
-                    "a class naming an unregistered provider never provisions anything",
-                )
-            node = cls.provider_data.node
-            if node is not None and node not in self.proxmox.nodes:
-                raise _AtPath(f"machine_classes.{name}.provider_data.node",
-                              f"one of the Proxmox nodes {self.proxmox.nodes} (got {node!r})")
-        for cname, cluster in self.clusters.items():
-            for where, pool, _size in cluster.pools():
-                if pool.machine_class not in self.machine_classes:
-                    raise _AtPath(f"clusters.{cname}.{where}.machine_class",
-                                  f"one of the machine classes {sorted(self.machine_classes)} "
-                                  f"(got {pool.machine_class!r})")
-        op = self.tailscale_operator
-        if op is not None and op.cluster not in self.clusters:
-            raise _AtPath("tailscale_operator.cluster", f"one of the clusters {sorted(self.clusters)} (got {op.cluster!r})")
-        return self
 
     def cluster_totals(self, name: str) -> Totals:
         """What one cluster asks of Proxmox; unlimited pools count as their current minimum (0)."""
@@ -504,6 +525,15 @@ def _dotted(loc: tuple) -> str:
     return out
 
 
+def _split(path: str) -> tuple:
+    parts: list = []
+    for piece in path.split("."):
+        m = re.match(r"^([^\[]+)((\[\d+\])*)$", piece)
+        parts.append(m.group(1))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return tuple(parts)
+
+
 # pydantic names union/literal branches in locations; users know only their own keys.
 _BRANCH = re.compile(r"^(\[key\]|function-\w+|int|str|literal\[.*\]|constrained-int|json-or-python\[.*\])$")
 
@@ -512,42 +542,177 @@ def _user_loc(loc: tuple) -> tuple:
     return tuple(p for p in loc if not (isinstance(p, str) and _BRANCH.match(p)))
 
 
-def _first_error(exc: ValidationError) -> tuple[str, str]:
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
+
+
+def _unwrapped(kind: Any) -> Any:
+    """Optional[X], Union[model, ...] and Annotated[X, ...] as the X that holds fields or items."""
+    while True:
+        origin = typing.get_origin(kind)
+        if origin is Annotated:
+            kind = typing.get_args(kind)[0]
+        elif origin is Union:
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            kind = next((a for a in args if _is_model(a)), args[0])
+        else:
+            return kind
+
+
+def _fields_at(loc: tuple) -> Optional[list[str]]:
+    """The field names the model at loc accepts, following the Spec's annotations (for spelling hints)."""
+    kind: Any = Spec
+    for part in loc:
+        kind = _unwrapped(kind)
+        if typing.get_origin(kind) in (list, dict):
+            kind = typing.get_args(kind)[-1]  # the part is an index or a key
+        elif _is_model(kind) and part in kind.model_fields:
+            kind = kind.model_fields[part].annotation
+        else:
+            return None
+    kind = _unwrapped(kind)
+    return list(kind.model_fields) if _is_model(kind) else None
+
+
+def _validation_problems(exc: ValidationError) -> list[tuple[tuple, str]]:
+    """Every error pydantic found, as (location, expectation in words); a misspelt key is one line, not two."""
     errors = exc.errors()
-    err = errors[0]
-    loc = _user_loc(err["loc"])
-    cause = err.get("ctx", {}).get("error")
-    if isinstance(cause, _AtPath):
-        return _dotted(loc + tuple(_split(cause.path))), cause.expected
+    by_loc: dict[tuple, list[dict]] = {}
+    for err in errors:
+        by_loc.setdefault(_user_loc(err["loc"]), []).append(err)
+    unknown = {loc for loc, errs in by_loc.items() if errs[0]["type"] == "extra_forbidden"}
+    missing = {loc for loc, errs in by_loc.items() if errs[0]["type"] == "missing"}
+    explained: set[tuple] = set()
+    out: list[tuple[tuple, str]] = []
+    for loc, errs in by_loc.items():
+        err = errs[0]
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, (_AtPath, _AtPaths)):
+            for failure in cause.failures if isinstance(cause, _AtPaths) else [cause]:
+                out.append((loc + _split(failure.path), failure.expected))
+            continue
+        if loc in unknown:
+            parent = loc[:-1]
+            sibling_missing = [m[-1] for m in missing if m[:-1] == parent and isinstance(m[-1], str)]
+            # A required field left out is the likeliest meaning; any field of the model next.
+            guess = (difflib.get_close_matches(str(loc[-1]), sibling_missing, n=1)
+                     or difflib.get_close_matches(str(loc[-1]), _fields_at(parent) or [], n=1))
+            if guess:
+                explained.add(parent + (guess[0],))
+            fields = _fields_at(parent)
+            out.append((loc, f"no such field (did you mean `{guess[0]}`?)" if guess else
+                             f"no such field; the fields here are {', '.join(fields)}" if fields else
+                             "no such field (check the spelling against specs/omni.yaml)"))
+            continue
+        if err["type"] == "missing":
+            msg = "a value (this field is required)"
+        elif len(errs) > 1:
+            msg = " or ".join(dict.fromkeys(_words(e) for e in errs))  # a union: say every accepted form
+        else:
+            msg = _words(err)
+        out.append((loc, msg))
+    return [(loc, msg) for loc, msg in out if loc not in explained]
+
+
+def _words(err: dict) -> str:
     msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "no such field (check the spelling; see specs/omni.yaml for the fields)"
-    elif err["type"] == "missing":
-        msg = "a value (this field is required)"
-    elif msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    if len(errors) > 1 and len({_user_loc(e["loc"]) for e in errors}) == 1:
-        msg = " or ".join(dict.fromkeys(e["msg"] for e in errors))  # a union: say every accepted form
-    return _dotted(loc), msg
+    return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
 
 
-def _split(path: str) -> list:
-    parts: list = []
-    for piece in path.split("."):
-        m = re.match(r"^([^\[]+)((\[\d+\])*)$", piece)
-        parts.append(m.group(1))
-        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
-    return parts
+def _get(data: object, *keys: Any) -> object:
+    for key in keys:
+        if isinstance(data, dict):
+            data = data.get(key)
+        elif isinstance(data, list) and isinstance(key, int) and key < len(data):
+            data = data[key]
+        else:
+            return None
+    return data
 
 
-def parse_spec(data: object, file: str) -> Spec:
+def _reference_problems(data: dict, bad: set[tuple]) -> list[tuple[tuple, str]]:
+    """Names that must point at something else in the file, checked on the raw document so they are reported
+    beside any other mistake (a model with errors is never built). A reference into a part that is itself wrong
+    (`bad` holds the locations of the other problems) is not judged: that mistake is the one to fix."""
+    out: list[tuple[tuple, str]] = []
+
+    def wrong(target: tuple) -> bool:
+        # A map of names (classes, clusters) is wrong only as a whole: one bad class leaves the others' names good.
+        whole = target in (("machine_classes",), ("clusters",))
+        return any(loc == target if whole else loc[:len(target)] == target for loc in bad)
+
+    nodes = _get(data, "proxmox", "nodes")
+    nodes = nodes if isinstance(nodes, list) and all(isinstance(n, str) for n in nodes) else None
+    classes = data.get("machine_classes")
+    classes = classes if isinstance(classes, dict) else None
+    clusters = data.get("clusters")
+    clusters = clusters if isinstance(clusters, dict) else {}
+
+    def one_of(loc: tuple, value: object, choices, what: str, target: tuple) -> None:
+        if isinstance(value, str) and choices is not None and value not in choices and not wrong(target):
+            out.append((loc, f"one of the {what} {sorted(choices) if what != 'Proxmox nodes' else choices} "
+                             f"(got {value!r})"))
+
+    one_of(("provider_lxc", "node"), _get(data, "provider_lxc", "node"), nodes, "Proxmox nodes", ("proxmox", "nodes"))
+    provider_id = _get(data, "infra_provider", "id")
+    for name, cls in (classes or {}).items():
+        got = _get(cls, "provider_id")
+        if isinstance(provider_id, str) and isinstance(got, str) and got != provider_id \
+                and not wrong(("infra_provider",)):
+            out.append((("machine_classes", name, "provider_id"),
+                        f"the infra provider id {provider_id!r} (got {got!r}); a class naming an unregistered "
+                        "provider never provisions anything"))
+        one_of(("machine_classes", name, "provider_data", "node"), _get(cls, "provider_data", "node"), nodes,
+               "Proxmox nodes", ("proxmox", "nodes"))
+    for cname, cluster in clusters.items():
+        pools = [(("control_plane",), _get(cluster, "control_plane"))]
+        workers = _get(cluster, "workers")
+        pools += [(("workers", i), pool) for i, pool in enumerate(workers if isinstance(workers, list) else [])]
+        for where, pool in pools:
+            one_of(("clusters", cname) + where + ("machine_class",), _get(pool, "machine_class"),
+                   None if classes is None else list(classes), "machine classes", ("machine_classes",))
+    one_of(("tailscale_operator", "cluster"), _get(data, "tailscale_operator", "cluster"), list(clusters), "clusters",
+           ("clusters",))
+    return out
+
+
+def parse_spec(data: object, file: str, lines: Optional[dict[tuple, int]] = None) -> Spec:
+    """The Spec, or one SpecError listing every mistake; `lines` (from yaml_lines) orders them by position."""
     if not isinstance(data, dict):
         raise SpecError(file, "", "a YAML mapping at the top level")
+    found: list[tuple[tuple, str]] = []
+    spec = None
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
     except ValidationError as exc:
-        path, expected = _first_error(exc)
-        raise SpecError(file, path, expected) from None
+        found = _validation_problems(exc)
+    found += _reference_problems(data, {loc for loc, _ in found})
+    if found:
+        raise SpecError(file, problems=[Problem(_dotted(loc), msg, _line_of(loc, lines)) for loc, msg in found])
+    return spec
+
+
+def _line_of(loc: tuple, lines: Optional[dict[tuple, int]]) -> Optional[int]:
+    """The line of loc, or of its nearest ancestor in the file (a missing field: the mapping that lacks it)."""
+    for end in range(len(loc), -1, -1):
+        if lines and loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def yaml_lines(node: Any, path: tuple = (), out: Optional[dict[tuple, int]] = None) -> dict[tuple, int]:
+    """Each key's and list item's 1-based line, by its path, from a composed YAML node tree."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            here = path + (key_node.value,)
+            out[here] = key_node.start_mark.line + 1
+            yaml_lines(value_node, here, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[path + (i,)] = item.start_mark.line + 1
+            yaml_lines(item, path + (i,), out)
+    return out
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -564,13 +729,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_yaml(path: Path, display_name: str, what: str = "spec file") -> Any:
+def _read_yaml(path: Path, display_name: str) -> tuple[Any, dict[tuple, int]]:
+    """The document and each key's line (see yaml_lines)."""
     try:
         text = path.read_text()
     except OSError as exc:
-        raise SpecError(display_name, "", f"a readable {what} ({exc.strerror})") from None
+        raise SpecError(display_name, "", f"a readable spec file ({exc.strerror})") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=_UniqueKeyLoader), yaml_lines(yaml.compose(text, Loader=_UniqueKeyLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -581,14 +747,18 @@ def load_spec(path: str | Path, display_name: str | None = None) -> Spec:
     """display_name is how messages name the file (the path the user wrote, not an absolute one)."""
     path = Path(path)
     file = display_name or str(path)
-    spec = parse_spec(load_yaml(path, file), file)
-    resolve_patch_files(spec, path.parent, file)
-    check_clusters_can_become_ready(spec, file)
+    data, lines = _read_yaml(path, file)
+    spec = parse_spec(data, file, lines)
+    found = resolve_patch_files(spec, path.parent) + clusters_that_cannot_become_ready(spec)
+    if found:
+        raise SpecError(file, problems=[Problem(path_, msg, _line_of(_split(path_), lines)) for path_, msg in found])
     return spec
 
 
-def resolve_patch_files(spec: Spec, base: Path, file: str) -> None:
-    """A file patch must be a readable YAML mapping now, not when omnictl runs."""
+def resolve_patch_files(spec: Spec, base: Path) -> list[tuple[str, str]]:
+    """A file patch must be a readable YAML mapping now, not when omnictl runs; returns (path, expected) of those
+    that are not."""
+    found = []
     for cname, cluster in spec.clusters.items():
         for where, patches in cluster._patch_lists():
             for i, patch in enumerate(patches):
@@ -599,51 +769,49 @@ def resolve_patch_files(spec: Spec, base: Path, file: str) -> None:
                 try:
                     content = yaml.safe_load(target.read_text())
                 except OSError as exc:
-                    raise SpecError(file, dotted, f"a readable patch file ({target}: {exc.strerror})") from None
+                    found.append((dotted, f"a readable patch file ({target}: {exc.strerror})"))
+                    continue
                 except yaml.YAMLError as exc:
-                    raise SpecError(file, dotted, f"a patch file of valid YAML ({target}: {exc})") from None
+                    found.append((dotted, f"a patch file of valid YAML ({target}: {exc})"))
+                    continue
                 if not isinstance(content, dict):
-                    raise SpecError(file, dotted, f"a patch file holding a YAML mapping ({target})")
+                    found.append((dotted, f"a patch file holding a YAML mapping ({target})"))
+                    continue
                 # Frozen model: the content is rendered inline, so templates never depend on paths.
                 object.__setattr__(patch, "inline", content)
+    return found
 
 
-def _patch_value(content: object, *keys: str) -> object:
-    for key in keys:
-        if not isinstance(content, dict):
-            return None
-        content = content.get(key)
-    return content
-
-
-def check_clusters_can_become_ready(spec: Spec, file: str) -> None:
+def clusters_that_cannot_become_ready(spec: Spec) -> list[tuple[str, str]]:
     """A node is Ready only with a running CNI, and Talos's nodeReady check (hence Omni's readiness) waits for it:
     a cluster whose patches switch the default CNI off and that installs none, or that switches kube-proxy off with
     nothing to replace it, can never be Ready; `up` would wait clusterReadyTimeoutSeconds and fail. Patch files
-    count (their content is resolved first)."""
+    count (their content is resolved first). Returns (path, expected) per such cluster."""
+    found = []
     for cname, cluster in spec.clusters.items():
         cni_off = proxy_off = None
         for where, patches in cluster._patch_lists():
             for i, patch in enumerate(patches):
-                if _patch_value(patch.inline, "cluster", "network", "cni", "name") == "none":
+                if _get(patch.inline, "cluster", "network", "cni", "name") == "none":
                     cni_off = cni_off or f"{where}[{i}] ({patch.name})"
-                if _patch_value(patch.inline, "cluster", "proxy", "disabled") is True:
+                if _get(patch.inline, "cluster", "proxy", "disabled") is True:
                     proxy_off = proxy_off or f"{where}[{i}] ({patch.name})"
         where = f"clusters.{cname}.cni"
         if cni_off and cluster.cni is None:
-            raise SpecError(file, where, f"a CNI: patch {cni_off} sets cluster.network.cni.name: none and nothing "
-                                         "installs one, so the nodes never become Ready and `up` would wait and "
-                                         "fail; add `cni: {cilium: {chart_repository, chart_version}}`")
+            found.append((where, f"a CNI: patch {cni_off} sets cluster.network.cni.name: none and nothing installs "
+                                 "one, so the nodes never become Ready and `up` would wait and fail; add "
+                                 "`cni: {cilium: {chart_repository, chart_version}}`"))
         if cluster.cni is not None and not cni_off:
-            raise SpecError(file, where, "the default CNI switched off (a patch setting cluster.network.cni.name: "
-                                         "none): with Talos's own CNI left on, two CNIs would fight over the nodes")
+            found.append((where, "the default CNI switched off (a patch setting cluster.network.cni.name: none): "
+                                 "with Talos's own CNI left on, two CNIs would fight over the nodes"))
         if proxy_off and cluster.cni is not None and cluster.cni.cilium.values.kubeProxyReplacement is False:
-            raise SpecError(file, f"{where}.cilium.values.kubeProxyReplacement",
-                            f"true: patch {proxy_off} disables kube-proxy, and without Cilium's replacement nothing "
-                            "serves Services, so the nodes never become Ready")
-        if proxy_off and cluster.cni is None:
-            raise SpecError(file, where, f"a CNI that replaces kube-proxy: patch {proxy_off} disables kube-proxy "
-                                         "and nothing replaces it, so the nodes never become Ready")
+            found.append((f"{where}.cilium.values.kubeProxyReplacement",
+                          f"true: patch {proxy_off} disables kube-proxy, and without Cilium's replacement nothing "
+                          "serves Services, so the nodes never become Ready"))
+        if proxy_off and cluster.cni is None and not cni_off:  # else the missing CNI is the one mistake to name
+            found.append((where, f"a CNI that replaces kube-proxy: patch {proxy_off} disables kube-proxy and "
+                                 "nothing replaces it, so the nodes never become Ready"))
+    return found
 
 
 def spec_document(spec: Spec) -> dict:

@@ -14,7 +14,14 @@ from .providers import StackConfiguredProvider
 from .preflight import Report, run_preflight
 from .proxmox import ProxmoxClient, ProxmoxError
 from .settings import proxmox_from_config
-from .spec import Spec, SpecError, parse_spec, spec_document
+from .errors import UserError
+from .spec import Spec, parse_spec, spec_document
+
+
+# Before each problem the preflight finds: the drift job (components/drift.py) tells such a failure (the estate no
+# longer satisfies the spec: drift) from any other (unreachable, refused: not judged) by this, not by engine wording.
+PREFLIGHT_MARK = "[preflight] "
+PREFLIGHT_TYPE = "omni-scale:proxmox:StoragePreflight"
 
 
 class StoragePreflightProvider(StackConfiguredProvider):
@@ -25,7 +32,7 @@ class StoragePreflightProvider(StackConfiguredProvider):
 
     def _observe(self, document: dict, quiet: bool = False) -> Report:
         spec = parse_spec(document, "specs/omni.yaml")
-        report = run_preflight(spec, ProxmoxClient(proxmox_from_config(self._raw_config)).cluster_facts())
+        report = run_preflight(spec, ProxmoxClient(proxmox_from_config(self._config)).cluster_facts())
         for warning in [] if quiet else report.warnings:
             progress(f"preflight warning: {warning}")
         return report
@@ -34,15 +41,15 @@ class StoragePreflightProvider(StackConfiguredProvider):
         inputs = {"spec": news["spec"]}  # the judgement is added here; readings are never inputs
         try:
             report = self._observe(news["spec"])
-        except (ProxmoxError, SpecError) as exc:
+        except (ProxmoxError, UserError) as exc:
             return CheckResult(inputs, [CheckFailure("proxmox" if isinstance(exc, ProxmoxError) else "spec", str(exc))])
         return CheckResult({**inputs, "judgement": report.judgement()},
-                           [CheckFailure("preflight", e) for e in report.errors])
+                           [CheckFailure("preflight", PREFLIGHT_MARK + e) for e in report.errors])
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
         changed = [k for k, old in (("spec", olds.get("spec")), ("judgement", judgement_of(olds)))
                    if old != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def _with_readings(self, props: dict) -> dict:
         try:
@@ -89,7 +96,7 @@ class StoragePreflight(pulumi.ComponentResource):
     it may land on, bridges present, capacity enough, DNS not public, control planes spread."""
 
     def __init__(self, name: str, spec: Spec, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("omni-scale:proxmox:StoragePreflight", name, None, opts)
+        super().__init__(PREFLIGHT_TYPE, name, None, opts)
         self.resource = _StoragePreflightResource(
             name, {"spec": spec_document(spec)}, pulumi.ResourceOptions(parent=self))
         self.judgement = self.resource.judgement

@@ -5,7 +5,7 @@ on the cluster's service-account kubeconfig (a secret input: Pulumi keeps it enc
 only); the namespace, labelled `pod-security.kubernetes.io/enforce=privileged` (its proxy pods need it,
 domain.md lesson 4); and the `helm.v3.Release`. Pulumi diffs the release's values, refreshes them from the
 cluster, waits for the chart's objects to be ready, and uninstalls on delete. The OAuth client's id and secret
-come from the stack config as secrets and reach the plugin over gRPC inside the (secret) values, never argv;
+come from the stack config as secrets (components/program.py reads them) and reach the plugin over gRPC inside the (secret) values, never argv;
 helm's own release Secret in the cluster holds them, as helm always does (README: Secrets).
 
 States made before this module used pulumi-kubernetes hold two Python dynamic resources here instead; the
@@ -22,7 +22,7 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 
 from .providers import ADOPT_ENV
-from .settings import NAMESPACE, TAILSCALE_CLIENT_ID, TAILSCALE_CLIENT_SECRET, truthy
+from .settings import truthy
 from .spec import TailscaleOperatorSpec
 
 POD_SECURITY = {"pod-security.kubernetes.io/enforce": "privileged"}
@@ -45,15 +45,6 @@ def release_values(spec: TailscaleOperatorSpec) -> dict:
     return values
 
 
-def oauth_values(spec: TailscaleOperatorSpec, config: pulumi.Config) -> pulumi.Output:
-    """The chart's `oauth` block from the stack's secrets: the client id and secret, or, with workload identity
-    federation, the client id beside the spec's audience (release_values)."""
-    pair = {"clientId": config.require_secret(TAILSCALE_CLIENT_ID)}
-    if spec.oauth.audience is None:
-        pair["clientSecret"] = config.require_secret(TAILSCALE_CLIENT_SECRET)
-    return pulumi.Output.secret(pulumi.Output.all(**pair).apply(lambda got: {k: str(v) for k, v in got.items()}))
-
-
 def chart_values(spec: TailscaleOperatorSpec, oauth: pulumi.Output) -> pulumi.Output:
     """Every value the release gets. The whole map is a secret once the OAuth pair is in it; the engine's plan
     still names `values` when any of it changes."""
@@ -64,10 +55,11 @@ def chart_values(spec: TailscaleOperatorSpec, oauth: pulumi.Output) -> pulumi.Ou
 class TailscaleOperator(pulumi.ComponentResource):
     """The operator's namespace and Helm release, in the cluster the spec names, once it is ready."""
 
-    def __init__(self, name: str, spec: TailscaleOperatorSpec, kubeconfig: pulumi.Output, *, protect: bool,
-                 depends_on: list, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, spec: TailscaleOperatorSpec, kubeconfig: pulumi.Output, *, oauth: pulumi.Output,
+                 chart_repository: str, protect: bool, depends_on: list,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        """oauth: the chart's OAuth client (a secret Output); chart_repository: the spec's, or a mirror."""
         super().__init__("omni-scale:k8s:TailscaleOperator", name, None, opts)
-        config = pulumi.Config(NAMESPACE)
         # Adoption (components/adoption.py) records the namespace and the release that already run, as they are.
         adopting = truthy(os.environ.get(ADOPT_ENV, ""))
         # The cluster is known by its Omni name: while the cluster itself changes, its kubeconfig is unknown at
@@ -81,10 +73,9 @@ class TailscaleOperator(pulumi.ComponentResource):
                                         import_=spec.namespace if adopting else None))
         self.release = kubernetes.helm.v3.Release(
             name, name=RELEASE, chart=CHART, version=spec.chart_version, namespace=self.namespace.metadata.name,
-            # A mirror (or the lab's own repository) can stand in for the spec's without changing the spec.
-            repository_opts={"repo": config.get("tailscaleChartRepository") or spec.chart_repository},
+            repository_opts={"repo": chart_repository},
             # pulumi-kubernetes waits (up to 5 minutes) for the chart's objects to be ready after each install or upgrade.
-            values=chart_values(spec, oauth_values(spec, config)), max_history=HISTORY_MAX,
+            values=chart_values(spec, oauth), max_history=HISTORY_MAX,
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, protect=protect,
                                         import_=release_id(spec.namespace, RELEASE) if adopting else None))
         self.status = self.release.status.apply(lambda status: status.status if status else None)

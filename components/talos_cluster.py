@@ -88,7 +88,7 @@ class TalosClusterProvider(OmniProvider):
         # A state written before manifests were apart holds none: the same as an empty list.
         changed = [k for k in _COMPARED if (olds.get(k) or _EMPTY.get(k)) != (news.get(k) or _EMPTY.get(k))]
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "cluster_name"],
-                          stables=["cluster_name"], delete_before_replace=True)
+                          delete_before_replace=True)
 
     def _sync_and_wait(self, name: str, template: str, manifests: list[dict]) -> tuple[str, list[dict]]:
         """Syncs the template, waits for the cluster to be ready, and returns the live template and manifests."""

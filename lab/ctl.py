@@ -40,6 +40,8 @@ from .processes import pid_alive, request_and_await, spawn, terminate, wait_unti
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STACK = "lab"
+# Files a pulumi run creates (the engine's log files among them) are readable by their owner only.
+PRIVATE = 0o077
 
 
 def lab_dir() -> Path:
@@ -160,7 +162,13 @@ class LabStack:
             fd = os.open(passphrase, os.O_WRONLY | os.O_CREAT, 0o600)
             os.write(fd, secrets.token_hex(16).encode())
             os.close(fd)
+        # At -v=9 the engine writes every secret it hands a provider into its log files (README: Secrets), which
+        # it creates in the temporary directory: the lab's is private (0700), and runs' files are 0600 (PRIVATE).
+        logs = self.state_dir / "tmp"
+        logs.mkdir(mode=0o700, exist_ok=True)
+        logs.chmod(0o700)
         env.update({
+            "TMPDIR": str(logs),
             "PULUMI_BACKEND_URL": f"file://{self.state_dir}",
             "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
             "PULUMI_HOME": str(self.state_dir / "home"),
@@ -193,7 +201,7 @@ class LabStack:
             capture: bool = True, extra_env: dict | None = None) -> subprocess.CompletedProcess:
         self.clear_stale_locks()
         proc = subprocess.run(self.argv(*args), cwd=self.project_dir, env={**self.env(), **(extra_env or {})},
-                              input=input, text=True, capture_output=capture)
+                              input=input, text=True, capture_output=capture, umask=PRIVATE)
         if check and proc.returncode != 0:
             raise SystemExit(f"lab: `pulumi {' '.join(args)}` failed ({proc.returncode}):\n"
                              f"{proc.stdout or ''}{proc.stderr or ''}")
@@ -212,14 +220,14 @@ class LabStack:
     def ensure_stack(self) -> None:
         env = self.env()
         listed = subprocess.run(["pulumi", "stack", "ls", "--json"], cwd=self.project_dir, env=env,
-                                text=True, capture_output=True)
+                                text=True, capture_output=True, umask=PRIVATE)
         names = {s["name"] for s in json.loads(listed.stdout or "[]")} if listed.returncode == 0 else set()
         if self.stack not in names:
             self.run_plain("stack", "init", self.stack, "--secrets-provider", "passphrase")
 
     def run_plain(self, *args: str) -> None:
         argv = ["pulumi", *args, "--non-interactive"]
-        proc = subprocess.run(argv, cwd=self.project_dir, env=self.env(), text=True, capture_output=True)
+        proc = subprocess.run(argv, cwd=self.project_dir, env=self.env(), text=True, capture_output=True, umask=PRIVATE)
         if proc.returncode != 0:
             raise SystemExit(f"lab: `pulumi {' '.join(args)}` failed:\n{proc.stdout}{proc.stderr}")
 

@@ -30,3 +30,26 @@ def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") and _skipped and session.exitstatus == pytest.ExitCode.OK:
         print(f"\nCI: {len(_skipped)} test(s) skipped; every test must run in CI: {_skipped[:5]}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def configure(provider, config: dict):
+    """A dynamic provider handed this stack config the way the engine hands it (`configure`), keys in full."""
+    from pulumi.dynamic import ConfigureRequest
+    from pulumi.dynamic.config import Config
+    provider.configure(ConfigureRequest(Config(config, "omni-scale")))
+    return provider
+
+
+def stack_lookup(config: dict):
+    """What the settings readers get: a key lookup over this stack config."""
+    from pulumi.dynamic.config import Config
+    from components.settings import lookup_in
+    return lookup_in(Config(config, "omni-scale"))
+
+
+@pytest.fixture
+def matrix(tmp_path):
+    """A Matrix-shaped fakepve of this test's own (tests/fakepve_matrix.py)."""
+    from tests.fakepve_matrix import running_matrix
+    with running_matrix(tmp_path) as running:
+        yield running

@@ -11,8 +11,11 @@ between two of a fault's assignments would give a wrong answer.
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import secrets
+import ssl
 import threading
+import urllib.request
 
 from fakepve import FakePve
 from fakepve.certs import make_cert
@@ -80,3 +83,12 @@ def running_matrix(tmp_path, prepare=None, readings=None):
         thread.join(TIMEOUT)
         if not thread.is_alive():
             loop.close()
+
+
+def api_get(api_url, token_id, token_secret, cafile, path):
+    """GET one Proxmox API path with an API token, trusting only the lab's CA; the response's `data`."""
+    request = urllib.request.Request(api_url + path, headers={
+        'Authorization': 'PVEAPIToken={0}={1}'.format(token_id, token_secret)})
+    context = ssl.create_default_context(cafile=cafile)
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        return json.load(response)['data']

@@ -9,6 +9,8 @@ present at adoption shows as exactly that difference.
 
 import copy
 import json
+import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -35,10 +37,22 @@ def estate(tmp_path_factory):
 
 def run_drift(estate, tmp_path):
     report_path = tmp_path / "drift.json"
-    report = drift.detect(estate.stack.argv(*drift.PREVIEW_ARGS), estate.stack.project_dir, estate.stack.env())
+    report = drift.detect(estate.stack.argv(*drift.PREVIEW_ARGS), estate.stack.project_dir, estate.stack.env(),
+                          record=_recording())
     code = drift.report_and_exit_code(report, str(report_path), estate.stack.stack)
     assert json.loads(report_path.read_text())["exit_code"] == code
     return code, drift.summary(report), report
+
+
+def _recording() -> Path | None:
+    """With OMNI_SCALE_RECORD_DRIFT_EVENTS=DIR, where the engine's stream of this test's first drift run goes (how
+    tests/fixtures/drift-events was made: tests/unit/test_drift_recorded.py judges them again)."""
+    directory = os.environ.get("OMNI_SCALE_RECORD_DRIFT_EVENTS")
+    if not directory:
+        return None
+    test = os.environ["PYTEST_CURRENT_TEST"].split("::")[-1].split(" ")[0].removeprefix("test_")
+    target = Path(directory) / f"{test}.json.gz"
+    return None if target.exists() else target
 
 
 def converge(estate):

@@ -14,6 +14,7 @@ import pytest
 
 from components.infra_provider import HEALTH_NAMESPACE, HEALTH_TYPE, STATUS_NAMESPACE, STATUS_TYPE, heartbeat_at
 from components.ssh import public_key_of
+from components.storage_preflight import PREFLIGHT_MARK
 from lab import ctl, provider_standin
 from lab.processes import wait_until
 from tests.engine.estate import CLUSTER, running_estate
@@ -85,8 +86,8 @@ def test_growing_beyond_the_free_memory_is_one_capacity_error_and_growing_by_one
         set_workers(estate, 8)  # six more workers of 16 GiB: the spread puts two on each node
         proc = estate.pulumi("preview", check=False)
         out = proc.stdout + proc.stderr
-        problems = sorted({line.split("has a problem: ", 1)[1].strip() for line in out.splitlines()
-                           if "has a problem: " in line})
+        problems = sorted({line.split(PREFLIGHT_MARK, 1)[1].strip() for line in out.splitlines()
+                           if PREFLIGHT_MARK in line})
         assert proc.returncode != 0 and len(problems) == 1, out
         [problem] = problems
         assert problem.startswith("capacity: not enough memory for the VMs still to build: "), problem

@@ -8,24 +8,14 @@ import urllib.request
 import pytest
 
 from lab import fakepve_lab as fake
-from tests.fakepve_matrix import running_matrix
+from tests.fakepve_matrix import api_get, running_matrix
 
 GiB, TiB = 1024 ** 3, 1024 ** 4
 NODES = ['foxtrot', 'golf', 'hotel']
 
 
-@pytest.fixture
-def matrix(tmp_path):
-    with running_matrix(tmp_path) as running:
-        yield running
-
-
 def get(matrix, path):
-    request = urllib.request.Request(matrix.api_url + path, headers={
-        'Authorization': 'PVEAPIToken={0}={1}'.format(matrix.token_id, matrix.token_secret)})
-    context = ssl.create_default_context(cafile=matrix.cafile)
-    with urllib.request.urlopen(request, context=context, timeout=10) as response:
-        return json.load(response)['data']
+    return api_get(matrix.api_url, matrix.token_id, matrix.token_secret, matrix.cafile, path)
 
 
 def get_error(matrix, path):

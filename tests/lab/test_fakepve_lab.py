@@ -2,7 +2,6 @@
 
 import json
 import os
-import ssl
 import stat
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import urllib.error
 import urllib.request
 
 import pytest
+
+from tests.fakepve_matrix import api_get
 
 SCRIPT = os.path.join(os.path.dirname(__file__), '..', '..', 'lab', 'fakepve_lab.py')
 START_TIMEOUT = 30
@@ -50,11 +51,7 @@ def lab(tmp_path):
 
 def get(info, path, secret=None):
     secret = info['token_secret'] if secret is None else secret
-    request = urllib.request.Request(info['api_url'] + path,
-                                     headers={'Authorization': 'PVEAPIToken={0}={1}'.format(info['token_id'], secret)})
-    context = ssl.create_default_context(cafile=info['cafile'])
-    with urllib.request.urlopen(request, context=context, timeout=10) as response:
-        return json.load(response)['data']
+    return api_get(info['api_url'], info['token_id'], secret, info['cafile'], path)
 
 
 def test_serves_matrix_shape_to_the_token(lab):

@@ -4,7 +4,7 @@ import pytest
 
 from components.spec import load_spec
 from lab import omni_lab, provider_standin
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, configure
 
 SPEC = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
 PROVIDER_ID = SPEC.infra_provider.id
@@ -30,9 +30,7 @@ def stack_config(omni: dict, key: str | None = None, **extra) -> dict:
 
 
 def configured(provider_class, config: dict):
-    provider = provider_class()
-    provider._raw_config = config
-    return provider
+    return configure(provider_class(), config)
 
 
 @pytest.fixture

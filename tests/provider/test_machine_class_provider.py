@@ -8,7 +8,7 @@ from components import omnictl as omnictl_mod
 from components.infra_provider import ProviderNotReady
 from components.machine_class import MachineClassProvider
 from components.render import MACHINE_CLASS_TYPE, machine_class_document
-from components.spec import SpecError
+from components.errors import ConfigError
 from lab import omni_lab, provider_standin
 from tests.provider.conftest import PROVIDER_ID, configured, stack_config
 
@@ -110,7 +110,7 @@ def test_timeout_is_typed(lab, tmp_path):
 def test_missing_omnictl_and_missing_credentials_are_clear(lab, tmp_path):
     with pytest.raises(omnictl_mod.OmnictlMissing, match="not an executable"):
         provider_for(stack_config(lab["omni"], omnictlPath=str(tmp_path / "nope"))).create(INPUTS)
-    with pytest.raises(SpecError, match="omniServiceAccountKey"):
+    with pytest.raises(ConfigError, match="omniServiceAccountKey"):
         provider_for({"omni-scale:omniEndpoint": lab["omni"]["endpoint"]}).create(INPUTS)
 
 

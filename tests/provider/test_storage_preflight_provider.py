@@ -4,12 +4,10 @@ has shown; each asserts exactly the problems reported, all at once."""
 import copy
 import re
 
-import pytest
-
 from components.spec import spec_document, load_spec
-from components.storage_preflight import StoragePreflightProvider
+from components.storage_preflight import PREFLIGHT_MARK, StoragePreflightProvider
 from lab import fakepve_lab
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, configure
 from tests.fakepve_matrix import running_matrix
 
 SEED = spec_document(load_spec(PROJECT_ROOT / "specs" / "omni.yaml"))
@@ -17,22 +15,14 @@ SELECTOR = 'name == "vm_ssd"'
 CLASSES = ("matrix-control-plane", "matrix-worker")
 
 
-@pytest.fixture
-def matrix(tmp_path):
-    with running_matrix(tmp_path) as matrix:
-        yield matrix
-
-
 def preflight(matrix, spec=SEED, **config):
-    provider = StoragePreflightProvider()
-    provider._raw_config = preflight_config(matrix, **config)
+    provider = configure(StoragePreflightProvider(), preflight_config(matrix, **config))
     return provider.check({}, {"spec": spec})
 
 
 def readings(matrix, result) -> dict:
     """What the resource records for people to read once created (never an input)."""
-    provider = StoragePreflightProvider()
-    provider._raw_config = preflight_config(matrix)
+    provider = configure(StoragePreflightProvider(), preflight_config(matrix))
     return provider.create(result.inputs).outs["readings"]
 
 
@@ -51,7 +41,9 @@ def provider_vm(matrix, vmid: int, node: str, machine_set: str, memory: int, cor
 
 
 def problems(result) -> list[str]:
-    return sorted(f.reason for f in result.failures)
+    """The problems the preflight found, without the marker the drift job tells them by (each has it)."""
+    assert all(f.reason.startswith(PREFLIGHT_MARK) for f in result.failures if f.property == "preflight")
+    return sorted(f.reason.removeprefix(PREFLIGHT_MARK) for f in result.failures)
 
 
 def on_every_class(node: str, tail: str) -> list[str]:
@@ -306,11 +298,10 @@ def test_a_state_written_before_judgement_and_readings_were_apart_shows_no_chang
 
 
 def test_unreachable_api(matrix):
-    provider = StoragePreflightProvider()
-    provider._raw_config = {"omni-scale:proxmoxApiUrl": "https://127.0.0.1:1/api2/json",
-                            "omni-scale:proxmoxTokenId": matrix.token_id,
-                            "omni-scale:proxmoxTokenSecret": matrix.token_secret,
-                            "omni-scale:proxmoxCaFile": matrix.cafile, "omni-scale:proxmoxTimeoutSeconds": "2"}
+    provider = configure(StoragePreflightProvider(), {
+        "omni-scale:proxmoxApiUrl": "https://127.0.0.1:1/api2/json", "omni-scale:proxmoxTokenId": matrix.token_id,
+        "omni-scale:proxmoxTokenSecret": matrix.token_secret, "omni-scale:proxmoxCaFile": matrix.cafile,
+        "omni-scale:proxmoxTimeoutSeconds": "2"})
     [failure] = provider.check({}, {"spec": SEED}).failures
     assert failure.property == "proxmox" and "Proxmox API unreachable" in failure.reason
 

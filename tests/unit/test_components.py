@@ -6,7 +6,7 @@ import pytest
 
 from components.machine_class import MachineClass
 from components.spec import TailscaleOAuthSpec, load_spec
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, configure
 from tests.unit.mocks import RecordingMocks
 
 REGISTERED: list[pulumi.runtime.MockResourceArgs] = []
@@ -64,8 +64,8 @@ def test_provider_pickles_without_any_configured_credentials(provider_class):
 
     module, name = provider_class.split(".")
     provider = getattr(importlib.import_module(f"components.{module}"), name)()
-    provider._raw_config = {"omni-scale:omniServiceAccountKey": "sekrit-key-123",
-                            "omni-scale:proxmoxTokenSecret": "sekrit-token-456"}
+    configure(provider, {"omni-scale:omniServiceAccountKey": "sekrit-key-123",
+                         "omni-scale:proxmoxTokenSecret": "sekrit-token-456"})
     pickled = dill.dumps(provider, recurse=True)
     assert b"sekrit-key-123" not in pickled and b"sekrit-token-456" not in pickled
 
@@ -105,9 +105,15 @@ def _operator(monkeypatch, spec):
     from components import tailscale_operator as op
     monkeypatch.setattr(pulumi.Config, "require_secret", lambda self, key: pulumi.Output.secret(f"value-of-{key}"))
     monkeypatch.setattr(pulumi.Config, "get", lambda self, key, default=None: None)
+    from components.program import ProgramSettings
+    settings = ProgramSettings(omni=None, protect=True, spec_file="specs/omni.yaml", helm_path=None,
+                               cilium_chart_repository=None, tailscale_chart_repository=None,
+                               config=pulumi.Config("omni-scale"))
     cluster = pulumi.CustomResource("test:index:Cluster", "talos-prod-01", {})
     kubeconfig = pulumi.Output.secret("apiVersion: v1\nusers: [{user: {token: t0ken}}]\n")
-    return cluster, op.TailscaleOperator("tailscale-operator", spec, kubeconfig, protect=True, depends_on=[cluster])
+    return cluster, op.TailscaleOperator("tailscale-operator", spec, kubeconfig,
+                                         oauth=settings.tailscale_oauth(spec.oauth.audience),
+                                         chart_repository=spec.chart_repository, protect=True, depends_on=[cluster])
 
 
 def _registered(name: str, typ: str):

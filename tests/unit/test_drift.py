@@ -1,4 +1,6 @@
-"""The drift verdict from pulumi's JSON preview: exit codes and what the summary names."""
+"""The drift verdict from the engine's event stream: exit codes and what the summary names.
+
+Built events here; tests/unit/test_drift_recorded.py feeds streams the real engine wrote on the lab."""
 
 from components.drift import DRIFT, NO_DRIFT, UNJUDGED, analyse, summary
 
@@ -9,14 +11,27 @@ def step(op, live=None, desired=None, urn=URN):
     return {"op": op, "urn": urn, "oldState": {"outputs": live or {}}, "newState": {"inputs": desired or {}}}
 
 
+def events(*steps: dict, errors: tuple = ()) -> list[dict]:
+    """An engine event stream (the shape `pulumi preview --event-log` writes) holding these steps and error
+    diagnostics ((urn or None, message))."""
+    out = []
+    for s in steps:
+        meta = {"op": s["op"], "urn": s["urn"], "type": s["urn"].split("::")[2].split("$")[-1],
+                "old": s.get("oldState"), "new": s.get("newState"), "diffs": s.get("diffReasons"),
+                "detailedDiff": s.get("detailedDiff")}
+        out.append({"resourcePreEvent": {"metadata": meta, "planning": True}})
+    out += [{"diagnosticEvent": {"urn": urn or "", "message": message, "severity": "error"}} for urn, message in errors]
+    return out
+
+
 def test_nothing_to_do_is_no_drift():
-    assert analyse({"steps": [step("same"), step("refresh")]}, 0)["exit_code"] == NO_DRIFT
+    assert analyse(events(step("same"), step("refresh")), 0)["exit_code"] == NO_DRIFT
 
 
 def test_an_update_names_each_changed_field_and_ignores_provider_only_outputs():
-    report = analyse({"steps": [step("update", {"provider_data": {"memory": 4096, "cores": 8}, "kubeconfig": "[secret]",
-                                                "__provider": "x"},
-                                      {"provider_data": {"memory": 16384, "cores": 8}, "kubeconfig": None})]}, 0)
+    report = analyse(events(step("update", {"provider_data": {"memory": 4096, "cores": 8}, "kubeconfig": "[secret]",
+                                            "__provider": "x"},
+                                 {"provider_data": {"memory": 16384, "cores": 8}, "kubeconfig": None})), 0)
     assert report["exit_code"] == DRIFT
     [resource] = report["resources"]
     assert resource["type"] == "omni-scale:omni:MachineClass"
@@ -24,21 +39,40 @@ def test_an_update_names_each_changed_field_and_ignores_provider_only_outputs():
     assert "provider_data.memory: live 4096, desired 16384" in summary(report)
 
 
-def test_preflight_failures_are_drift_and_other_errors_are_unjudged():
-    preflight = {"diagnostics": [{"severity": "error", "message": "resource 'matrix': property preflight value {<nil>} "
-                                  "has a problem: node hotel: offline"}]}
-    assert analyse(preflight, 255)["preflight"] == ["node hotel: offline"]
-    assert analyse(preflight, 255)["exit_code"] == DRIFT
-    refused = {"diagnostics": [{"severity": "error", "message": "error: Preview failed: Exception calling "
-                                "application: omnictl get x was refused (is the key valid?)"}]}
+PREFLIGHT_URN = ("urn:pulumi:prod::omni-scale::omni-scale:proxmox:StoragePreflight$pulumi-python:dynamic:Resource"
+                 "::storage-preflight")
+
+
+def test_preflight_problems_are_drift_and_other_errors_are_unjudged():
+    found = events(errors=[(PREFLIGHT_URN, "<{%reset%}>resource 'storage-preflight': property preflight value {<nil>} "
+                                           "has a problem: [preflight] node hotel: offline<{%reset%}>")])
+    assert analyse(found, 255)["preflight"] == ["node hotel: offline"]
+    assert analyse(found, 255)["exit_code"] == DRIFT
+    refused = events(errors=[(None, "error: Preview failed: Exception calling application: omnictl get x was refused "
+                                    "(is the key valid?)")])
     report = analyse(refused, 255)
     assert report["exit_code"] == UNJUDGED and report["errors"] == ["omnictl get x was refused (is the key valid?)"]
-    assert analyse({}, 255, "error: could not load plugin")["exit_code"] == UNJUDGED
+    assert analyse([], 255, "error: could not load plugin")["exit_code"] == UNJUDGED
+
+
+def test_the_verdict_does_not_depend_on_the_engines_wording():
+    """Were Pulumi to reword how it wraps a failed check, a preflight problem stays drift: it is told by the
+    resource the diagnostic is about and the preflight's own marker."""
+    reworded = events(errors=[(PREFLIGHT_URN, "Validation of storage-preflight.preflight failed -> "
+                                              "[preflight] storage vm_ssd: missing on golf")])
+    report = analyse(reworded, 255)
+    assert report["exit_code"] == DRIFT and report["preflight"] == ["storage vm_ssd: missing on golf"]
+    # The same resource unable to reach Proxmox is no verdict on the estate.
+    unreachable = events(errors=[(PREFLIGHT_URN, "property proxmox has a problem: Proxmox API unreachable")])
+    assert analyse(unreachable, 255)["exit_code"] == UNJUDGED
+    # The marker on another resource's failure is not the preflight's.
+    elsewhere = events(errors=[(URN, "[preflight] node hotel: offline")])
+    assert analyse(elsewhere, 255)["exit_code"] == UNJUDGED
 
 
 def test_templates_show_the_changed_lines_only():
     live, desired = "a: 1\nsize: 5\nb: 2\n", "a: 1\nsize: 2\nb: 2\n"
-    text = summary(analyse({"steps": [step("update", {"template": live}, {"template": desired})]}, 0))
+    text = summary(analyse(events(step("update", {"template": live}, {"template": desired})), 0))
     assert "live    | size: 5" in text and "desired | size: 2" in text and "a: 1" not in text
 
 
@@ -59,11 +93,11 @@ def placement_step(recorded_spread: str, wanted_spread: str) -> dict:
 
 
 def test_crowded_control_planes_are_a_warning_unless_the_spec_requires_the_spread():
-    warned = analyse({"steps": [placement_step("warn", "warn")]}, 0)
+    warned = analyse(events(placement_step("warn", "warn")), 0)
     assert warned["exit_code"] == NO_DRIFT and warned["placement"]["c1"]["problems"]
     # The spec asks for the spread now, whatever the state recorded: drift, named in the summary.
     refreshed = {**placement_step("warn", "warn"), "op": "refresh"}  # the refresh step holds the state's spec
-    required = analyse({"steps": [refreshed, placement_step("warn", "require")]}, 0)
+    required = analyse(events(refreshed, placement_step("warn", "require")), 0)
     assert required["exit_code"] == DRIFT
     assert "placement: cluster c1: 2 of its 3 control planes run on golf" in summary(required)
 
@@ -74,7 +108,7 @@ def test_a_helm_release_names_the_fields_its_own_diff_found_and_shows_no_secret(
             "detailedDiff": {"values.operatorConfig.hostname": {"kind": "update", "inputDiff": False}},
             "oldState": {"outputs": {"values": "[secret]", "version": "1.102.3"}},
             "newState": {"inputs": {"values": "[secret]", "version": "1.102.3"}}}
-    report = analyse({"steps": [step]}, 0)
+    report = analyse(events(step), 0)
     assert report["exit_code"] == DRIFT
     assert report["resources"][0]["fields"] == [
         {"field": "values.operatorConfig.hostname", "live": "[secret]", "desired": "[secret]"}]
@@ -93,5 +127,5 @@ def test_an_update_the_engine_could_not_diff_for_want_of_a_kubeconfig_is_not_dri
               "diffReasons": ["kubeconfig"]},
              {"op": "update", "urn": base + "kubernetes:core/v1:Namespace::tailscale-operator-namespace"},
              {"op": "update", "urn": base + "kubernetes:helm.sh/v3:Release::tailscale-operator"}]
-    report = analyse({"steps": steps}, 0)
+    report = analyse(events(*steps), 0)
     assert [r["name"] for r in report["resources"]] == ["talos-prod-01"]

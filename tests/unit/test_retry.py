@@ -4,6 +4,7 @@ import pytest
 
 from components.omnictl import Omnictl, Timeout, Unauthorized, Unreachable
 from components.retry import RetryPolicy, with_retries
+from tests.conftest import stack_lookup
 
 FAST = RetryPolicy(attempts=3, first_delay_seconds=0.001)
 
@@ -68,5 +69,5 @@ def test_omnictl_of_another_minor_version_is_refused_by_name(tmp_path):
     config = {"omni-scale:omnictlPath": str(script), "omni-scale:omniEndpoint": "https://127.0.0.1:1",
               "omni-scale:omniServiceAccountKey": "k"}
     with pytest.raises(WrongVersion, match="is omnictl v1.6.3; this stack expects v1.8.x"):
-        omnictl_from_config(config)
-    assert omnictl_from_config({**config, "omni-scale:omnictlVersion": "v1.6.0"})[0].binary == str(script)
+        omnictl_from_config(stack_lookup(config))
+    assert omnictl_from_config(stack_lookup({**config, "omni-scale:omnictlVersion": "v1.6.0"}))[0].binary == str(script)

@@ -3,7 +3,8 @@
 import pytest
 
 from components.settings import OmniSettings, omnictl_from_config
-from components.spec import SpecError
+from components.errors import ConfigError
+from tests.conftest import stack_lookup
 
 
 def lookup(**values):
@@ -13,7 +14,7 @@ def lookup(**values):
 @pytest.mark.parametrize("key,value", [("omniTimeoutSeconds", "soon"), ("clusterReadyTimeoutSeconds", "-5"),
                                        ("providerHeartbeatMaxAgeSeconds", "0")])
 def test_bad_durations_name_the_stack_file_and_key(key, value):
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(ConfigError) as info:
         OmniSettings.from_lookup(lookup(**{key: value}), "Pulumi.prod.yaml")
     assert str(info.value) == (f"Pulumi.prod.yaml: config.omni-scale:{key}: "
                                f"a positive number of seconds (got {value!r})")
@@ -27,9 +28,9 @@ def test_defaults():
 
 
 def test_missing_credentials_are_named_unless_offline():
-    with pytest.raises(SpecError, match="config.omni-scale:omniEndpoint, config.omni-scale:omniServiceAccountKey"):
-        omnictl_from_config({"omni-scale:omnictlPath": "lab/bin/omnictl"})
-    client, _ = omnictl_from_config({"omni-scale:omnictlPath": "lab/bin/omnictl"}, offline=True)
+    with pytest.raises(ConfigError, match="config.omni-scale:omniEndpoint, config.omni-scale:omniServiceAccountKey"):
+        omnictl_from_config(stack_lookup({"omni-scale:omnictlPath": "lab/bin/omnictl"}))
+    client, _ = omnictl_from_config(stack_lookup({"omni-scale:omnictlPath": "lab/bin/omnictl"}), offline=True)
     assert client.binary.endswith("lab/bin/omnictl") and "key" not in repr(client)
 
 
@@ -38,7 +39,7 @@ def test_workload_identity_needs_only_the_client_id_and_refuses_a_client_secret_
     assert tailscale_credentials({}.get, None, "Pulumi.prod.yaml", "specs/omni.yaml") == TAILSCALE_OAUTH_CREDENTIALS
     assert tailscale_credentials({}.get, "api.tailscale.com/x", "Pulumi.prod.yaml", "specs/omni.yaml") == (
         "tailscaleOAuthClientId",)
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(ConfigError) as info:
         tailscale_credentials({"tailscaleOAuthClientSecret": "s"}.get, "api.tailscale.com/x", "Pulumi.prod.yaml",
                               "specs/omni.yaml")
     assert str(info.value) == ("Pulumi.prod.yaml: config.omni-scale:tailscaleOAuthClientSecret: unset while "
