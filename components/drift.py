@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .placement import RESOURCE_NAME as PLACEMENT, report_lines, required_spread_broken
+from .providers import UNTYPED
 from .storage_preflight import PREFLIGHT_MARK, PREFLIGHT_TYPE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,9 @@ STREAMING = {"PULUMI_ENABLE_STREAMING_JSON_PREVIEW": "1"}
 CHANGE_OPS = {"update": "differs", "replace": "differs (would be replaced)", "create-replacement":
               "differs (would be replaced)", "create": "missing (would be created)", "delete": "not in the spec"}
 _INTERNAL = ("__provider", "__inputs")
-_DYNAMIC = "pulumi-python:dynamic:Resource"
+# This program's own resources: each kind's type (pulumi-python:dynamic/<module>:<name>), or, in a state from before
+# the kinds had types, UNTYPED.
+_DYNAMIC = "pulumi-python:dynamic"
 # The engine's and the Python SDK's wrapping around a provider's own message, and Pulumi's colour directives;
 # only for showing an error, never for judging one.
 _ENGINE_NOISE = re.compile(r"^(error: )?(Preview failed: )?(Exception calling application: )?")
@@ -76,13 +79,17 @@ def field_changes(live: dict, desired: dict, prefix: str = "") -> list[dict]:
     return out
 
 
+def _is_dynamic(type_: str) -> bool:
+    return type_ == UNTYPED or type_.startswith(_DYNAMIC + "/")
+
+
 def _is_estate_change(step: dict) -> bool:
     """False for what is not a thing of the estate's: a provider (how the program reaches a cluster; its kubeconfig
     renews on the cluster's schedule, reported there), and an update pulumi-kubernetes could not diff because that
     provider's kubeconfig is known only once the change reported for its cluster is applied (no diff reasons)."""
     if step["type"].startswith("pulumi:providers:") or step["type"] == "pulumi:pulumi:Stack":
         return False
-    return not (step.get("op") == "update" and step["type"] != _DYNAMIC
+    return not (step.get("op") == "update" and not _is_dynamic(step["type"])
                 and not step.get("diffReasons") and not step.get("detailedDiff"))
 
 
@@ -91,7 +98,7 @@ def _changed_fields(step: dict) -> list[dict]:
     the new inputs three ways, which no two-way comparison repeats: for it, the fields its own diff names (a secret,
     such as a Helm release's values with the OAuth pair, reads "[secret]" on both sides)."""
     live, desired = (step.get("oldState") or {}).get("outputs") or {}, (step.get("newState") or {}).get("inputs") or {}
-    if step["type"] == _DYNAMIC:
+    if _is_dynamic(step["type"]):
         return field_changes(live, desired)
     paths = sorted(step.get("detailedDiff") or {}) or step.get("diffReasons") or []
     return [{"field": path, "live": _at(live, path), "desired": _at(desired, path)} for path in paths]
@@ -198,7 +205,7 @@ def placement_of(steps: list[dict]) -> dict:
     the program's."""
     found, wanted = {}, {}
     for step in steps:
-        if step["urn"].endswith("::" + PLACEMENT) and step["type"] == _DYNAMIC:
+        if step["urn"].endswith("::" + PLACEMENT) and _is_dynamic(step["type"]):
             old, new = step.get("oldState") or {}, step.get("newState") or {}
             found = (new.get("outputs") or {}).get("placement") or (old.get("outputs") or {}).get("placement") or found
             wanted = ((new.get("inputs") or {}).get("spec") or {}).get("clusters") or wanted

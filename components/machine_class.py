@@ -12,13 +12,12 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     UpdateResult,
 )
 from pydantic import ValidationError
 
 from .infra_provider import check_provider
-from .providers import OmniProvider, adopted
+from .providers import OmniProvider, TypedResource, adopted
 from .render import DEFAULT_NAMESPACE, MACHINE_CLASS_TYPE, machine_class_document
 from .spec import MachineClassSpec, ProviderData
 
@@ -126,7 +125,7 @@ def _comparable(key: str, value: Any) -> Any:
     return value
 
 
-class _MachineClassResource(Resource):
+class _MachineClassResource(TypedResource, module="omni", name="MachineClass"):
     def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
         super().__init__(MachineClassProvider(), name, props, opts)
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, UpdateResult
 
 from .console import progress
 from .preflight import MACHINE_REQUEST_TAG
 from .proxmox import ClusterFacts, ProxmoxClient
-from .providers import StackConfiguredProvider, is_unknown
+from .providers import StackConfiguredProvider, TypedResource, is_unknown
 from .settings import proxmox_from_config
 from .spec import Spec, parse_spec, spec_document
 
@@ -118,7 +118,7 @@ class ControlPlanePlacementProvider(StackConfiguredProvider):
         pass  # a reading has nothing to tear down
 
 
-class _PlacementResource(Resource):
+class _PlacementResource(TypedResource, module="proxmox", name="ControlPlanePlacement"):
     placement: pulumi.Output[dict]
 
     def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):

@@ -18,13 +18,14 @@ import uuid
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
 from .console import progress
 from .provider_stack import (COMPOSE_FILE, FILE_ORDER, ProviderSecrets, RenderedFile, file_states, redact,
                              render_provider_stack)
 from .infra_provider import ProviderNotRegistered, last_heartbeat, wait_for_registration
-from .providers import OmniProvider, StackConfiguredProvider, adopted, is_unknown, whole_numbers
+from .providers import (OmniProvider, StackConfiguredProvider, TypedResource, adopted, is_unknown,
+                        whole_numbers)
 from .proxmox import ProxmoxClient, ProxmoxNotFound
 from .settings import Lookup, provider_secrets_from_lookup, proxmox_admin_from_config, ssh_from_lookup
 from .spec import ComposeStackSpec, ProviderLxcSpec
@@ -213,7 +214,7 @@ class LxcContainerProvider(StackConfiguredProvider):
         api.wait_task(node, api.call("DELETE", base, purge=1), TASK_TIMEOUT_SECONDS)
 
 
-class _LxcContainer(Resource):
+class _LxcContainer(TypedResource, module="proxmox", name="LxcContainer"):
     node: pulumi.Output[str]
     vmid: pulumi.Output[int]
     creation_id: pulumi.Output[str]
@@ -392,7 +393,7 @@ def _service_states(ps_output: str) -> dict[str, str]:
     return {item["Service"]: item["State"] for item in items}
 
 
-class _ComposeDeployment(Resource):
+class _ComposeDeployment(TypedResource, module="proxmox", name="ComposeDeployment"):
     files: pulumi.Output[dict]
     host_key: pulumi.Output[str]
 

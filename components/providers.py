@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional
 
-from pulumi.dynamic import ConfigureRequest, ResourceProvider
+import pulumi
+from pulumi.dynamic import ConfigureRequest, Resource, ResourceProvider
 from pulumi.dynamic.config import Config
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
@@ -105,3 +106,22 @@ def adopted(provider: ResourceProvider, id_: str, props: dict, extra: Optional[C
     progress(f"adopt: {id_} taken over as it is (nothing written)")
     outs = dict(found.outs)
     return CreateResult(found.id, extra(outs) if extra else outs)
+
+
+# The type every dynamic resource had before each kind got its own: what states made until then record.
+UNTYPED = "pulumi-python:dynamic:Resource"
+
+
+class TypedResource(Resource):
+    """A dynamic resource whose type says its kind, `pulumi-python:dynamic/<module>:<name>` (TYPE), so a URN tells a
+    class from a cluster. States made before hold them as UNTYPED: the alias carries each over with no replace."""
+
+    TYPE = UNTYPED
+
+    def __init_subclass__(cls, module: str = "", name: str = "Resource", **kwargs):
+        super().__init_subclass__(module=module, name=name, **kwargs)
+        cls.TYPE = f"pulumi-python:dynamic/{module}:{name}"
+
+    def __init__(self, provider: ResourceProvider, name: str, props: dict, opts: pulumi.ResourceOptions):
+        typed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=UNTYPED)])
+        super().__init__(provider, name, props, pulumi.ResourceOptions.merge(opts, typed))

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
 from .console import progress
-from .providers import StackConfiguredProvider
+from .providers import StackConfiguredProvider, TypedResource
 from .preflight import Report, run_preflight
 from .proxmox import ProxmoxClient, ProxmoxError
 from .settings import proxmox_from_config
@@ -83,7 +83,7 @@ def judgement_of(props: dict) -> dict | None:
     return {k: live.get(k) for k in ("storage_by_class", "requested", "warnings")}
 
 
-class _StoragePreflightResource(Resource):
+class _StoragePreflightResource(TypedResource, module="proxmox", name="StoragePreflight"):
     judgement: pulumi.Output[dict]
     readings: pulumi.Output[dict]
 

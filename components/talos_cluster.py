@@ -11,10 +11,10 @@ from typing import Optional, Sequence
 import yaml
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
 from .console import progress
-from .providers import OmniProvider, adopted, whole_numbers
+from .providers import OmniProvider, TypedResource, adopted, whole_numbers
 from .omnictl import NotFound, OmnictlError
 from .readiness import NotReady, read_progress, unmet_conditions
 from .render import (DEFAULT_NAMESPACE, canonical_cluster, canonical_manifests, canonical_template,
@@ -197,7 +197,7 @@ def _life(kubeconfig: str, minted_at: str, ttl_seconds: float) -> dict:
     return {"kubeconfig_expires_at": _iso(expires), "kubeconfig_remaining_seconds": max(int(expires - time.time()), 0)}
 
 
-class _TalosClusterResource(Resource):
+class _TalosClusterResource(TypedResource, module="omni", name="TalosCluster"):
     kubeconfig: pulumi.Output[str]
     template: pulumi.Output[str]
     kubeconfig_expires_at: pulumi.Output[str]

@@ -126,7 +126,7 @@ def bench(size: int, repeat: int = 3) -> dict:
             refresh = median_of(repeat, lambda: run.measure("refresh", "--yes", "--skip-preview"))
             baseline = median_of(repeat, lambda: {"seconds": run.baseline(spec)})
             state = json.loads(run.stack.run("stack", "export").stdout)["deployment"]["resources"]
-            dynamic = len([r for r in state if r["type"] == "pulumi-python:dynamic:Resource"])
+            dynamic = len([r for r in state if r["type"].startswith("pulumi-python:dynamic/")])
             floor = engine_floor(dynamic, Path(tmp), repeat)
         finally:
             run.stop()

@@ -1,9 +1,12 @@
 """The lab estate the engine tests drive: a copy of the project, a lab of its own, the real pulumi CLI."""
 
 import contextlib
+import io
 import json
 import os
+import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,9 @@ from tests.lxc_host import docker_history
 
 CLASS = "matrix-control-plane"
 CLUSTER = "talos-prod-01"
-DYNAMIC = "pulumi-python:dynamic:Resource"
+# Each kind of the program's dynamic resources has its own type; states before that recorded UNTYPED for all.
+UNTYPED = "pulumi-python:dynamic:Resource"
+CLASS_TYPE, CLUSTER_TYPE = "pulumi-python:dynamic/omni:MachineClass", "pulumi-python:dynamic/omni:TalosCluster"
 
 
 class Estate:
@@ -57,13 +62,13 @@ class Estate:
 
     def class_in_state(self) -> dict:
         deployment = json.loads(self.pulumi("stack", "export").stdout)["deployment"]
-        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{DYNAMIC}::{CLASS}")]
+        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{CLASS_TYPE}::{CLASS}")]
         return resource
 
     def kubeconfig(self) -> str:
         """The cluster's service-account kubeconfig, as the TalosCluster resource keeps it (encrypted) in the state."""
         deployment = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)["deployment"]
-        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{DYNAMIC}::{CLUSTER}")]
+        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{CLUSTER_TYPE}::{CLUSTER}")]
         value = resource["outputs"]["kubeconfig"]
         # --show-secrets keeps the secret envelope: {"<sig>": "<secret sig>", "plaintext": "<the value, JSON>"}.
         return json.loads(value["plaintext"]) if isinstance(value, dict) else value
@@ -129,10 +134,12 @@ class Estate:
     def stack_outputs(self) -> dict:
         return json.loads(self.pulumi("stack", "output", "--json").stdout)
 
-    def state_resource(self, name: str, type_: str = DYNAMIC) -> dict:
-        """The resource of that type called name, as the state records it (secrets decrypted)."""
+    def state_resource(self, name: str, type_: str = "pulumi-python:dynamic/") -> dict:
+        """The resource called name whose type is or starts with type_, as the state records it (secrets
+        decrypted)."""
         deployment = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)["deployment"]
-        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{type_}::{name}")]
+        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"::{name}")
+                      and (r["type"] == type_ or type_.endswith("/") and r["type"].startswith(type_))]
         return resource
 
     @property
@@ -167,3 +174,25 @@ def estate(tmp_path_factory):
         yield estate
 
 
+
+
+# What a project copy runs as its program: swapped for an older commit's to make the state that code made.
+PROGRAM = ("components", "__main__.py", "specs")
+
+
+def program_at(commit: str) -> bytes:
+    """The program as it was at commit (a tar archive from git)."""
+    return subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", commit, *PROGRAM], check=True,
+                          capture_output=True).stdout
+
+
+def swap_program(project: Path, archive: bytes | None) -> None:
+    """The project copy's program: an older one from program_at, or the current one (archive None)."""
+    for part in PROGRAM:
+        target = project / part
+        shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
+        if archive is None:
+            (shutil.copytree if (PROJECT_ROOT / part).is_dir() else shutil.copy)(PROJECT_ROOT / part, target)
+    if archive is not None:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(project, filter="data")

@@ -16,7 +16,7 @@ import yaml
 from components.render import MACHINE_CLASS_TYPE, canonical_cluster, machine_class_document
 from lab.processes import wait_until
 from tests.conftest import PROJECT_ROOT
-from tests.engine.estate import CLASS, CLUSTER, DYNAMIC, estate  # noqa: F401 (estate is a fixture)
+from tests.engine.estate import CLASS, CLASS_TYPE, CLUSTER, CLUSTER_TYPE, estate  # noqa: F401 (estate: a fixture)
 
 pytestmark = pytest.mark.engine
 OPERATOR = "omni-scale:k8s:TailscaleOperator$"
@@ -24,15 +24,21 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 def _steps(preview: dict, op: str, name: str = CLASS) -> list[dict]:
-    return [s for s in preview.get("steps", []) if s["op"] == op and s["urn"].endswith(f"{DYNAMIC}::{name}")]
+    type_ = {CLASS: CLASS_TYPE, CLUSTER: CLUSTER_TYPE}[name]
+    return [s for s in preview.get("steps", []) if s["op"] == op and s["urn"].endswith(f"{type_}::{name}")]
 
 
 def test_preview_shows_the_seed_estate_to_create(estate):
     preview = estate.preview_json()
-    creates = sorted(s["urn"].rsplit("::", 1)[1] for s in preview["steps"]
-                     if s["op"] == "create" and DYNAMIC in s["urn"])
-    assert creates == ["control-plane-placement", "matrix", "matrix-control-plane", "matrix-worker", "omni-provider",
-                       "omni-provider-compose", CLUSTER]
+    # Each of the program's own resources says its kind in its type (and so in its URN).
+    creates = {s["urn"].rsplit("::", 1)[1]: s["newState"]["type"] for s in preview["steps"]
+               if s["op"] == "create" and s["newState"]["type"].startswith("pulumi-python:")}
+    assert creates == {
+        "control-plane-placement": "pulumi-python:dynamic/proxmox:ControlPlanePlacement",
+        "matrix": "pulumi-python:dynamic/proxmox:StoragePreflight",
+        "matrix-control-plane": CLASS_TYPE, "matrix-worker": CLASS_TYPE,
+        "omni-provider": "pulumi-python:dynamic/proxmox:LxcContainer",
+        "omni-provider-compose": "pulumi-python:dynamic/proxmox:ComposeDeployment", CLUSTER: CLUSTER_TYPE}
     # The operator: pulumi-kubernetes resources, on a provider of the new cluster's own.
     assert {s["urn"].rsplit("::", 1)[1]: s["newState"]["type"] for s in preview["steps"]
             if s["op"] == "create" and OPERATOR in s["urn"]} == {
@@ -41,7 +47,7 @@ def test_preview_shows_the_seed_estate_to_create(estate):
         "tailscale-operator": "kubernetes:helm.sh/v3:Release"}
     assert estate.live_class() is None and estate.ct_config() is None  # preview wrote nothing
     # The cluster's CNI, rendered from the (lab's) Cilium chart, is its own input: the manifests Omni applies.
-    [cluster] = [s for s in preview["steps"] if s["urn"].endswith(f"{DYNAMIC}::{CLUSTER}")]
+    [cluster] = [s for s in preview["steps"] if s["urn"].endswith(f"{CLUSTER_TYPE}::{CLUSTER}")]
     [manifest] = cluster["newState"]["inputs"]["manifests"]
     assert (manifest["name"], manifest["mode"]) == ("cilium", "full")
     assert {(d["kind"], d["metadata"]["name"]) for d in manifest["inline"]} >= {("DaemonSet", "cilium"),
@@ -170,7 +176,7 @@ def test_memory_change_in_spec_is_an_update_of_that_field_only(estate):
     text = estate.pulumi("preview", "--diff").stdout
     resource_part = text.split("--outputs:--")[0]
     # The preflight re-checks capacity for the new size (its recorded spec changes too).
-    class_part = resource_part.split(f"{DYNAMIC}::{CLASS}]")[1].split(f"~ {DYNAMIC}: (update)")[0]
+    class_part = resource_part.split(f"{CLASS_TYPE}::{CLASS}]")[1].split("~ pulumi-python:dynamic/")[0]
     changed = [line.strip() for line in class_part.splitlines() if line.strip().startswith("~ ")]
     assert changed == ["~ provider_data: {", "~ memory          : 8192 => 16384"], changed
     estate.pulumi("up", "--yes", "--skip-preview")

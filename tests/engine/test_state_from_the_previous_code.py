@@ -4,35 +4,17 @@ Helm release are two Python dynamic resources, moves over with the adoption comm
 (nothing live is touched), the new pulumi-kubernetes namespace and release import what runs, and nothing else is
 replaced or deleted. The release is upgraded in place (the spec moved its chart to 1.102.x), never reinstalled."""
 
-import io
 import json
-import shutil
-import subprocess
-import tarfile
 
 import pytest
 
 from components import adoption
 from components.spec import load_spec
-from tests.conftest import PROJECT_ROOT
-from tests.engine.estate import DYNAMIC, running_estate
+from tests.engine.estate import UNTYPED, program_at, running_estate, swap_program
 
 pytestmark = pytest.mark.engine
 PREVIOUS = "c8375dbb5303e67bbfc64c96de9392ca29ecc66e"
-PROGRAM = ("components", "__main__.py", "specs")
 OPERATOR = "omni-scale:k8s:TailscaleOperator"
-
-
-def _swap_program(project, archive: bytes | None) -> None:
-    """The project copy's program: the previous one from a git archive, or the current one (archive None)."""
-    for part in PROGRAM:
-        target = project / part
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-        if archive is None:
-            (shutil.copytree if (PROJECT_ROOT / part).is_dir() else shutil.copy)(PROJECT_ROOT / part, target)
-    if archive is not None:
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(project, filter="data")
 
 
 def _operator_entries(estate) -> dict:
@@ -48,19 +30,18 @@ def _history(estate) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory):
-    archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", PREVIOUS, *PROGRAM], check=True,
-                             capture_output=True).stdout
+    archive = program_at(PREVIOUS)
     with running_estate(tmp_path_factory, "previous") as estate:
-        _swap_program(estate.project, archive)
+        swap_program(estate.project, archive)
         estate.pulumi("up", "--yes", "--skip-preview")
         estate.before = {"namespace_uid": estate.namespace().metadata.uid, "history": _history(estate),
                          "entries": _operator_entries(estate)}
-        _swap_program(estate.project, None)
+        swap_program(estate.project, None)
         yield estate
 
 
 def test_the_previous_state_holds_the_operator_as_dynamic_resources(estate):
-    assert estate.before["entries"] == {"tailscale-operator-namespace": DYNAMIC, "tailscale-operator": DYNAMIC}
+    assert estate.before["entries"] == {"tailscale-operator-namespace": UNTYPED, "tailscale-operator": UNTYPED}
     assert estate.before["history"] == [{"revision": 1, "status": "deployed", "chart": "tailscale-operator-1.90.9",
                                          "description": "Install complete"}]
 

@@ -4,7 +4,9 @@ Built events here; tests/unit/test_drift_recorded.py feeds streams the real engi
 
 from components.drift import DRIFT, NO_DRIFT, UNJUDGED, analyse, summary
 
-URN = "urn:pulumi:prod::omni-scale::omni-scale:omni:MachineClass$pulumi-python:dynamic:Resource::matrix-worker"
+URN = "urn:pulumi:prod::omni-scale::omni-scale:omni:MachineClass$pulumi-python:dynamic/omni:MachineClass::matrix-worker"
+# A state made before each kind had its own type.
+UNTYPED_URN = "urn:pulumi:prod::omni-scale::omni-scale:omni:MachineClass$pulumi-python:dynamic:Resource::matrix-worker"
 
 
 def step(op, live=None, desired=None, urn=URN):
@@ -39,8 +41,15 @@ def test_an_update_names_each_changed_field_and_ignores_provider_only_outputs():
     assert "provider_data.memory: live 4096, desired 16384" in summary(report)
 
 
-PREFLIGHT_URN = ("urn:pulumi:prod::omni-scale::omni-scale:proxmox:StoragePreflight$pulumi-python:dynamic:Resource"
-                 "::storage-preflight")
+PREFLIGHT_URN = ("urn:pulumi:prod::omni-scale::omni-scale:proxmox:StoragePreflight$"
+                 "pulumi-python:dynamic/proxmox:StoragePreflight::storage-preflight")
+
+
+def test_a_resource_of_a_state_from_before_the_types_is_judged_the_same():
+    for urn in (URN, UNTYPED_URN):
+        report = analyse(events(step("update", {"provider_data": {"memory": 4096}}, {"provider_data": {"memory": 8192}},
+                                     urn=urn)), 0)
+        assert report["resources"][0]["fields"] == [{"field": "provider_data.memory", "live": 4096, "desired": 8192}]
 
 
 def test_preflight_problems_are_drift_and_other_errors_are_unjudged():
@@ -76,8 +85,8 @@ def test_templates_show_the_changed_lines_only():
     assert "live    | size: 5" in text and "desired | size: 2" in text and "a: 1" not in text
 
 
-PLACEMENT_URN = ("urn:pulumi:prod::omni-scale::omni-scale:proxmox:ControlPlanePlacement$pulumi-python:dynamic:Resource"
-                 "::control-plane-placement")
+PLACEMENT_URN = ("urn:pulumi:prod::omni-scale::omni-scale:proxmox:ControlPlanePlacement$"
+                 "pulumi-python:dynamic/proxmox:ControlPlanePlacement::control-plane-placement")
 
 
 def crowded(spread: str) -> dict:
@@ -121,7 +130,7 @@ def test_an_update_the_engine_could_not_diff_for_want_of_a_kubeconfig_is_not_dri
     manages show as updates without any diff. Only the cluster is drift."""
     base = "urn:pulumi:prod::omni-scale::omni-scale:k8s:TailscaleOperator$"
     steps = [{"op": "update", "urn": "urn:pulumi:prod::omni-scale::omni-scale:omni:TalosCluster$"
-                                     "pulumi-python:dynamic:Resource::talos-prod-01",
+                                     "pulumi-python:dynamic/omni:TalosCluster::talos-prod-01",
               "oldState": {"outputs": {"template": "size: 5"}}, "newState": {"inputs": {"template": "size: 2"}}},
              {"op": "update", "urn": base + "pulumi:providers:kubernetes::tailscale-operator-cluster",
               "diffReasons": ["kubeconfig"]},
