@@ -27,26 +27,28 @@ drift: setup  ## exit 0 no drift, 1 drift (summary + drift-report.json), 2 could
 ifeq ($(STACK),lab)
 	@$(PYTHON) -m lab.ctl drift drift-report.json
 else
-	@$(TOOLS_PATH) $(PYTHON) -m components.drift --stack $(STACK) --report drift-report.json
+	@$(TOOLS_PATH) $(PYTHON) -m components.cli.drift --stack $(STACK) --report drift-report.json
 endif
 
 survive: setup  ## per cluster: control planes per Proxmox node, and what losing each node leaves (exit 1: quorum lost)
 ifeq ($(STACK),lab)
 	@$(PYTHON) -m lab.ctl survive
 else
-	@$(TOOLS_PATH) $(PYTHON) -m components.placement --stack $(STACK)
+	@$(TOOLS_PATH) $(PYTHON) -m components.proxmox.placement --stack $(STACK)
 endif
 
 adopt: setup  ## take over what already runs: the list, the plan, then (asked, or YES=1) one `up` in adoption mode
 ifeq ($(STACK),lab)
 	@$(PYTHON) -m lab.ctl adopt $(if $(YES),--yes)
 else
-	@$(TOOLS_PATH) $(PYTHON) -m components.adoption --stack $(STACK) $(if $(YES),--yes)
+	@$(TOOLS_PATH) $(PYTHON) -m components.cli.adoption --stack $(STACK) $(if $(YES),--yes)
 endif
 
 bench: setup  ## wall time and call counts of up / preview / refresh on the lab, 1, 10 and 50 clusters
 	@$(PYTHON) -m pip install --quiet -r requirements-bench.txt  # only the plot needs it
 	@$(TOOLS_PATH) $(PYTHON) -m lab.bench --sizes $(SIZES) --out bench-results.md --plot docs/bench.png
 
-test: setup  ## every test: unit, provider, lab, engine
+test: setup  ## every test: format, lint and types first, then unit, provider, lab, engine
+	@.venv/bin/ruff format --check --quiet . && .venv/bin/ruff check --quiet .
+	@.venv/bin/mypy
 	@$(TOOLS_PATH) $(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -6,13 +6,13 @@ specs/omni.yaml says what the estate is; Pulumi.<stack>.yaml says where it lives
 
 import pulumi
 
-from components.machine_class import MachineClass
-from components.placement import ControlPlanePlacement
-from components.program import cluster_manifests, load_program_inputs
-from components.provider_lxc import ProviderLxc
-from components.storage_preflight import StoragePreflight
-from components.tailscale_operator import TailscaleOperator
-from components.talos_cluster import TalosCluster
+from components.core.program import cluster_manifests, load_program_inputs
+from components.kubernetes.tailscale_operator import TailscaleOperator
+from components.omni.machine_class import MachineClass
+from components.omni.talos_cluster import TalosCluster
+from components.proxmox.lxc import ProviderLxc
+from components.proxmox.placement import ControlPlanePlacement
+from components.proxmox.storage_preflight import StoragePreflight
 
 spec, settings = load_program_inputs()
 
@@ -24,22 +24,32 @@ preflight = StoragePreflight(spec.proxmox.cluster, spec)
 # schema with Omni) before MachineClasses can be checked against it.
 provider_lxc = None
 if spec.provider_lxc is not None:
-    provider_lxc = ProviderLxc(spec.provider_lxc.hostname, spec.provider_lxc, spec.infra_provider.id,
-                               secrets=settings.provider_stack_secrets(),
-                               ssh_public_key=settings.provider_lxc_ssh_public_key(), protect=settings.protect,
-                               opts=pulumi.ResourceOptions(depends_on=[preflight]))
+    provider_lxc = ProviderLxc(
+        spec.provider_lxc.hostname,
+        spec.provider_lxc,
+        spec.infra_provider.id,
+        secrets=settings.provider_stack_secrets(),
+        ssh_public_key=settings.provider_lxc_ssh_public_key(),
+        protect=settings.protect,
+        opts=pulumi.ResourceOptions(depends_on=[preflight]),
+    )
 
 # MachineClasses: how the infra provider sizes each kind of VM.
 classes = {
-    class_id: MachineClass(class_id, class_spec, protect=settings.protect,
-                           depends_on=[preflight] + ([provider_lxc] if provider_lxc else []))
+    class_id: MachineClass(
+        class_id,
+        class_spec,
+        protect=settings.protect,
+        depends_on=[preflight] + ([provider_lxc] if provider_lxc else []),
+    )
     for class_id, class_spec in spec.machine_classes.items()
 }
 
 # Talos clusters, each after the classes it provisions from, with its CNI rendered into its manifests.
 clusters = {
     name: TalosCluster(
-        name, cluster,
+        name,
+        cluster,
         protect=settings.protect and cluster.production,
         kubeconfig_ttl_seconds=settings.omni.kubeconfig_ttl_seconds,
         manifests=cluster_manifests(spec, name, settings),
@@ -50,18 +60,26 @@ clusters = {
 
 # Where the clusters' VMs landed, read once they are ready (and on refresh): control planes per Proxmox node and
 # what losing each node would leave.
-placement = ControlPlanePlacement("control-plane-placement", spec, {name: c.template for name, c in clusters.items()},
-                                  clusters=[c.resource for c in clusters.values()])
+placement = ControlPlanePlacement(
+    "control-plane-placement",
+    spec,
+    {name: c.template for name, c in clusters.items()},
+    clusters=[c.resource for c in clusters.values()],
+)
 
 # The Tailscale operator in the cluster the spec names, once that cluster is ready.
 operator_spec = spec.tailscale_operator
 if operator_spec is not None and operator_spec.enabled:
     target = clusters[operator_spec.cluster]
     operator = TailscaleOperator(
-        "tailscale-operator", operator_spec, target.kubeconfig,
+        "tailscale-operator",
+        operator_spec,
+        target.kubeconfig,
         oauth=settings.tailscale_oauth(operator_spec.oauth.audience),
         chart_repository=settings.tailscale_chart_repository or operator_spec.chart_repository,
-        protect=settings.protect and spec.clusters[operator_spec.cluster].production, depends_on=[target])
+        protect=settings.protect and spec.clusters[operator_spec.cluster].production,
+        depends_on=[target],
+    )
     pulumi.export("tailscale_operator", {"cluster": operator_spec.cluster, "status": operator.status})
 elif operator_spec is not None:
     pulumi.log.info("tailscale_operator.enabled is false in specs/omni.yaml: the operator release is not managed")
@@ -77,5 +95,7 @@ pulumi.export("kubeconfig_expiry", {name: c.kubeconfig_expires_at for name, c in
 # No kubeconfig among the outputs: the Pulumi SDK's verbose logs (-v=5 and up) print registered outputs,
 # secrets included. It stays inside the program (for the Tailscale operator); `omnictl kubeconfig` gives one.
 pulumi.export("placement", placement.placement)
-pulumi.export("totals", {name: spec.cluster_totals(name).model_dump() for name in spec.clusters}
-              | {"all": spec.totals.model_dump()})
+pulumi.export(
+    "totals",
+    {name: spec.cluster_totals(name).model_dump() for name in spec.clusters} | {"all": spec.totals.model_dump()},
+)

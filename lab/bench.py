@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from components.proxmox import ProxmoxClient, ProxmoxSettings
+from components.proxmox.client import ProxmoxClient, ProxmoxSettings
 
 from . import ctl, omni_lab
 
@@ -40,8 +40,14 @@ def generated_spec(clusters: int) -> dict:
         return seed
     spec = copy.deepcopy(seed)
     spec["machine_classes"], spec["clusters"] = {}, {}
-    small = {"cores": 1, "sockets": 1, "memory": 2048, "disk_size": 5, "network_bridge": "vmbr0",
-             "storage_selector": 'name == "vm_ssd"'}
+    small = {
+        "cores": 1,
+        "sockets": 1,
+        "memory": 2048,
+        "disk_size": 5,
+        "network_bridge": "vmbr0",
+        "storage_selector": 'name == "vm_ssd"',
+    }
     for i in range(clusters):
         for role in ("cp", "worker"):
             spec["machine_classes"][f"c{i}-{role}"] = {"provider_id": "proxmox", "provider_data": dict(small)}
@@ -63,8 +69,12 @@ class Run:
 
     def measure(self, *args: str) -> dict:
         counted = self.stack.run_counted(self.root / f"argv-{time.monotonic_ns()}.log", *args)
-        return {"seconds": counted["seconds"], "omnictl": len(counted["omnictl"]),
-                "omni_calls": len(ctl.omni_calls(counted["omnictl"])), "proxmox": len(counted["proxmox"])}
+        return {
+            "seconds": counted["seconds"],
+            "omnictl": len(counted["omnictl"]),
+            "omni_calls": len(ctl.omni_calls(counted["omnictl"])),
+            "proxmox": len(counted["proxmox"]),
+        }
 
     def baseline(self, spec: dict) -> float:
         """The minimum the same job needs by hand: each Omni resource read once, each node's facts once."""
@@ -75,7 +85,9 @@ class Run:
             omni.get("MachineClasses.omni.sidero.dev", class_id, "default")
         for name in spec["clusters"]:
             omni.export_template(name)
-        api = ProxmoxClient(ProxmoxSettings(pve["api_url"], pve["token_id"], pve["token_secret"], verify_tls=pve["cafile"]))
+        api = ProxmoxClient(
+            ProxmoxSettings(pve["api_url"], pve["token_id"], pve["token_secret"], verify_tls=pve["cafile"])
+        )
         for node in api.get("nodes"):
             for path in ("storage", "network", "dns"):
                 api.get(f"nodes/{node['node']}/{path}")
@@ -83,6 +95,7 @@ class Run:
 
     def stop(self) -> None:
         ctl.stop(self.lab_dir)
+
 
 def engine_floor(resources: int, root: Path, repeat: int = 1) -> dict:
     """A stack of as many no-op dynamic resources: what the engine and the Python host cost by themselves."""
@@ -96,24 +109,32 @@ def engine_floor(resources: int, root: Path, repeat: int = 1) -> dict:
         "    def diff(self, _id, olds, news):\n        return DiffResult(changes=False)\n"
         "class Noop(Resource):\n"
         "    def __init__(self, name, props):\n        super().__init__(NoopProvider(), name, props)\n"
-        f"for i in range({resources}):\n    Noop(f'r{{i}}', {{'i': i}})\n")
+        f"for i in range({resources}):\n    Noop(f'r{{i}}', {{'i': i}})\n"
+    )
     stack = ctl.LabStack(project_dir=project, state_dir=root / "floor-state", stack="floor")
     stack.ensure_stack()
     start = time.monotonic()
     stack.run("up", "--yes", "--skip-preview")
     up = time.monotonic() - start
+
     def preview() -> dict:
         start = time.monotonic()
         stack.run("preview", "--expect-no-changes")
         return {"seconds": time.monotonic() - start}
+
     return {"up": up, "preview": median_of(repeat, preview)["seconds"]}
+
 
 def median_of(times: int, measure) -> dict:
     """Run a repeatable measurement `times` times; its seconds are the median, so one slow run (a cold page
     cache, the first run after `up`) does not decide a ratio. Call counts are the first run's."""
     samples = [measure() for _ in range(times)]
-    return {**samples[0], "seconds": statistics.median(s["seconds"] for s in samples),
-            "samples": [s["seconds"] for s in samples]}
+    return {
+        **samples[0],
+        "seconds": statistics.median(s["seconds"] for s in samples),
+        "samples": [s["seconds"] for s in samples],
+    }
+
 
 def bench(size: int, repeat: int = 3) -> dict:
     """`up` from empty happens once; preview, refresh, the baseline and the floor's preview `repeat` times."""
@@ -130,10 +151,19 @@ def bench(size: int, repeat: int = 3) -> dict:
             floor = engine_floor(dynamic, Path(tmp), repeat)
         finally:
             run.stop()
-    return {"measured": f"{time.strftime('%Y-%m-%d')} on {machine()}, median of {repeat} runs except up",
-            "clusters": len(spec["clusters"]), "classes": len(spec["machine_classes"]), "resources": dynamic,
-            "up": up, "preview": preview, "refresh": refresh, "baseline": baseline["seconds"],
-            "baseline_samples": baseline["samples"], "floor": floor}
+    return {
+        "measured": f"{time.strftime('%Y-%m-%d')} on {machine()}, median of {repeat} runs except up",
+        "clusters": len(spec["clusters"]),
+        "classes": len(spec["machine_classes"]),
+        "resources": dynamic,
+        "up": up,
+        "preview": preview,
+        "refresh": refresh,
+        "baseline": baseline["seconds"],
+        "baseline_samples": baseline["samples"],
+        "floor": floor,
+    }
+
 
 def wall(measurement: dict) -> str:
     """The median, and the range of the runs behind it when there were several."""
@@ -141,42 +171,66 @@ def wall(measurement: dict) -> str:
     spread = f" ({min(samples):.1f}–{max(samples):.1f})" if len(samples) > 1 else ""
     return f"{measurement['seconds']:.1f}{spread}"
 
+
 def machine() -> str:
-    return (f"{platform.machine()}, {platform.node()} "
-            f"({subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores)")
+    return (
+        f"{platform.machine()}, {platform.node()} "
+        f"({subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores)"
+    )
+
 
 def table(results: list[dict]) -> str:
-    lines = [f"Measured {results[0]['measured']}, lab stack.", "",
-             "| clusters (classes) | op | wall s | omnictl runs (Omni calls) | Proxmox requests | baseline s | engine floor s | ours / (baseline + floor) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured {results[0]['measured']}, lab stack.",
+        "",
+        "| clusters (classes) | op | wall s | omnictl runs (Omni calls) | Proxmox requests | baseline s "
+        "| engine floor s | ours / (baseline + floor) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         for op in ("up", "preview", "refresh"):
             m = r[op]
             floor = r["floor"]["up" if op == "up" else "preview"]
             ratio = m["seconds"] / (r["baseline"] + floor)
-            lines.append(f"| {r['clusters']} ({r['classes']}) | {op} | {wall(m)} | {m['omnictl']} ({m['omni_calls']}) "
-                         f"| {m['proxmox']} | {r['baseline']:.1f} | {floor:.1f} | {ratio:.2f} |")
+            lines.append(
+                f"| {r['clusters']} ({r['classes']}) | {op} | {wall(m)} | {m['omnictl']} ({m['omni_calls']}) "
+                f"| {m['proxmox']} | {r['baseline']:.1f} | {floor:.1f} | {ratio:.2f} |"
+            )
     slopes = seconds_per_added_cluster(results)
     if slopes:
         sizes = sorted(r["clusters"] for r in results)
-        spans = ", ".join(f"{a}→{b}" for a, b in zip(sizes, sizes[1:]))
-        lines += ["", f"Seconds per added cluster ({spans}): "
-                  + "; ".join(f"{op} " + " / ".join(f"{x:.2f}" for x in per_op) for op, per_op in slopes.items())
-                  + " (equal figures: linear growth)."]
+        spans = ", ".join(f"{a}→{b}" for a, b in zip(sizes, sizes[1:], strict=False))
+        lines += [
+            "",
+            f"Seconds per added cluster ({spans}): "
+            + "; ".join(f"{op} " + " / ".join(f"{x:.2f}" for x in per_op) for op, per_op in slopes.items())
+            + " (equal figures: linear growth).",
+        ]
     return "\n".join(lines) + "\n"
+
 
 def seconds_per_added_cluster(results: list[dict]) -> dict[str, list[float]]:
     """Per op, the wall time each added cluster cost between consecutive sizes: if growth is linear, the
     figures are equal; if a later one is larger, something grows faster than the estate."""
     ordered = sorted(results, key=lambda r: r["clusters"])
-    return {op: [(b[op]["seconds"] - a[op]["seconds"]) / (b["clusters"] - a["clusters"])
-                 for a, b in zip(ordered, ordered[1:])]
-            for op in ("up", "preview", "refresh")} if len(ordered) > 1 else {}
+    return (
+        {
+            op: [
+                (b[op]["seconds"] - a[op]["seconds"]) / (b["clusters"] - a["clusters"])
+                for a, b in zip(ordered, ordered[1:], strict=False)
+            ]
+            for op in ("up", "preview", "refresh")
+        }
+        if len(ordered) > 1
+        else {}
+    )
+
 
 def plot(results: list[dict], path: Path) -> None:
     """Wall time against estate size, with the baseline + floor line the preview target is judged by.
     matplotlib is in requirements-bench.txt, not the product's requirements: only `make bench` draws."""
     import matplotlib
+
     matplotlib.use("Agg")  # no display on a CI runner or over SSH
     import matplotlib.pyplot as plt
 
@@ -185,8 +239,12 @@ def plot(results: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
     for op, style in (("up", "o-"), ("refresh", "s-"), ("preview", "^-")):
         axes.plot(clusters, [r[op]["seconds"] for r in ordered], style, label=f"pulumi {op}")
-    axes.plot(clusters, [r["baseline"] + r["floor"]["preview"] for r in ordered], "k--",
-              label="baseline + engine floor (preview)")
+    axes.plot(
+        clusters,
+        [r["baseline"] + r["floor"]["preview"] for r in ordered],
+        "k--",
+        label="baseline + engine floor (preview)",
+    )
     axes.set_xlabel("clusters (each with 2 machine classes)")
     axes.set_ylabel("wall time, s")
     axes.set_title(f"omni-scale on the lab (real Omni), {ordered[0]['measured'].split(' on ')[0]}")
@@ -196,6 +254,7 @@ def plot(results: list[dict], path: Path) -> None:
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -221,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         plot(results, args.plot)
         print(f"plot: {args.plot}", file=sys.stderr)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,7 @@
     python -m lab.ctl survive          what losing each Proxmox node would leave, per cluster (exit 0 every
                                        cluster keeps quorum, 1 some loss breaks it, 2 unjudged)
     python -m lab.ctl adopt [--yes]    take over what already runs in the lab: the plan, then (confirmed) the
-                                       adopting `up` (see components/adoption.py)
+                                       adopting `up` (see components/cli/adoption.py)
     python -m lab.ctl fault NAME ARGS  a Proxmox fault on demand: node-offline NODE, node-online NODE, ceph-down,
                                        ceph-up, storage-full STORAGE, storage-free STORAGE GIB,
                                        flaky-network DROP_RATE, token-expired
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from components.spec import load_spec
+from components.core.spec import load_spec
 
 from . import kube_lab, omni_lab, provider_standin
 from .processes import pid_alive, request_and_await, spawn, terminate, wait_until, write_private_json
@@ -60,8 +60,11 @@ def start(directory: Path | None = None) -> dict:
     info_file = directory / "lab.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
-        if "kubernetes" in info and all(pid_alive(info[part]["pid"]) for part in ("proxmox", "lxc")) \
-                and all(pid_alive(pid) for pid in info["kubernetes"]["pids"] + info["omni"]["pids"]):
+        if (
+            "kubernetes" in info
+            and all(pid_alive(info[part]["pid"]) for part in ("proxmox", "lxc"))
+            and all(pid_alive(pid) for pid in info["kubernetes"]["pids"] + info["omni"]["pids"])
+        ):
             return info
         stop(directory)
     # fakepve keeps its guests in memory only, so a new lab starts empty everywhere: Omni's resources,
@@ -73,8 +76,18 @@ def start(directory: Path | None = None) -> dict:
     pve_dir.mkdir(exist_ok=True)
     (pve_dir / "fakepve.json").unlink(missing_ok=True)
     ssh_dir = directory / "lxc"
-    proc = spawn(directory, "fakepve", [sys.executable, str(PROJECT_ROOT / "lab" / "fakepve_lab.py"),
-                                         "--state-dir", str(pve_dir), "--container-hook", str(ssh_dir)])
+    proc = spawn(
+        directory,
+        "fakepve",
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "lab" / "fakepve_lab.py"),
+            "--state-dir",
+            str(pve_dir),
+            "--container-hook",
+            str(ssh_dir),
+        ],
+    )
     pve = _wait_for(pve_dir / "fakepve.json", proc, directory / "fakepve.log", "fakepve")
 
     # The provider LXC's SSH server, with the docker stand-in the compose deployment drives: it runs the
@@ -82,10 +95,23 @@ def start(directory: Path | None = None) -> dict:
     # It plays the container fakepve holds as the spec's provider LXC: nothing listens until the CT is created.
     (ssh_dir / "ssh.json").unlink(missing_ok=True)
     lxc_vmid = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").provider_lxc.vmid
-    ssh_proc = spawn(directory, "ssh", [sys.executable, str(PROJECT_ROOT / "lab" / "ssh_standin.py"),
-                                         "--state-dir", str(ssh_dir), "--container-file", str(ssh_dir / f"ct-{lxc_vmid}.json")],
-                      env={**os.environ, "OMNI_SCALE_COMPOSE_SCHEMA": str(PROJECT_ROOT / ".tools" / "compose-spec.json"),
-                           "OMNI_SCALE_LAB_CONTAINERS": str(ssh_dir / "containers.json")})
+    ssh_proc = spawn(
+        directory,
+        "ssh",
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "lab" / "ssh_standin.py"),
+            "--state-dir",
+            str(ssh_dir),
+            "--container-file",
+            str(ssh_dir / f"ct-{lxc_vmid}.json"),
+        ],
+        env={
+            **os.environ,
+            "OMNI_SCALE_COMPOSE_SCHEMA": str(PROJECT_ROOT / ".tools" / "compose-spec.json"),
+            "OMNI_SCALE_LAB_CONTAINERS": str(ssh_dir / "containers.json"),
+        },
+    )
     ssh = _wait_for(ssh_dir / "ssh.json", ssh_proc, directory / "ssh.log", "the lab SSH server")
 
     # The new cluster's Kubernetes API (and a chart repository), for the Tailscale operator release.
@@ -100,20 +126,35 @@ def start(directory: Path | None = None) -> dict:
     provider_standin.containers(ssh_dir, omni, pve["cafile"])
     info = {
         "omni": omni,
-        "proxmox": {"api_url": pve["api_url"], "token_id": pve["token_id"],
-                    "token_secret": pve["token_secret"], "cafile": pve["cafile"], "pid": pve["pid"]},
+        "proxmox": {
+            "api_url": pve["api_url"],
+            "token_id": pve["token_id"],
+            "token_secret": pve["token_secret"],
+            "cafile": pve["cafile"],
+            "pid": pve["pid"],
+        },
         "infra_provider": {"id": provider_id},
-        "lxc": {"root_password": pve["root_password"], "ssh_host": ssh["host"], "ssh_port": ssh["port"],
-                "ssh_user": ssh["user"], "home": ssh["home"], "pid": ssh["pid"],
-                "ssh_private_key": Path(ssh["private_key_file"]).read_text()},
+        "lxc": {
+            "root_password": pve["root_password"],
+            "ssh_host": ssh["host"],
+            "ssh_port": ssh["port"],
+            "ssh_user": ssh["user"],
+            "home": ssh["home"],
+            "pid": ssh["pid"],
+            "ssh_private_key": Path(ssh["private_key_file"]).read_text(),
+        },
         "kubernetes": kube,
-        "tailscale_oauth": {"client_id": f"lab-client-{secrets.token_hex(6)}",
-                            "client_secret": f"tskey-client-lab-{secrets.token_hex(16)}"},
+        "tailscale_oauth": {
+            "client_id": f"lab-client-{secrets.token_hex(6)}",
+            "client_secret": f"tskey-client-lab-{secrets.token_hex(16)}",
+        },
         # What the provider's compose stack is handed; nothing in the lab checks them but their secrecy.
-        "provider_stack": {"tailscale_auth_key": f"tskey-auth-lab-{secrets.token_hex(16)}",
-                           "omni_service_account_key": provider_key,
-                           "proxmox_token_id": pve["provider_token_id"],
-                           "proxmox_token_secret": pve["provider_token_secret"]},
+        "provider_stack": {
+            "tailscale_auth_key": f"tskey-auth-lab-{secrets.token_hex(16)}",
+            "omni_service_account_key": provider_key,
+            "proxmox_token_id": pve["provider_token_id"],
+            "proxmox_token_secret": pve["provider_token_secret"],
+        },
     }
     write_private_json(info_file, info)
     return info
@@ -126,7 +167,11 @@ def stop(directory: Path | None = None) -> None:
         info = json.loads(info_file.read_text())
         for pid in container_pids(info):
             terminate(pid, group=True)  # a container: its supervising shell and what it runs
-        for pid in (info["proxmox"]["pid"], info.get("lxc", {}).get("pid"), *info.get("kubernetes", {}).get("pids", [])):
+        for pid in (
+            info["proxmox"]["pid"],
+            info.get("lxc", {}).get("pid"),
+            *info.get("kubernetes", {}).get("pids", []),
+        ):
             if pid:
                 terminate(pid)
         if "omni" in info:
@@ -167,15 +212,17 @@ class LabStack:
         logs = self.state_dir / "tmp"
         logs.mkdir(mode=0o700, exist_ok=True)
         logs.chmod(0o700)
-        env.update({
-            "TMPDIR": str(logs),
-            "PULUMI_BACKEND_URL": f"file://{self.state_dir}",
-            "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
-            "PULUMI_HOME": str(self.state_dir / "home"),
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-            "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
-        })
+        env.update(
+            {
+                "TMPDIR": str(logs),
+                "PULUMI_BACKEND_URL": f"file://{self.state_dir}",
+                "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
+                "PULUMI_HOME": str(self.state_dir / "home"),
+                "PULUMI_SKIP_UPDATE_CHECK": "true",
+                "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+                "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+            }
+        )
         env.pop("PULUMI_CONFIG_PASSPHRASE", None)
         if self.lab_dir is not None:
             env["OMNI_SCALE_LAB_DIR"] = str(self.lab_dir)
@@ -197,14 +244,28 @@ class LabStack:
                 lock.unlink(missing_ok=True)
                 lock.with_name(lock.name + ".attrs").unlink(missing_ok=True)
 
-    def run(self, *args: str, input: str | None = None, check: bool = True,
-            capture: bool = True, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        capture: bool = True,
+        extra_env: dict | None = None,
+    ) -> subprocess.CompletedProcess:
         self.clear_stale_locks()
-        proc = subprocess.run(self.argv(*args), cwd=self.project_dir, env={**self.env(), **(extra_env or {})},
-                              input=input, text=True, capture_output=capture, umask=PRIVATE)
+        proc = subprocess.run(
+            self.argv(*args),
+            cwd=self.project_dir,
+            env={**self.env(), **(extra_env or {})},
+            input=input,
+            text=True,
+            capture_output=capture,
+            umask=PRIVATE,
+        )
         if check and proc.returncode != 0:
-            raise SystemExit(f"lab: `pulumi {' '.join(args)}` failed ({proc.returncode}):\n"
-                             f"{proc.stdout or ''}{proc.stderr or ''}")
+            raise SystemExit(
+                f"lab: `pulumi {' '.join(args)}` failed ({proc.returncode}):\n{proc.stdout or ''}{proc.stderr or ''}"
+            )
         return proc
 
     def run_counted(self, argv_log: Path, *args: str) -> dict:
@@ -219,8 +280,14 @@ class LabStack:
 
     def ensure_stack(self) -> None:
         env = self.env()
-        listed = subprocess.run(["pulumi", "stack", "ls", "--json"], cwd=self.project_dir, env=env,
-                                text=True, capture_output=True, umask=PRIVATE)
+        listed = subprocess.run(
+            ["pulumi", "stack", "ls", "--json"],
+            cwd=self.project_dir,
+            env=env,
+            text=True,
+            capture_output=True,
+            umask=PRIVATE,
+        )
         names = {s["name"] for s in json.loads(listed.stdout or "[]")} if listed.returncode == 0 else set()
         if self.stack not in names:
             self.run_plain("stack", "init", self.stack, "--secrets-provider", "passphrase")
@@ -290,12 +357,18 @@ def isolated_lab_stack(root: Path) -> tuple[Path, dict, LabStack]:
     """A copy of the project under root/project, with a lab (root/lab) and a lab stack (root/state) of its
     own, configured from that lab: what engine tests and benchmarks run, each apart from the others."""
     project = root / "project"
-    shutil.copytree(PROJECT_ROOT, project, ignore=shutil.ignore_patterns(
-        ".venv", ".tools", ".lab", ".git", "tests", "__pycache__", "Pulumi.*.yaml", ".pytest_cache"))
+    shutil.copytree(
+        PROJECT_ROOT,
+        project,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".tools", ".lab", ".git", "tests", "__pycache__", "Pulumi.*.yaml", ".pytest_cache"
+        ),
+    )
     for link in (".venv", ".tools"):
         (project / link).symlink_to(PROJECT_ROOT / link)
-    (project / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": {
-        "omni-scale:omnictlPath": "lab/bin/omnictl", "omni-scale:protect": "false"}}))
+    (project / f"Pulumi.{STACK}.yaml").write_text(
+        yaml.safe_dump({"config": {"omni-scale:omnictlPath": "lab/bin/omnictl", "omni-scale:protect": "false"}})
+    )
     info = start(root / "lab")
     stack = LabStack(project_dir=project, state_dir=root / "state", lab_dir=root / "lab")
     stack.ensure_stack()
@@ -317,23 +390,34 @@ def up() -> int:
 def fault(name: str, *args: str, directory: Path | None = None) -> None:
     """Applies one of lab/fakepve_lab.py's FAULTS to the running lab's fakepve and waits until it has."""
     from . import fakepve_lab
+
     if name not in fakepve_lab.FAULTS and name != "dump-requests":
         raise SystemExit(f"lab: no fault {name!r}; known: {', '.join(fakepve_lab.FAULTS)}")
     directory = directory or lab_dir()
     info = json.loads((directory / "lab.json").read_text())
     pve_dir = directory / "fakepve"
-    request_and_await(info["proxmox"]["pid"], pve_dir / "faults.json", pve_dir / "faults.done",
-                      {"faults": [[name, *args]]}, f"fakepve applying fault {name}", directory / "fakepve.log")
+    request_and_await(
+        info["proxmox"]["pid"],
+        pve_dir / "faults.json",
+        pve_dir / "faults.done",
+        {"faults": [[name, *args]]},
+        f"fakepve applying fault {name}",
+        directory / "fakepve.log",
+    )
 
 
 def proxmox_requests(directory: Path | None = None) -> list[list[str]]:
     """Every (method, path) the lab's fakepve has answered for the program since it started: the requests of the
     infra provider (which runs in the lab's LXC, with its own token) are not the program's."""
     from .fakepve_lab import PROVIDER_TOKEN_ID
+
     directory = directory or lab_dir()
     fault("dump-requests", directory=directory)
-    return [[method, path] for method, path, caller in json.loads((directory / "fakepve" / "requests.json").read_text())
-            if caller != PROVIDER_TOKEN_ID]
+    return [
+        [method, path]
+        for method, path, caller in json.loads((directory / "fakepve" / "requests.json").read_text())
+        if caller != PROVIDER_TOKEN_ID
+    ]
 
 
 OFFLINE_OMNICTL_VERBS = (["cluster", "template", "validate"], ["cluster", "template", "render"])
@@ -356,30 +440,40 @@ def set_cluster_ready(name: str, ready: bool, directory: Path | None = None) -> 
 
 
 def drift(report_path: str | None = "drift-report.json") -> int:
-    """components.drift on the lab stack."""
-    from components import drift as drift_check
+    """components.cli.drift on the lab stack."""
+    from components.cli import drift as drift_check
+
     stack = default_lab_stack()
     report = drift_check.detect(stack.argv(*drift_check.PREVIEW_ARGS), stack.project_dir, stack.env())
     return drift_check.report_and_exit_code(report, report_path, stack.stack)
 
 
 def survive() -> int:
-    """components.placement's `make survive` on the lab stack."""
-    from components import drift as drift_check
-    from components.placement import survive_exit_code
+    """components.proxmox.placement's `make survive` on the lab stack."""
+    from components.cli import drift as drift_check
+    from components.proxmox.placement import survive_exit_code
+
     stack = default_lab_stack()
     return survive_exit_code(drift_check.detect(stack.argv(*drift_check.PREVIEW_ARGS), stack.project_dir, stack.env()))
 
 
 def adopt(yes: bool = False) -> int:
-    """components.adoption on the lab stack: the list, the plan, and (confirmed) one `pulumi up` in adoption mode."""
-    from components.adoption import adopt as adopt_estate
+    """components.cli.adoption on the lab stack: the list, the plan, and (confirmed) one `pulumi up` in adoption
+    mode."""
+    from components.cli.adoption import adopt as adopt_estate
+
     stack = default_lab_stack()
     stack.ensure_stack()
     stack.configure_from_lab(start())
     stack.clear_stale_locks()
-    return adopt_estate(load_spec(PROJECT_ROOT / "specs" / "omni.yaml"), stack.argv, stack.project_dir, stack.env(),
-                        yes, input if sys.stdin.isatty() else None)
+    return adopt_estate(
+        load_spec(PROJECT_ROOT / "specs" / "omni.yaml"),
+        stack.argv,
+        stack.project_dir,
+        stack.env(),
+        yes,
+        input if sys.stdin.isatty() else None,
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -102,6 +102,7 @@ def interpolate(value, env: dict[str, str], where: str = ""):
         if op in (":+", "+"):
             return arg if present else ""
         return env.get(name, "")
+
     return _VARIABLE.sub(one, value)
 
 
@@ -118,10 +119,15 @@ def load_project(directory: Path) -> tuple[str, dict]:
     document = interpolate(raw, {**read_dotenv(directory / ".env")})
     schema_path = os.environ.get("OMNI_SCALE_COMPOSE_SCHEMA")
     if not schema_path or not Path(schema_path).exists():
-        raise ComposeError("lab: the compose-spec schema is missing (OMNI_SCALE_COMPOSE_SCHEMA); run tools/bootstrap.sh")
+        raise ComposeError(
+            "lab: the compose-spec schema is missing (OMNI_SCALE_COMPOSE_SCHEMA); run tools/bootstrap.sh"
+        )
     import jsonschema
+
     schema = json.loads(Path(schema_path).read_text())
-    errors = sorted(jsonschema.validators.validator_for(schema)(schema).iter_errors(document), key=lambda e: list(e.path))
+    errors = sorted(
+        jsonschema.validators.validator_for(schema)(schema).iter_errors(document), key=lambda e: list(e.path)
+    )
     if errors:
         e = errors[0]
         raise ComposeError(f"validating {found.name}: {'.'.join(str(p) for p in e.path) or '(root)'}: {e.message}")
@@ -131,7 +137,7 @@ def load_project(directory: Path) -> tuple[str, dict]:
             if source.startswith((".", "/")) and not (directory / source).exists():
                 raise ComposeError(f"service {name}: bind mount source {source} does not exist")
         mode = service.get("network_mode", "")
-        if mode.startswith("service:") and mode[len("service:"):] not in document["services"]:
+        if mode.startswith("service:") and mode[len("service:") :] not in document["services"]:
             raise ComposeError(f"service {name}: network_mode names an unknown service {mode}")
     return str(document.get("name") or directory.name), document
 
@@ -165,16 +171,25 @@ def _start(project: str, service: str, body: dict, directory: Path, runner: dict
     command = body.get("command") or []
     command = command.split() if isinstance(command, str) else command
     argv = [*runner["argv"], *(binds.get(arg, arg) for arg in command)]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **runner.get("env", {}),
-           **{k: str(v) for k, v in (body.get("environment") or {}).items()}}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        **runner.get("env", {}),
+        **{k: str(v) for k, v in (body.get("environment") or {}).items()},
+    }
     # A container takes a moment to start: the process runs after the start delay, as its own session. Under a
     # restart policy docker starts it again whenever it exits (here after a second; docker backs off from 100 ms).
     restarts = body.get("restart", "no") in RESTARTING_POLICIES
     script = 'sleep "$0"; while :; do "$@"; sleep 1; done' if restarts else 'sleep "$0" && exec "$@"'
     with open(_log_path(project, service), "ab") as log:
-        proc = subprocess.Popen(["/bin/sh", "-c", script, str(runner.get("start_delay_seconds", 0)), *argv],
-                                cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", script, str(runner.get("start_delay_seconds", 0)), *argv],
+            cwd=directory,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return proc.pid
 
 
@@ -217,8 +232,13 @@ def compose(args: list[str], directory: Path) -> int:
             old = project["services"].get(service, {})
             digest = _service_hash(body)
             recreated = old.get("config_hash") != digest or service_state(old) != "running" if old else True
-            info = {"image": body.get("image", ""), "state": "running", "config_hash": digest,
-                    "starts": old.get("starts", 0) + (1 if recreated else 0), "restart": body.get("restart", "no")}
+            info = {
+                "image": body.get("image", ""),
+                "state": "running",
+                "config_hash": digest,
+                "starts": old.get("starts", 0) + (1 if recreated else 0),
+                "restart": body.get("restart", "no"),
+            }
             runner = _runner(info["image"])
             if runner is not None:
                 info["pid"] = old.get("pid")
@@ -236,8 +256,17 @@ def compose(args: list[str], directory: Path) -> int:
         for service, info in sorted(services.items()):
             now = service_state(info)
             if now == "running" or "--all" in flags or "-a" in flags:
-                print(json.dumps({"Name": f"{name}-{service}-1", "Service": service, "State": now,
-                                  "Image": info["image"], "Project": name}))
+                print(
+                    json.dumps(
+                        {
+                            "Name": f"{name}-{service}-1",
+                            "Service": service,
+                            "State": now,
+                            "Image": info["image"],
+                            "Project": name,
+                        }
+                    )
+                )
         return 0
     if verb == "logs":
         name = _project_name(directory)
@@ -271,8 +300,9 @@ def _project_name(directory: Path) -> str:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] != "compose":
-        print(f"lab: `docker {' '.join(argv)}` is not modelled by the stand-in (only `docker compose`)",
-              file=sys.stderr)
+        print(
+            f"lab: `docker {' '.join(argv)}` is not modelled by the stand-in (only `docker compose`)", file=sys.stderr
+        )
         return 1
     try:
         return compose(argv[1:], Path.cwd())

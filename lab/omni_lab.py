@@ -66,8 +66,12 @@ ACCOUNT_ID = "ac000000-0000-0000-0000-000000000000"
 # neighbours of the spec's versions let tests move a version without editing the lab.
 TALOS_VERSIONS = ["v1.10.7", "v1.11.5", "v1.11.6"]
 KUBERNETES_VERSIONS = ["v1.32.9", "v1.33.5", "v1.33.6", "v1.34.1", "v1.34.3"]
-EXTENSIONS = ["siderolabs/qemu-guest-agent", "siderolabs/iscsi-tools", "siderolabs/util-linux-tools",
-              "siderolabs/nvidia-container-toolkit-production"]
+EXTENSIONS = [
+    "siderolabs/qemu-guest-agent",
+    "siderolabs/iscsi-tools",
+    "siderolabs/util-linux-tools",
+    "siderolabs/nvidia-container-toolkit-production",
+]
 # unshare(2)/setns(2) and mount(2) flags (the os module has no unshare or mount before Python 3.12)
 CLONE_NEWNET, CLONE_NEWNS = 0x40000000, 0x00020000
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
@@ -75,6 +79,7 @@ LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 # --- the helper, inside the namespace -------------------------------------------------------------
+
 
 def _new_namespaces(wireguard_dir: Path) -> None:
     """A network and a mount namespace for this process (os.unshare is Python 3.12+), loopback up, and
@@ -86,12 +91,17 @@ def _new_namespaces(wireguard_dir: Path) -> None:
 
     def check(result: int, what: str) -> None:
         if result != 0:
-            raise SystemExit(f"omni lab: cannot {what}: {os.strerror(ctypes.get_errno())} "
-                             "(the lab's Omni needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN)")
+            raise SystemExit(
+                f"omni lab: cannot {what}: {os.strerror(ctypes.get_errno())} "
+                "(the lab's Omni needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+            )
+
     check(LIBC.unshare(CLONE_NEWNET | CLONE_NEWNS), "create network and mount namespaces")
     check(LIBC.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make the new mount namespace private")
-    check(LIBC.mount(str(wireguard_dir).encode(), str(runtime).encode(), None, MS_BIND, None),
-          f"bind {wireguard_dir} over {runtime}")
+    check(
+        LIBC.mount(str(wireguard_dir).encode(), str(runtime).encode(), None, MS_BIND, None),
+        f"bind {wireguard_dir} over {runtime}",
+    )
     # Omni binds its SideroLink address the moment it assigns it; with duplicate-address detection on
     # (a new namespace's default) the address is still "tentative" then and the bind fails.
     for scope in ("all", "default"):
@@ -122,8 +132,19 @@ def _factory_handler(talos: list[str], kubernetes: list[str], extensions: list[s
             if path == "/versions":
                 return self._send(200, talos)
             if re.fullmatch(r"/version/[^/]+/extensions/official", path):
-                return self._send(200, [{"name": name, "ref": f"ghcr.io/{name}:lab", "digest": "sha256:" + "0" * 64,
-                                         "author": "Sidero Labs", "description": "lab stand-in"} for name in extensions])
+                return self._send(
+                    200,
+                    [
+                        {
+                            "name": name,
+                            "ref": f"ghcr.io/{name}:lab",
+                            "digest": "sha256:" + "0" * 64,
+                            "author": "Sidero Labs",
+                            "description": "lab stand-in",
+                        }
+                        for name in extensions
+                    ],
+                )
             if re.fullmatch(r"/version/[^/]+/overlays/official", path):
                 return self._send(200, [])
             if path in ("/v2", "/v2/"):
@@ -164,6 +185,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 async def _forward(first: socket.socket, listen, port: int) -> None:
     """Host 127.0.0.1:port -> Omni at 127.0.0.1:port in here. SIGUSR1 closes the host port (Omni looks
     down: connection refused), SIGUSR2 opens it again."""
+
     async def connection(host_reader, host_writer):
         try:
             inner_reader, inner_writer = await asyncio.open_connection(HOST, port)  # inside the namespace
@@ -182,6 +204,7 @@ async def _forward(first: socket.socket, listen, port: int) -> None:
     async def up() -> None:
         if not servers:
             servers.append(await asyncio.start_server(connection, sock=listen()))
+
     loop.add_signal_handler(signal.SIGUSR1, down)
     loop.add_signal_handler(signal.SIGUSR2, lambda: loop.create_task(up()))
     await asyncio.Event().wait()
@@ -212,6 +235,7 @@ def helper_main(argv: list[str]) -> int:
         finally:
             LIBC.setns(inner, CLONE_NEWNET)
             os.close(inner)
+
     first = listen()  # picks the port, kept from now on
     _new_namespaces(args.state_dir / "wireguard")
     factory = ThreadingHTTPServer((HOST, FACTORY_PORT), _factory_handler(args.talos, args.kubernetes, args.extensions))
@@ -223,10 +247,12 @@ def helper_main(argv: list[str]) -> int:
 
 # --- the lab side ---------------------------------------------------------------------------------
 
+
 def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from lab.kube_lab import certificate, loopback_names, pem_key, write_certificate
+
     key = ec.generate_private_key(ec.SECP256R1())
     cert_file, key_file = directory / "omni-cert.pem", directory / "omni-key.pem"
     # A CA certificate too: omnictl trusts it as its own root (SSL_CERT_FILE).
@@ -242,15 +268,32 @@ def _gpg_key(directory: Path) -> Path:
         env = {**os.environ, "GNUPGHOME": home}
         gpg = ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]
         try:
-            subprocess.run([*gpg, "--quick-gen-key", "Omni lab <omni-lab@example.invalid>", "ed25519", "cert", "never"],
-                           env=env, check=True, capture_output=True)
-            fingerprint = re.search(r"^fpr:+([0-9A-F]+):", subprocess.run(
-                ["gpg", "--batch", "--with-colons", "--list-secret-keys"], env=env, check=True, capture_output=True,
-                text=True).stdout, re.M).group(1)
-            subprocess.run([*gpg, "--quick-add-key", fingerprint, "cv25519", "encr", "never"], env=env, check=True,
-                           capture_output=True)
-            armored = subprocess.run([*gpg, "--armor", "--export-secret-keys", fingerprint], env=env, check=True,
-                                     capture_output=True).stdout
+            subprocess.run(
+                [*gpg, "--quick-gen-key", "Omni lab <omni-lab@example.invalid>", "ed25519", "cert", "never"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            fingerprint = re.search(
+                r"^fpr:+([0-9A-F]+):",
+                subprocess.run(
+                    ["gpg", "--batch", "--with-colons", "--list-secret-keys"],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout,
+                re.M,
+            ).group(1)
+            subprocess.run(
+                [*gpg, "--quick-add-key", fingerprint, "cv25519", "encr", "never"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            armored = subprocess.run(
+                [*gpg, "--armor", "--export-secret-keys", fingerprint], env=env, check=True, capture_output=True
+            ).stdout
         except FileNotFoundError:
             raise SystemExit("omni lab: gpg is not installed (Debian: apt-get install gnupg)") from None
         except subprocess.CalledProcessError as exc:
@@ -276,32 +319,56 @@ def omni_argv(directory: Path, api_port: int, cert: Path, key: Path, gpg_key: Pa
     """Every listener bound to 127.0.0.1 inside the namespace: Omni's defaults are 0.0.0.0."""
     api = f"{HOST}:{api_port}"
     return [
-        str(TOOLS / "omni"), f"--account-id={ACCOUNT_ID}", "--name=omni-lab",
-        f"--bind-addr={api}", f"--advertised-api-url=https://{api}/", f"--cert={cert}", f"--key={key}",
-        f"--machine-api-bind-addr={HOST}:8090", f"--machine-api-advertised-url=grpc://{HOST}:8090",
-        f"--k8s-proxy-bind-addr={HOST}:8095", f"--advertised-kubernetes-proxy-url=https://{HOST}:8095",
-        f"--metrics-bind-addr={HOST}:2122", f"--debug-server-endpoint={HOST}:9988",
-        f"--siderolink-wireguard-bind-addr={HOST}:50180", f"--siderolink-wireguard-advertised-addr={HOST}:50180",
-        "--event-sink-port=8091", "--log-server-port=8092", "--local-resource-server-port=8081",
+        str(TOOLS / "omni"),
+        f"--account-id={ACCOUNT_ID}",
+        "--name=omni-lab",
+        f"--bind-addr={api}",
+        f"--advertised-api-url=https://{api}/",
+        f"--cert={cert}",
+        f"--key={key}",
+        f"--machine-api-bind-addr={HOST}:8090",
+        f"--machine-api-advertised-url=grpc://{HOST}:8090",
+        f"--k8s-proxy-bind-addr={HOST}:8095",
+        f"--advertised-kubernetes-proxy-url=https://{HOST}:8095",
+        f"--metrics-bind-addr={HOST}:2122",
+        f"--debug-server-endpoint={HOST}:9988",
+        f"--siderolink-wireguard-bind-addr={HOST}:50180",
+        f"--siderolink-wireguard-advertised-addr={HOST}:50180",
+        "--event-sink-port=8091",
+        "--log-server-port=8092",
+        "--local-resource-server-port=8081",
         "--embedded-discovery-service-port=8093",
-        "--etcd-embedded", f"--etcd-embedded-db-path={directory / 'etcd'}", f"--etcd-endpoints=http://{HOST}:2379",
-        f"--private-key-source=file://{gpg_key}", f"--sqlite-storage-path={directory / 'omni.sqlite'}",
+        "--etcd-embedded",
+        f"--etcd-embedded-db-path={directory / 'etcd'}",
+        f"--etcd-endpoints=http://{HOST}:2379",
+        f"--private-key-source=file://{gpg_key}",
+        f"--sqlite-storage-path={directory / 'omni.sqlite'}",
         f"--image-factory-address=http://{HOST}:{FACTORY_PORT}",
         f"--image-factory-pxe-address=http://{HOST}:{FACTORY_PORT}/pxe",
         f"--kubernetes-registry={HOST}:{FACTORY_PORT}/siderolabs/kubelet",
         f"--talos-installer-registry={HOST}:{FACTORY_PORT}/siderolabs/installer",
-        "--create-initial-service-account", f"--initial-service-account-key-path={directory / 'admin.key'}",
-        "--initial-service-account-lifetime=168h", "--initial-service-account-role=Admin",
-        "--eula-accept-name=Omni Lab", "--eula-accept-email=omni-lab@example.invalid",
-        "--auth-auth0-enabled", "--auth-auth0-domain=auth0.invalid", "--auth-auth0-client-id=omni-lab",
+        "--create-initial-service-account",
+        f"--initial-service-account-key-path={directory / 'admin.key'}",
+        "--initial-service-account-lifetime=168h",
+        "--initial-service-account-role=Admin",
+        "--eula-accept-name=Omni Lab",
+        "--eula-accept-email=omni-lab@example.invalid",
+        "--auth-auth0-enabled",
+        "--auth-auth0-domain=auth0.invalid",
+        "--auth-auth0-client-id=omni-lab",
     ]
 
 
 def lab_omnictl(info: dict, key: str | None = None):
     """The pinned omnictl, as the lab's admin (or as the holder of key), trusting the lab's certificate."""
-    from components.omnictl import Omnictl
-    return Omnictl(binary=str(TOOLS / "omnictl"), endpoint=info["endpoint"],
-                   service_account_key=key or info["service_account_key"], ca_file=info["ca_file"])
+    from components.omni.omnictl import Omnictl
+
+    return Omnictl(
+        binary=str(TOOLS / "omnictl"),
+        endpoint=info["endpoint"],
+        service_account_key=key or info["service_account_key"],
+        ca_file=info["ca_file"],
+    )
 
 
 def start(directory: Path, spec) -> dict:
@@ -310,30 +377,66 @@ def start(directory: Path, spec) -> dict:
     directory.mkdir(parents=True)
     log_dir = directory.parent
     talos, kubernetes = served_versions(spec)
-    helper = spawn(log_dir, "omni-netns", [sys.executable, str(Path(__file__).resolve()), "--state-dir", str(directory),
-                                           "--talos", *talos, "--kubernetes", *kubernetes, "--extensions", *EXTENSIONS])
+    helper = spawn(
+        log_dir,
+        "omni-netns",
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--state-dir",
+            str(directory),
+            "--talos",
+            *talos,
+            "--kubernetes",
+            *kubernetes,
+            "--extensions",
+            *EXTENSIONS,
+        ],
+    )
     cert, key = _self_signed_certificate(directory)
     gpg_key = _gpg_key(directory)
     netns_file = directory / "netns.json"
-    netns = wait_until(lambda: netns_file.exists() and json.loads(netns_file.read_text()), helper,
-                       "the Omni namespace helper", log_dir / "omni-netns.log", 30)
+    netns = wait_until(
+        lambda: netns_file.exists() and json.loads(netns_file.read_text()),
+        helper,
+        "the Omni namespace helper",
+        log_dir / "omni-netns.log",
+        30,
+    )
     (directory / "omnictl").mkdir()  # Omni serves omnictl downloads from ./omnictl/ and will not start without it
-    omni = spawn(log_dir, "omni", ["nsenter", "-t", str(netns["pid"]), "-n", "-m", "--", "env", f"--chdir={directory}",
-                                   *omni_argv(directory, netns["api_port"], cert, key, gpg_key)])
+    omni = spawn(
+        log_dir,
+        "omni",
+        [
+            "nsenter",
+            "-t",
+            str(netns["pid"]),
+            "-n",
+            "-m",
+            "--",
+            "env",
+            f"--chdir={directory}",
+            *omni_argv(directory, netns["api_port"], cert, key, gpg_key),
+        ],
+    )
     info = {"endpoint": f"https://{HOST}:{netns['api_port']}", "ca_file": str(cert), "pids": [omni.pid, helper.pid]}
     key_file = directory / "admin.key"
-    info["service_account_key"] = wait_until(lambda: key_file.exists() and key_file.read_text().strip(), omni,
-                                             "Omni", log_dir / "omni.log")
-    from components.retry import RetryPolicy
+    info["service_account_key"] = wait_until(
+        lambda: key_file.exists() and key_file.read_text().strip(), omni, "Omni", log_dir / "omni.log"
+    )
+    from components.core.retry import RetryPolicy
+
     client = dataclasses.replace(lab_omnictl(info), retry=RetryPolicy(attempts=1, first_delay_seconds=0.1))
 
     def knows_the_versions():
-        from components.omnictl import OmnictlError
+        from components.omni.omnictl import OmnictlError
+
         try:
             listed = client.run("get", "talosversions", "-o", "jsonpath={.metadata.id}")
         except OmnictlError:
             return False  # not serving yet
         return all(v.lstrip("v") in listed.split() for v in talos)
+
     wait_until(knows_the_versions, omni, "Omni's Talos versions", log_dir / "omni.log")
     return info
 
@@ -355,8 +458,14 @@ def set_reachable(info: dict, reachable: bool) -> None:
     def answers() -> bool:
         with socket.socket() as probe:
             return probe.connect_ex((HOST, port)) == 0
-    wait_until(lambda: answers() == reachable, None, f"Omni's port {'opening' if reachable else 'closing'}",
-               Path(info["ca_file"]).parent.parent / "omni-netns.log", 10)
+
+    wait_until(
+        lambda: answers() == reachable,
+        None,
+        f"Omni's port {'opening' if reachable else 'closing'}",
+        Path(info["ca_file"]).parent.parent / "omni-netns.log",
+        10,
+    )
 
 
 def revoked_key(info: dict, name: str = "lab-revoked") -> str:

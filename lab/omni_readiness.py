@@ -47,11 +47,19 @@ MACHINE_BOOTING, MACHINE_RUNNING = 1, 4
 REQUEST_PROVISIONED, REQUEST_FAILED = 2, 3
 # DaemonSets that are a CNI's node agent.
 CNI_DAEMONSETS = {"cilium", "kube-flannel", "kube-flannel-ds", "calico-node", "kube-router", "weave-net"}
-SYNTHESIZED = ("ClusterStatuses", "MachineSetStatuses", "KubernetesStatuses", "ClusterMachineStatuses",
-               "MachineStatusSnapshots")
+SYNTHESIZED = (
+    "ClusterStatuses",
+    "MachineSetStatuses",
+    "KubernetesStatuses",
+    "ClusterMachineStatuses",
+    "MachineStatusSnapshots",
+)
 # omnictl takes a type by its full name, its plural or its singular, in any case.
-_NAMES = {alias: kind for kind in SYNTHESIZED
-          for alias in (kind.lower(), kind.lower().removesuffix("es") if kind.endswith("uses") else kind.lower()[:-1])}
+_NAMES = {
+    alias: kind
+    for kind in SYNTHESIZED
+    for alias in (kind.lower(), kind.lower().removesuffix("es") if kind.endswith("uses") else kind.lower()[:-1])
+}
 
 
 def resource_kind(name: str) -> str | None:
@@ -87,8 +95,12 @@ class ClusterModel:
 
     def set_counts(self, set_id: str) -> dict:
         members = [m for m in self.machines if m.set_id == set_id]
-        return {"total": len([m for m in members if m.running]), "healthy": len([m for m in members if self.node_ready(m)]),
-                "connected": len([m for m in members if m.running]), "requested": self.sets[set_id]["requested"]}
+        return {
+            "total": len([m for m in members if m.running]),
+            "healthy": len([m for m in members if self.node_ready(m)]),
+            "connected": len([m for m in members if m.running]),
+            "requested": self.sets[set_id]["requested"],
+        }
 
     def set_ready(self, set_id: str) -> bool:
         counts = self.set_counts(set_id)
@@ -101,12 +113,16 @@ class ClusterModel:
     def unmet(self, machine: Machine) -> list[dict]:
         if not machine.running or self.node_ready(machine):
             return []
-        reason = (f'node "{machine.request_id}" status is not available yet' if not self.api_reachable
-                  else f'node "{machine.request_id}" is not ready')
+        reason = (
+            f'node "{machine.request_id}" status is not available yet'
+            if not self.api_reachable
+            else f'node "{machine.request_id}" is not ready'
+        )
         return [{"name": "nodeReady", "reason": reason}]
 
 
 # --- what the model is built from ----------------------------------------------------------------------------
+
 
 def cni_missing(template_docs: list[dict]) -> str:
     """Why a cluster (its exported template) would get no working CNI; "" if it gets one."""
@@ -114,8 +130,9 @@ def cni_missing(template_docs: list[dict]) -> str:
     patches = [p for d in template_docs for p in d.get("patches") or []]
     config: dict = {}
     for patch in patches:
-        for doc in yaml.safe_load_all(patch.get("inline") if isinstance(patch.get("inline"), str)
-                                      else yaml.safe_dump(patch.get("inline") or {})):
+        for doc in yaml.safe_load_all(
+            patch.get("inline") if isinstance(patch.get("inline"), str) else yaml.safe_dump(patch.get("inline") or {})
+        ):
             if isinstance(doc, dict):
                 network = ((doc.get("cluster") or {}).get("network") or {}).get("cni")
                 if network is not None:
@@ -124,21 +141,31 @@ def cni_missing(template_docs: list[dict]) -> str:
                 if "disabled" in proxy:
                     config["proxy_disabled"] = bool(proxy["disabled"])
     installed = []
-    for manifest in ((cluster.get("kubernetes") or {}).get("manifests") or []):
+    for manifest in (cluster.get("kubernetes") or {}).get("manifests") or []:
         inline = manifest.get("inline")
         for doc in yaml.safe_load_all(inline) if isinstance(inline, str) else (inline or []):
             if isinstance(doc, dict):
                 installed.append(doc)
-    daemonsets = [d for d in installed if d.get("kind") == "DaemonSet"
-                  and (d.get("metadata") or {}).get("name") in CNI_DAEMONSETS]
+    daemonsets = [
+        d for d in installed if d.get("kind") == "DaemonSet" and (d.get("metadata") or {}).get("name") in CNI_DAEMONSETS
+    ]
     if config.get("cni", "flannel") != "none":
         return ""
     if not daemonsets:
         return "the default CNI is disabled and no manifest installs one"
-    cilium_config = next((d.get("data") or {} for d in installed if d.get("kind") == "ConfigMap"
-                          and (d.get("metadata") or {}).get("name") == "cilium-config"), None)
-    if config.get("proxy_disabled") and cilium_config is not None \
-            and str(cilium_config.get("kube-proxy-replacement")).lower() != "true":
+    cilium_config = next(
+        (
+            d.get("data") or {}
+            for d in installed
+            if d.get("kind") == "ConfigMap" and (d.get("metadata") or {}).get("name") == "cilium-config"
+        ),
+        None,
+    )
+    if (
+        config.get("proxy_disabled")
+        and cilium_config is not None
+        and str(cilium_config.get("kube-proxy-replacement")).lower() != "true"
+    ):
         return "kube-proxy is disabled and Cilium does not replace it"
     return ""
 
@@ -156,7 +183,8 @@ def _fakepve_vms(lab_dir: Path) -> list[dict]:
     token = info["provider_stack"]
     request = urllib.request.Request(
         info["proxmox"]["api_url"].rstrip("/") + "/cluster/resources?type=vm",
-        headers={"Authorization": f"PVEAPIToken={token['proxmox_token_id']}={token['proxmox_token_secret']}"})
+        headers={"Authorization": f"PVEAPIToken={token['proxmox_token_id']}={token['proxmox_token_secret']}"},
+    )
     context = ssl.create_default_context(cafile=info["proxmox"]["cafile"])
     with urllib.request.urlopen(request, context=context, timeout=10) as answer:
         return json.load(answer)["data"]
@@ -169,27 +197,37 @@ def build(name: str, real: str, globals_: list[str], lab_dir: Path) -> ClusterMo
         target = os.path.join(d, "template.yaml")
         _real_omnictl(real, globals_, "cluster", "template", "export", "-c", name, "-o", target)
         docs = [doc for doc in yaml.safe_load_all(Path(target).read_text()) if doc]
-    model = ClusterModel(name=name, no_cni=cni_missing(docs),
-                         held=(lab_dir / "not-ready" / name).exists())
+    model = ClusterModel(name=name, no_cni=cni_missing(docs), held=(lab_dir / "not-ready" / name).exists())
     for doc in docs:
         if doc.get("kind") == "ControlPlane":
             model.sets[f"{name}-control-planes"] = {"control_plane": True, "requested": _size(doc)}
         elif doc.get("kind") == "Workers":
             model.sets[f"{name}-{doc.get('name') or 'workers'}"] = {"control_plane": False, "requested": _size(doc)}
-    statuses = [d for d in yaml.safe_load_all(_real_omnictl(real, globals_, "get", "machinerequeststatuses", "-n",
-                                                             "infra-provider", "-o", "yaml")) if d]
+    statuses = [
+        d
+        for d in yaml.safe_load_all(
+            _real_omnictl(real, globals_, "get", "machinerequeststatuses", "-n", "infra-provider", "-o", "yaml")
+        )
+        if d
+    ]
     vms = {vm.get("name"): vm for vm in _fakepve_vms(lab_dir)}
     for status in sorted(statuses, key=lambda s: s["metadata"]["id"]):
         request_id = status["metadata"]["id"]
-        set_id = next((s for s in model.sets if request_id.startswith(s + "-")
-                       and len(request_id) == len(s) + 7), None)  # <set>-<6 random characters>
+        set_id = next(
+            (s for s in model.sets if request_id.startswith(s + "-") and len(request_id) == len(s) + 7), None
+        )  # <set>-<6 random characters>
         if set_id is None:
             continue
         spec = status.get("spec") or {}
         vm = vms.get(request_id) or {}
-        machine = Machine(request_id=request_id, set_id=set_id, control_plane=model.sets[set_id]["control_plane"],
-                          uuid=spec.get("id") or "", provisioned=spec.get("stage") == REQUEST_PROVISIONED,
-                          error=spec.get("error") or "")
+        machine = Machine(
+            request_id=request_id,
+            set_id=set_id,
+            control_plane=model.sets[set_id]["control_plane"],
+            uuid=spec.get("id") or "",
+            provisioned=spec.get("stage") == REQUEST_PROVISIONED,
+            error=spec.get("error") or "",
+        )
         machine.running = machine.provisioned and vm.get("status") == "running"
         model.machines.append(machine)
     return model
@@ -202,9 +240,20 @@ def _size(doc: dict) -> int:
 
 # --- the resources, as `omnictl get -o yaml` prints them -----------------------------------------------------
 
+
 def _resource(kind: str, id_: str, labels: dict, spec: dict) -> dict:
-    return {"metadata": {"namespace": "default", "type": f"{kind}.omni.sidero.dev", "id": id_, "version": 1,
-                         "owner": "", "phase": "running", "labels": labels}, "spec": spec}
+    return {
+        "metadata": {
+            "namespace": "default",
+            "type": f"{kind}.omni.sidero.dev",
+            "id": id_,
+            "version": 1,
+            "owner": "",
+            "phase": "running",
+            "labels": labels,
+        },
+        "spec": spec,
+    }
 
 
 def resources(model: ClusterModel, kind: str) -> list[dict]:
@@ -213,34 +262,88 @@ def resources(model: ClusterModel, kind: str) -> list[dict]:
     if kind == "ClusterStatuses":
         requested = sum(s["requested"] for s in model.sets.values())
         healthy = len([m for m in running if model.node_ready(m)])
-        return [_resource(kind, name, {}, {
-            "available": True, "machines": {"total": len(running), "healthy": healthy, "connected": len(running),
-                                            "requested": requested},
-            "phase": CLUSTER_RUNNING if len(running) == requested else CLUSTER_SCALING_UP, "ready": model.ready,
-            "kubernetesapiready": model.api_reachable,
-            "controlplaneready": any(model.node_ready(m) for m in running if m.control_plane),
-            "hasconnectedcontrolplanes": model.api_reachable})]
+        return [
+            _resource(
+                kind,
+                name,
+                {},
+                {
+                    "available": True,
+                    "machines": {
+                        "total": len(running),
+                        "healthy": healthy,
+                        "connected": len(running),
+                        "requested": requested,
+                    },
+                    "phase": CLUSTER_RUNNING if len(running) == requested else CLUSTER_SCALING_UP,
+                    "ready": model.ready,
+                    "kubernetesapiready": model.api_reachable,
+                    "controlplaneready": any(model.node_ready(m) for m in running if m.control_plane),
+                    "hasconnectedcontrolplanes": model.api_reachable,
+                },
+            )
+        ]
     if kind == "MachineSetStatuses":
-        return [_resource(kind, set_id, {LABEL_CLUSTER: name,
-                                         LABEL_CONTROL_PLANE if s["control_plane"] else LABEL_WORKER: ""}, {
-            "phase": SET_RUNNING if model.set_counts(set_id)["total"] == s["requested"] else SET_SCALING_UP,
-            "ready": model.set_ready(set_id), "error": "", "machines": model.set_counts(set_id)})
-            for set_id, s in model.sets.items()]
+        return [
+            _resource(
+                kind,
+                set_id,
+                {LABEL_CLUSTER: name, LABEL_CONTROL_PLANE if s["control_plane"] else LABEL_WORKER: ""},
+                {
+                    "phase": SET_RUNNING if model.set_counts(set_id)["total"] == s["requested"] else SET_SCALING_UP,
+                    "ready": model.set_ready(set_id),
+                    "error": "",
+                    "machines": model.set_counts(set_id),
+                },
+            )
+            for set_id, s in model.sets.items()
+        ]
     if kind == "KubernetesStatuses":
         if not model.api_reachable:
             return []
-        return [_resource(kind, name, {LABEL_CLUSTER: name}, {
-            "nodes": [{"nodename": m.request_id, "kubeletversion": "", "ready": model.node_ready(m)} for m in running],
-            "staticpods": []})]
+        return [
+            _resource(
+                kind,
+                name,
+                {LABEL_CLUSTER: name},
+                {
+                    "nodes": [
+                        {"nodename": m.request_id, "kubeletversion": "", "ready": model.node_ready(m)} for m in running
+                    ],
+                    "staticpods": [],
+                },
+            )
+        ]
     if kind == "ClusterMachineStatuses":
-        return [_resource(kind, m.uuid, {LABEL_CLUSTER: name, LABEL_MACHINE_SET: m.set_id,
-                                         LABEL_CONTROL_PLANE if m.control_plane else LABEL_WORKER: ""},
-                          {"ready": model.node_ready(m), "stage": MACHINE_RUNNING, "apidavailable": True})
-                for m in running]
+        return [
+            _resource(
+                kind,
+                m.uuid,
+                {
+                    LABEL_CLUSTER: name,
+                    LABEL_MACHINE_SET: m.set_id,
+                    LABEL_CONTROL_PLANE if m.control_plane else LABEL_WORKER: "",
+                },
+                {"ready": model.node_ready(m), "stage": MACHINE_RUNNING, "apidavailable": True},
+            )
+            for m in running
+        ]
     if kind == "MachineStatusSnapshots":
-        return [_resource(kind, m.uuid, {}, {"machinestatus": {
-            "stage": MACHINE_RUNNING, "status": {"ready": model.node_ready(m), "unmetconditions": model.unmet(m)}},
-            "powerstage": 0}) for m in running]
+        return [
+            _resource(
+                kind,
+                m.uuid,
+                {},
+                {
+                    "machinestatus": {
+                        "stage": MACHINE_RUNNING,
+                        "status": {"ready": model.node_ready(m), "unmetconditions": model.unmet(m)},
+                    },
+                    "powerstage": 0,
+                },
+            )
+            for m in running
+        ]
     raise ValueError(kind)
 
 
@@ -248,13 +351,17 @@ def status_tree(model: ClusterModel) -> str:
     """`cluster template status`'s tree, as the real omnictl draws it (without colours)."""
     cluster = resources(model, "ClusterStatuses")[0]["spec"]
     phase = "RUNNING" if cluster["phase"] == CLUSTER_RUNNING else "SCALING_UP"
-    lines = [f'Cluster "{model.name}" {phase} {"Ready" if model.ready else "Not Ready"} '
-             f'({cluster["machines"]["healthy"]}/{cluster["machines"]["total"]}) (healthy/total)']
+    lines = [
+        f'Cluster "{model.name}" {phase} {"Ready" if model.ready else "Not Ready"} '
+        f"({cluster['machines']['healthy']}/{cluster['machines']['total']}) (healthy/total)"
+    ]
     for set_id, s in model.sets.items():
         counts = model.set_counts(set_id)
         title = "Control Plane" if s["control_plane"] else "Workers"
-        lines.append(f'├── {title} "{set_id}" {"Running" if counts["total"] == s["requested"] else "ScalingUp"} '
-                     f'{"Ready" if model.set_ready(set_id) else "Not Ready"} ({counts["healthy"]}/{counts["total"]})')
+        lines.append(
+            f'├── {title} "{set_id}" {"Running" if counts["total"] == s["requested"] else "ScalingUp"} '
+            f"{'Ready' if model.set_ready(set_id) else 'Not Ready'} ({counts['healthy']}/{counts['total']})"
+        )
         for m in (m for m in model.machines if m.set_id == set_id and m.running):
             lines.append(f'│   └── Machine "{m.uuid}" RUNNING {"Ready" if model.node_ready(m) else "Not Ready"}')
     return "\n".join(lines) + "\n"

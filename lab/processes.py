@@ -14,8 +14,9 @@ from pathlib import Path
 
 def spawn(directory: Path, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
     with open(directory / f"{name}.log", "ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env
+        )
 
 
 def pid_alive(pid: int) -> bool:

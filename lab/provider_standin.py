@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from components.infra_provider import HEALTH_NAMESPACE, HEALTH_TYPE, STATUS_NAMESPACE, STATUS_TYPE
+from components.omni.infra_provider import HEALTH_NAMESPACE, HEALTH_TYPE, STATUS_NAMESPACE, STATUS_TYPE
 from lab import omni_lab
 from lab.processes import wait_until, write_file_atomically, write_private_json
 
@@ -43,13 +43,26 @@ def containers(lxc_dir: Path, omni: dict, proxmox_cafile: str) -> Path:
     bundle = lxc_dir / "ca-bundle.pem"
     write_file_atomically(bundle, Path(omni["ca_file"]).read_text() + Path(proxmox_cafile).read_text(), 0o644)
     path = lxc_dir / "containers.json"
-    write_private_json(path, {PROVIDER_IMAGE: {
-        "argv": [str(PROJECT_ROOT / ".tools" / "bin" / "omni-infra-provider-standin"),
-                 "--schema-file", str(SCHEMA), "--health-file", str(lxc_dir / "provider-health"),
-                 "--health-check-interval", HEARTBEAT_INTERVAL,
-                 "--image-factory-url", f"http://{omni_lab.HOST}:{omni_lab.FACTORY_PORT}"],
-        "env": {"SSL_CERT_FILE": str(bundle)},
-        "start_delay_seconds": CONTAINER_START_SECONDS}})
+    write_private_json(
+        path,
+        {
+            PROVIDER_IMAGE: {
+                "argv": [
+                    str(PROJECT_ROOT / ".tools" / "bin" / "omni-infra-provider-standin"),
+                    "--schema-file",
+                    str(SCHEMA),
+                    "--health-file",
+                    str(lxc_dir / "provider-health"),
+                    "--health-check-interval",
+                    HEARTBEAT_INTERVAL,
+                    "--image-factory-url",
+                    f"http://{omni_lab.HOST}:{omni_lab.FACTORY_PORT}",
+                ],
+                "env": {"SSL_CERT_FILE": str(bundle)},
+                "start_delay_seconds": CONTAINER_START_SECONDS,
+            }
+        },
+    )
     return path
 
 
@@ -66,6 +79,7 @@ def report_error(lab_dir: Path, omni: dict, provider_id: str, error: str = "") -
     def shown() -> bool:
         health = admin.get_or_none(HEALTH_TYPE, provider_id, HEALTH_NAMESPACE) or {}
         return ((health.get("spec") or {}).get("error") or "") == error
+
     wait_until(shown, None, "the provider's heartbeat report", log_file(lab_dir), 60)
 
 
@@ -75,9 +89,15 @@ def register(state_dir: Path, omni: dict, provider_id: str) -> str:
     key = create(omni, provider_id)
     write_private_json(state_dir / "provider.json", {"omni": omni, "provider_id": provider_id, "key": key})
     omni_lab.lab_omnictl(omni, key).apply(
-        {"metadata": {"namespace": STATUS_NAMESPACE, "type": STATUS_TYPE, "id": provider_id},
-         "spec": {"name": "Proxmox", "description": "Proxmox infrastructure provider (lab)",
-                  "schema": SCHEMA.read_text()}})
+        {
+            "metadata": {"namespace": STATUS_NAMESPACE, "type": STATUS_TYPE, "id": provider_id},
+            "spec": {
+                "name": "Proxmox",
+                "description": "Proxmox infrastructure provider (lab)",
+                "schema": SCHEMA.read_text(),
+            },
+        }
+    )
     set_heartbeat(state_dir)
     return key
 
@@ -86,5 +106,8 @@ def set_heartbeat(state_dir: Path, *, error: str = "", age_seconds: float = 0) -
     """For provider-level tests: one heartbeat written as the provider's key, age_seconds old, with error."""
     registration = json.loads((state_dir / "provider.json").read_text())
     omni_lab.lab_omnictl(registration["omni"], registration["key"]).apply(
-        {"metadata": {"namespace": HEALTH_NAMESPACE, "type": HEALTH_TYPE, "id": registration["provider_id"]},
-         "spec": {"lastheartbeattimestamp": {"seconds": int(time.time() - age_seconds)}, "error": error}})
+        {
+            "metadata": {"namespace": HEALTH_NAMESPACE, "type": HEALTH_TYPE, "id": registration["provider_id"]},
+            "spec": {"lastheartbeattimestamp": {"seconds": int(time.time() - age_seconds)}, "error": error},
+        }
+    )

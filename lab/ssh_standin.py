@@ -44,7 +44,7 @@ def docker_wrapper(bin_dir: Path) -> None:
     """`docker` on the container's PATH: this interpreter running the stand-in."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     wrapper = bin_dir / "docker"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {HERE / 'docker_standin.py'} \"$@\"\n")
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {HERE / "docker_standin.py"} "$@"\n')
     wrapper.chmod(0o755)
 
 
@@ -73,10 +73,14 @@ class Container:
         self.private_key_file = state_dir / "client_key"
         write_file_atomically(self.private_key_file, client_key.export_private_key())
         self.client_public_key = client_key.export_public_key().decode().strip()
-        self.env = {"PATH": f"{self.bin_dir}:/usr/bin:/bin", "HOME": str(self.home), "LANG": "C.UTF-8",
-                    "OMNI_SCALE_COMPOSE_SCHEMA": os.environ.get("OMNI_SCALE_COMPOSE_SCHEMA", ""),
-                    # What the docker stand-in runs as containers (lab/provider_standin.py: containers()).
-                    "OMNI_SCALE_LAB_CONTAINERS": os.environ.get("OMNI_SCALE_LAB_CONTAINERS", "")}
+        self.env = {
+            "PATH": f"{self.bin_dir}:/usr/bin:/bin",
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+            "OMNI_SCALE_COMPOSE_SCHEMA": os.environ.get("OMNI_SCALE_COMPOSE_SCHEMA", ""),
+            # What the docker stand-in runs as containers (lab/provider_standin.py: containers()).
+            "OMNI_SCALE_LAB_CONTAINERS": os.environ.get("OMNI_SCALE_LAB_CONTAINERS", ""),
+        }
 
     def _new_root(self, authorized_keys: str) -> None:
         if self.home.exists():
@@ -108,10 +112,18 @@ class Container:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((HOST, self.port))
         self.port = sock.getsockname()[1]
-        self.server = await asyncssh.listen(sock=sock, server_factory=Server, server_host_keys=[self.host_key],
-                                            process_factory=self.handle, encoding=None, allow_scp=False,
-                                            sftp_factory=None, agent_forwarding=False, x11_forwarding=False,
-                                            allow_pty=False)
+        self.server = await asyncssh.listen(
+            sock=sock,
+            server_factory=Server,
+            server_host_keys=[self.host_key],
+            process_factory=self.handle,
+            encoding=None,
+            allow_scp=False,
+            sftp_factory=None,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            allow_pty=False,
+        )
 
     async def _close(self) -> None:
         if self.server is not None:
@@ -130,8 +142,15 @@ class Container:
         # streaming both ways races a fast command's exit against the EOF (a broken pipe drops the session).
         stdin = await process.stdin.read()
         local = await asyncio.create_subprocess_exec(
-            "bash", "-c", process.command, cwd=self.home, env=self.env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            "bash",
+            "-c",
+            process.command,
+            cwd=self.home,
+            env=self.env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         stdout, stderr = await local.communicate(stdin)
         process.stdout.write(stdout)
         process.stderr.write(stderr)
@@ -162,10 +181,19 @@ class Container:
         write_private_json(self.state_dir / RELOADED, {"generation": generation})
 
     def write_info(self) -> None:
-        write_private_json(self.state_dir / "ssh.json", {
-            "host": HOST, "port": self.port, "user": "root", "pid": os.getpid(), "home": str(self.home),
-            "host_key": self.host_key.export_public_key().decode().strip() if self.host_key else "",
-            "private_key_file": str(self.private_key_file), "generation": self.generation})
+        write_private_json(
+            self.state_dir / "ssh.json",
+            {
+                "host": HOST,
+                "port": self.port,
+                "user": "root",
+                "pid": os.getpid(),
+                "home": str(self.home),
+                "host_key": self.host_key.export_public_key().decode().strip() if self.host_key else "",
+                "private_key_file": str(self.private_key_file),
+                "generation": self.generation,
+            },
+        )
 
 
 async def serve(state_dir: Path, port: int, container_file: Path | None) -> None:
@@ -195,8 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--container-file", type=Path, default=None,
-                        help="the CT this server is (written by lab/fakepve_lab.py); none: always there")
+    parser.add_argument(
+        "--container-file",
+        type=Path,
+        default=None,
+        help="the CT this server is (written by lab/fakepve_lab.py); none: always there",
+    )
     args = parser.parse_args(argv)
     asyncio.run(serve(Path(args.state_dir).resolve(), args.port, args.container_file))
     return 0

@@ -10,6 +10,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+# The providerdata of the seed spec's control-plane class, as Omni stores it (unset fields left out).
+SEED_CONTROL_PLANE_DATA = {
+    "cores": 4,
+    "sockets": 1,
+    "memory": 8192,
+    "disk_size": 40,
+    "network_bridge": "vmbr0",
+    "storage_selector": 'name == "vm_ssd"',
+}
+
 _skipped: list[str] = []
 
 
@@ -36,6 +46,7 @@ def configure(provider, config: dict):
     """A dynamic provider handed this stack config the way the engine hands it (`configure`), keys in full."""
     from pulumi.dynamic import ConfigureRequest
     from pulumi.dynamic.config import Config
+
     provider.configure(ConfigureRequest(Config(config, "omni-scale")))
     return provider
 
@@ -43,7 +54,9 @@ def configure(provider, config: dict):
 def stack_lookup(config: dict):
     """What the settings readers get: a key lookup over this stack config."""
     from pulumi.dynamic.config import Config
-    from components.settings import lookup_in
+
+    from components.core.settings import lookup_in
+
     return lookup_in(Config(config, "omni-scale"))
 
 
@@ -51,5 +64,6 @@ def stack_lookup(config: dict):
 def matrix(tmp_path):
     """A Matrix-shaped fakepve of this test's own (tests/fakepve_matrix.py)."""
     from tests.fakepve_matrix import running_matrix
+
     with running_matrix(tmp_path) as running:
         yield running

@@ -22,17 +22,17 @@ from fakepve.certs import make_cert
 
 from lab import fakepve_lab
 
-HOST = '127.0.0.1'
+HOST = "127.0.0.1"
 TIMEOUT = 30  # seconds; a start, stop or call taking longer fails the test instead of hanging it
 
 
-class Matrix(object):
+class Matrix:
     """What running_matrix() yields: the fake, how to reach it, and call() to change it safely."""
 
     def __init__(self, pve, loop, token_secret, cafile, provider_token_secret):
         self.pve = pve
         self.loop = loop
-        self.api_url = pve.url + '/api2/json'
+        self.api_url = pve.url + "/api2/json"
         self.token_id = fakepve_lab.TOKEN_ID
         self.token_secret = token_secret
         self.cafile = cafile
@@ -49,6 +49,7 @@ class Matrix(object):
                 done.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # handed to the caller's thread
                 done.set_exception(exc)
+
         self.loop.call_soon_threadsafe(run)
         return done.result(TIMEOUT)
 
@@ -63,13 +64,14 @@ def running_matrix(tmp_path, prepare=None, readings=None):
     """
     certfile, keyfile, _ = make_cert(str(tmp_path), hosts=(HOST,))
     token_secret, provider_token_secret = secrets.token_hex(16), secrets.token_hex(16)
-    pve = fakepve_lab.build_matrix(FakePve(password=secrets.token_hex(16), host=HOST, port=0), token_secret, readings,
-                                   provider_token_secret)
+    pve = fakepve_lab.build_matrix(
+        FakePve(password=secrets.token_hex(16), host=HOST, port=0), token_secret, readings, provider_token_secret
+    )
     pve.time_scale = 0
     if prepare is not None:
         prepare(pve)
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name='fakepve-matrix', daemon=True)
+    thread = threading.Thread(target=loop.run_forever, name="fakepve-matrix", daemon=True)
     thread.start()
     try:
         # start() returns once the socket listens (and pve.port holds the real port): no polling, no sleeps.
@@ -87,8 +89,9 @@ def running_matrix(tmp_path, prepare=None, readings=None):
 
 def api_get(api_url, token_id, token_secret, cafile, path):
     """GET one Proxmox API path with an API token, trusting only the lab's CA; the response's `data`."""
-    request = urllib.request.Request(api_url + path, headers={
-        'Authorization': 'PVEAPIToken={0}={1}'.format(token_id, token_secret)})
+    request = urllib.request.Request(
+        api_url + path, headers={"Authorization": f"PVEAPIToken={token_id}={token_secret}"}
+    )
     context = ssl.create_default_context(cafile=cafile)
     with urllib.request.urlopen(request, context=context, timeout=10) as response:
-        return json.load(response)['data']
+        return json.load(response)["data"]

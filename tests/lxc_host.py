@@ -8,7 +8,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from components.ssh import public_key_of
+from components.proxmox.ssh import public_key_of
 from lab import ctl, fakepve_lab
 from lab.processes import spawn
 from tests.conftest import PROJECT_ROOT
@@ -26,22 +26,37 @@ def running_lxc_host(tmp_path: Path, containers: Path | None = None, container_f
     host["replace_container"]() destroys and creates again, as lab/fakepve_lab.py does when the CT is."""
     state = tmp_path / "lxc"
     extra = ["--container-file", str(state / f"ct-{VMID}.json")] if container_file else []
-    proc = spawn(tmp_path, "ssh", [sys.executable, str(PROJECT_ROOT / "lab" / "ssh_standin.py"),
-                                        "--state-dir", str(state), *extra],
-                      env={**os.environ, "OMNI_SCALE_COMPOSE_SCHEMA": str(COMPOSE_SCHEMA),
-                           "OMNI_SCALE_LAB_CONTAINERS": str(containers or "")})
+    proc = spawn(
+        tmp_path,
+        "ssh",
+        [sys.executable, str(PROJECT_ROOT / "lab" / "ssh_standin.py"), "--state-dir", str(state), *extra],
+        env={
+            **os.environ,
+            "OMNI_SCALE_COMPOSE_SCHEMA": str(COMPOSE_SCHEMA),
+            "OMNI_SCALE_LAB_CONTAINERS": str(containers or ""),
+        },
+    )
     try:
         info = ctl._wait_for(state / "ssh.json", proc, tmp_path / "ssh.log", "the lab SSH server")
         info["private_key"] = Path(info["private_key_file"]).read_text()
         if container_file:
+
             def create():
-                fakepve_lab.tell_ssh_server(str(state), VMID, {"generation": secrets.token_hex(8), "node": "foxtrot",
-                                                               "ssh_public_keys": public_key_of(info["private_key"])})
+                fakepve_lab.tell_ssh_server(
+                    str(state),
+                    VMID,
+                    {
+                        "generation": secrets.token_hex(8),
+                        "node": "foxtrot",
+                        "ssh_public_keys": public_key_of(info["private_key"]),
+                    },
+                )
                 info.update(json.loads((state / "ssh.json").read_text()))
 
             def replace():
                 fakepve_lab.tell_ssh_server(str(state), VMID, None)
                 create()
+
             create()
             info["replace_container"] = replace
             info["info"] = lambda: json.loads((state / "ssh.json").read_text())

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.proxmox import ProxmoxClient, ProxmoxNotFound, ProxmoxSettings
-from components.render import MACHINE_CLASS_TYPE
+from components.omni.render import MACHINE_CLASS_TYPE
+from components.proxmox.client import ProxmoxClient, ProxmoxNotFound, ProxmoxSettings
 from lab import ctl, kube_lab, omni_lab
 from tests.conftest import PROJECT_ROOT
 from tests.lxc_host import docker_history
@@ -84,6 +84,7 @@ class Estate:
     def namespace(self, name: str = "tailscale"):
         from kubernetes import client, config
         from kubernetes.client.exceptions import ApiException
+
         try:
             return client.CoreV1Api(config.new_client_from_config_dict(self.admin_kubeconfig())).read_namespace(name)
         except ApiException as exc:
@@ -95,10 +96,16 @@ class Estate:
         path = self.lab_dir / "admin-kubeconfig"
         path.write_text(yaml.safe_dump(self.admin_kubeconfig()))
         path.chmod(0o600)
-        env = {**os.environ, "KUBECONFIG": str(path), "HELM_CACHE_HOME": str(self.lab_dir / "helm-cache"),
-               "HELM_CONFIG_HOME": str(self.lab_dir / "helm-config"), "HELM_DATA_HOME": str(self.lab_dir / "helm-data")}
-        return subprocess.run([str(PROJECT_ROOT / ".tools" / "bin" / "helm"), *args], env=env, capture_output=True,
-                              text=True)
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(path),
+            "HELM_CACHE_HOME": str(self.lab_dir / "helm-cache"),
+            "HELM_CONFIG_HOME": str(self.lab_dir / "helm-config"),
+            "HELM_DATA_HOME": str(self.lab_dir / "helm-data"),
+        }
+        return subprocess.run(
+            [str(PROJECT_ROOT / ".tools" / "bin" / "helm"), *args], env=env, capture_output=True, text=True
+        )
 
     def release(self) -> dict | None:
         """The release's metadata (chart, version, status) and its user-supplied values, or None."""
@@ -111,15 +118,28 @@ class Estate:
     def secrets(self) -> list[str]:
         stack = self.info["provider_stack"]
         private_key_body = self.info["lxc"]["ssh_private_key"].splitlines()[1]
-        return [self.info["omni"]["service_account_key"], self.info["proxmox"]["token_secret"],
-                self.info["lxc"]["root_password"], private_key_body, stack["tailscale_auth_key"],
-                stack["omni_service_account_key"], stack["proxmox_token_secret"],
-                self.info["tailscale_oauth"]["client_id"], self.info["tailscale_oauth"]["client_secret"],
-                self.info["kubernetes"]["token"]]
+        return [
+            self.info["omni"]["service_account_key"],
+            self.info["proxmox"]["token_secret"],
+            self.info["lxc"]["root_password"],
+            private_key_body,
+            stack["tailscale_auth_key"],
+            stack["omni_service_account_key"],
+            stack["proxmox_token_secret"],
+            self.info["tailscale_oauth"]["client_id"],
+            self.info["tailscale_oauth"]["client_secret"],
+            self.info["kubernetes"]["token"],
+        ]
 
     def pve(self) -> ProxmoxClient:
-        return ProxmoxClient(ProxmoxSettings(self.info["proxmox"]["api_url"], "root@pam", self.info["lxc"]["root_password"],
-                                             verify_tls=self.info["proxmox"]["cafile"]))
+        return ProxmoxClient(
+            ProxmoxSettings(
+                self.info["proxmox"]["api_url"],
+                "root@pam",
+                self.info["lxc"]["root_password"],
+                verify_tls=self.info["proxmox"]["cafile"],
+            )
+        )
 
     def ct_config(self) -> dict | None:
         try:
@@ -138,8 +158,12 @@ class Estate:
         """The resource called name whose type is or starts with type_, as the state records it (secrets
         decrypted)."""
         deployment = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)["deployment"]
-        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"::{name}")
-                      and (r["type"] == type_ or type_.endswith("/") and r["type"].startswith(type_))]
+        [resource] = [
+            r
+            for r in deployment["resources"]
+            if r["urn"].endswith(f"::{name}")
+            and (r["type"] == type_ or type_.endswith("/") and r["type"].startswith(type_))
+        ]
         return resource
 
     @property
@@ -168,22 +192,15 @@ def running_estate(tmp_path_factory, name: str):
             ctl.stop(estate.lab_dir)
 
 
-@pytest.fixture(scope="module")
-def estate(tmp_path_factory):
-    with running_estate(tmp_path_factory, "engine") as estate:
-        yield estate
-
-
-
-
 # What a project copy runs as its program: swapped for an older commit's to make the state that code made.
 PROGRAM = ("components", "__main__.py", "specs")
 
 
 def program_at(commit: str) -> bytes:
     """The program as it was at commit (a tar archive from git)."""
-    return subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", commit, *PROGRAM], check=True,
-                          capture_output=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "archive", commit, *PROGRAM], check=True, capture_output=True
+    ).stdout
 
 
 def swap_program(project: Path, archive: bytes | None) -> None:

@@ -43,8 +43,11 @@ def test_refresh_reads_each_omni_resource_once(estate, tmp_path):
     assert not [a for a in omni if WRITES & set(a[:3])]
     reads = sorted(" ".join(a[:4]) for a in omni)
     # 2 classes (get), 1 cluster (template export): one read each.
-    assert reads == ["cluster template export -c", "get MachineClasses.omni.sidero.dev matrix-control-plane -n",
-                     "get MachineClasses.omni.sidero.dev matrix-worker -n"], reads
+    assert reads == [
+        "cluster template export -c",
+        "get MachineClasses.omni.sidero.dev matrix-control-plane -n",
+        "get MachineClasses.omni.sidero.dev matrix-worker -n",
+    ], reads
     assert {method for method, _ in requests} <= {"GET", "POST"}  # POST: the root login for the container
     assert not [p for m, p in requests if m == "POST" and not p.endswith("/access/ticket")]
 
@@ -54,7 +57,9 @@ def test_preflight_requests_grow_with_nodes_not_classes(estate, tmp_path):
         def edit(data):
             for i in range(extra):
                 data["machine_classes"][f"extra-{i}"] = copy.deepcopy(data["machine_classes"]["matrix-worker"])
+
         return edit
+
     estate.edit_spec(with_classes(6))
     _, requests = counted(estate, tmp_path, "preview")
     assert len(requests) == 1 + 3 * NODES  # 8 classes: the same 10 requests as 2

@@ -1,6 +1,6 @@
 """Control planes the provider put two on one node (a node out of the Proxmox cluster when it placed them, after
-the preflight had seen every node): `up` warns, the drift job reports it, and `make survive` says that losing that node breaks
-etcd quorum; a spec that requires the spread turns the warning into an error."""
+the preflight had seen every node): `up` warns, the drift job reports it, and `make survive` says that losing that
+node breaks etcd quorum; a spec that requires the spread turns the warning into an error."""
 
 import pytest
 
@@ -24,8 +24,9 @@ def test_up_warns_and_says_what_losing_the_crowded_node_leaves(crowded):
     per_node = estate.stack_outputs()["placement"][CLUSTER]["control_planes_per_node"]
     [(crowded_node, count)] = [(n, c) for n, c in per_node.items() if c == 2]
     assert "hotel" not in per_node
-    assert (f"cluster {CLUSTER}: 2 of its 3 control planes run on {crowded_node}; losing {crowded_node} loses etcd "
-            "quorum") in out
+    assert (
+        f"cluster {CLUSTER}: 2 of its 3 control planes run on {crowded_node}; losing {crowded_node} loses etcd quorum"
+    ) in out
     assert f"losing {crowded_node}: 1 of 3 control planes left (LOSES etcd quorum)" in out
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import adoption, drift
-from components.spec import load_spec
-from components.render import MACHINE_CLASS_TYPE, machine_class_document
+from components.cli import adoption, drift
+from components.core.spec import load_spec
+from components.omni.render import MACHINE_CLASS_TYPE, machine_class_document
 from lab import omni_lab
+from tests.conftest import SEED_CONTROL_PLANE_DATA
 from tests.engine.estate import CLASS, CLUSTER, running_estate
 
 pytestmark = pytest.mark.engine
@@ -29,16 +30,18 @@ SPARE = "matrix-spare"
 def estate(tmp_path_factory):
     with running_estate(tmp_path_factory, "drift") as estate:
         # A class no cluster uses (Omni refuses to delete one a machine set uses): the one deleted out of band.
-        estate.edit_spec(lambda d: d["machine_classes"].update(
-            {SPARE: copy.deepcopy(d["machine_classes"]["matrix-worker"])}))
+        estate.edit_spec(
+            lambda d: d["machine_classes"].update({SPARE: copy.deepcopy(d["machine_classes"]["matrix-worker"])})
+        )
         estate.pulumi("up", "--yes", "--skip-preview")
         yield estate
 
 
 def run_drift(estate, tmp_path):
     report_path = tmp_path / "drift.json"
-    report = drift.detect(estate.stack.argv(*drift.PREVIEW_ARGS), estate.stack.project_dir, estate.stack.env(),
-                          record=_recording())
+    report = drift.detect(
+        estate.stack.argv(*drift.PREVIEW_ARGS), estate.stack.project_dir, estate.stack.env(), record=_recording()
+    )
     code = drift.report_and_exit_code(report, str(report_path), estate.stack.stack)
     assert json.loads(report_path.read_text())["exit_code"] == code
     return code, drift.summary(report), report
@@ -60,9 +63,7 @@ def converge(estate):
 
 
 def class_document(memory: int) -> dict:
-    return machine_class_document(CLASS, "proxmox", {
-        "cores": 4, "sockets": 1, "memory": memory, "disk_size": 40, "network_bridge": "vmbr0",
-        "storage_selector": 'name == "vm_ssd"'})
+    return machine_class_document(CLASS, "proxmox", {**SEED_CONTROL_PLANE_DATA, "memory": memory})
 
 
 def resync_cluster(estate, edit):
@@ -82,7 +83,11 @@ def test_class_memory_changed_out_of_band(estate, tmp_path):
     code, text, report = run_drift(estate, tmp_path)
     assert code == 1, text
     [resource] = report["resources"]
-    assert (resource["name"], resource["type"], resource["change"]) == (CLASS, "omni-scale:omni:MachineClass", "differs")
+    assert (resource["name"], resource["type"], resource["change"]) == (
+        CLASS,
+        "omni-scale:omni:MachineClass",
+        "differs",
+    )
     assert resource["fields"] == [{"field": "provider_data.memory", "live": 4096, "desired": 8192}]
     assert "provider_data.memory: live 4096, desired 8192" in text
     converge(estate)
@@ -117,6 +122,7 @@ def test_patch_edited_out_of_band(estate, tmp_path):
             patch["inline"] = patch["inline"].replace("disabled: true", "disabled: false")
         else:
             patch["inline"]["cluster"]["proxy"]["disabled"] = False
+
     resync_cluster(estate, edit)
     code, text, report = run_drift(estate, tmp_path)
     assert code == 1, text
@@ -139,16 +145,28 @@ def test_lxc_memory_changed_in_proxmox(estate, tmp_path):
 def test_operator_value_changed_by_an_out_of_band_helm_upgrade(estate, tmp_path):
     where = ("tailscale-operator", "--namespace", "tailscale")
     chart = ("tailscale-operator", "--repo", estate.info["kubernetes"]["chart_repository"], "--version", "1.102.3")
-    upgraded = estate.helm("upgrade", *where[:1], *chart, *where[1:], "--reuse-values",
-                           "--set", "operatorConfig.hostname=someone-elses-operator")
+    upgraded = estate.helm(
+        "upgrade",
+        *where[:1],
+        *chart,
+        *where[1:],
+        "--reuse-values",
+        "--set",
+        "operatorConfig.hostname=someone-elses-operator",
+    )
     assert upgraded.returncode == 0, upgraded.stderr
     code, text, report = run_drift(estate, tmp_path)
     assert code == 1, text
     [resource] = report["resources"]
     assert (resource["name"], resource["type"], resource["change"]) == (
-        "tailscale-operator", "kubernetes:helm.sh/v3:Release", "differs")
+        "tailscale-operator",
+        "kubernetes:helm.sh/v3:Release",
+        "differs",
+    )
     # The values are a secret (the OAuth pair is in them): the report names the field, never its content.
-    assert resource["fields"] == [{"field": "values.operatorConfig.hostname", "live": "[secret]", "desired": "[secret]"}]
+    assert resource["fields"] == [
+        {"field": "values.operatorConfig.hostname", "live": "[secret]", "desired": "[secret]"}
+    ]
     assert "someone-elses" not in json.dumps(report)
     converge(estate)
     assert estate.release()["values"]["operatorConfig"]["hostname"] == "talos-prod-01-operator"
@@ -163,7 +181,9 @@ def test_storage_removed_from_a_node_is_preflight_drift(estate, tmp_path):
         assert code == 1, text
         assert report["preflight"] == [
             f"class {c} on node hotel: selector picks storage vm_ssd, which is disabled on this node "
-            "(storage.cfg `disable`, or a `nodes` list without it)" for c in ("matrix-control-plane", SPARE, "matrix-worker")]
+            "(storage.cfg `disable`, or a `nodes` list without it)"
+            for c in ("matrix-control-plane", SPARE, "matrix-worker")
+        ]
     finally:
         api.call("PUT", "storage/vm_ssd", delete="nodes")
     assert run_drift(estate, tmp_path)[0] == 0
@@ -182,6 +202,7 @@ def test_unreachable_omni_cannot_be_judged(estate, tmp_path):
 
 
 # -------------------------------------------------------------------------------------- adoption
+
 
 def test_adoption_shows_its_plan_and_writes_only_once_confirmed(estate, tmp_path, capfd):
     # Forget the stack that built it: every resource stays where it is.
@@ -214,7 +235,8 @@ def test_adoption_shows_its_plan_and_writes_only_once_confirmed(estate, tmp_path
     assert len([a for a in estate.docker_history() if a[:2] == ["compose", "up"]]) == compose_ups
     code, text, report = run_drift(estate, tmp_path)
     assert code == 1 and [(r["name"], r["fields"]) for r in report["resources"]] == [
-        (CLASS, [{"field": "provider_data.memory", "live": 6144, "desired": 8192}])], text
+        (CLASS, [{"field": "provider_data.memory", "live": 6144, "desired": 8192}])
+    ], text
     estate.pulumi("up", "--yes", "--skip-preview")
     assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
     assert estate.live_memory() == 8192

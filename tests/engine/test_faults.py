@@ -27,8 +27,11 @@ LAB_OMNICTL = PROJECT_ROOT / "lab" / "bin" / "omnictl"
 def estate(tmp_path_factory):
     with running_estate(tmp_path_factory, "faults") as estate:
         # Quick retries and timeouts: the matrix provokes many failures on purpose.
-        for key, value in (("retryFirstDelaySeconds", "0.2"), ("omniTimeoutSeconds", "5"),
-                           ("clusterReadyTimeoutSeconds", "30")):
+        for key, value in (
+            ("retryFirstDelaySeconds", "0.2"),
+            ("omniTimeoutSeconds", "5"),
+            ("clusterReadyTimeoutSeconds", "30"),
+        ):
             estate.set_config(f"omni-scale:{key}", value)
         estate.pulumi("up", "--yes", "--skip-preview")
         yield estate
@@ -89,6 +92,7 @@ def wrapper(tmp_path, body: str) -> str:
 
 # ----------------------------------------------------------------------------------------- Omni
 
+
 def test_omni_unreachable(estate, pending_change):
     old, _ = pending_change
     omni_lab.set_reachable(estate.info["omni"], False)
@@ -99,13 +103,19 @@ def test_omni_unreachable(estate, pending_change):
     converges(estate, old)
 
 
-@pytest.mark.parametrize("omnictl,message", [
-    # Slower than omniTimeoutSeconds (5 s here) on every call but --version: retried, then given up.
-    (f'[ "$1" = "--version" ] || sleep 8\nexec {LAB_OMNICTL} "$@"', "no answer within 5s"),
-    (None, "is not an executable file; check omni-scale:omnictlPath"),
-    (f'[ "$1" = "--version" ] && {{ echo "omnictl version v1.5.2"; exit 0; }}\nexec {LAB_OMNICTL} "$@"',
-     "is omnictl v1.5.2; this stack expects v1.8.x"),
-], ids=["omni-too-slow", "omnictl-missing", "omnictl-wrong-version"])
+@pytest.mark.parametrize(
+    "omnictl,message",
+    [
+        # Slower than omniTimeoutSeconds (5 s here) on every call but --version: retried, then given up.
+        (f'[ "$1" = "--version" ] || sleep 8\nexec {LAB_OMNICTL} "$@"', "no answer within 5s"),
+        (None, "is not an executable file; check omni-scale:omnictlPath"),
+        (
+            f'[ "$1" = "--version" ] && {{ echo "omnictl version v1.5.2"; exit 0; }}\nexec {LAB_OMNICTL} "$@"',
+            "is omnictl v1.5.2; this stack expects v1.8.x",
+        ),
+    ],
+    ids=["omni-too-slow", "omnictl-missing", "omnictl-wrong-version"],
+)
 def test_omnictl_faults(estate, pending_change, tmp_path, omnictl, message):
     old, _ = pending_change
     path = wrapper(tmp_path, omnictl) if omnictl else "tools/no-such-omnictl"
@@ -114,17 +124,21 @@ def test_omnictl_faults(estate, pending_change, tmp_path, omnictl, message):
     converges(estate, old)
 
 
-@pytest.mark.parametrize("key,message", [
-    ("garbled", "rejected the input: Error: invalid character"),  # omnictl cannot even decode it
-    # Omni answers an expired, a revoked and an unknown key alike ("invalid signature").
-    ("expired-or-unknown", "was refused (is the service-account key valid and unexpired?)"),
-])
+@pytest.mark.parametrize(
+    "key,message",
+    [
+        ("garbled", "rejected the input: Error: invalid character"),  # omnictl cannot even decode it
+        # Omni answers an expired, a revoked and an unknown key alike ("invalid signature").
+        ("expired-or-unknown", "was refused (is the service-account key valid and unexpired?)"),
+    ],
+)
 def test_omni_refuses_the_key(estate, pending_change, key, message):
     old, _ = pending_change
     # A key that is not one at all, or a well-formed key Omni does not know (revoked, or of another Omni).
     bad = "bm90LWEta2V5" if key == "garbled" else omni_lab.revoked_key(estate.info["omni"])
-    with stack_config(estate, "omniServiceAccountKey", bad, restore=estate.info["omni"]["service_account_key"],
-                      secret=True):
+    with stack_config(
+        estate, "omniServiceAccountKey", bad, restore=estate.info["omni"]["service_account_key"], secret=True
+    ):
         assert "retrying in" not in up_stops(estate, message)  # permanent: not retried
     converges(estate, old)
 
@@ -159,15 +173,25 @@ def test_provider_health_reports_an_error(estate, pending_change):
 
 # ---------------------------------------------------------------------------------------- Proxmox
 
-@pytest.mark.parametrize("fault,clear,message,more_workers", [
-    (("node-offline", "hotel"), ("node-online", "hotel"), "node hotel: offline", 0),
-    (("ceph-down",), ("ceph-up",), "which is inactive (for Ceph RBD: is the Ceph cluster healthy?)", 0),
-    # A full storage matters only for what is still to be built: one more worker.
-    (("storage-full", "vm_ssd"), ("storage-free", "vm_ssd", "3000"),
-     "capacity: storage vm_ssd needs 100 GB for the VMs still to build (1 VM of talos-prod-01-workers)", 1),
-], ids=["node-offline", "ceph-down", "storage-full"])
-def test_proxmox_fault_stops_preview_before_anything_is_applied(estate, pending_change, fault, clear, message,
-                                                                 more_workers):
+
+@pytest.mark.parametrize(
+    "fault,clear,message,more_workers",
+    [
+        (("node-offline", "hotel"), ("node-online", "hotel"), "node hotel: offline", 0),
+        (("ceph-down",), ("ceph-up",), "which is inactive (for Ceph RBD: is the Ceph cluster healthy?)", 0),
+        # A full storage matters only for what is still to be built: one more worker.
+        (
+            ("storage-full", "vm_ssd"),
+            ("storage-free", "vm_ssd", "3000"),
+            "capacity: storage vm_ssd needs 100 GB for the VMs still to build (1 VM of talos-prod-01-workers)",
+            1,
+        ),
+    ],
+    ids=["node-offline", "ceph-down", "storage-full"],
+)
+def test_proxmox_fault_stops_preview_before_anything_is_applied(
+    estate, pending_change, fault, clear, message, more_workers
+):
     old, _ = pending_change
     if more_workers:
         workers = estate.live_workers() + more_workers
@@ -192,18 +216,26 @@ def test_flaky_proxmox_network_is_ridden_out(estate, pending_change):
 
 def test_expired_proxmox_token(estate, pending_change):
     old, _ = pending_change
-    with stack_config(estate, "proxmoxTokenSecret", "expired-token", restore=estate.info["proxmox"]["token_secret"],
-                      secret=True):
+    with stack_config(
+        estate, "proxmoxTokenSecret", "expired-token", restore=estate.info["proxmox"]["token_secret"], secret=True
+    ):
         up_stops(estate, "the API token was refused")
     converges(estate, old)
 
 
 # ------------------------------------------------------------------------------- interrupted up
 
+
 def _up_in_background(estate, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
-        return subprocess.Popen(estate.stack.argv("up", "--yes", "--skip-preview"), cwd=estate.project,
-                                env=estate.stack.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            estate.stack.argv("up", "--yes", "--skip-preview"),
+            cwd=estate.project,
+            env=estate.stack.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])

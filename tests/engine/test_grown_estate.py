@@ -31,20 +31,28 @@ def test_omni_numbered_every_patch_by_its_position(estate):
     exported = list(yaml.safe_load_all(estate.omni.export_template("talos-prod-01")))
     ids = {d["kind"] + ":" + d.get("name", ""): [p["idOverride"] for p in d.get("patches", [])] for d in exported}
     assert ids["Cluster:talos-prod-01"] == ["200-cluster-talos-prod-01-cilium-prep", "201-cluster-talos-prod-01-ntp"]
-    assert ids["ControlPlane:"] == ["400-talos-prod-01-control-planes-etcd-quota",
-                                    "401-talos-prod-01-control-planes-api-audit"]
+    assert ids["ControlPlane:"] == [
+        "400-talos-prod-01-control-planes-etcd-quota",
+        "401-talos-prod-01-control-planes-api-audit",
+    ]
     assert ids["Workers:gpu"] == ["400-talos-prod-01-gpu-gpu-taint", "401-talos-prod-01-gpu-gpu-modules"]
 
 
 def test_the_provider_built_every_machine_the_pinned_one_on_its_node(estate):
-    vms = wait_until(lambda: (lambda v: len(v) == 10 and v)(estate.provider_vms()), None, "the provider's ten VMs",
-                     provider_standin.log_file(estate.lab_dir), 120)
+    vms = wait_until(
+        lambda: (lambda v: len(v) == 10 and v)(estate.provider_vms()),
+        None,
+        "the provider's ten VMs",
+        provider_standin.log_file(estate.lab_dir),
+        120,
+    )
     [gpu] = [vm for vm in vms if vm["tags"] == "machine-request.talos-prod-01-gpu"]
-    assert gpu["node"] == "foxtrot" and gpu["maxmem"] == 32768 * 2 ** 20 and gpu["maxcpu"] == 8
+    assert gpu["node"] == "foxtrot" and gpu["maxmem"] == 32768 * 2**20 and gpu["maxcpu"] == 8
 
 
 def test_refresh_preview_and_drift_see_no_difference(estate):
-    from components import drift
+    from components.cli import drift
+
     estate.pulumi("refresh", "--yes", "--skip-preview")
     proc = estate.pulumi("preview", "--expect-no-changes", "--diff", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -52,5 +60,3 @@ def test_refresh_preview_and_drift_see_no_difference(estate):
     assert report["exit_code"] == 0, drift.summary(report)
     second = estate.pulumi("up", "--yes", "--skip-preview")
     assert "syncing" not in second.stdout + second.stderr  # no re-sync, no wait, no new kubeconfig
-
-

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.render import MACHINE_CLASS_TYPE, canonical_cluster, machine_class_document
+from components.omni.render import MACHINE_CLASS_TYPE, canonical_cluster, machine_class_document
 from lab.processes import wait_until
-from tests.conftest import PROJECT_ROOT
-from tests.engine.estate import CLASS, CLASS_TYPE, CLUSTER, CLUSTER_TYPE, estate  # noqa: F401 (estate: a fixture)
+from tests.conftest import PROJECT_ROOT, SEED_CONTROL_PLANE_DATA
+from tests.engine.estate import CLASS, CLASS_TYPE, CLUSTER, CLUSTER_TYPE
 
 pytestmark = pytest.mark.engine
 OPERATOR = "omni-scale:k8s:TailscaleOperator$"
@@ -31,27 +31,39 @@ def _steps(preview: dict, op: str, name: str = CLASS) -> list[dict]:
 def test_preview_shows_the_seed_estate_to_create(estate):
     preview = estate.preview_json()
     # Each of the program's own resources says its kind in its type (and so in its URN).
-    creates = {s["urn"].rsplit("::", 1)[1]: s["newState"]["type"] for s in preview["steps"]
-               if s["op"] == "create" and s["newState"]["type"].startswith("pulumi-python:")}
+    creates = {
+        s["urn"].rsplit("::", 1)[1]: s["newState"]["type"]
+        for s in preview["steps"]
+        if s["op"] == "create" and s["newState"]["type"].startswith("pulumi-python:")
+    }
     assert creates == {
         "control-plane-placement": "pulumi-python:dynamic/proxmox:ControlPlanePlacement",
         "matrix": "pulumi-python:dynamic/proxmox:StoragePreflight",
-        "matrix-control-plane": CLASS_TYPE, "matrix-worker": CLASS_TYPE,
+        "matrix-control-plane": CLASS_TYPE,
+        "matrix-worker": CLASS_TYPE,
         "omni-provider": "pulumi-python:dynamic/proxmox:LxcContainer",
-        "omni-provider-compose": "pulumi-python:dynamic/proxmox:ComposeDeployment", CLUSTER: CLUSTER_TYPE}
+        "omni-provider-compose": "pulumi-python:dynamic/proxmox:ComposeDeployment",
+        CLUSTER: CLUSTER_TYPE,
+    }
     # The operator: pulumi-kubernetes resources, on a provider of the new cluster's own.
-    assert {s["urn"].rsplit("::", 1)[1]: s["newState"]["type"] for s in preview["steps"]
-            if s["op"] == "create" and OPERATOR in s["urn"]} == {
+    assert {
+        s["urn"].rsplit("::", 1)[1]: s["newState"]["type"]
+        for s in preview["steps"]
+        if s["op"] == "create" and OPERATOR in s["urn"]
+    } == {
         "tailscale-operator-cluster": "pulumi:providers:kubernetes",
         "tailscale-operator-namespace": "kubernetes:core/v1:Namespace",
-        "tailscale-operator": "kubernetes:helm.sh/v3:Release"}
+        "tailscale-operator": "kubernetes:helm.sh/v3:Release",
+    }
     assert estate.live_class() is None and estate.ct_config() is None  # preview wrote nothing
     # The cluster's CNI, rendered from the (lab's) Cilium chart, is its own input: the manifests Omni applies.
     [cluster] = [s for s in preview["steps"] if s["urn"].endswith(f"{CLUSTER_TYPE}::{CLUSTER}")]
     [manifest] = cluster["newState"]["inputs"]["manifests"]
     assert (manifest["name"], manifest["mode"]) == ("cilium", "full")
-    assert {(d["kind"], d["metadata"]["name"]) for d in manifest["inline"]} >= {("DaemonSet", "cilium"),
-                                                                                 ("ConfigMap", "cilium-config")}
+    assert {(d["kind"], d["metadata"]["name"]) for d in manifest["inline"]} >= {
+        ("DaemonSet", "cilium"),
+        ("ConfigMap", "cilium-config"),
+    }
     assert "manifests" not in cluster["newState"]["inputs"]["template"]
 
 
@@ -60,8 +72,10 @@ def test_up_creates_the_classes_and_the_cluster(estate):
     out = [line.strip().removeprefix("omni-scale: ") for line in (up.stdout + up.stderr).splitlines()]
     # The wait's progress, read from Omni's resources, ends with every machine running and every node Ready.
     progress = [line for line in out if line.startswith(f"cluster {CLUSTER}: control-planes")]
-    assert progress[-1] == (f"cluster {CLUSTER}: control-planes 3 requested, 3 provisioned, 3 running; workers 2 "
-                            "requested, 2 provisioned, 2 running; Kubernetes API reachable; 5 of 5 nodes ready"), out
+    assert progress[-1] == (
+        f"cluster {CLUSTER}: control-planes 3 requested, 3 provisioned, 3 running; workers 2 "
+        "requested, 2 provisioned, 2 running; Kubernetes API reachable; 5 of 5 nodes ready"
+    ), out
     assert out.index(progress[0]) <= out.index(progress[-1]) < out.index(f"cluster {CLUSTER} is ready")
     # Then where the control planes landed, and what losing each node would leave.
     assert f"cluster {CLUSTER}: control planes per node: foxtrot 1, golf 1, hotel 1" in out
@@ -75,14 +89,18 @@ def test_up_creates_the_classes_and_the_cluster(estate):
     # provider put the VMs agree.
     predicted = outputs["preflight"]["readings"]["machine_sets"]
     placed = outputs["placement"][CLUSTER]
-    assert predicted[f"{CLUSTER}-control-planes"]["placement"] == placed["control_planes_per_node"] \
+    assert (
+        predicted[f"{CLUSTER}-control-planes"]["placement"]
+        == placed["control_planes_per_node"]
         == {"foxtrot": 1, "golf": 1, "hotel": 1}
+    )
     # (Workers go by free memory, which moves: only their number is the same.)
     assert sum(predicted[f"{CLUSTER}-workers"]["placement"].values()) == sum(placed["workers_per_node"].values()) == 2
 
 
 def test_omni_holds_the_cni_and_its_manifests_pass_a_server_side_dry_run(estate):
     from kubernetes import config, utils
+
     [manifest] = canonical_cluster(estate.omni.export_template(CLUSTER))[1]
     assert manifest["mode"] == "full" and manifest["inline"]
     api = config.new_client_from_config_dict(estate.admin_kubeconfig())
@@ -111,12 +129,15 @@ def test_up_installed_the_tailscale_operator_in_a_privileged_namespace(estate):
     assert (release["chart"], release["version"], release["status"]) == ("tailscale-operator", "1.102.3", "deployed")
     assert release["values"]["operatorConfig"] == {"hostname": "talos-prod-01-operator"}
     # The OAuth pair reached the chart (from the stack's secrets, through a 0600 values file).
-    assert release["values"]["oauth"] == {"clientId": estate.info["tailscale_oauth"]["client_id"],
-                                          "clientSecret": estate.info["tailscale_oauth"]["client_secret"]}
+    assert release["values"]["oauth"] == {
+        "clientId": estate.info["tailscale_oauth"]["client_id"],
+        "clientSecret": estate.info["tailscale_oauth"]["client_secret"],
+    }
     outputs = json.loads(estate.pulumi("stack", "output", "--json").stdout)
     assert outputs["tailscale_operator"] == {"cluster": CLUSTER, "status": "deployed"}
     # The release was awaited: its Deployment rolled out on the lab's node before `up` went on.
     from kubernetes import client, config
+
     apps = client.AppsV1Api(config.new_client_from_config_dict(estate.admin_kubeconfig()))
     assert apps.read_namespaced_deployment("operator", "tailscale").status.ready_replicas == 1
 
@@ -131,17 +152,21 @@ def test_a_second_up_changes_nothing_and_starts_nothing(estate):
     before = estate.docker_history()
     out = estate.pulumi("up", "--yes", "--skip-preview").stdout
     assert "created" not in out and "updated" not in out.split("Resources:")[1], out
-    assert [argv for argv in estate.docker_history()[len(before):] if argv[:2] == ["compose", "up"]] == []
+    assert [argv for argv in estate.docker_history()[len(before) :] if argv[:2] == ["compose", "up"]] == []
 
 
 def test_an_operator_value_change_shows_as_values_in_preview_and_is_applied(estate):
     estate.edit_spec(lambda d: d["tailscale_operator"].update(values={"operatorConfig": {"logging": "debug"}}))
     preview = estate.preview_json()
-    [update] = [s for s in preview["steps"] if s["op"] == "update" and s["urn"].endswith(f"{RELEASE}::tailscale-operator")]
+    [update] = [
+        s for s in preview["steps"] if s["op"] == "update" and s["urn"].endswith(f"{RELEASE}::tailscale-operator")
+    ]
     assert update["diffReasons"] == ["values"]
     assert not [s for s in preview["steps"] if s["op"] in ("replace", "create", "delete") and OPERATOR in s["urn"]]
     text = estate.pulumi("preview", "--diff").stdout.split(f"{RELEASE}::tailscale-operator]")[1]
-    changed = [line.strip() for line in text.split("--outputs:--")[0].splitlines() if line.strip()[:1] in ("~", "+", "-")]
+    changed = [
+        line.strip() for line in text.split("--outputs:--")[0].splitlines() if line.strip()[:1] in ("~", "+", "-")
+    ]
     # The user's value shows by name; the values map is a secret (the OAuth pair is in it), so not its value.
     assert changed == ["~ values: {", "~ operatorConfig: {", "+ logging: [secret]"], changed
     estate.pulumi("up", "--yes", "--skip-preview")
@@ -198,14 +223,14 @@ def test_worker_count_change_is_an_update_of_the_cluster_template(estate):
     assert estate.live_workers() == 3
     assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
     # Applied, they were the same: the release was not upgraded.
-    assert len(estate.helm("history", "tailscale-operator", "-n", "tailscale", "-o", "json").stdout.split("}")) \
+    assert (
+        len(estate.helm("history", "tailscale-operator", "-n", "tailscale", "-o", "json").stdout.split("}"))
         == revisions
+    )
 
 
 def test_refresh_reports_drift_made_out_of_band(estate):
-    drifted = machine_class_document(CLASS, "proxmox", {
-        "cores": 4, "sockets": 1, "memory": 4096, "disk_size": 40, "network_bridge": "vmbr0",
-        "storage_selector": 'name == "vm_ssd"'})
+    drifted = machine_class_document(CLASS, "proxmox", {**SEED_CONTROL_PLANE_DATA, "memory": 4096})
     estate.omni.apply(drifted)
     drift = estate.pulumi("refresh", "--preview-only", "--expect-no-changes", "--diff", check=False)
     assert drift.returncode != 0, drift.stdout
@@ -243,8 +268,10 @@ def test_a_cluster_that_could_never_be_ready_stops_preview_and_registers_nothing
         proc = estate.pulumi("preview", "--json", check=False)
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0 and "Traceback" not in out
-        assert ("clusters.talos-prod-01.cni: a CNI: patch patches[0] (cilium-prep) sets cluster.network.cni.name: "
-                "none and nothing installs one, so the nodes never become Ready and `up` would wait and fail") in out
+        assert (
+            "clusters.talos-prod-01.cni: a CNI: patch patches[0] (cilium-prep) sets cluster.network.cni.name: "
+            "none and nothing installs one, so the nodes never become Ready and `up` would wait and fail"
+        ) in out
         assert not [s for s in json.loads(proc.stdout or "{}").get("steps", []) if s["op"] != "same"]
     finally:
         path.write_text(good)
@@ -254,8 +281,11 @@ def test_preflight_stops_preview_with_every_problem_before_anything_is_applied(e
     path = estate.project / "specs" / "omni.yaml"
     good = path.read_text()
     try:
-        estate.edit_spec(lambda d: d["machine_classes"]["matrix-worker"]["provider_data"].update(
-            storage_selector='name == "nvme"', memory=32768))
+        estate.edit_spec(
+            lambda d: d["machine_classes"]["matrix-worker"]["provider_data"].update(
+                storage_selector='name == "nvme"', memory=32768
+            )
+        )
         proc = estate.pulumi("up", "--yes", "--skip-preview", check=False)
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0
@@ -263,8 +293,9 @@ def test_preflight_stops_preview_with_every_problem_before_anything_is_applied(e
             assert f"class matrix-worker on node {node}: no storage matches selector" in out
         assert "Traceback" not in out
         assert estate.live_workers() == 3  # nothing was applied: the class keeps its old size
-        live = yaml.safe_load(estate.omni.get(MACHINE_CLASS_TYPE, "matrix-worker", "default")["spec"]
-                              ["autoprovision"]["providerdata"])
+        live = yaml.safe_load(
+            estate.omni.get(MACHINE_CLASS_TYPE, "matrix-worker", "default")["spec"]["autoprovision"]["providerdata"]
+        )
         assert live["memory"] == 16384
     finally:
         path.write_text(good)
@@ -289,11 +320,14 @@ def test_no_secret_in_logs_argv_or_files_left_behind(estate, tmp_path):
     estate.set_spec_memory(9216)
     # -v=8: the most the engine logs without dumping property values; at -v=9 Pulumi's own RPC marshaling log
     # prints every value it marshals, secret config and provider outputs included (README: Faults).
-    runs = [estate.stack.run("up", "--yes", "--skip-preview", "--logtostderr", "--logflow", "-v=8", extra_env=env),
-            estate.stack.run("refresh", "--yes", "--skip-preview", "--logtostderr", "--logflow", "-v=8", extra_env=env)]
+    runs = [
+        estate.stack.run("up", "--yes", "--skip-preview", "--logtostderr", "--logflow", "-v=8", extra_env=env),
+        estate.stack.run("refresh", "--yes", "--skip-preview", "--logtostderr", "--logflow", "-v=8", extra_env=env),
+    ]
     # The provider's own container logs too (what `docker compose logs` would show).
     logs = "".join(r.stdout + r.stderr for r in runs) + "".join(
-        p.read_text(errors="replace") for p in (estate.lab_dir / "lxc" / "root" / ".docker-standin").glob("*.log"))
+        p.read_text(errors="replace") for p in (estate.lab_dir / "lxc" / "root" / ".docker-standin").glob("*.log")
+    )
     assert "matrix-control-plane" in logs and len(logs) > 10_000  # the logs are the real, verbose thing
     argvs = argv_log.read_text()
     assert '"apply"' in argvs, [line[-120:] for line in argvs.splitlines()]
@@ -301,8 +335,12 @@ def test_no_secret_in_logs_argv_or_files_left_behind(estate, tmp_path):
     left = [p for p in temp.rglob("*") if p.is_file()]
     leftovers = "".join(p.read_text(errors="replace") for p in left)
     for secret in estate.secrets() + [estate.kubeconfig_token()]:
-        for where, text in (("engine and program logs", logs), ("omnictl argv", argvs),
-                            ("container commands", commands), ("temporary files", leftovers)):
+        for where, text in (
+            ("engine and program logs", logs),
+            ("omnictl argv", argvs),
+            ("container commands", commands),
+            ("temporary files", leftovers),
+        ):
             assert secret not in text, f"a secret in the {where}"
     assert left == [], left  # every temporary file (kubeconfigs, values, templates) removed
     estate.set_spec_memory(16384)
@@ -316,8 +354,10 @@ def test_at_v9_an_oauth_value_shows_only_in_the_engines_own_rpc_log_and_never_in
     plugin's argv holds none either (the values reach it over gRPC)."""
     wrapper, argv_log = tmp_path / "bin" / "pulumi-resource-kubernetes", tmp_path / "plugin-argv.log"
     wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$0 $*" >> {argv_log}\n'
-                       f'exec {PROJECT_ROOT / ".tools" / "bin" / "pulumi-resource-kubernetes"} "$@"\n')
+    wrapper.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$0 $*" >> {argv_log}\n'
+        f'exec {PROJECT_ROOT / ".tools" / "bin" / "pulumi-resource-kubernetes"} "$@"\n'
+    )
     wrapper.chmod(0o755)
     path = f"{wrapper.parent}:{estate.stack.env()['PATH']}"
     estate.edit_spec(lambda d: d["tailscale_operator"].update(values={"operatorConfig": {"logging": "debug"}}))
@@ -327,8 +367,7 @@ def test_at_v9_an_oauth_value_shows_only_in_the_engines_own_rpc_log_and_never_in
     oauth = [estate.info["tailscale_oauth"]["client_id"], estate.info["tailscale_oauth"]["client_secret"]]
     lines = (run.stdout + run.stderr).splitlines()
     assert len(lines) > 1000 and any("helm.sh/v3:Release" in line and "Update" in line for line in lines)
-    leaking = {re.sub(r"RPC\[.*", "RPC", json.loads(line)["msg"]) if line.startswith("{") else line
-               for line in lines if any(secret in line for secret in oauth)}
+    leaking = {_log_message(line) for line in lines if any(secret in line for secret in oauth)}
     assert leaking <= ENGINE_RPC_LOG, leaking
     argvs = argv_log.read_text()
     assert "pulumi-resource-kubernetes" in argvs and not any(secret in argvs for secret in estate.secrets())
@@ -343,7 +382,7 @@ def _log_message(line: str) -> str:
         message = json.loads(line)["msg"]
     except (ValueError, KeyError, TypeError):
         message = line.split("] ", 1)[-1]
-    return re.sub(r"RPC\[.*", "RPC", message)
+    return re.sub(r"RPC\[.*", "RPC", message, flags=re.S)
 
 
 def test_at_v9_the_engines_own_log_files_hold_secrets_only_in_its_rpc_lines_and_stay_private(estate):
@@ -363,8 +402,12 @@ def test_at_v9_the_engines_own_log_files_hold_secrets_only_in_its_rpc_lines_and_
     assert stat.S_IMODE(temp.stat().st_mode) == 0o700
     assert [p for p in written if stat.S_IMODE(p.stat().st_mode) & 0o077] == []
     secrets = estate.secrets()
-    leaking = {_log_message(line) for p in written for line in p.read_text(errors="replace").splitlines()
-               if any(secret in line for secret in secrets)}
+    leaking = {
+        _log_message(line)
+        for p in written
+        for line in p.read_text(errors="replace").splitlines()
+        if any(secret in line for secret in secrets)
+    }
     # Were the engine to stop printing them (an upstream fix), this fails: then README: Secrets should say so.
     assert leaking == ENGINE_RPC_LOG or leaking == {"Marshaling property for RPC"}, leaking
     assert not any(secret in run.stdout + run.stderr for secret in secrets)
@@ -386,8 +429,12 @@ def test_destroy_is_refused_while_protected_and_the_deliberate_path_works(estate
     assert estate.ct_config() is None
     assert estate.release() is None
     # The lab's namespace controller empties the deleted namespace and lets it go.
-    wait_until(lambda: estate.namespace() is None, None, "the tailscale namespace's deletion",
-               estate.lab_dir / "kubernetes" / "kube-controller-manager.log")
+    wait_until(
+        lambda: estate.namespace() is None,
+        None,
+        "the tailscale namespace's deletion",
+        estate.lab_dir / "kubernetes" / "kube-controller-manager.log",
+    )
     assert estate.docker_history()[-1] == ["compose", "down"]
     assert not any("-v" in argv or "--volumes" in argv for argv in estate.docker_history())
     assert estate.live_class() is None

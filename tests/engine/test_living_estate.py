@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from components.infra_provider import HEALTH_NAMESPACE, HEALTH_TYPE, STATUS_NAMESPACE, STATUS_TYPE, heartbeat_at
-from components.ssh import public_key_of
-from components.storage_preflight import PREFLIGHT_MARK
+from components.omni.infra_provider import HEALTH_NAMESPACE, HEALTH_TYPE, STATUS_NAMESPACE, STATUS_TYPE, heartbeat_at
+from components.proxmox.ssh import public_key_of
+from components.proxmox.storage_preflight import PREFLIGHT_MARK
 from lab import ctl, provider_standin
 from lab.processes import wait_until
 from tests.engine.estate import CLUSTER, running_estate
@@ -36,7 +36,8 @@ def plain(value):
 
 
 def run_drift(estate) -> int:
-    from components import drift
+    from components.cli import drift
+
     report = drift.detect(estate.stack.argv(*drift.PREVIEW_ARGS), estate.stack.project_dir, estate.stack.env())
     return report["exit_code"], drift.summary(report)
 
@@ -57,11 +58,19 @@ def test_the_first_up_on_an_empty_lab_waits_for_the_provider_to_register(estate)
 
 
 def test_the_provider_made_the_seed_estates_vms_where_its_placement_puts_them(estate):
-    vms = wait_until(lambda: (lambda v: len(v) == 5 and all(x["status"] == "running" for x in v) and v)(
-        estate.provider_vms()), None, "the provider's five VMs", provider_standin.log_file(estate.lab_dir), 60)
-    made = sorted((vm["tags"], vm["maxcpu"], vm["maxmem"] // 2 ** 20) for vm in vms)
-    assert made == [("machine-request.talos-prod-01-control-planes", 4, 8192)] * 3 + [
-        ("machine-request.talos-prod-01-workers", 8, 16384)] * 2
+    vms = wait_until(
+        lambda: (lambda v: len(v) == 5 and all(x["status"] == "running" for x in v) and v)(estate.provider_vms()),
+        None,
+        "the provider's five VMs",
+        provider_standin.log_file(estate.lab_dir),
+        60,
+    )
+    made = sorted((vm["tags"], vm["maxcpu"], vm["maxmem"] // 2**20) for vm in vms)
+    assert (
+        made
+        == [("machine-request.talos-prod-01-control-planes", 4, 8192)] * 3
+        + [("machine-request.talos-prod-01-workers", 8, 16384)] * 2
+    )
     control_planes = [vm["node"] for vm in vms if "control-planes" in vm["tags"]]
     assert sorted(control_planes) == list(NODES)  # spread: one per node
     assert all(vm["name"].startswith(vm["tags"].split(".", 1)[1] + "-") for vm in vms)  # named after its request
@@ -86,8 +95,9 @@ def test_growing_beyond_the_free_memory_is_one_capacity_error_and_growing_by_one
         set_workers(estate, 8)  # six more workers of 16 GiB: the spread puts two on each node
         proc = estate.pulumi("preview", check=False)
         out = proc.stdout + proc.stderr
-        problems = sorted({line.split(PREFLIGHT_MARK, 1)[1].strip() for line in out.splitlines()
-                           if PREFLIGHT_MARK in line})
+        problems = sorted(
+            {line.split(PREFLIGHT_MARK, 1)[1].strip() for line in out.splitlines() if PREFLIGHT_MARK in line}
+        )
         assert proc.returncode != 0 and len(problems) == 1, out
         [problem] = problems
         assert problem.startswith("capacity: not enough memory for the VMs still to build: "), problem
@@ -106,7 +116,9 @@ def test_a_new_lxc_template_replaces_the_container_and_deploys_the_stack_into_th
     old_host_key = estate.state_resource("omni-provider-compose")["outputs"]["host_key"]
     old_creation = estate.state_resource("omni-provider")["outputs"]["creation_id"]
     before = heartbeat_at(estate.omni.get_or_none(HEALTH_TYPE, PROVIDER, HEALTH_NAMESPACE))
-    estate.edit_spec(lambda d: d["provider_lxc"].update(os_template="local:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst"))
+    estate.edit_spec(
+        lambda d: d["provider_lxc"].update(os_template="local:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst")
+    )
     steps = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in estate.preview_json()["steps"]}
     assert steps["omni-provider"] == "replace" and steps["omni-provider-compose"] == "update"
     estate.pulumi("up", "--yes", "--skip-preview")

@@ -8,8 +8,16 @@ import json
 
 import pytest
 
-from tests.engine.estate import CLASS, CLASS_TYPE, CLUSTER, CLUSTER_TYPE, UNTYPED, program_at, running_estate, \
-    swap_program
+from tests.engine.estate import (
+    CLASS,
+    CLASS_TYPE,
+    CLUSTER,
+    CLUSTER_TYPE,
+    UNTYPED,
+    program_at,
+    running_estate,
+    swap_program,
+)
 
 pytestmark = pytest.mark.engine
 BEFORE_THE_TYPES = "3843c14e079f82e22b7f54ccb270b69ec3f6eec3"
@@ -18,8 +26,11 @@ BEFORE_THE_TYPES = "3843c14e079f82e22b7f54ccb270b69ec3f6eec3"
 def _resources(estate) -> dict:
     """name -> (type, id) of every resource of the program's own and of pulumi-kubernetes."""
     deployment = json.loads(estate.pulumi("stack", "export").stdout)["deployment"]
-    return {r["urn"].rsplit("::", 1)[1]: (r["type"], r.get("id")) for r in deployment["resources"]
-            if r["type"].startswith(("pulumi-python:", "kubernetes:"))}
+    return {
+        r["urn"].rsplit("::", 1)[1]: (r["type"], r.get("id"))
+        for r in deployment["resources"]
+        if r["type"].startswith(("pulumi-python:", "kubernetes:"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +39,12 @@ def estate(tmp_path_factory):
         swap_program(estate.project, program_at(BEFORE_THE_TYPES))
         estate.pulumi("up", "--yes", "--skip-preview")
         estate.before = _resources(estate)
-        estate.live_before = {"class": estate.live_class(), "container": estate.ct_config(),
-                              "release": estate.release()["version"], "workers": estate.live_workers()}
+        estate.live_before = {
+            "class": estate.live_class(),
+            "container": estate.ct_config(),
+            "release": estate.release()["version"],
+            "workers": estate.live_workers(),
+        }
         swap_program(estate.project, None)
         yield estate
 
@@ -63,10 +78,17 @@ def test_up_records_the_new_types_and_touches_nothing_live(estate):
     for name, (type_, id_) in after.items():
         old_type, old_id = estate.before[name]
         assert id_ == old_id, name  # the same thing, never a new one
-        assert type_ == old_type if not old_type.startswith("pulumi-python:") else type_.startswith(
-            "pulumi-python:dynamic/"), (name, type_)
-    assert {"class": estate.live_class(), "container": estate.ct_config(), "release": estate.release()["version"],
-            "workers": estate.live_workers()} == estate.live_before
+        assert (
+            type_ == old_type
+            if not old_type.startswith("pulumi-python:")
+            else type_.startswith("pulumi-python:dynamic/")
+        ), (name, type_)
+    assert {
+        "class": estate.live_class(),
+        "container": estate.ct_config(),
+        "release": estate.release()["version"],
+        "workers": estate.live_workers(),
+    } == estate.live_before
     clean = estate.pulumi("preview", "--expect-no-changes", check=False)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     refreshed = estate.pulumi("refresh", "--yes", "--skip-preview", "--expect-no-changes", check=False)

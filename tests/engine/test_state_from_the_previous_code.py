@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from components import adoption
-from components.spec import load_spec
+from components.cli import adoption
+from components.core.spec import load_spec
 from tests.engine.estate import UNTYPED, program_at, running_estate, swap_program
 
 pytestmark = pytest.mark.engine
@@ -34,25 +34,36 @@ def estate(tmp_path_factory):
     with running_estate(tmp_path_factory, "previous") as estate:
         swap_program(estate.project, archive)
         estate.pulumi("up", "--yes", "--skip-preview")
-        estate.before = {"namespace_uid": estate.namespace().metadata.uid, "history": _history(estate),
-                         "entries": _operator_entries(estate)}
+        estate.before = {
+            "namespace_uid": estate.namespace().metadata.uid,
+            "history": _history(estate),
+            "entries": _operator_entries(estate),
+        }
         swap_program(estate.project, None)
         yield estate
 
 
 def test_the_previous_state_holds_the_operator_as_dynamic_resources(estate):
     assert estate.before["entries"] == {"tailscale-operator-namespace": UNTYPED, "tailscale-operator": UNTYPED}
-    assert estate.before["history"] == [{"revision": 1, "status": "deployed", "chart": "tailscale-operator-1.90.9",
-                                         "description": "Install complete"}]
+    assert estate.before["history"] == [
+        {"revision": 1, "status": "deployed", "chart": "tailscale-operator-1.90.9", "description": "Install complete"}
+    ]
 
 
 def test_a_plain_preview_shows_why_the_adoption_command_is_needed(estate):
     """Without the move, the engine would delete the old entries and create new ones: a reinstall (the create
     fails on the running release, and the old entries cannot be deleted by code that no longer has them)."""
-    steps = {s["urn"].rsplit("::", 1)[1] + "/" + s["op"] for s in estate.preview_json()["steps"]
-             if f"{OPERATOR}$" in s["urn"]}
-    assert {"tailscale-operator/delete", "tailscale-operator/create", "tailscale-operator-namespace/delete",
-            "tailscale-operator-namespace/create"} <= steps
+    steps = {
+        s["urn"].rsplit("::", 1)[1] + "/" + s["op"]
+        for s in estate.preview_json()["steps"]
+        if f"{OPERATOR}$" in s["urn"]
+    }
+    assert {
+        "tailscale-operator/delete",
+        "tailscale-operator/create",
+        "tailscale-operator-namespace/delete",
+        "tailscale-operator-namespace/create",
+    } <= steps
 
 
 def test_adoption_moves_the_operator_over_without_reinstalling_it(estate, capfd):
@@ -64,19 +75,28 @@ def test_adoption_moves_the_operator_over_without_reinstalling_it(estate, capfd)
     # Only the operator's resources changed: the three new ones, the two retired entries gone from the state.
     summary = out.split("Resources:")[-1]
     assert "deleted" not in summary and "replaced" not in summary, summary
-    assert _operator_entries(estate) == {"tailscale-operator-cluster": "pulumi:providers:kubernetes",
-                                         "tailscale-operator-namespace": "kubernetes:core/v1:Namespace",
-                                         "tailscale-operator": "kubernetes:helm.sh/v3:Release"}
+    assert _operator_entries(estate) == {
+        "tailscale-operator-cluster": "pulumi:providers:kubernetes",
+        "tailscale-operator-namespace": "kubernetes:core/v1:Namespace",
+        "tailscale-operator": "kubernetes:helm.sh/v3:Release",
+    }
     # The same namespace object, and the same release: upgraded in place to the spec's new chart version.
     assert estate.namespace().metadata.uid == estate.before["namespace_uid"]
     assert _history(estate) == [
-        {"revision": 1, "status": "superseded", "chart": "tailscale-operator-1.90.9", "description": "Install complete"},
-        {"revision": 2, "status": "deployed", "chart": "tailscale-operator-1.102.3", "description": "Upgrade complete"}]
+        {
+            "revision": 1,
+            "status": "superseded",
+            "chart": "tailscale-operator-1.90.9",
+            "description": "Install complete",
+        },
+        {"revision": 2, "status": "deployed", "chart": "tailscale-operator-1.102.3", "description": "Upgrade complete"},
+    ]
     # The state as it was is kept (0600) for `pulumi stack import`.
     [backup] = (estate.stack.project_dir / ".adoption").iterdir()
     assert backup.stat().st_mode & 0o777 == 0o600
-    assert estate.before["entries"].keys() <= {r["urn"].rsplit("::", 1)[1] for r in
-                                               json.loads(backup.read_text())["deployment"]["resources"]}
+    assert estate.before["entries"].keys() <= {
+        r["urn"].rsplit("::", 1)[1] for r in json.loads(backup.read_text())["deployment"]["resources"]
+    }
 
 
 def test_after_the_move_preview_and_refresh_are_clean(estate):

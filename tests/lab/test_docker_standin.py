@@ -7,21 +7,31 @@ import sys
 
 import pytest
 
-from components.provider_stack import ProviderSecrets, render_provider_stack
-from components.spec import load_spec
+from components.core.spec import load_spec
+from components.proxmox.compose import ProviderSecrets, render_provider_stack
 from tests.conftest import PROJECT_ROOT
 from tests.lxc_host import COMPOSE_SCHEMA
 
 SPEC = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
-SECRETS = ProviderSecrets(omni_endpoint="https://127.0.0.1:50042", omni_service_account_key="k",
-                          tailscale_auth_key="tskey-auth-x", proxmox_api_url="https://127.0.0.1:8006/api2/json",
-                          proxmox_token_id="a@pve!b", proxmox_token_secret="s")
+SECRETS = ProviderSecrets(
+    omni_endpoint="https://127.0.0.1:50042",
+    omni_service_account_key="k",
+    tailscale_auth_key="tskey-auth-x",
+    proxmox_api_url="https://127.0.0.1:8006/api2/json",
+    proxmox_token_id="a@pve!b",
+    proxmox_token_secret="s",
+)
 
 
 def docker(cwd, *args):
     env = {**os.environ, "HOME": str(cwd), "OMNI_SCALE_COMPOSE_SCHEMA": str(COMPOSE_SCHEMA)}
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / "lab" / "docker_standin.py"), *args], cwd=cwd,
-                          env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "lab" / "docker_standin.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -37,12 +47,15 @@ def test_the_rendered_stack_is_valid_and_interpolates_each_secret_into_its_own_s
     assert "TS_AUTHKEY: tskey-auth-x" in proc.stdout and "OMNI_SERVICE_ACCOUNT_KEY: k" in proc.stdout
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace("network_mode: service:tailscale", "network_mode: 5"), "network_mode"),
-    (lambda t: t.replace("restart: unless-stopped", "restart: unless-stopped\n    bogus_key: 1", 1), "bogus_key"),
-    (lambda t: t.replace("service:tailscale", "service:nothere"), "unknown service"),
-    (lambda t: t.replace("./config.yaml:", "./missing.yaml:"), "does not exist"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace("network_mode: service:tailscale", "network_mode: 5"), "network_mode"),
+        (lambda t: t.replace("restart: unless-stopped", "restart: unless-stopped\n    bogus_key: 1", 1), "bogus_key"),
+        (lambda t: t.replace("service:tailscale", "service:nothere"), "unknown service"),
+        (lambda t: t.replace("./config.yaml:", "./missing.yaml:"), "does not exist"),
+    ],
+)
 def test_invalid_compose_files_are_refused(stack_dir, edit, message):
     path = stack_dir / "compose.yml"
     path.write_text(edit(path.read_text()))
@@ -52,7 +65,7 @@ def test_invalid_compose_files_are_refused(stack_dir, edit, message):
 
 def test_a_missing_secret_in_env_fails_interpolation(stack_dir):
     env = stack_dir / ".env"
-    env.write_text("".join(l + "\n" for l in env.read_text().splitlines() if not l.startswith("TS_AUTHKEY")))
+    env.write_text("".join(line + "\n" for line in env.read_text().splitlines() if not line.startswith("TS_AUTHKEY")))
     proc = docker(stack_dir, "compose", "config", "--quiet")
     assert proc.returncode == 1 and "TS_AUTHKEY" in proc.stderr
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from components.spec import load_spec
+from components.core.spec import load_spec
 from lab import omni_lab, provider_standin
 from tests.conftest import PROJECT_ROOT, configure
 
@@ -22,11 +22,15 @@ def lab(tmp_path, monkeypatch):
 
 
 def stack_config(omni: dict, key: str | None = None, **extra) -> dict:
-    return {"omni-scale:omniEndpoint": omni["endpoint"],
-            "omni-scale:omniServiceAccountKey": key or omni["service_account_key"],
-            "omni-scale:omniCaFile": omni["ca_file"], "omni-scale:omnictlPath": "lab/bin/omnictl",
-            # Transient failures are retried; a test that provokes one should not wait seconds for it.
-            "omni-scale:retryFirstDelaySeconds": "0.01", **{f"omni-scale:{k}": v for k, v in extra.items()}}
+    return {
+        "omni-scale:omniEndpoint": omni["endpoint"],
+        "omni-scale:omniServiceAccountKey": key or omni["service_account_key"],
+        "omni-scale:omniCaFile": omni["ca_file"],
+        "omni-scale:omnictlPath": "lab/bin/omnictl",
+        # Transient failures are retried; a test that provokes one should not wait seconds for it.
+        "omni-scale:retryFirstDelaySeconds": "0.01",
+        **{f"omni-scale:{k}": v for k, v in extra.items()},
+    }
 
 
 def configured(provider_class, config: dict):
@@ -41,31 +45,70 @@ def provisioning_lab(lab):
     import sys
 
     from lab.processes import spawn, terminate, wait_until, write_private_json
+
     directory = lab["dir"]
     pve_dir = directory / "fakepve"
     pve_dir.mkdir()
-    pve_proc = spawn(directory, "fakepve", [sys.executable, str(PROJECT_ROOT / "lab" / "fakepve_lab.py"),
-                                            "--state-dir", str(pve_dir)])
+    pve_proc = spawn(
+        directory,
+        "fakepve",
+        [sys.executable, str(PROJECT_ROOT / "lab" / "fakepve_lab.py"), "--state-dir", str(pve_dir)],
+    )
     standin = None
     try:
-        pve = wait_until(lambda: (pve_dir / "fakepve.json").exists() and json.loads((pve_dir / "fakepve.json").read_text()),
-                         pve_proc, "fakepve", directory / "fakepve.log")
+        pve = wait_until(
+            lambda: (pve_dir / "fakepve.json").exists() and json.loads((pve_dir / "fakepve.json").read_text()),
+            pve_proc,
+            "fakepve",
+            directory / "fakepve.log",
+        )
         # The stand-in registers and heartbeats itself: the provider made by `lab` gets a new key for it.
         key = json.loads((directory / "provider.json").read_text())["key"]
         config = directory / "provider-config.yaml"
-        write_private_json(config, {"proxmox": {"url": pve["api_url"], "tokenID": pve["provider_token_id"],
-                                                "tokenSecret": pve["provider_token_secret"]}})
+        write_private_json(
+            config,
+            {
+                "proxmox": {
+                    "url": pve["api_url"],
+                    "tokenID": pve["provider_token_id"],
+                    "tokenSecret": pve["provider_token_secret"],
+                }
+            },
+        )
         bundle = directory / "ca-bundle.pem"
         bundle.write_text(open(lab["omni"]["ca_file"]).read() + open(pve["cafile"]).read())
-        standin = spawn(directory, "provider", [
-            str(PROJECT_ROOT / ".tools" / "bin" / "omni-infra-provider-standin"), "--id", PROVIDER_ID,
-            "--config-file", str(config), "--schema-file", str(provider_standin.SCHEMA),
-            "--image-factory-url", f"http://{omni_lab.HOST}:{omni_lab.FACTORY_PORT}"],
-            env={"PATH": "/usr/bin:/bin", "SSL_CERT_FILE": str(bundle), "OMNI_ENDPOINT": lab["omni"]["endpoint"],
-                 "OMNI_SERVICE_ACCOUNT_KEY": key})
+        standin = spawn(
+            directory,
+            "provider",
+            [
+                str(PROJECT_ROOT / ".tools" / "bin" / "omni-infra-provider-standin"),
+                "--id",
+                PROVIDER_ID,
+                "--config-file",
+                str(config),
+                "--schema-file",
+                str(provider_standin.SCHEMA),
+                "--image-factory-url",
+                f"http://{omni_lab.HOST}:{omni_lab.FACTORY_PORT}",
+            ],
+            env={
+                "PATH": "/usr/bin:/bin",
+                "SSL_CERT_FILE": str(bundle),
+                "OMNI_ENDPOINT": lab["omni"]["endpoint"],
+                "OMNI_SERVICE_ACCOUNT_KEY": key,
+            },
+        )
         # What lab/omni_readiness.py reads: fakepve's address, and a token to read it with.
-        write_private_json(directory / "lab.json", {"proxmox": pve, "provider_stack": {
-            "proxmox_token_id": pve["provider_token_id"], "proxmox_token_secret": pve["provider_token_secret"]}})
+        write_private_json(
+            directory / "lab.json",
+            {
+                "proxmox": pve,
+                "provider_stack": {
+                    "proxmox_token_id": pve["provider_token_id"],
+                    "proxmox_token_secret": pve["provider_token_secret"],
+                },
+            },
+        )
         yield {**lab, "proxmox": pve, "provider_pid": standin.pid}
     finally:
         for proc in (standin, pve_proc):

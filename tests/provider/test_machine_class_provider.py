@@ -4,18 +4,22 @@ every error path, through the same omnictl argv the engine would use."""
 import pytest
 import yaml
 
-from components import omnictl as omnictl_mod
-from components.infra_provider import ProviderNotReady
-from components.machine_class import MachineClassProvider
-from components.render import MACHINE_CLASS_TYPE, machine_class_document
-from components.errors import ConfigError
+from components.core.errors import ConfigError
+from components.omni import omnictl as omnictl_mod
+from components.omni.infra_provider import ProviderNotReady
+from components.omni.machine_class import MachineClassProvider
+from components.omni.render import MACHINE_CLASS_TYPE, machine_class_document
 from lab import omni_lab, provider_standin
+from tests.conftest import SEED_CONTROL_PLANE_DATA
 from tests.provider.conftest import PROVIDER_ID, configured, stack_config
 
-PROVIDER_DATA = {"cores": 4, "sockets": 1, "memory": 8192, "disk_size": 40,
-                 "network_bridge": "vmbr0", "storage_selector": 'name == "vm_ssd"'}
-INPUTS = {"class_id": "matrix-control-plane", "namespace": "default", "provider_id": "proxmox",
-          "provider_data": PROVIDER_DATA}
+PROVIDER_DATA = SEED_CONTROL_PLANE_DATA
+INPUTS = {
+    "class_id": "matrix-control-plane",
+    "namespace": "default",
+    "provider_id": "proxmox",
+    "provider_data": PROVIDER_DATA,
+}
 
 
 def provider_for(config: dict) -> MachineClassProvider:
@@ -63,8 +67,11 @@ def test_create_read_update_delete_round_trip(provider):
 
 
 def test_diff_compares_parsed_provider_data_not_text(provider):
-    as_text = {**INPUTS, "provider_data": "storage_selector: name == \"vm_ssd\"\ncores: 4\nsockets: 1\n"
-                                          "memory: 8192\ndisk_size: 40\nnetwork_bridge:   vmbr0\n"}
+    as_text = {
+        **INPUTS,
+        "provider_data": 'storage_selector: name == "vm_ssd"\ncores: 4\nsockets: 1\n'
+        "memory: 8192\ndisk_size: 40\nnetwork_bridge:   vmbr0\n",
+    }
     assert provider.diff("id", as_text, INPUTS).changes is False
     more_memory = provider.diff("id", INPUTS, {**INPUTS, "provider_data": {**PROVIDER_DATA, "memory": 16384}})
     assert more_memory.changes is True and more_memory.replaces == []
@@ -117,8 +124,10 @@ def test_missing_omnictl_and_missing_credentials_are_clear(lab, tmp_path):
 def test_secrets_reach_omnictl_only_through_its_environment(lab, tmp_path):
     recorder = tmp_path / "omnictl"
     log = tmp_path / "argv.log"
-    recorder.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\necho \"$OMNI_SERVICE_ACCOUNT_KEY\" > {tmp_path}/env\n"
-                        f"exec {omni_lab.TOOLS / 'omnictl'} \"$@\"\n")
+    recorder.write_text(
+        f'#!/bin/sh\necho "$@" >> {log}\necho "$OMNI_SERVICE_ACCOUNT_KEY" > {tmp_path}/env\n'
+        f'exec {omni_lab.TOOLS / "omnictl"} "$@"\n'
+    )
     recorder.chmod(0o755)
     provider = provider_for(stack_config(lab["omni"], omnictlPath=str(recorder)))
     provider.create(INPUTS)
@@ -133,7 +142,9 @@ def test_unregistered_provider_is_named(provider):
 
 def test_omni_itself_refuses_a_class_for_an_unregistered_provider(provider):
     # What our own check (above) spares the operator: Omni's answer, through the same client.
-    with pytest.raises(omnictl_mod.OmnictlError, match=r"InfraProviderStatuses.omni.sidero.dev\(infra-provider/elsewhere"):
+    with pytest.raises(
+        omnictl_mod.OmnictlError, match=r"InfraProviderStatuses.omni.sidero.dev\(infra-provider/elsewhere"
+    ):
         provider.client.apply(machine_class_document("matrix-control-plane", "elsewhere", PROVIDER_DATA))
     assert live(provider) is None
 
@@ -147,8 +158,9 @@ def test_providerdata_is_checked_against_the_schema_the_provider_published(provi
 
 def test_omni_itself_validates_providerdata_against_the_published_schema(provider):
     with pytest.raises(omnictl_mod.InvalidInput, match=r'config value "\.memory"'):
-        provider.client.apply(machine_class_document("matrix-control-plane", PROVIDER_ID,
-                                                     {**PROVIDER_DATA, "memory": 1024}))
+        provider.client.apply(
+            machine_class_document("matrix-control-plane", PROVIDER_ID, {**PROVIDER_DATA, "memory": 1024})
+        )
     assert live(provider) is None
 
 

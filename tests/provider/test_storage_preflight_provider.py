@@ -4,8 +4,8 @@ has shown; each asserts exactly the problems reported, all at once."""
 import copy
 import re
 
-from components.spec import spec_document, load_spec
-from components.storage_preflight import PREFLIGHT_MARK, StoragePreflightProvider
+from components.core.spec import load_spec, spec_document
+from components.proxmox.storage_preflight import PREFLIGHT_MARK, StoragePreflightProvider
 from lab import fakepve_lab
 from tests.conftest import PROJECT_ROOT, configure
 from tests.fakepve_matrix import running_matrix
@@ -27,16 +27,27 @@ def readings(matrix, result) -> dict:
 
 
 def preflight_config(matrix, **config) -> dict:
-    return {"omni-scale:proxmoxApiUrl": matrix.api_url, "omni-scale:proxmoxTokenId": matrix.token_id,
-            "omni-scale:proxmoxTokenSecret": matrix.token_secret, "omni-scale:proxmoxCaFile": matrix.cafile,
-            **{f"omni-scale:{k}": v for k, v in config.items()}}
+    return {
+        "omni-scale:proxmoxApiUrl": matrix.api_url,
+        "omni-scale:proxmoxTokenId": matrix.token_id,
+        "omni-scale:proxmoxTokenSecret": matrix.token_secret,
+        "omni-scale:proxmoxCaFile": matrix.cafile,
+        **{f"omni-scale:{k}": v for k, v in config.items()},
+    }
 
 
 def provider_vm(matrix, vmid: int, node: str, machine_set: str, memory: int, cores: int):
     """A VM as the infra provider leaves it: tagged with its machine request set, running."""
+
     def add(pve):
-        pve.add_vm(vmid, f"{machine_set}-{vmid}", node=node, status="running",
-                   config={"memory": memory, "cores": cores, "sockets": 1, "tags": f"machine-request.{machine_set}"})
+        pve.add_vm(
+            vmid,
+            f"{machine_set}-{vmid}",
+            node=node,
+            status="running",
+            config={"memory": memory, "cores": cores, "sockets": 1, "tags": f"machine-request.{machine_set}"},
+        )
+
     matrix.call(add, matrix.pve)
 
 
@@ -63,17 +74,27 @@ def test_all_good_judges_and_records_readings_apart(matrix):
     assert seen["storages"] == {"vm_ssd@shared": 4096}
     # Nothing runs yet: all five to build, spread as the provider would place them.
     assert seen["machine_sets"] == {
-        "talos-prod-01-control-planes": {"class": "matrix-control-plane", "wanted": 3, "existing": 0, "to_build": 3,
-                                         "placement": {"foxtrot": 1, "golf": 1, "hotel": 1}},
-        "talos-prod-01-workers": {"class": "matrix-worker", "wanted": 2, "existing": 0, "to_build": 2,
-                                  "placement": {"foxtrot": 1, "golf": 1}}}
+        "talos-prod-01-control-planes": {
+            "class": "matrix-control-plane",
+            "wanted": 3,
+            "existing": 0,
+            "to_build": 3,
+            "placement": {"foxtrot": 1, "golf": 1, "hotel": 1},
+        },
+        "talos-prod-01-workers": {
+            "class": "matrix-worker",
+            "wanted": 2,
+            "existing": 0,
+            "to_build": 2,
+            "placement": {"foxtrot": 1, "golf": 1},
+        },
+    }
 
 
 def _running_seed_estate(matrix, node_memory_gib: int = 40, host_gib: int = 4):
     """Nodes of node_memory_gib, and the seed estate's five VMs already running where the provider put them."""
     for node in ("foxtrot", "golf", "hotel"):
-        matrix.call(fakepve_lab.set_node_capacity, matrix.pve, node, 32, node_memory_gib * 1024 ** 3,
-                    host_gib * 1024 ** 3)
+        matrix.call(fakepve_lab.set_node_capacity, matrix.pve, node, 32, node_memory_gib * 1024**3, host_gib * 1024**3)
     for vmid, node in ((300, "foxtrot"), (301, "golf"), (302, "hotel")):
         provider_vm(matrix, vmid, node, "talos-prod-01-control-planes", 8192, 4)
     for vmid, node in ((310, "foxtrot"), (311, "golf")):
@@ -102,25 +123,28 @@ def test_growing_beyond_the_free_memory_names_the_set_the_node_and_the_shortage(
     # equal nodes, foxtrot, which lacks 4 GiB.
     assert problems(preflight(matrix, with_workers(4))) == [
         "capacity: not enough memory for the VMs still to build: foxtrot would get 1 VM of talos-prod-01-workers "
-        "(16384 MB) and has 12288 MB free: 4096 MB missing"]
+        "(16384 MB) and has 12288 MB free: 4096 MB missing"
+    ]
     assert problems(preflight(matrix, with_workers(3))) == []  # one more fits on hotel
 
 
 def test_unpinned_sets_are_checked_per_node_as_the_provider_spreads_them(matrix):
     # In all there is room to spare, but the spread puts one control plane on each node, and hotel has 6 GiB.
-    matrix.call(fakepve_lab.set_node_capacity, matrix.pve, "hotel", 32, 12 * 1024 ** 3, 6 * 1024 ** 3)
+    matrix.call(fakepve_lab.set_node_capacity, matrix.pve, "hotel", 32, 12 * 1024**3, 6 * 1024**3)
     assert problems(preflight(matrix)) == [
         "capacity: not enough memory for the VMs still to build: hotel would get 1 VM of "
-        "talos-prod-01-control-planes (8192 MB) and has 6144 MB free: 2048 MB missing"]
+        "talos-prod-01-control-planes (8192 MB) and has 6144 MB free: 2048 MB missing"
+    ]
 
 
 def test_cores_follow_the_same_rule(matrix):
-    matrix.call(fakepve_lab.set_node_capacity, matrix.pve, "golf", 6, 128 * 1024 ** 3, 8 * 1024 ** 3)
+    matrix.call(fakepve_lab.set_node_capacity, matrix.pve, "golf", 6, 128 * 1024**3, 8 * 1024**3)
     provider_vm(matrix, 400, "golf", "someone-else", 2048, 4)  # 4 of golf's 6 cores given to a running VM
     # The spread gives golf one control plane (the workers go where more memory is free).
     assert problems(preflight(matrix)) == [
         "capacity: not enough cores for the VMs still to build: golf would get 1 VM of talos-prod-01-control-planes "
-        "(4 cores) and has 2 cores free: 2 cores missing"]
+        "(4 cores) and has 2 cores free: 2 cores missing"
+    ]
 
 
 def test_control_planes_still_to_build_next_to_two_that_run_on_one_node_are_a_warning(matrix):
@@ -130,11 +154,12 @@ def test_control_planes_still_to_build_next_to_two_that_run_on_one_node_are_a_wa
     assert problems(result) == []
     assert result.inputs["judgement"]["warnings"] == [
         "cluster talos-prod-01: 2 of its 3 control planes would run on foxtrot (3 node(s) online); losing foxtrot "
-        "would lose etcd quorum"]
+        "would lose etcd quorum"
+    ]
 
 
 def test_control_planes_that_all_run_are_not_the_preflights_to_judge(matrix):
-    # Where they did land is reported after `up` (components/placement.py): a judgement that changed with the
+    # Where they did land is reported after `up` (components/proxmox/placement.py): a judgement that changed with the
     # program's own `up` would be drift on every refresh after it.
     for vmid, node in ((300, "foxtrot"), (301, "foxtrot"), (302, "golf")):
         provider_vm(matrix, vmid, node, "talos-prod-01-control-planes", 8192, 4)
@@ -146,31 +171,39 @@ def test_one_node_offline(matrix):
     result = preflight(matrix)
     assert problems(result) == ["node golf: offline"]
     [warning] = result.inputs["judgement"]["warnings"]
-    assert re.fullmatch(r"cluster talos-prod-01: 2 of its 3 control planes would run on (foxtrot|hotel) \(2 node\(s\) "
-                        r"online\); losing \1 would lose etcd quorum", warning), warning
+    assert re.fullmatch(
+        r"cluster talos-prod-01: 2 of its 3 control planes would run on (foxtrot|hotel) \(2 node\(s\) "
+        r"online\); losing \1 would lose etcd quorum",
+        warning,
+    ), warning
 
 
 def test_vm_ssd_missing_on_hotel(matrix):
     matrix.call(fakepve_lab.remove_storage_from_node, matrix.pve, "vm_ssd", "hotel")
     assert problems(preflight(matrix)) == on_every_class(
-        "hotel", "selector picks storage vm_ssd, which is disabled on this node (storage.cfg `disable`, "
-                 "or a `nodes` list without it)")
+        "hotel",
+        "selector picks storage vm_ssd, which is disabled on this node (storage.cfg `disable`, "
+        "or a `nodes` list without it)",
+    )
 
 
 def test_ceph_down(matrix):
     matrix.call(fakepve_lab.ceph_down, matrix.pve)
     tail = "selector picks storage vm_ssd, which is inactive (for Ceph RBD: is the Ceph cluster healthy?)"
     expected = sum((on_every_class(n, tail) for n in ("foxtrot", "golf", "hotel")), [])
-    expected.append("capacity: storage vm_ssd needs 320 GB for the VMs still to build (3 VMs of "
-                    "talos-prod-01-control-planes, 2 VMs of talos-prod-01-workers), has 0 GB free: 320 GB missing")
+    expected.append(
+        "capacity: storage vm_ssd needs 320 GB for the VMs still to build (3 VMs of "
+        "talos-prod-01-control-planes, 2 VMs of talos-prod-01-workers), has 0 GB free: 320 GB missing"
+    )
     assert problems(preflight(matrix)) == sorted(expected)
 
 
 def test_storage_full(matrix):
-    matrix.call(fakepve_lab.fill_storage, matrix.pve, "vm_ssd", 100 * 1024 ** 3)
+    matrix.call(fakepve_lab.fill_storage, matrix.pve, "vm_ssd", 100 * 1024**3)
     assert problems(preflight(matrix)) == [
         "capacity: storage vm_ssd needs 320 GB for the VMs still to build (3 VMs of talos-prod-01-control-planes, "
-        "2 VMs of talos-prod-01-workers), has 100 GB free: 220 GB missing"]
+        "2 VMs of talos-prod-01-workers), has 100 GB free: 220 GB missing"
+    ]
 
 
 def test_bridge_missing_on_one_node(matrix):
@@ -184,10 +217,14 @@ def test_provider_lxc_placement_bridge_root_storage_and_template(matrix):
     spec = copy.deepcopy(SEED)
     spec["provider_lxc"]["os_template"] = "vm_ssd:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst"
     lxc = "provider LXC 200 on node foxtrot"
-    assert problems(preflight(matrix, spec)) == sorted(on_every_class("foxtrot", "bridge vmbr0 does not exist on foxtrot") + [
-        f"{lxc}: bridge vmbr0 does not exist on foxtrot",
-        f"{lxc}: root disk storage local-lvm is disabled or inactive on foxtrot",
-        f"{lxc}: template storage vm_ssd does not hold `vztmpl` content"])
+    assert problems(preflight(matrix, spec)) == sorted(
+        on_every_class("foxtrot", "bridge vmbr0 does not exist on foxtrot")
+        + [
+            f"{lxc}: bridge vmbr0 does not exist on foxtrot",
+            f"{lxc}: root disk storage local-lvm is disabled or inactive on foxtrot",
+            f"{lxc}: template storage vm_ssd does not hold `vztmpl` content",
+        ]
+    )
 
 
 def test_public_dns_on_golf(matrix):
@@ -202,7 +239,8 @@ def test_expected_resolvers_from_the_spec(matrix):
     spec["proxmox"]["dns_resolvers"] = ["127.0.0.54"]
     assert problems(preflight(matrix, spec)) == sorted(
         f"node {n}: DNS resolvers ['127.0.0.53'], expected ['127.0.0.54'] (proxmox.dns_resolvers)"
-        for n in ("foxtrot", "golf", "hotel"))
+        for n in ("foxtrot", "golf", "hotel")
+    )
 
 
 def test_selector_using_type_is_named_with_the_fix(matrix):
@@ -217,13 +255,16 @@ def test_selector_matching_nothing(matrix):
     spec["machine_classes"]["matrix-worker"]["provider_data"]["storage_selector"] = 'name == "nvme"'
     assert problems(preflight(matrix, spec)) == sorted(
         f"class matrix-worker on node {n}: no storage matches selector 'name == \"nvme\"' "
-        "(the provider fails with \"no matches for the condition\")" for n in ("foxtrot", "golf", "hotel"))
+        '(the provider fails with "no matches for the condition")'
+        for n in ("foxtrot", "golf", "hotel")
+    )
 
 
 def test_selector_sees_storage_type_and_available_space(matrix):
     spec = copy.deepcopy(SEED)
-    spec["machine_classes"]["matrix-worker"]["provider_data"]["storage_selector"] = \
+    spec["machine_classes"]["matrix-worker"]["provider_data"]["storage_selector"] = (
         'storageType == "lvmthin" && availableSpace > 1u'
+    )
     judgement = preflight(matrix, spec).inputs["judgement"]
     assert judgement["storage_by_class"]["matrix-worker"] == {n: "local-lvm" for n in ("foxtrot", "golf", "hotel")}
 
@@ -233,20 +274,23 @@ def test_pinned_class_on_a_node_the_cluster_does_not_have(matrix):
     spec["proxmox"]["nodes"].append("india")
     spec["machine_classes"]["matrix-worker"]["provider_data"]["node"] = "india"
     assert problems(preflight(matrix, spec)) == [
-        "node india: named in the spec but not in the Proxmox cluster (it has: foxtrot, golf, hotel)"]
+        "node india: named in the spec but not in the Proxmox cluster (it has: foxtrot, golf, hotel)"
+    ]
 
 
 def test_pinned_control_planes_warn_and_pinned_capacity_is_per_node(matrix):
     spec = copy.deepcopy(SEED)
     spec["machine_classes"]["matrix-control-plane"]["provider_data"]["node"] = "foxtrot"
-    matrix.call(fakepve_lab.set_node_capacity, matrix.pve, "foxtrot", 32, 16 * 1024 ** 3, 0)
+    matrix.call(fakepve_lab.set_node_capacity, matrix.pve, "foxtrot", 32, 16 * 1024**3, 0)
     result = preflight(matrix, spec)
     assert problems(result) == [
         "capacity: not enough memory for the VMs still to build: foxtrot would get 3 VMs of "
-        "talos-prod-01-control-planes (24576 MB) and has 16384 MB free: 8192 MB missing"]
+        "talos-prod-01-control-planes (24576 MB) and has 16384 MB free: 8192 MB missing"
+    ]
     assert result.inputs["judgement"]["warnings"] == [
         "cluster talos-prod-01: all 3 control planes are pinned to foxtrot; the cluster does not survive "
-        "the loss of that node"]
+        "the loss of that node"
+    ]
 
 
 def test_wrong_token_and_unreachable_api_are_one_clear_failure(matrix):
@@ -266,7 +310,8 @@ def test_a_flaky_network_is_ridden_out_and_a_dead_one_is_named(matrix):
 
 
 def test_an_expired_token_fails_at_once_without_retries(matrix, monkeypatch):
-    from components import retry
+    from components.core import retry
+
     pauses = []
     monkeypatch.setattr(retry.time, "sleep", pauses.append)
     matrix.call(matrix.pve.apitokens.pop, matrix.token_id)
@@ -292,22 +337,34 @@ def test_moving_readings_are_no_change_and_a_new_judgement_is(tmp_path):
 def test_a_state_written_before_judgement_and_readings_were_apart_shows_no_change(matrix):
     # What the previous code kept (inputs and outputs alike): the readings and the judgement under `live`.
     now = preflight(matrix).inputs
-    old = {"spec": SEED, "live": {**now["judgement"], "free": {"nodes": {"golf": {"cores": 32, "memory_mb": 106496}}},
-                                  "storages": {"vm_ssd@shared": 4096}}}
+    old = {
+        "spec": SEED,
+        "live": {
+            **now["judgement"],
+            "free": {"nodes": {"golf": {"cores": 32, "memory_mb": 106496}}},
+            "storages": {"vm_ssd@shared": 4096},
+        },
+    }
     assert StoragePreflightProvider().diff("storage-preflight", old, now).changes is False
 
 
 def test_unreachable_api(matrix):
-    provider = configure(StoragePreflightProvider(), {
-        "omni-scale:proxmoxApiUrl": "https://127.0.0.1:1/api2/json", "omni-scale:proxmoxTokenId": matrix.token_id,
-        "omni-scale:proxmoxTokenSecret": matrix.token_secret, "omni-scale:proxmoxCaFile": matrix.cafile,
-        "omni-scale:proxmoxTimeoutSeconds": "2"})
+    provider = configure(
+        StoragePreflightProvider(),
+        {
+            "omni-scale:proxmoxApiUrl": "https://127.0.0.1:1/api2/json",
+            "omni-scale:proxmoxTokenId": matrix.token_id,
+            "omni-scale:proxmoxTokenSecret": matrix.token_secret,
+            "omni-scale:proxmoxCaFile": matrix.cafile,
+            "omni-scale:proxmoxTimeoutSeconds": "2",
+        },
+    )
     [failure] = provider.check({}, {"spec": SEED}).failures
     assert failure.property == "proxmox" and "Proxmox API unreachable" in failure.reason
 
 
 def test_requests_grow_with_nodes_not_classes(matrix, monkeypatch):
-    from components import proxmox
+    from components.proxmox import client as proxmox
 
     counted = []
     real_init = proxmox.ProxmoxClient.__init__

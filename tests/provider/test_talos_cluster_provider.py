@@ -8,12 +8,12 @@ import time
 import pytest
 import yaml
 
-from components import omnictl as omnictl_mod
-from components.machine_class import MachineClassProvider
-from components.readiness import NotReady
-from components.render import canonical_manifests, canonical_template, render_cluster_template
-from components.spec import load_spec
-from components.talos_cluster import TalosClusterProvider
+from components.core.spec import load_spec
+from components.omni import omnictl as omnictl_mod
+from components.omni.machine_class import MachineClassProvider
+from components.omni.readiness import NotReady
+from components.omni.render import canonical_manifests, canonical_template, render_cluster_template
+from components.omni.talos_cluster import TalosClusterProvider
 from lab.ctl import set_cluster_ready
 from lab.processes import terminate
 from tests.conftest import PROJECT_ROOT
@@ -29,13 +29,20 @@ def provider(provisioning_lab):
     lab = provisioning_lab
     # The Kubernetes API the lab's omnictl points kubeconfigs at (no Talos cluster boots in the lab).
     (lab["dir"] / "kubernetes").mkdir()
-    (lab["dir"] / "kubernetes" / "access.json").write_text(json.dumps(
-        {"server": "https://127.0.0.1:6443", "token": "lab-token", "certificate_authority_data": "Q0E="}))
+    (lab["dir"] / "kubernetes" / "access.json").write_text(
+        json.dumps({"server": "https://127.0.0.1:6443", "token": "lab-token", "certificate_authority_data": "Q0E="})
+    )
     config = stack_config(lab["omni"], clusterReadyTimeoutSeconds="60")
     classes = configured(MachineClassProvider, config)
     for class_id, cls in SPEC.machine_classes.items():
-        classes.create({"class_id": class_id, "namespace": "default", "provider_id": cls.provider_id,
-                        "provider_data": cls.provider_data.as_document()})
+        classes.create(
+            {
+                "class_id": class_id,
+                "namespace": "default",
+                "provider_id": cls.provider_id,
+                "provider_data": cls.provider_data.as_document(),
+            }
+        )
     return configured(TalosClusterProvider, config)
 
 
@@ -47,19 +54,47 @@ def impatient(lab, seconds: int = 3) -> TalosClusterProvider:
 TTL = 90 * 86400
 # The seed's cluster patch disables Talos's CNI: a CNI in its manifests, as the program renders Cilium (the lab's
 # Omni model looks for a CNI's DaemonSet, and for Cilium replacing the disabled kube-proxy).
-CNI = canonical_manifests([{"name": "cilium", "mode": "full", "inline": [
-    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cilium-config", "namespace": "kube-system"},
-     "data": {"kube-proxy-replacement": "true"}},
-    {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "cilium", "namespace": "kube-system"},
-     "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}}, "template": {
-         "metadata": {"labels": {"k8s-app": "cilium"}},
-         "spec": {"containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.18.4"}]}}}}]}])
+CNI = canonical_manifests(
+    [
+        {
+            "name": "cilium",
+            "mode": "full",
+            "inline": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "cilium-config", "namespace": "kube-system"},
+                    "data": {"kube-proxy-replacement": "true"},
+                },
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "DaemonSet",
+                    "metadata": {"name": "cilium", "namespace": "kube-system"},
+                    "spec": {
+                        "selector": {"matchLabels": {"k8s-app": "cilium"}},
+                        "template": {
+                            "metadata": {"labels": {"k8s-app": "cilium"}},
+                            "spec": {
+                                "containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.18.4"}]
+                            },
+                        },
+                    },
+                },
+            ],
+        }
+    ]
+)
 
 
 def props(template: str = TEMPLATE, minted: str = "2026-12-01T00:00:00Z", ttl: int = TTL, manifests=CNI) -> dict:
     """Inputs as check leaves them (canonical template, when the kubeconfig is to be minted)."""
-    return {"cluster_name": NAME, "template": canonical_template(template), "manifests": manifests,
-            "kubeconfig_ttl_seconds": ttl, "kubeconfig_minted_at": minted}
+    return {
+        "cluster_name": NAME,
+        "template": canonical_template(template),
+        "manifests": manifests,
+        "kubeconfig_ttl_seconds": ttl,
+        "kubeconfig_minted_at": minted,
+    }
 
 
 def minted_kubeconfigs(monkeypatch) -> list:
@@ -70,6 +105,7 @@ def minted_kubeconfigs(monkeypatch) -> list:
     def spy(self, *args):
         calls.append(args)
         return real(self, *args)
+
     monkeypatch.setattr(omnictl_mod.Omnictl, "service_account_kubeconfig", spy)
     return calls
 
@@ -106,10 +142,18 @@ def test_create_syncs_waits_and_returns_the_live_template_and_a_kubeconfig(provi
 
 def test_diff_ignores_cosmetics_and_sees_worker_count(provider):
     olds = props(minted=_now(), manifests=[])
-    reordered = provider.check(olds, {"cluster_name": NAME, "kubeconfig_ttl_seconds": TTL, "template": yaml.safe_dump_all(
-        list(yaml.safe_load_all(TEMPLATE)), sort_keys=True)}).inputs
+    reordered = provider.check(
+        olds,
+        {
+            "cluster_name": NAME,
+            "kubeconfig_ttl_seconds": TTL,
+            "template": yaml.safe_dump_all(list(yaml.safe_load_all(TEMPLATE)), sort_keys=True),
+        },
+    ).inputs
     assert provider.diff(NAME, olds, reordered).changes is False
-    more = provider.check(olds, {"cluster_name": NAME, "kubeconfig_ttl_seconds": TTL, "template": with_workers(3)}).inputs
+    more = provider.check(
+        olds, {"cluster_name": NAME, "kubeconfig_ttl_seconds": TTL, "template": with_workers(3)}
+    ).inputs
     result = provider.diff(NAME, olds, more)
     assert result.changes is True and result.replaces == []
     assert provider.diff(NAME, olds, {**olds, "cluster_name": "other"}).replaces == ["cluster_name"]
@@ -128,15 +172,24 @@ def test_the_wait_prints_progress_from_omnis_resources_in_order(provider, capfd)
     provider.create(props())
     lines = [line.removeprefix("omni-scale: ") for line in capfd.readouterr().err.splitlines()]
     progress = [line for line in lines if line.startswith(f"cluster {NAME}: control-planes")]
-    counts = [[int(n) for n in re.findall(r"(\d+) (?:requested|provisioned|running)", line)]
-              + [int(re.search(r"(\d+) of \d+ nodes ready", line).group(1))] for line in progress]
-    for line, (cp_wanted, cp_made, cp_running, w_wanted, w_made, w_running, ready) in zip(progress, counts):
+    counts = [
+        [int(n) for n in re.findall(r"(\d+) (?:requested|provisioned|running)", line)]
+        + [int(re.search(r"(\d+) of \d+ nodes ready", line).group(1))]
+        for line in progress
+    ]
+    for line, (_cp_wanted, cp_made, cp_running, _w_wanted, w_made, w_running, ready) in zip(
+        progress, counts, strict=True
+    ):
         # Each line is consistent although its four reads are not one snapshot (they run from the last step back).
         assert cp_made >= cp_running and w_made >= w_running and cp_running + w_running >= ready, line
     # Every count only grows from one line to the next, up to every machine running and every node Ready.
-    assert all(a <= b for before, after in zip(counts, counts[1:]) for a, b in zip(before, after)), progress
-    assert progress[-1] == (f"cluster {NAME}: control-planes 3 requested, 3 provisioned, 3 running; workers 2 requested, "
-                            "2 provisioned, 2 running; Kubernetes API reachable; 5 of 5 nodes ready")
+    assert all(
+        a <= b for before, after in zip(counts, counts[1:], strict=False) for a, b in zip(before, after, strict=True)
+    ), progress
+    assert progress[-1] == (
+        f"cluster {NAME}: control-planes 3 requested, 3 provisioned, 3 running; workers 2 requested, "
+        "2 provisioned, 2 running; Kubernetes API reachable; 5 of 5 nodes ready"
+    )
     assert lines.index(progress[-1]) < lines.index(f"cluster {NAME} is ready")
 
 
@@ -144,16 +197,19 @@ def test_a_template_without_a_cni_times_out_naming_node_ready(provider, provisio
     # The bypass, for this test only: the program refuses such a cluster at preview (the spec's check).
     with pytest.raises(NotReady) as info:
         impatient(provisioning_lab, 8).create(props(manifests=[]))
-    assert info.value.message == (f"cluster {NAME} is not ready after 8s: `nodeReady` unmet on 5 machines (a node is "
-                                  "Ready only once a CNI runs on it)")
+    assert info.value.message == (
+        f"cluster {NAME} is not ready after 8s: `nodeReady` unmet on 5 machines (a node is "
+        "Ready only once a CNI runs on it)"
+    )
 
 
 def test_machines_the_provider_never_makes_are_named_at_the_timeout(provider, provisioning_lab):
     terminate(provisioning_lab["provider_pid"])  # the provider is gone: nobody answers the machine requests
     with pytest.raises(NotReady) as info:
         impatient(provisioning_lab).create(props())
-    assert info.value.message.startswith(f"cluster {NAME} is not ready after 3s: 5 of 5 machines never provisioned: "
-                                         "look at the provider")
+    assert info.value.message.startswith(
+        f"cluster {NAME} is not ready after 3s: 5 of 5 machines never provisioned: look at the provider"
+    )
 
 
 def test_cluster_held_not_ready_fails_with_what_is_unmet(provider, provisioning_lab):
@@ -186,7 +242,6 @@ def test_omni_itself_refuses_a_talos_version_it_does_not_know(provider):
         provider.create(props(unknown))
 
 
-
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -209,18 +264,24 @@ def test_the_kubeconfig_is_kept_until_a_third_of_its_life_is_left_then_renewed(l
 def test_a_template_change_alone_mints_no_kubeconfig_and_a_renewal_alone_syncs_nothing(provider, monkeypatch):
     created = provider.create(props(minted=_now()))
     minted = minted_kubeconfigs(monkeypatch)
-    updated = provider.update(NAME, created.outs, {**props(with_workers(3)), "kubeconfig_minted_at":
-                                                   created.outs["kubeconfig_minted_at"]})
+    updated = provider.update(
+        NAME, created.outs, {**props(with_workers(3)), "kubeconfig_minted_at": created.outs["kubeconfig_minted_at"]}
+    )
     assert minted == [] and updated.outs["kubeconfig"] == created.outs["kubeconfig"]
     provider.client.template("sync", with_workers(4))  # out of band: a renewal must not put it back
-    renewed = provider.update(NAME, updated.outs, {**props(with_workers(3)), "kubeconfig_minted_at": "2027-01-01T00:00:00Z"})
+    renewed = provider.update(
+        NAME, updated.outs, {**props(with_workers(3)), "kubeconfig_minted_at": "2027-01-01T00:00:00Z"}
+    )
     assert [call[2] for call in minted] == [TTL] and renewed.outs["kubeconfig_expires_at"] == "2027-04-01T00:00:00Z"
     assert "size: 4" in provider.client.export_template(NAME)  # no sync happened
 
 
 def test_a_jwt_kubeconfig_tells_its_own_expiry():
-    from components.talos_cluster import token_expiry
-    payload = base64.urlsafe_b64encode(json.dumps({"exp": 1798761600, "sub": "omni-scale"}).encode()).decode().rstrip("=")
+    from components.omni.talos_cluster import token_expiry
+
+    payload = (
+        base64.urlsafe_b64encode(json.dumps({"exp": 1798761600, "sub": "omni-scale"}).encode()).decode().rstrip("=")
+    )
     kubeconfig = yaml.safe_dump({"users": [{"name": "u", "user": {"token": f"eyJhbGciOiJFUzI1NiJ9.{payload}.sig"}}]})
     assert token_expiry(kubeconfig) == 1798761600
     assert token_expiry(yaml.safe_dump({"users": [{"name": "u", "user": {"token": "lab-token"}}]})) is None

@@ -29,8 +29,13 @@ def repo_copy(tmp_path):
 def bootstrap(repo, path_dir):
     env = {**os.environ, "PATH": f"{path_dir}:{os.environ['PATH']}"}
     env.pop("OMNI_SCALE_BUILD_PULUMI", None)
-    return subprocess.run(["bash", str(repo / "tools" / "bootstrap.sh"), "--tools-only"],
-                          env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        ["bash", str(repo / "tools" / "bootstrap.sh"), "--tools-only"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_newer_pulumi_on_path_is_used_and_nothing_pulumi_is_linked(repo_copy, tmp_path):
@@ -46,8 +51,7 @@ def test_older_pulumi_on_path_is_not_used(repo_copy, tmp_path):
     path_dir = fake_pulumi(tmp_path / "older", "3.100.0")
     proc = bootstrap(repo_copy, path_dir)
     assert proc.returncode == 0, proc.stderr
-    built = subprocess.run([str(repo_copy / ".tools" / "bin" / "pulumi"), "version"],
-                           capture_output=True, text=True)
+    built = subprocess.run([str(repo_copy / ".tools" / "bin" / "pulumi"), "version"], capture_output=True, text=True)
     pinned = (PROJECT_ROOT / "tools" / "versions.env").read_text().split("PULUMI_VERSION=")[1].split()[0]
     assert built.stdout.strip() == f"v{pinned}"
     for script in ("pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-pulumi-python"):

@@ -14,9 +14,10 @@ from lab.ctl import LabStack
 from lab.processes import terminate
 from tests.conftest import PROJECT_ROOT
 
-VERSION = re.search(r"^PULUMI_KUBERNETES_VERSION=(\S+)", (PROJECT_ROOT / "tools" / "versions.env").read_text(),
-                    re.M).group(1)
-PROGRAM = '''
+VERSION = re.search(
+    r"^PULUMI_KUBERNETES_VERSION=(\S+)", (PROJECT_ROOT / "tools" / "versions.env").read_text(), re.M
+).group(1)
+PROGRAM = """
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -24,7 +25,7 @@ provider = k8s.Provider("lab", kubeconfig=pulumi.Config().require_secret("kubeco
 # Deleted in the foreground, the provider's default: the lab's garbage collector ends it.
 k8s.core.v1.ConfigMap("check", metadata={"name": "plugin-check", "namespace": "default"},
                       data={"built": "here"}, opts=pulumi.ResourceOptions(provider=provider))
-'''
+"""
 
 
 @pytest.fixture
@@ -42,12 +43,14 @@ def test_the_built_plugin_creates_and_deletes_without_any_download(kubernetes, t
     project.mkdir()
     (project / "Pulumi.yaml").write_text(
         "name: kubernetes-plugin-check\nruntime:\n  name: python\n  options:\n    toolchain: pip\n"
-        f"    virtualenv: {PROJECT_ROOT / '.venv'}\n")
+        f"    virtualenv: {PROJECT_ROOT / '.venv'}\n"
+    )
     (project / "__main__.py").write_text(PROGRAM)
     stack = LabStack(project_dir=project, state_dir=tmp_path / "state")
     stack.ensure_stack()
-    stack.set_config("kubernetes-plugin-check:kubeconfig", json.dumps(kube_lab.admin_kubeconfig(kubernetes)),
-                     secret=True)
+    stack.set_config(
+        "kubernetes-plugin-check:kubeconfig", json.dumps(kube_lab.admin_kubeconfig(kubernetes)), secret=True
+    )
     api = client.CoreV1Api(config.new_client_from_config_dict(kube_lab.admin_kubeconfig(kubernetes)))
 
     stack.run("up", "--yes", "--skip-preview")
@@ -57,8 +60,10 @@ def test_the_built_plugin_creates_and_deletes_without_any_download(kubernetes, t
     [provider] = [r for r in deployment["resources"] if r["type"] == "pulumi:providers:kubernetes"]
     assert provider["inputs"]["version"] == VERSION
     assert not list((tmp_path / "state" / "home").glob("plugins/resource-kubernetes*"))  # nothing downloaded
-    assert "using pulumi-resource-kubernetes from $PATH at " + str(PROJECT_ROOT / ".tools" / "bin") in \
-        stack.run("preview").stdout
+    assert (
+        "using pulumi-resource-kubernetes from $PATH at " + str(PROJECT_ROOT / ".tools" / "bin")
+        in stack.run("preview").stdout
+    )
 
     stack.run("destroy", "--yes", "--skip-preview")
     with pytest.raises(ApiException) as gone:

@@ -24,7 +24,9 @@ def test_pulumi_cli_sdk_module_and_python_sdk_agree():
 
 
 def test_language_host_and_omnictl_modules_match_their_pins():
-    assert require("python-langhost/go.mod", "github.com/pulumi/pulumi/sdk/v3") == f"v{pins()['PULUMI_LANGHOST_VERSION']}"
+    assert (
+        require("python-langhost/go.mod", "github.com/pulumi/pulumi/sdk/v3") == f"v{pins()['PULUMI_LANGHOST_VERSION']}"
+    )
     assert require("omnictl/go.mod", "github.com/siderolabs/omni/client") == pins()["OMNICTL_VERSION"]
 
 
@@ -56,8 +58,9 @@ def test_omnictl_carries_the_api_version_the_lab_omni_serves():
     """omnictl refuses an Omni whose API version differs from its own, so the pin must be what it is: the
     built omnictl reports it, and the lab's Omni module declares the same (else no lab test could run)."""
     api = pins()["OMNICTL_API_VERSION"]
-    version = subprocess.run([str(PROJECT_ROOT / ".tools" / "bin" / "omnictl"), "--version"],
-                             capture_output=True, text=True, check=True).stdout
+    version = subprocess.run(
+        [str(PROJECT_ROOT / ".tools" / "bin" / "omnictl"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
     assert f"(API Version: {api})" in version
     mod_cache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout.strip()
     omni_api = f"{mod_cache}/github.com/siderolabs/omni@{pins()['OMNI_VERSION']}/internal/version/api.go"

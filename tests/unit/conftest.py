@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from components import cni
-from components.spec import load_spec
+from components.core.spec import load_spec
+from components.kubernetes import cni
 from tests.conftest import PROJECT_ROOT
 
 
@@ -20,8 +20,17 @@ def offline_chart_cache(tmp_path_factory):
         cilium = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").clusters["talos-prod-01"].cni.cilium
         slot = cni.cache_slot(cilium.chart_repository)
         slot.mkdir(parents=True)
-        subprocess.run([str(PROJECT_ROOT / ".tools" / "bin" / "helm"), "package", str(PROJECT_ROOT / "lab" / "charts" / "cilium"),
-                        "--destination", str(slot)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(PROJECT_ROOT / ".tools" / "bin" / "helm"),
+                "package",
+                str(PROJECT_ROOT / "lab" / "charts" / "cilium"),
+                "--destination",
+                str(slot),
+            ],
+            check=True,
+            capture_output=True,
+        )
         yield cache
     finally:
         if previous is None:

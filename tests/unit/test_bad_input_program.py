@@ -18,11 +18,19 @@ from tests.unit.test_spec import BAD_SPECS, _set, seed
 
 REGISTERED = []
 GOOD_CONFIG = {
-    "omniEndpoint": "https://127.0.0.1:1", "omniServiceAccountKey": "k", "proxmoxApiUrl": "https://127.0.0.1:2/api2/json",
-    "proxmoxTokenId": "a@pve!b", "proxmoxTokenSecret": "s", "proxmoxLxcPassword": "p",
+    "omniEndpoint": "https://127.0.0.1:1",
+    "omniServiceAccountKey": "k",
+    "proxmoxApiUrl": "https://127.0.0.1:2/api2/json",
+    "proxmoxTokenId": "a@pve!b",
+    "proxmoxTokenSecret": "s",
+    "proxmoxLxcPassword": "p",
     "providerLxcSshPrivateKey": asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode(),
-    "tailscaleAuthKey": "t", "providerOmniServiceAccountKey": "o", "providerProxmoxTokenId": "c@pve!d",
-    "providerProxmoxTokenSecret": "u", "tailscaleOAuthClientId": "i", "tailscaleOAuthClientSecret": "j",
+    "tailscaleAuthKey": "t",
+    "providerOmniServiceAccountKey": "o",
+    "providerProxmoxTokenId": "c@pve!d",
+    "providerProxmoxTokenSecret": "u",
+    "tailscaleOAuthClientId": "i",
+    "tailscaleOAuthClientSecret": "j",
 }
 
 
@@ -74,19 +82,26 @@ BAD_CONFIG = [
     ({"omniServiceAccountKey": None}, "config.omni-scale:omniServiceAccountKey"),
     ({"proxmoxLxcPassword": None}, "config.omni-scale:proxmoxLxcPassword"),
     ({"providerLxcSshPrivateKey": None}, "config.omni-scale:providerLxcSshPrivateKey"),
-    ({"tailscaleAuthKey": None, "providerOmniServiceAccountKey": None},
-     "config.omni-scale:providerOmniServiceAccountKey, config.omni-scale:tailscaleAuthKey"),
+    (
+        {"tailscaleAuthKey": None, "providerOmniServiceAccountKey": None},
+        "config.omni-scale:providerOmniServiceAccountKey, config.omni-scale:tailscaleAuthKey",
+    ),
     ({"tailscaleOAuthClientSecret": None}, "config.omni-scale:tailscaleOAuthClientSecret"),
     ({"omniTimeoutSeconds": "-5"}, "config.omni-scale:omniTimeoutSeconds: a positive number of seconds"),
     ({"clusterReadyTimeoutSeconds": "soon"}, "config.omni-scale:clusterReadyTimeoutSeconds"),
     ({"retryAttempts": "0"}, "config.omni-scale:retryAttempts: a whole number from 1 to 10"),
     ({"providerLxcSshPort": "70000"}, "config.omni-scale:providerLxcSshPort: a TCP port"),
     ({"providerLxcSshPrivateKey": "not a key"}, "config.omni-scale:providerLxcSshPrivateKey: an OpenSSH private key"),
-    ({"providerRegistrationTimeoutSeconds": "soon"}, "config.omni-scale:providerRegistrationTimeoutSeconds: a positive"),
+    (
+        {"providerRegistrationTimeoutSeconds": "soon"},
+        "config.omni-scale:providerRegistrationTimeoutSeconds: a positive",
+    ),
     ({"kubeconfigTtlSeconds": "0"}, "config.omni-scale:kubeconfigTtlSeconds: a positive number of seconds of at most"),
     # Omni refuses a service-account kubeconfig living longer than ten years.
-    ({"kubeconfigTtlSeconds": "400000000"}, "config.omni-scale:kubeconfigTtlSeconds: a positive number of seconds of "
-                                             "at most 315360000 (got '400000000')"),
+    (
+        {"kubeconfigTtlSeconds": "400000000"},
+        "config.omni-scale:kubeconfigTtlSeconds: a positive number of seconds of at most 315360000 (got '400000000')",
+    ),
 ]
 
 
@@ -102,13 +117,16 @@ FILE_CASES = [
     ("clusters: [unclosed\n", "line 2, column 1: valid YAML (expected ',' or ']'"),
     (seed_text().replace("  matrix-worker:\n", "  matrix-control-plane:\n", 1), "duplicate key 'matrix-control-plane'"),
     ("- just\n- a list\n", "a YAML mapping at the top level"),
-    (seed_text(lambda d: d["clusters"]["talos-prod-01"]["patches"].append({"name": "ntp", "file": "missing.yaml"})),
-     "clusters.talos-prod-01.patches[1].file"),
+    (
+        seed_text(lambda d: d["clusters"]["talos-prod-01"]["patches"].append({"name": "ntp", "file": "missing.yaml"})),
+        "clusters.talos-prod-01.patches[1].file",
+    ),
 ]
 
 
-@pytest.mark.parametrize("text,named", FILE_CASES, ids=["yaml-syntax", "duplicate-class", "not-a-mapping",
-                                                         "unreadable-patch"])
+@pytest.mark.parametrize(
+    "text,named", FILE_CASES, ids=["yaml-syntax", "duplicate-class", "not-a-mapping", "unreadable-patch"]
+)
 def test_bad_spec_files_stop_the_program(tmp_path, text, named):
     message = run_program(tmp_path, text, GOOD_CONFIG)
     assert message is not None and str(tmp_path / "omni.yaml") in message and named in message, message
@@ -122,9 +140,11 @@ def test_corpus_size():
 def test_a_client_secret_beside_a_workload_identity_audience_is_refused_and_alone_runs(tmp_path):
     with_audience = seed_text(lambda d: d["tailscale_operator"].update(oauth={"audience": "api.tailscale.com/k8s"}))
     message = run_program(tmp_path, with_audience, GOOD_CONFIG)
-    assert message == (f"Pulumi.prod.yaml: config.omni-scale:tailscaleOAuthClientSecret: unset while "
-                       f"{tmp_path / 'omni.yaml'} sets tailscale_operator.oauth.audience (workload identity "
-                       "federation has no client secret): keep one of the two")
+    assert message == (
+        f"Pulumi.prod.yaml: config.omni-scale:tailscaleOAuthClientSecret: unset while "
+        f"{tmp_path / 'omni.yaml'} sets tailscale_operator.oauth.audience (workload identity "
+        "federation has no client secret): keep one of the two"
+    )
     assert REGISTERED == []
     config = {k: v for k, v in GOOD_CONFIG.items() if k != "tailscaleOAuthClientSecret"}
     assert run_program(tmp_path, with_audience, config) is None

@@ -1,16 +1,25 @@
 """The benchmark's own logic (lab/bench.py): the generated estates are valid specs, and the table's ratios
 and per-cluster slopes are computed from the measurements. The timings themselves are not tested."""
 
-from components.spec import parse_spec
+from components.core.spec import parse_spec
 from lab.bench import generated_spec, median_of, seconds_per_added_cluster, table
 
 
 def measured(clusters: int, up: float, preview: float, refresh: float) -> dict:
     def op(seconds: float) -> dict:
         return {"seconds": seconds, "omnictl": clusters, "omni_calls": 0, "proxmox": 10}
-    return {"measured": "2026-11-21 on test", "clusters": clusters, "classes": 2 * clusters, "resources": 3 * clusters,
-            "up": op(up), "preview": op(preview), "refresh": op(refresh),
-            "baseline": 1.0, "floor": {"up": 2.0, "preview": 1.0}}
+
+    return {
+        "measured": "2026-11-21 on test",
+        "clusters": clusters,
+        "classes": 2 * clusters,
+        "resources": 3 * clusters,
+        "up": op(up),
+        "preview": op(preview),
+        "refresh": op(refresh),
+        "baseline": 1.0,
+        "floor": {"up": 2.0, "preview": 1.0},
+    }
 
 
 def test_the_generated_estates_are_valid_specs_of_the_asked_size():
@@ -25,7 +34,10 @@ def test_linear_growth_gives_equal_seconds_per_added_cluster():
     results = [measured(1, 10, 3, 4), measured(10, 28, 4.8, 8.5), measured(50, 108, 12.8, 28.5)]
     slopes = seconds_per_added_cluster(results)
     assert {op: [round(x, 6) for x in per_op] for op, per_op in slopes.items()} == {
-        "up": [2.0, 2.0], "preview": [0.2, 0.2], "refresh": [0.5, 0.5]}
+        "up": [2.0, 2.0],
+        "preview": [0.2, 0.2],
+        "refresh": [0.5, 0.5],
+    }
 
 
 def test_faster_than_linear_growth_shows_as_a_larger_later_slope():

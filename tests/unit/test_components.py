@@ -4,8 +4,9 @@ and that no credential travels through resource inputs (they would land in the s
 import pulumi
 import pytest
 
-from components.machine_class import MachineClass
-from components.spec import TailscaleOAuthSpec, load_spec
+from components import MOVED
+from components.core.spec import TailscaleOAuthSpec, load_spec
+from components.omni.machine_class import MachineClass
 from tests.conftest import PROJECT_ROOT, configure
 from tests.unit.mocks import RecordingMocks
 
@@ -21,6 +22,29 @@ def mocks():
 
 def _spec():
     return load_spec(PROJECT_ROOT / "specs" / "omni.yaml").machine_classes["matrix-control-plane"]
+
+
+@pytest.mark.parametrize(
+    "old_path,provider_class",
+    [
+        ("components.machine_class", "omni.machine_class.MachineClassProvider"),
+        ("components.talos_cluster", "omni.talos_cluster.TalosClusterProvider"),
+        ("components.storage_preflight", "proxmox.storage_preflight.StoragePreflightProvider"),
+        ("components.placement", "proxmox.placement.ControlPlanePlacementProvider"),
+        ("components.provider_lxc", "proxmox.lxc.LxcContainerProvider"),
+        ("components.provider_lxc", "proxmox.lxc.ComposeDeploymentProvider"),
+    ],
+)
+def test_a_provider_pickled_under_its_flat_layout_path_unpickles_as_its_class_now(old_path, provider_class):
+    """States made before the package layout hold `components.<module>.<Class>` (a pickle's GLOBAL reference);
+    a refresh or destroy before the next `up` loads that."""
+    import importlib
+    import pickle
+
+    module, name = provider_class.rsplit(".", 1)
+    old_reference = f"c{old_path}\n{name}\n.".encode()
+    assert pickle.loads(old_reference) is getattr(importlib.import_module(f"components.{module}"), name)
+    assert old_path in MOVED
 
 
 @pulumi.runtime.test
@@ -54,27 +78,35 @@ def test_protect_flag_reaches_the_omni_resource():
     return protected.urn
 
 
-@pytest.mark.parametrize("provider_class", ["machine_class.MachineClassProvider",
-                                            "talos_cluster.TalosClusterProvider",
-                                            "storage_preflight.StoragePreflightProvider",
-                                            "provider_lxc.LxcContainerProvider",
-                                            "provider_lxc.ComposeDeploymentProvider"])
+PROVIDER_CLASSES = [
+    "omni.machine_class.MachineClassProvider",
+    "omni.talos_cluster.TalosClusterProvider",
+    "proxmox.storage_preflight.StoragePreflightProvider",
+    "proxmox.placement.ControlPlanePlacementProvider",
+    "proxmox.lxc.LxcContainerProvider",
+    "proxmox.lxc.ComposeDeploymentProvider",
+]
+
+
+@pytest.mark.parametrize("provider_class", PROVIDER_CLASSES)
 def test_provider_pickles_without_any_configured_credentials(provider_class):
     import importlib
 
     import dill
 
-    module, name = provider_class.split(".")
+    module, name = provider_class.rsplit(".", 1)
     provider = getattr(importlib.import_module(f"components.{module}"), name)()
-    configure(provider, {"omni-scale:omniServiceAccountKey": "sekrit-key-123",
-                         "omni-scale:proxmoxTokenSecret": "sekrit-token-456"})
+    configure(
+        provider,
+        {"omni-scale:omniServiceAccountKey": "sekrit-key-123", "omni-scale:proxmoxTokenSecret": "sekrit-token-456"},
+    )
     pickled = dill.dumps(provider, recurse=True)
     assert b"sekrit-key-123" not in pickled and b"sekrit-token-456" not in pickled
 
 
 @pulumi.runtime.test
 def test_talos_cluster_waits_for_its_classes_is_protected_and_keeps_kubeconfig_secret(monkeypatch):
-    from components import talos_cluster
+    from components.omni import talos_cluster
 
     captured = {}
     real = talos_cluster._TalosClusterResource.__init__
@@ -86,8 +118,13 @@ def test_talos_cluster_waits_for_its_classes_is_protected_and_keeps_kubeconfig_s
     monkeypatch.setattr(talos_cluster._TalosClusterResource, "__init__", spy)
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
     classes = [MachineClass(cid, c) for cid, c in spec.machine_classes.items()]
-    cluster = talos_cluster.TalosCluster("talos-prod-01", spec.clusters["talos-prod-01"], protect=True,
-                                         kubeconfig_ttl_seconds=7776000, machine_classes=classes)
+    cluster = talos_cluster.TalosCluster(
+        "talos-prod-01",
+        spec.clusters["talos-prod-01"],
+        protect=True,
+        kubeconfig_ttl_seconds=7776000,
+        machine_classes=classes,
+    )
     opts = captured["opts"]
     assert opts.protect is True
     assert list(opts.depends_on) == classes
@@ -104,18 +141,32 @@ def test_talos_cluster_waits_for_its_classes_is_protected_and_keeps_kubeconfig_s
 
 
 def _operator(monkeypatch, spec):
-    from components import tailscale_operator as op
+    from components.kubernetes import tailscale_operator as op
+
     monkeypatch.setattr(pulumi.Config, "require_secret", lambda self, key: pulumi.Output.secret(f"value-of-{key}"))
     monkeypatch.setattr(pulumi.Config, "get", lambda self, key, default=None: None)
-    from components.program import ProgramSettings
-    settings = ProgramSettings(omni=None, protect=True, spec_file="specs/omni.yaml", helm_path=None,
-                               cilium_chart_repository=None, tailscale_chart_repository=None,
-                               config=pulumi.Config("omni-scale"))
+    from components.core.program import ProgramSettings
+
+    settings = ProgramSettings(
+        omni=None,
+        protect=True,
+        spec_file="specs/omni.yaml",
+        helm_path=None,
+        cilium_chart_repository=None,
+        tailscale_chart_repository=None,
+        config=pulumi.Config("omni-scale"),
+    )
     cluster = pulumi.CustomResource("test:index:Cluster", "talos-prod-01", {})
     kubeconfig = pulumi.Output.secret("apiVersion: v1\nusers: [{user: {token: t0ken}}]\n")
-    return cluster, op.TailscaleOperator("tailscale-operator", spec, kubeconfig,
-                                         oauth=settings.tailscale_oauth(spec.oauth.audience),
-                                         chart_repository=spec.chart_repository, protect=True, depends_on=[cluster])
+    return cluster, op.TailscaleOperator(
+        "tailscale-operator",
+        spec,
+        kubeconfig,
+        oauth=settings.tailscale_oauth(spec.oauth.audience),
+        chart_repository=spec.chart_repository,
+        protect=True,
+        depends_on=[cluster],
+    )
 
 
 def _registered(name: str, typ: str):
@@ -137,18 +188,27 @@ def test_tailscale_operator_is_a_helm_release_on_the_clusters_own_provider(monke
         # The kubeconfig reaches the provider as a secret (the engine's envelope): encrypted in the state.
         assert provider.inputs["kubeconfig"][SECRET] == pulumi.runtime.rpc._special_secret_sig
         namespace = _registered("tailscale-operator-namespace", "kubernetes:core/v1:Namespace")
-        assert namespace.inputs["metadata"] == {"name": "tailscale",
-                                                "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}
+        assert namespace.inputs["metadata"] == {
+            "name": "tailscale",
+            "labels": {"pod-security.kubernetes.io/enforce": "privileged"},
+        }
         release = _registered("tailscale-operator", "kubernetes:helm.sh/v3:Release")
         inputs = release.inputs
         assert (inputs["name"], inputs["chart"], inputs["version"], inputs["repositoryOpts"]) == (
-            "tailscale-operator", "tailscale-operator", "1.102.3", {"repo": "https://pkgs.tailscale.com/helmcharts"})
+            "tailscale-operator",
+            "tailscale-operator",
+            "1.102.3",
+            {"repo": "https://pkgs.tailscale.com/helmcharts"},
+        )
         # The whole values map is a secret: the OAuth pair is in it, from the stack's secrets.
         assert inputs["values"][SECRET] == pulumi.runtime.rpc._special_secret_sig
         assert inputs["values"]["value"] == {
             "operatorConfig": {"hostname": "talos-prod-01-operator"},
-            "oauth": {"clientId": "value-of-tailscaleOAuthClientId",
-                      "clientSecret": "value-of-tailscaleOAuthClientSecret"}}
+            "oauth": {
+                "clientId": "value-of-tailscaleOAuthClientId",
+                "clientSecret": "value-of-tailscaleOAuthClientSecret",
+            },
+        }
         assert inputs["namespace"] == "tailscale" and inputs["maxHistory"] == 3
         assert "skipAwait" not in inputs  # the provider's default: wait for the chart's objects to be ready
 
@@ -158,7 +218,8 @@ def test_tailscale_operator_is_a_helm_release_on_the_clusters_own_provider(monke
 @pulumi.runtime.test
 def test_tailscale_operator_with_workload_identity_sends_no_client_secret(monkeypatch):
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml").tailscale_operator.model_copy(
-        update={"oauth": TailscaleOAuthSpec(audience="api.tailscale.com/abc")})
+        update={"oauth": TailscaleOAuthSpec(audience="api.tailscale.com/abc")}
+    )
     _cluster, operator = _operator(monkeypatch, spec)
 
     def check(_):
@@ -166,3 +227,16 @@ def test_tailscale_operator_with_workload_identity_sends_no_client_secret(monkey
         assert values["oauth"] == {"clientId": "value-of-tailscaleOAuthClientId", "audience": "api.tailscale.com/abc"}
 
     return operator.release.urn.apply(check)
+
+
+def test_the_container_diff_ignores_its_pickled_provider():
+    """The pickled provider in a resource's inputs changes with the provider's code or module path (the package
+    layout moved it): never a change to the container."""
+    from components.core.spec import load_spec as load
+    from components.proxmox.lxc import LxcContainerProvider, container_inputs
+
+    props = container_inputs(load(PROJECT_ROOT / "specs" / "omni.yaml").provider_lxc, True)
+    olds = {**props, "__provider": "pickled under components.provider_lxc"}
+    news = {**props, "__provider": "pickled under components.proxmox.lxc"}
+    assert LxcContainerProvider().diff("foxtrot/200", olds, news).changes is False
+    assert LxcContainerProvider().diff("foxtrot/200", olds, {**news, "memory": 2048}).changes is True

@@ -8,32 +8,50 @@ import re
 
 import pytest
 
-from components.drift import DRIFT, NO_DRIFT, UNJUDGED, analyse, read_events, summary
+from components.cli.drift import DRIFT, NO_DRIFT, UNJUDGED, analyse, read_events, summary
 from tests.conftest import PROJECT_ROOT
 
 RECORDED = PROJECT_ROOT / "tests" / "fixtures" / "drift-events"
-STORAGE = ("selector picks storage vm_ssd, which is disabled on this node (storage.cfg `disable`, or a `nodes` list "
-           "without it)")
+STORAGE = (
+    "selector picks storage vm_ssd, which is disabled on this node (storage.cfg `disable`, or a `nodes` list "
+    "without it)"
+)
 
 # scenario: (exit code, [(resource, change, [(field, live, desired)])], preflight problems, errors that start so)
 EXPECTED = {
     "no_drift_after_a_clean_up": (NO_DRIFT, [], [], []),
     "class_memory_changed_out_of_band": (
-        DRIFT, [("matrix-control-plane", "differs", [("provider_data.memory", 4096, 8192)])], [], []),
+        DRIFT,
+        [("matrix-control-plane", "differs", [("provider_data.memory", 4096, 8192)])],
+        [],
+        [],
+    ),
     "class_deleted_out_of_band": (DRIFT, [("matrix-spare", "missing (would be created)", [])], [], []),
     "worker_count_changed_out_of_band": (DRIFT, [("talos-prod-01", "differs", [("template", ..., ...)])], [], []),
     "patch_edited_out_of_band": (DRIFT, [("talos-prod-01", "differs", [("template", ..., ...)])], [], []),
     "lxc_memory_changed_in_proxmox": (DRIFT, [("omni-provider", "differs", [("memory", 2048, 1024)])], [], []),
     "operator_value_changed_by_an_out_of_band_helm_upgrade": (
-        DRIFT, [("tailscale-operator", "differs", [("values.operatorConfig.hostname", "[secret]", "[secret]")])],
-        [], []),
+        DRIFT,
+        [("tailscale-operator", "differs", [("values.operatorConfig.hostname", "[secret]", "[secret]")])],
+        [],
+        [],
+    ),
     "storage_removed_from_a_node_is_preflight_drift": (
-        DRIFT, [], [f"class {c} on node hotel: {STORAGE}" for c in ("matrix-control-plane", "matrix-spare",
-                                                                     "matrix-worker")], []),
+        DRIFT,
+        [],
+        [f"class {c} on node hotel: {STORAGE}" for c in ("matrix-control-plane", "matrix-spare", "matrix-worker")],
+        [],
+    ),
     "unreachable_omni_cannot_be_judged": (
-        UNJUDGED, [], [], ["omnictl cluster template export could not reach Omni"] + [
+        UNJUDGED,
+        [],
+        [],
+        ["omnictl cluster template export could not reach Omni"]
+        + [
             f"omnictl get MachineClasses.omni.sidero.dev {c} could not reach Omni"
-            for c in ("matrix-control-plane", "matrix-spare", "matrix-worker")]),
+            for c in ("matrix-control-plane", "matrix-spare", "matrix-worker")
+        ],
+    ),
 }
 
 
@@ -51,9 +69,14 @@ def test_every_recorded_stream_has_its_expectation():
 
 def _matches(got: dict, want: tuple) -> bool:
     name, change, fields = want
-    return (got["name"], got["change"]) == (name, change) and len(got["fields"]) == len(fields) and all(
-        f["field"] == field and (live is ... or f["live"] == live) and (desired is ... or f["desired"] == desired)
-        for f, (field, live, desired) in zip(got["fields"], fields))
+    return (
+        (got["name"], got["change"]) == (name, change)
+        and len(got["fields"]) == len(fields)
+        and all(
+            f["field"] == field and (live is ... or f["live"] == live) and (desired is ... or f["desired"] == desired)
+            for f, (field, live, desired) in zip(got["fields"], fields, strict=True)
+        )
+    )
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -62,10 +85,12 @@ def test_the_recorded_stream_is_judged_as_the_live_run_was(name):
     report = judged(recorded(name))
     assert report["exit_code"] == code, summary(report)
     assert len(report["resources"]) == len(resources) and all(
-        _matches(got, want) for got, want in zip(report["resources"], resources)), report["resources"]
+        _matches(got, want) for got, want in zip(report["resources"], resources, strict=True)
+    ), report["resources"]
     assert report["preflight"] == preflight
     assert len(report["errors"]) == len(errors) and all(
-        e.startswith(prefix) for e, prefix in zip(report["errors"], errors)), report["errors"]
+        e.startswith(prefix) for e, prefix in zip(report["errors"], errors, strict=True)
+    ), report["errors"]
 
 
 def _reworded(run: dict) -> dict:
@@ -86,8 +111,14 @@ def _reworded(run: dict) -> dict:
     return {**run, "stdout": "\n".join(lines)}
 
 
-@pytest.mark.parametrize("name", ["storage_removed_from_a_node_is_preflight_drift", "unreachable_omni_cannot_be_judged",
-                                  "class_memory_changed_out_of_band"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "storage_removed_from_a_node_is_preflight_drift",
+        "unreachable_omni_cannot_be_judged",
+        "class_memory_changed_out_of_band",
+    ],
+)
 def test_the_verdict_survives_the_engine_rewording_its_messages(name):
     run = recorded(name)
     assert _reworded(run)["stdout"] != run["stdout"] or name == "class_memory_changed_out_of_band"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from components.infra_provider import schema_problems
-from components.spec import load_spec
+from components.core.spec import load_spec
+from components.omni.infra_provider import schema_problems
 from tests.conftest import PROJECT_ROOT
 
 SCHEMA = (PROJECT_ROOT / "lab" / "proxmox-providerdata.schema.json").read_text()
@@ -20,11 +20,14 @@ def test_every_class_the_model_accepts_satisfies_the_schema(spec_file):
         assert schema_problems(SCHEMA, cls.provider_data.as_document()) == [], class_id
 
 
-@pytest.mark.parametrize("field,value,where,words", [
-    ("memory", 1024, "memory", "less than the minimum of 2048"),
-    ("disk_cache", "fast", "disk_cache", "is not one of"),
-    ("colour", "blue", "(top level)", "'colour' was unexpected"),
-])
+@pytest.mark.parametrize(
+    "field,value,where,words",
+    [
+        ("memory", 1024, "memory", "less than the minimum of 2048"),
+        ("disk_cache", "fast", "disk_cache", "is not one of"),
+        ("colour", "blue", "(top level)", "'colour' was unexpected"),
+    ],
+)
 def test_schema_rejects_what_the_model_rejects(field, value, where, words):
     data = {"cores": 4, "memory": 8192, "disk_size": 40, "storage_selector": "true", field: value}
     problems = schema_problems(SCHEMA, data)

@@ -1,13 +1,16 @@
-"""The readiness wait's reading of Omni (components/readiness.py) and the lab's model of what the real Omni would
+"""The readiness wait's reading of Omni (components/omni/readiness.py) and the lab's model of what the real Omni would
 say (lab/omni_readiness.py): the rules, without a lab."""
 
 import yaml
 
-from components.readiness import ClusterProgress, SetProgress
+from components.omni.readiness import ClusterProgress, SetProgress
 from lab.omni_readiness import ClusterModel, Machine, cni_missing, resource_kind, resources
 
 NAME = "c1"
-NO_DEFAULT_CNI = {"name": "cni", "inline": {"cluster": {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}}}
+NO_DEFAULT_CNI = {
+    "name": "cni",
+    "inline": {"cluster": {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}},
+}
 
 
 def template(patches=(), manifests=()) -> list[dict]:
@@ -18,8 +21,10 @@ def template(patches=(), manifests=()) -> list[dict]:
 
 
 def cilium(replacement: str) -> dict:
-    docs = [{"kind": "ConfigMap", "metadata": {"name": "cilium-config"}, "data": {"kube-proxy-replacement": replacement}},
-            {"kind": "DaemonSet", "metadata": {"name": "cilium"}}]
+    docs = [
+        {"kind": "ConfigMap", "metadata": {"name": "cilium-config"}, "data": {"kube-proxy-replacement": replacement}},
+        {"kind": "DaemonSet", "metadata": {"name": "cilium"}},
+    ]
     return {"name": "cilium", "mode": "full", "inline": yaml.safe_dump_all(docs)}
 
 
@@ -27,13 +32,24 @@ def test_a_cni_is_there_when_the_default_stays_on_or_a_manifest_installs_one():
     assert cni_missing(template()) == ""
     assert cni_missing(template([NO_DEFAULT_CNI])) == "the default CNI is disabled and no manifest installs one"
     assert cni_missing(template([NO_DEFAULT_CNI], [cilium("true")])) == ""
-    assert cni_missing(template([NO_DEFAULT_CNI], [cilium("false")])) == \
-        "kube-proxy is disabled and Cilium does not replace it"
+    assert (
+        cni_missing(template([NO_DEFAULT_CNI], [cilium("false")]))
+        == "kube-proxy is disabled and Cilium does not replace it"
+    )
 
 
 def model(provisioned: int, running: int, no_cni: str = "") -> ClusterModel:
-    machines = [Machine(f"{NAME}-control-planes-abc12{i}", f"{NAME}-control-planes", True, uuid=f"u{i}",
-                        provisioned=i < provisioned, running=i < running) for i in range(3)]
+    machines = [
+        Machine(
+            f"{NAME}-control-planes-abc12{i}",
+            f"{NAME}-control-planes",
+            True,
+            uuid=f"u{i}",
+            provisioned=i < provisioned,
+            running=i < running,
+        )
+        for i in range(3)
+    ]
     return ClusterModel(NAME, {f"{NAME}-control-planes": {"control_plane": True, "requested": 3}}, machines, no_cni)
 
 
@@ -45,14 +61,16 @@ def test_the_lab_model_is_ready_only_when_every_machine_runs_and_every_node_is_r
     [status] = resources(without_cni, "ClusterStatuses")
     assert status["spec"]["kubernetesapiready"] is True and status["spec"]["ready"] is False
     snapshots = resources(without_cni, "MachineStatusSnapshots")
-    assert [c["name"] for s in snapshots for c in s["spec"]["machinestatus"]["status"]["unmetconditions"]] == \
-        ["nodeReady"] * 3
+    assert [c["name"] for s in snapshots for c in s["spec"]["machinestatus"]["status"]["unmetconditions"]] == [
+        "nodeReady"
+    ] * 3
     assert resources(model(3, 0), "KubernetesStatuses") == []  # no control plane runs: no API
 
 
 def test_the_lab_answers_for_each_name_omnictl_takes():
-    assert {resource_kind(n) for n in ("clusterstatus", "ClusterStatuses", "ClusterStatuses.omni.sidero.dev")} == \
-        {"ClusterStatuses"}
+    assert {resource_kind(n) for n in ("clusterstatus", "ClusterStatuses", "ClusterStatuses.omni.sidero.dev")} == {
+        "ClusterStatuses"
+    }
     assert resource_kind("machinesetstatus") == "MachineSetStatuses" and resource_kind("clusters") is None
 
 
@@ -62,11 +80,17 @@ def progress(**sets) -> ClusterProgress:
 
 def test_the_progress_line_and_what_is_unmet_at_the_timeout():
     state = progress(**{"control-planes": (3, 3, 3), "workers": (2, 2, 2)})
-    assert state.line() == (f"cluster {NAME}: control-planes 3 requested, 3 provisioned, 3 running; workers 2 requested,"
-                            " 2 provisioned, 2 running; Kubernetes API reachable; 0 of 5 nodes ready")
-    assert state.unmet({"nodeReady": 5}) == ["`nodeReady` unmet on 5 machines (a node is Ready only once a CNI runs on it)"]
+    assert state.line() == (
+        f"cluster {NAME}: control-planes 3 requested, 3 provisioned, 3 running; workers 2 requested,"
+        " 2 provisioned, 2 running; Kubernetes API reachable; 0 of 5 nodes ready"
+    )
+    assert state.unmet({"nodeReady": 5}) == [
+        "`nodeReady` unmet on 5 machines (a node is Ready only once a CNI runs on it)"
+    ]
     stuck = progress(**{"control-planes": (3, 1, 0), "workers": (2, 0, 0)})
     stuck.api_reachable = False
-    assert stuck.unmet({}) == ["4 of 5 machines never provisioned: look at the provider (its container's logs, and "
-                               "its InfraProviderStatus in Omni)",
-                               "1 provisioned machines never joined Omni: look at their VMs' consoles (boot, SideroLink)"]
+    assert stuck.unmet({}) == [
+        "4 of 5 machines never provisioned: look at the provider (its container's logs, and "
+        "its InfraProviderStatus in Omni)",
+        "1 provisioned machines never joined Omni: look at their VMs' consoles (boot, SideroLink)",
+    ]

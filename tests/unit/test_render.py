@@ -2,8 +2,8 @@
 
 import subprocess
 
-from components.render import canonical_template, render_cluster_template, render_machine_class
-from components.spec import load_spec
+from components.core.spec import load_spec
+from components.omni.render import canonical_template, render_cluster_template, render_machine_class
 from tests.conftest import PROJECT_ROOT
 
 GOLDEN = PROJECT_ROOT / "tests" / "golden"
@@ -89,28 +89,36 @@ def test_real_differences_survive_canonicalisation():
 
 
 def _exported_patches(prefix: str, base: int, names: list[str]) -> str:
-    return "".join(f"  - idOverride: {base + i:03d}-{prefix}-{name}\n    annotations:\n      name: {name}\n"
-                   f"    inline: |\n      machine: {{sysctls: {{{name}: \"1\"}}}}\n" for i, name in enumerate(names))
+    return "".join(
+        f"  - idOverride: {base + i:03d}-{prefix}-{name}\n    annotations:\n      name: {name}\n"
+        f'    inline: |\n      machine: {{sysctls: {{{name}: "1"}}}}\n'
+        for i, name in enumerate(names)
+    )
 
 
 def _written_patches(names: list[str]) -> str:
-    return "".join(f"- name: {name}\n  inline: {{machine: {{sysctls: {{{name}: \"1\"}}}}}}\n" for name in names)
+    return "".join(f'- name: {name}\n  inline: {{machine: {{sysctls: {{{name}: "1"}}}}}}\n' for name in names)
 
 
 def test_several_patches_per_list_get_omnis_positional_ids():
     # Omni numbers the i-th patch of a list base + i (200 cluster, 400 machine set): the second patch of
     # a list is 201-/401-..., and an export of it must still compare equal to what was written.
-    exported = ("kind: Cluster\nname: c1\nkubernetes: {version: v1.34.3}\ntalos: {version: v1.11.6}\npatches:\n"
-                + _exported_patches("cluster-c1", 200, ["a", "b", "c"])
-                + "---\nkind: ControlPlane\nmachineClass: {name: cp, size: 3}\npatches:\n"
-                + _exported_patches("c1-control-planes", 400, ["d", "e"])
-                + "---\nkind: Workers\nname: gpu\nmachineClass: {name: w, size: 1}\npatches:\n"
-                + _exported_patches("c1-gpu", 400, ["f", "g"]))
-    written = ("kind: Cluster\nname: c1\nkubernetes: {version: v1.34.3}\ntalos: {version: v1.11.6}\npatches:\n"
-               + _written_patches(["a", "b", "c"])
-               + "---\nkind: ControlPlane\nmachineClass: {name: cp, size: 3}\npatches:\n" + _written_patches(["d", "e"])
-               + "---\nkind: Workers\nname: gpu\nmachineClass: {name: w, size: 1}\npatches:\n"
-               + _written_patches(["f", "g"]))
+    exported = (
+        "kind: Cluster\nname: c1\nkubernetes: {version: v1.34.3}\ntalos: {version: v1.11.6}\npatches:\n"
+        + _exported_patches("cluster-c1", 200, ["a", "b", "c"])
+        + "---\nkind: ControlPlane\nmachineClass: {name: cp, size: 3}\npatches:\n"
+        + _exported_patches("c1-control-planes", 400, ["d", "e"])
+        + "---\nkind: Workers\nname: gpu\nmachineClass: {name: w, size: 1}\npatches:\n"
+        + _exported_patches("c1-gpu", 400, ["f", "g"])
+    )
+    written = (
+        "kind: Cluster\nname: c1\nkubernetes: {version: v1.34.3}\ntalos: {version: v1.11.6}\npatches:\n"
+        + _written_patches(["a", "b", "c"])
+        + "---\nkind: ControlPlane\nmachineClass: {name: cp, size: 3}\npatches:\n"
+        + _written_patches(["d", "e"])
+        + "---\nkind: Workers\nname: gpu\nmachineClass: {name: w, size: 1}\npatches:\n"
+        + _written_patches(["f", "g"])
+    )
     assert canonical_template(exported) == canonical_template(written)
     assert "idOverride" not in canonical_template(exported)
     # An id that is not the one Omni would give at that position is a real difference, and stays.
@@ -131,8 +139,12 @@ def test_every_rendered_template_passes_the_real_omnictl_validate(tmp_path):
     for name, cluster in spec.clusters.items():
         path = tmp_path / f"{name}.yaml"
         path.write_text(render_cluster_template(name, cluster))
-        proc = subprocess.run([str(omnictl), "cluster", "template", "validate", "-f", str(path)],
-                              capture_output=True, text=True, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        proc = subprocess.run(
+            [str(omnictl), "cluster", "template", "validate", "-f", str(path)],
+            capture_output=True,
+            text=True,
+            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        )
         assert proc.returncode == 0, proc.stderr
 
 
@@ -149,19 +161,29 @@ def test_grown_estate_renders_every_cluster_to_a_template_the_real_omnictl_accep
         assert canonical_template(text) == text
         path = tmp_path / f"{name}.yaml"
         path.write_text(text)
-        proc = subprocess.run([str(omnictl), "cluster", "template", "validate", "-f", str(path)],
-                              capture_output=True, text=True, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        proc = subprocess.run(
+            [str(omnictl), "cluster", "template", "validate", "-f", str(path)],
+            capture_output=True,
+            text=True,
+            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        )
         assert proc.returncode == 0, (name, proc.stderr)
     assert "time.cloudflare.com" in render_cluster_template("talos-prod-01", spec.clusters["talos-prod-01"])
 
 
 def test_provider_stack_secrets_live_only_in_the_0600_files():
-    from components.provider_stack import ProviderSecrets, render_provider_stack
-    from components.spec import load_spec
+    from components.core.spec import load_spec
+    from components.proxmox.compose import ProviderSecrets, render_provider_stack
+
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
-    secrets = ProviderSecrets(omni_endpoint="https://127.0.0.1:1", omni_service_account_key="OMNIKEY",
-                              tailscale_auth_key="TSKEY", proxmox_api_url="https://127.0.0.1:2/api2/json",
-                              proxmox_token_id="a@pve!b", proxmox_token_secret="PVESECRET")
+    secrets = ProviderSecrets(
+        omni_endpoint="https://127.0.0.1:1",
+        omni_service_account_key="OMNIKEY",
+        tailscale_auth_key="TSKEY",
+        proxmox_api_url="https://127.0.0.1:2/api2/json",
+        proxmox_token_id="a@pve!b",
+        proxmox_token_secret="PVESECRET",
+    )
     files = {f.name: f for f in render_provider_stack(spec.provider_lxc.compose, "proxmox", secrets)}
     assert [f.name for f in files.values()] == ["config.yaml", ".env", "compose.yml"]  # secrets before compose
     for name, f in files.items():
@@ -172,10 +194,18 @@ def test_provider_stack_secrets_live_only_in_the_0600_files():
 
 def test_a_secret_that_env_cannot_hold_is_refused_not_mangled():
     import pytest
-    from components.provider_stack import ProviderSecrets, render_provider_stack
-    from components.spec import load_spec
+
+    from components.core.spec import load_spec
+    from components.proxmox.compose import ProviderSecrets, render_provider_stack
+
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
-    bad = ProviderSecrets(omni_endpoint="e", omni_service_account_key="it's", tailscale_auth_key="t",
-                          proxmox_api_url="u", proxmox_token_id="i", proxmox_token_secret="s")
+    bad = ProviderSecrets(
+        omni_endpoint="e",
+        omni_service_account_key="it's",
+        tailscale_auth_key="t",
+        proxmox_api_url="u",
+        proxmox_token_id="i",
+        proxmox_token_secret="s",
+    )
     with pytest.raises(ValueError, match="OMNI_SERVICE_ACCOUNT_KEY"):
         render_provider_stack(spec.provider_lxc.compose, "proxmox", bad)

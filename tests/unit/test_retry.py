@@ -2,15 +2,21 @@
 
 import pytest
 
-from components.omnictl import Omnictl, Timeout, Unauthorized, Unreachable
-from components.retry import RetryPolicy, with_retries
+from components.core.retry import RetryPolicy, with_retries
+from components.omni.omnictl import Omnictl, Timeout, Unauthorized, Unreachable
 from tests.conftest import stack_lookup
 
 FAST = RetryPolicy(attempts=3, first_delay_seconds=0.001)
 
 
-def fake_omnictl(tmp_path, stderr: str = "", exit_code: int = 1, succeed_after: int | None = None,
-                 body: str | None = None, timeout_seconds: float = 60.0):
+def fake_omnictl(
+    tmp_path,
+    stderr: str = "",
+    exit_code: int = 1,
+    succeed_after: int | None = None,
+    body: str | None = None,
+    timeout_seconds: float = 60.0,
+):
     """An omnictl that records each call, then runs body, or fails with stderr (until call succeed_after)."""
     calls = tmp_path / "calls"
     script = tmp_path / "omnictl"
@@ -18,8 +24,13 @@ def fake_omnictl(tmp_path, stderr: str = "", exit_code: int = 1, succeed_after: 
     rest = body if body is not None else f"{ok}\necho '{stderr}' >&2\nexit {exit_code}"
     script.write_text(f"#!/bin/sh\necho call >> {calls}\n{rest}\n")
     script.chmod(0o755)
-    return Omnictl(binary=str(script), endpoint="https://127.0.0.1:1", service_account_key="k", retry=FAST,
-                   timeout_seconds=timeout_seconds), calls
+    return Omnictl(
+        binary=str(script),
+        endpoint="https://127.0.0.1:1",
+        service_account_key="k",
+        retry=FAST,
+        timeout_seconds=timeout_seconds,
+    ), calls
 
 
 def test_unreachable_is_tried_three_times_then_fails(tmp_path):
@@ -55,19 +66,28 @@ def test_a_deliberate_long_wait_that_times_out_is_not_retried(tmp_path):
 def test_pauses_grow_and_are_bounded():
     pauses = []
     with pytest.raises(OSError):
-        with_retries(lambda: (_ for _ in ()).throw(OSError("down")), lambda e: True, "x",
-                     RetryPolicy(attempts=5, first_delay_seconds=3, max_delay_seconds=8), sleep=pauses.append)
+        with_retries(
+            lambda: (_ for _ in ()).throw(OSError("down")),
+            lambda e: True,
+            "x",
+            RetryPolicy(attempts=5, first_delay_seconds=3, max_delay_seconds=8),
+            sleep=pauses.append,
+        )
     assert pauses == [3, 6, 8, 8]
 
 
 def test_omnictl_of_another_minor_version_is_refused_by_name(tmp_path):
-    from components.omnictl import WrongVersion
-    from components.settings import omnictl_from_config
+    from components.core.settings import omnictl_from_config
+    from components.omni.omnictl import WrongVersion
+
     script = tmp_path / "omnictl"
     script.write_text("#!/bin/sh\necho 'omnictl version v1.6.3 (API Version: 0)'\n")
     script.chmod(0o755)
-    config = {"omni-scale:omnictlPath": str(script), "omni-scale:omniEndpoint": "https://127.0.0.1:1",
-              "omni-scale:omniServiceAccountKey": "k"}
+    config = {
+        "omni-scale:omnictlPath": str(script),
+        "omni-scale:omniEndpoint": "https://127.0.0.1:1",
+        "omni-scale:omniServiceAccountKey": "k",
+    }
     with pytest.raises(WrongVersion, match="is omnictl v1.6.3; this stack expects v1.8.x"):
         omnictl_from_config(stack_lookup(config))
     assert omnictl_from_config(stack_lookup({**config, "omni-scale:omnictlVersion": "v1.6.0"}))[0].binary == str(script)

@@ -5,8 +5,8 @@ import copy
 import pytest
 import yaml
 
-from components.spec import SpecError, load_spec, parse_spec
-from tests.conftest import PROJECT_ROOT
+from components.core.spec import SpecError, load_spec, parse_spec
+from tests.conftest import PROJECT_ROOT, SEED_CONTROL_PLANE_DATA
 
 SEED = PROJECT_ROOT / "specs" / "omni.yaml"
 
@@ -26,9 +26,11 @@ def test_seed_totals_are_computed_from_the_classes():
 def test_unlimited_pools_count_nothing_and_extra_disks_count():
     data = seed()
     data["machine_classes"]["matrix-worker"]["provider_data"]["additional_disks"] = [
-        {"disk_size": 50, "storage_selector": 'name == "vm_ssd"'}]
+        {"disk_size": 50, "storage_selector": 'name == "vm_ssd"'}
+    ]
     data["clusters"]["talos-prod-01"]["workers"].append(
-        {"name": "burst", "machine_class": "matrix-worker", "size": "unlimited"})
+        {"name": "burst", "machine_class": "matrix-worker", "size": "unlimited"}
+    )
     totals = parse_spec(data, "s.yaml").cluster_totals("talos-prod-01")
     assert (totals.machines, totals.disk_gb) == (5, 3 * 40 + 2 * 150)
 
@@ -40,9 +42,13 @@ def test_file_patches_are_read_and_checked_at_load(tmp_path):
     (tmp_path / "patches" / "ntp.yaml").write_text("machine:\n  time:\n    servers: [time.cloudflare.com]\n")
     (tmp_path / "omni.yaml").write_text(yaml.safe_dump(data))
     spec = load_spec(tmp_path / "omni.yaml", "specs/omni.yaml")
-    assert spec.clusters["talos-prod-01"].patches[1].inline == {"machine": {"time": {"servers": ["time.cloudflare.com"]}}}
+    assert spec.clusters["talos-prod-01"].patches[1].inline == {
+        "machine": {"time": {"servers": ["time.cloudflare.com"]}}
+    }
     (tmp_path / "patches" / "ntp.yaml").write_text("- not a mapping\n")
-    with pytest.raises(SpecError, match=r"clusters.talos-prod-01.patches\[1\].file: a patch file holding a YAML mapping"):
+    with pytest.raises(
+        SpecError, match=r"clusters.talos-prod-01.patches\[1\].file: a patch file holding a YAML mapping"
+    ):
         load_spec(tmp_path / "omni.yaml", "specs/omni.yaml")
     (tmp_path / "patches" / "ntp.yaml").unlink()
     with pytest.raises(SpecError, match="a readable patch file"):
@@ -53,10 +59,7 @@ def test_seed_spec_describes_the_control_plane_class():
     spec = load_spec(SEED)
     cls = spec.machine_classes["matrix-control-plane"]
     assert cls.provider_id == spec.infra_provider.id == "proxmox"
-    assert cls.provider_data.as_document() == {
-        "cores": 4, "sockets": 1, "memory": 8192, "disk_size": 40,
-        "network_bridge": "vmbr0", "storage_selector": 'name == "vm_ssd"',
-    }
+    assert cls.provider_data.as_document() == SEED_CONTROL_PLANE_DATA
     assert spec.proxmox.nodes == ["foxtrot", "golf", "hotel"]
 
 
@@ -90,15 +93,23 @@ BAD_SPECS = [
     (f"{PD}.memroy", 8192, f"{PD}.memroy", "no such field"),
     (f"{PD}.storage_selector", _DELETE, f"{PD}.storage_selector", "required"),
     (f"{PD}.storage_selector", 'type == "rbd"', f"{PD}.storage_selector", "use `storageType`"),
-    (f"{PD}.storage_selector", 'name == ', f"{PD}.storage_selector", "a CEL expression"),
+    (f"{PD}.storage_selector", "name == ", f"{PD}.storage_selector", "a CEL expression"),
     (f"{PD}.storage_selector", 'pool == "vm_ssd"', f"{PD}.storage_selector", "unknown: pool"),
-    (f"{PD}.additional_disks", [{"disk_size": 1, "storage_selector": "true"}],
-     f"{PD}.additional_disks[0].disk_size", "greater than or equal to 5"),
+    (
+        f"{PD}.additional_disks",
+        [{"disk_size": 1, "storage_selector": "true"}],
+        f"{PD}.additional_disks[0].disk_size",
+        "greater than or equal to 5",
+    ),
     (f"{PD}.additional_nics", [{"vlan": 3}], f"{PD}.additional_nics[0].bridge", "required"),
     (f"{PD}.pci_devices", [{"mapping": "gpu", "rombar": "maybe"}], f"{PD}.pci_devices[0].rombar", "valid boolean"),
     (f"{PD}.node", "india", f"{PD}.node", "one of the Proxmox nodes"),
-    ("machine_classes.matrix-control-plane.provider_id", "Proxmox",
-     "machine_classes.matrix-control-plane.provider_id", "the infra provider id 'proxmox'"),
+    (
+        "machine_classes.matrix-control-plane.provider_id",
+        "Proxmox",
+        "machine_classes.matrix-control-plane.provider_id",
+        "the infra provider id 'proxmox'",
+    ),
     # Omni v1.7 refuses the provider's service account for such an id: it could never register.
     ("infra_provider.id", "Proxmox", "infra_provider.id", "a lowercase infra provider id"),
     ("machine_classes", {}, "machine_classes", "at least 1 item"),
@@ -107,33 +118,70 @@ BAD_SPECS = [
     ("clusterz", {}, "clusterz", "no such field"),
     (f"{CL}.control_plane.size", 2, f"{CL}.control_plane.size", "an odd number of control planes"),
     (f"{CL}.control_plane.size", 0, f"{CL}.control_plane.size", "greater than or equal to 1"),
-    (f"{CL}.control_plane.machine_class", "matrix-cp", f"{CL}.control_plane.machine_class",
-     "one of the machine classes ['matrix-control-plane', 'matrix-worker']"),
-    (f"{CL}.workers", [{"name": "gpu", "machine_class": "matrix-gpu", "size": 1}],
-     f"{CL}.workers[0].machine_class", "one of the machine classes"),
-    (f"{CL}.workers", [{"name": "w", "machine_class": "matrix-worker", "size": -1}],
-     f"{CL}.workers[0].size", "greater than or equal to 0"),
-    (f"{CL}.workers", [{"name": "w", "machine_class": "matrix-worker", "size": "lots"}],
-     f"{CL}.workers[0].size", "'unlimited'"),
-    (f"{CL}.workers", [{"name": "w", "machine_class": "matrix-worker", "size": 1}] * 2,
-     f"{CL}.workers[1].name", "unique in the cluster"),
+    (
+        f"{CL}.control_plane.machine_class",
+        "matrix-cp",
+        f"{CL}.control_plane.machine_class",
+        "one of the machine classes ['matrix-control-plane', 'matrix-worker']",
+    ),
+    (
+        f"{CL}.workers",
+        [{"name": "gpu", "machine_class": "matrix-gpu", "size": 1}],
+        f"{CL}.workers[0].machine_class",
+        "one of the machine classes",
+    ),
+    (
+        f"{CL}.workers",
+        [{"name": "w", "machine_class": "matrix-worker", "size": -1}],
+        f"{CL}.workers[0].size",
+        "greater than or equal to 0",
+    ),
+    (
+        f"{CL}.workers",
+        [{"name": "w", "machine_class": "matrix-worker", "size": "lots"}],
+        f"{CL}.workers[0].size",
+        "'unlimited'",
+    ),
+    (
+        f"{CL}.workers",
+        [{"name": "w", "machine_class": "matrix-worker", "size": 1}] * 2,
+        f"{CL}.workers[1].name",
+        "unique in the cluster",
+    ),
     (f"{CL}.workers", [{"machine_class": "matrix-worker", "size": 1}], f"{CL}.workers[0].name", "required"),
-    (f"{CL}.kubernetes_version", "1.34.3", f"{CL}.kubernetes_version", "a version with its v, e.g. v1.34.3 (got '1.34.3')"),
+    (
+        f"{CL}.kubernetes_version",
+        "1.34.3",
+        f"{CL}.kubernetes_version",
+        "a version with its v, e.g. v1.34.3 (got '1.34.3')",
+    ),
     (f"{CL}.talos_version", "v1.11", f"{CL}.talos_version", "a version with its v, e.g. v1.34.3"),
     (f"{CL}.patches", [{"name": "p"}], f"{CL}.patches[0]", "exactly one of `inline`"),
     (f"{CL}.patches", [{"name": "p", "inline": {}, "file": "p.yaml"}], f"{CL}.patches[0]", "exactly one of"),
-    (f"{CL}.patches", [{"name": "p", "inline": {"a": 1}}, {"name": "p", "inline": {"b": 2}}],
-     f"{CL}.patches[1].name", "unique in its list"),
+    (
+        f"{CL}.patches",
+        [{"name": "p", "inline": {"a": 1}}, {"name": "p", "inline": {"b": 2}}],
+        f"{CL}.patches[1].name",
+        "unique in its list",
+    ),
     (f"{CL}.patches", [{"name": "p", "inline": "cluster: {}"}], f"{CL}.patches[0].inline", "valid dictionary"),
-    (f"{CL}.control_plane.system_extensions", ["qemu-guest-agent"],
-     f"{CL}.control_plane.system_extensions[0]", "vendor/name, e.g. siderolabs/iscsi-tools"),
+    (
+        f"{CL}.control_plane.system_extensions",
+        ["qemu-guest-agent"],
+        f"{CL}.control_plane.system_extensions[0]",
+        "vendor/name, e.g. siderolabs/iscsi-tools",
+    ),
     ("clusters.Talos_Prod", {}, "clusters.Talos_Prod", "a lowercase name of letters, digits and '-'"),
     ("tailscale_operator.cluster", "talos-prod-02", "tailscale_operator.cluster", "one of the clusters"),
     ("tailscale_operator.chart_version", "latest", "tailscale_operator.chart_version", "e.g. 1.102.3 (got 'latest')"),
     ("tailscale_operator.hostname", _DELETE, "tailscale_operator.hostname", "required"),
     # The OAuth client's credentials are stack secrets, never in the committed spec.
-    ("tailscale_operator.values", {"oauth": {"clientSecret": "tskey-client-x"}}, "tailscale_operator.values.oauth",
-     "stack secrets"),
+    (
+        "tailscale_operator.values",
+        {"oauth": {"clientSecret": "tskey-client-x"}},
+        "tailscale_operator.values.oauth",
+        "stack secrets",
+    ),
     ("tailscale_operator.oauth.audience", "", "tailscale_operator.oauth.audience", "at least 1 character"),
     ("tailscale_operator.oauth.client_secret", "x", "tailscale_operator.oauth.client_secret", "no such field"),
     ("provider_lxc.node", "india", "provider_lxc.node", "one of the Proxmox nodes"),
@@ -148,10 +196,24 @@ BAD_SPECS = [
     ("provider_lxc.network.address", "192.168.3.255/24", "provider_lxc.network.address", "not its broadcast address"),
     ("provider_lxc.network.address", "300.1.1.1/24", "provider_lxc.network.address", "valid IPv4 interface"),
     ("provider_lxc.network.gateway", "10.0.0.1", "provider_lxc.network.gateway", "an address inside 192.168.3.0/24"),
-    ("provider_lxc.compose.provider_image", "ghcr.io/siderolabs/omni-infra-provider-proxmox:latest",
-     "provider_lxc.compose.provider_image", "pinned tag"),
-    ("provider_lxc.compose.tailscale_image", "tailscale/tailscale", "provider_lxc.compose.tailscale_image", "pinned tag"),
-    ("provider_lxc.compose.directory", "/opt/omni", "provider_lxc.compose.directory", "relative to the SSH user's home"),
+    (
+        "provider_lxc.compose.provider_image",
+        "ghcr.io/siderolabs/omni-infra-provider-proxmox:latest",
+        "provider_lxc.compose.provider_image",
+        "pinned tag",
+    ),
+    (
+        "provider_lxc.compose.tailscale_image",
+        "tailscale/tailscale",
+        "provider_lxc.compose.tailscale_image",
+        "pinned tag",
+    ),
+    (
+        "provider_lxc.compose.directory",
+        "/opt/omni",
+        "provider_lxc.compose.directory",
+        "relative to the SSH user's home",
+    ),
     ("provider_lxc.compose.directory", "a/../../etc", "provider_lxc.compose.directory", "without '..'"),
     ("provider_lxc.cpus", 1, "provider_lxc.cpus", "no such field"),
 ]
@@ -180,7 +242,8 @@ def test_bad_class_name_is_reported_at_the_key():
         parse_spec(data, "s.yaml")
     assert [p.path for p in info.value.problems] == [
         "clusters.talos-prod-01.control_plane.machine_class",  # names the class by its old name: also reported
-        "machine_classes.Matrix_CP"]
+        "machine_classes.Matrix_CP",
+    ]
 
 
 def test_yaml_syntax_error_names_line(tmp_path):
@@ -202,6 +265,7 @@ def test_missing_file_and_non_mapping(tmp_path):
 
 # ------------------------------------------------------------------ a cluster that can never be Ready
 
+
 def _load(tmp_path, data) -> None:
     (tmp_path / "omni.yaml").write_text(yaml.safe_dump(data))
     load_spec(tmp_path / "omni.yaml", "specs/omni.yaml")
@@ -215,7 +279,8 @@ def test_the_default_cni_switched_off_and_none_installed_is_refused(tmp_path):
     assert str(raised.value) == (
         "specs/omni.yaml: clusters.talos-prod-01.cni: a CNI: patch patches[0] (cilium-prep) sets "
         "cluster.network.cni.name: none and nothing installs one, so the nodes never become Ready and `up` would "
-        "wait and fail; add `cni: {cilium: {chart_repository, chart_version}}`")
+        "wait and fail; add `cni: {cilium: {chart_repository, chart_version}}`"
+    )
 
 
 def test_a_patch_file_that_switches_the_cni_off_counts_too(tmp_path):
@@ -237,8 +302,11 @@ def test_cilium_with_the_default_cni_left_on_is_refused(tmp_path):
 def test_kube_proxy_off_needs_ciliums_replacement(tmp_path):
     data = seed()
     data["clusters"]["talos-prod-01"]["cni"]["cilium"]["values"] = {"kubeProxyReplacement": False}
-    with pytest.raises(SpecError, match=r"clusters.talos-prod-01.cni.cilium.values.kubeProxyReplacement: true: "
-                                        r"patch patches\[0\] \(cilium-prep\) disables kube-proxy"):
+    with pytest.raises(
+        SpecError,
+        match=r"clusters.talos-prod-01.cni.cilium.values.kubeProxyReplacement: true: "
+        r"patch patches\[0\] \(cilium-prep\) disables kube-proxy",
+    ):
         _load(tmp_path, data)
 
 
@@ -247,11 +315,14 @@ def test_a_chart_value_of_the_wrong_type_names_its_field(tmp_path):
     data["clusters"]["talos-prod-01"]["cni"]["cilium"]["values"] = {"MTU": "large", "hubble": {"ui": {"enabled": True}}}
     with pytest.raises(SpecError) as raised:
         _load(tmp_path, data)
-    assert str(raised.value) == ("specs/omni.yaml: clusters.talos-prod-01.cni.cilium.values.MTU: Input should be a "
-                                 "valid integer, unable to parse string as an integer")
+    assert str(raised.value) == (
+        "specs/omni.yaml: clusters.talos-prod-01.cni.cilium.values.MTU: Input should be a "
+        "valid integer, unable to parse string as an integer"
+    )
 
 
 # ------------------------------------------------------------------ every mistake at once
+
 
 def test_every_mistake_is_reported_at_once_one_line_each_in_file_order(tmp_path):
     data = seed()
@@ -287,8 +358,9 @@ def test_an_unknown_field_with_no_near_name_lists_the_fields_it_could_be():
     data["provider_lxc"]["network"]["mtu"] = 1500
     with pytest.raises(SpecError) as raised:
         parse_spec(data, "specs/omni.yaml")
-    assert str(raised.value) == ("specs/omni.yaml: provider_lxc.network.mtu: no such field; the fields here are "
-                                 "bridge, address, gateway")
+    assert str(raised.value) == (
+        "specs/omni.yaml: provider_lxc.network.mtu: no such field; the fields here are bridge, address, gateway"
+    )
 
 
 def test_a_reference_into_a_wrong_part_is_not_judged_twice():

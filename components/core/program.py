@@ -7,19 +7,28 @@ here, never a pulumi.Config of their own (the dynamic providers read theirs in `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional
 
 import pulumi
 
-from .settings import (NAMESPACE, OMNI_CREDENTIALS, PROVIDER_STACK_CREDENTIALS, PROXMOX_ADMIN_CREDENTIALS,
-                       TAILSCALE_CLIENT_ID, TAILSCALE_CLIENT_SECRET, OmniSettings, provider_secrets_from_lookup,
-                       require, retry_policy, ssh_from_lookup, tailscale_credentials, truthy)
-from .errors import ConfigError, UserError
-from .spec import Spec, load_spec
-from .ssh import SshError, public_key_of
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from components import PROJECT_ROOT
+from components.core.errors import ConfigError, UserError
+from components.core.settings import (
+    NAMESPACE,
+    OMNI_CREDENTIALS,
+    PROVIDER_STACK_CREDENTIALS,
+    PROXMOX_ADMIN_CREDENTIALS,
+    TAILSCALE_CLIENT_ID,
+    TAILSCALE_CLIENT_SECRET,
+    OmniSettings,
+    provider_secrets_from_lookup,
+    require,
+    retry_policy,
+    ssh_from_lookup,
+    tailscale_credentials,
+    truthy,
+)
+from components.core.spec import Spec, load_spec
+from components.proxmox.ssh import SshError, public_key_of
 
 
 @dataclass(frozen=True)
@@ -27,24 +36,28 @@ class ProgramSettings:
     omni: OmniSettings
     protect: bool
     spec_file: str  # as the user named it, for messages
-    helm_path: Optional[str]
-    cilium_chart_repository: Optional[str]  # a mirror standing in for the spec's repositories
-    tailscale_chart_repository: Optional[str]
+    helm_path: str | None
+    cilium_chart_repository: str | None  # a mirror standing in for the spec's repositories
+    tailscale_chart_repository: str | None
     config: pulumi.Config
 
     def provider_stack_secrets(self) -> pulumi.Output:
         """The provider LXC's compose secrets as one secret Output of ProviderSecrets."""
-        keys = PROVIDER_STACK_CREDENTIALS + ("proxmoxApiUrl", "providerProxmoxApiUrl",
-                                             "providerProxmoxInsecureSkipVerify")
+        keys = PROVIDER_STACK_CREDENTIALS + (
+            "proxmoxApiUrl",
+            "providerProxmoxApiUrl",
+            "providerProxmoxInsecureSkipVerify",
+        )
         values = pulumi.Output.all(**{key: self.config.get_secret(key) for key in keys})
-        return pulumi.Output.secret(values.apply(
-            lambda got: provider_secrets_from_lookup(got.get, f"Pulumi.{pulumi.get_stack()}.yaml")))
+        return pulumi.Output.secret(
+            values.apply(lambda got: provider_secrets_from_lookup(got.get, f"Pulumi.{pulumi.get_stack()}.yaml"))
+        )
 
     def provider_lxc_ssh_public_key(self) -> pulumi.Output:
         """The public half of the key the program logs in to the provider LXC with (it goes into the container)."""
-        return pulumi.Output.secret(self.config.require_secret("providerLxcSshPrivateKey")).apply(public_key_of)
+        return self.config.require_secret("providerLxcSshPrivateKey").apply(public_key_of)  # a secret, as its key
 
-    def tailscale_oauth(self, audience: Optional[str]) -> pulumi.Output:
+    def tailscale_oauth(self, audience: str | None) -> pulumi.Output:
         """The chart's OAuth client, a secret: the id and secret, or with workload identity federation (the spec's
         tailscale_operator.oauth.audience) the id alone."""
         pair = {"clientId": self.config.require_secret(TAILSCALE_CLIENT_ID)}
@@ -60,7 +73,7 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
     try:
         spec_path = config.get("spec") or "specs/omni.yaml"
         spec = load_spec(PROJECT_ROOT / spec_path, display_name=spec_path)
-        required = OMNI_CREDENTIALS
+        required: tuple[str, ...] = OMNI_CREDENTIALS
         if spec.provider_lxc is not None:
             required += PROXMOX_ADMIN_CREDENTIALS + PROVIDER_STACK_CREDENTIALS
         operator = spec.tailscale_operator
@@ -74,8 +87,9 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
             try:
                 public_key_of(str(config.get("providerLxcSshPrivateKey")))
             except SshError as exc:
-                raise ConfigError(stack_file, f"config.{NAMESPACE}:providerLxcSshPrivateKey",
-                                f"an OpenSSH private key ({exc})") from None
+                raise ConfigError(
+                    stack_file, f"config.{NAMESPACE}:providerLxcSshPrivateKey", f"an OpenSSH private key ({exc})"
+                ) from None
         omni = OmniSettings.from_lookup(config.get, stack_file)
         protect_raw = config.get("protect")
         # Production things are protected unless the stack deliberately says otherwise.
@@ -83,17 +97,26 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
     except UserError as exc:
         # RunError prints the message alone: a user mistake, not a bug.
         raise pulumi.RunError(str(exc)) from None
-    return spec, ProgramSettings(omni=omni, protect=protect, spec_file=spec_path, helm_path=config.get("helmPath"),
-                                 cilium_chart_repository=config.get("ciliumChartRepository"),
-                                 tailscale_chart_repository=config.get("tailscaleChartRepository"), config=config)
+    return spec, ProgramSettings(
+        omni=omni,
+        protect=protect,
+        spec_file=spec_path,
+        helm_path=config.get("helmPath"),
+        cilium_chart_repository=config.get("ciliumChartRepository"),
+        tailscale_chart_repository=config.get("tailscaleChartRepository"),
+        config=config,
+    )
 
 
 def cluster_manifests(spec: Spec, name: str, settings: ProgramSettings) -> list[dict]:
-    """The cluster's CNI, rendered (components/cni.py); a chart that cannot be had stops the program in one line."""
-    from .cni import cluster_manifests as render
-    from .helm import HelmError, helm_binary
+    """The cluster's CNI, rendered (components/kubernetes/cni.py); a chart that cannot be had stops the program in
+    one line."""
+    from components.kubernetes.cni import cluster_manifests as render
+    from components.kubernetes.helm import HelmError, helm_binary
+
     try:
         return render(spec.clusters[name], helm_binary(settings.helm_path), settings.cilium_chart_repository)
     except HelmError as exc:
-        raise pulumi.RunError(f"{settings.spec_file}: clusters.{name}.cni.cilium: the chart could not be rendered "
-                              f"({exc})") from None
+        raise pulumi.RunError(
+            f"{settings.spec_file}: clusters.{name}.cni.cilium: the chart could not be rendered ({exc})"
+        ) from None

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from .render import dump_yaml
-from .retry import DEFAULT_POLICY, RetryPolicy, with_retries
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from components import PROJECT_ROOT
+from components.core.retry import DEFAULT_POLICY, RetryPolicy, with_retries
+from components.omni.render import dump_yaml
 
 
 class OmnictlError(Exception):
@@ -131,8 +130,10 @@ class Omnictl:
     def run(self, *args: str, timeout_seconds: float | None = None) -> str:
         """One omnictl call; an unreachable Omni, or one that did not answer in the usual time, is tried
         again (every verb this program uses is idempotent); a deliberate long wait is not."""
+
         def transient(exc: Exception) -> bool:
             return isinstance(exc, Unreachable) or (isinstance(exc, Timeout) and timeout_seconds is None)
+
         verb = " ".join(a for a in args[:3] if not a.startswith("-"))
         return with_retries(lambda: self._run_once(args, timeout_seconds), transient, f"omnictl {verb}", self.retry)
 
@@ -144,8 +145,9 @@ class Omnictl:
         verb = " ".join(a for a in args[:3] if not a.startswith("-"))
         timeout_seconds = timeout_seconds or self.timeout_seconds
         try:
-            proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True,
-                                  timeout=timeout_seconds, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                argv, env=self._env(), capture_output=True, text=True, timeout=timeout_seconds, stdin=subprocess.DEVNULL
+            )
         except FileNotFoundError:
             raise OmnictlMissing(verb, f"{self.binary} does not exist") from None
         except subprocess.TimeoutExpired:
@@ -168,8 +170,11 @@ class Omnictl:
         """The same major.minor as expected (omnictl and Omni move together; a patch may differ)."""
         found = self.version()
         if found.split(".")[:2] != expected.split(".")[:2]:
-            raise WrongVersion("--version", f"{self.binary} is omnictl {found}; this stack expects "
-                                            f"{'.'.join(expected.split('.')[:2])}.x (omni-scale:omnictlVersion)")
+            raise WrongVersion(
+                "--version",
+                f"{self.binary} is omnictl {found}; this stack expects "
+                f"{'.'.join(expected.split('.')[:2])}.x (omni-scale:omnictlVersion)",
+            )
 
     def get(self, resource_type: str, resource_id: str, namespace: str) -> dict:
         out = self.run("get", resource_type, resource_id, "-n", namespace, "-o", "yaml")
@@ -212,7 +217,16 @@ class Omnictl:
         # A kubeconfig made without --service-account logs in through a browser: useless here.
         with tempfile.TemporaryDirectory(prefix="omni-scale-") as d:
             target = os.path.join(d, "kubeconfig")
-            self.run("kubeconfig", "-c", cluster, "--service-account", "--user", user, "--ttl",
-                     f"{int(ttl_seconds)}s", target)
+            self.run(
+                "kubeconfig",
+                "-c",
+                cluster,
+                "--service-account",
+                "--user",
+                user,
+                "--ttl",
+                f"{int(ttl_seconds)}s",
+                target,
+            )
             with open(target) as f:
                 return f.read()

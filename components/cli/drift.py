@@ -1,6 +1,6 @@
 """Drift detection: does the live estate still match the spec?
 
-    python -m components.drift [--stack prod] [--report drift-report.json]
+    python -m components.cli.drift [--stack prod] [--report drift-report.json]
 
 Runs `pulumi preview --refresh` (refresh reads every live thing through the providers' `read`; preview
 then compares it with what the program wants) and judges it from the engine's structured event stream
@@ -14,7 +14,7 @@ each diagnostic's resource and severity), never from the engine's wording. It an
 A preflight failure (a storage gone from a node, a node offline, public DNS) is drift too: the
 infrastructure no longer satisfies the spec; so are control planes not spread where a cluster's
 `control_plane.spread` is `require`. Every report also says, per cluster, where the control planes run and
-what losing each Proxmox node would leave (components/placement.py): two on one node is a warning there.
+what losing each Proxmox node would leave (components/proxmox/placement.py): two on one node is a warning there.
 """
 
 from __future__ import annotations
@@ -28,20 +28,26 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from .placement import RESOURCE_NAME as PLACEMENT, report_lines, required_spread_broken
-from .providers import UNTYPED
-from .storage_preflight import PREFLIGHT_MARK, PREFLIGHT_TYPE
+from components import PROJECT_ROOT
+from components.core.dynamic import UNTYPED
+from components.proxmox.placement import RESOURCE_NAME as PLACEMENT
+from components.proxmox.placement import report_lines, required_spread_broken
+from components.proxmox.storage_preflight import PREFLIGHT_MARK, PREFLIGHT_TYPE
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NO_DRIFT, DRIFT, UNJUDGED = 0, 1, 2
 PREVIEW_ARGS = ("preview", "--refresh", "--json")
 # With it, `preview --json` streams the engine's events (one JSON object per line) instead of one summary document.
 STREAMING = {"PULUMI_ENABLE_STREAMING_JSON_PREVIEW": "1"}
 # What a changed-out-of-band resource turns into in a refreshed preview.
-CHANGE_OPS = {"update": "differs", "replace": "differs (would be replaced)", "create-replacement":
-              "differs (would be replaced)", "create": "missing (would be created)", "delete": "not in the spec"}
+CHANGE_OPS = {
+    "update": "differs",
+    "replace": "differs (would be replaced)",
+    "create-replacement": "differs (would be replaced)",
+    "create": "missing (would be created)",
+    "delete": "not in the spec",
+}
 _INTERNAL = ("__provider", "__inputs")
 # This program's own resources: each kind's type (pulumi-python:dynamic/<module>:<name>), or, in a state from before
 # the kinds had types, UNTYPED.
@@ -89,8 +95,12 @@ def _is_estate_change(step: dict) -> bool:
     provider's kubeconfig is known only once the change reported for its cluster is applied (no diff reasons)."""
     if step["type"].startswith("pulumi:providers:") or step["type"] == "pulumi:pulumi:Stack":
         return False
-    return not (step.get("op") == "update" and not _is_dynamic(step["type"])
-                and not step.get("diffReasons") and not step.get("detailedDiff"))
+    return not (
+        step.get("op") == "update"
+        and not _is_dynamic(step["type"])
+        and not step.get("diffReasons")
+        and not step.get("detailedDiff")
+    )
 
 
 def _changed_fields(step: dict) -> list[dict]:
@@ -138,9 +148,15 @@ def steps_of(events: list[dict]) -> list[dict]:
             if not meta:
                 continue
             step = steps.setdefault((meta["urn"], meta["op"]), {})
-            for key, value in (("op", meta["op"]), ("urn", meta["urn"]), ("type", meta.get("type", "")),
-                               ("oldState", _masked(meta.get("old"))), ("newState", _masked(meta.get("new"))),
-                               ("diffReasons", meta.get("diffs")), ("detailedDiff", meta.get("detailedDiff"))):
+            for key, value in (
+                ("op", meta["op"]),
+                ("urn", meta["urn"]),
+                ("type", meta.get("type", "")),
+                ("oldState", _masked(meta.get("old"))),
+                ("newState", _masked(meta.get("new"))),
+                ("diffReasons", meta.get("diffs")),
+                ("detailedDiff", meta.get("detailedDiff")),
+            ):
                 if value or key not in step:
                     step[key] = value
     return list(steps.values())
@@ -148,8 +164,11 @@ def steps_of(events: list[dict]) -> list[dict]:
 
 def errors_of(events: list[dict]) -> list[dict]:
     """The error diagnostics, each with the URN of the resource it is about (None for the program's own)."""
-    return [{"urn": d.get("urn") or None, "message": _COLOURS.sub("", d.get("message", "")).strip()}
-            for d in (e.get("diagnosticEvent") for e in events) if d and d.get("severity") == "error"]
+    return [
+        {"urn": d.get("urn") or None, "message": _COLOURS.sub("", d.get("message", "")).strip()}
+        for d in (e.get("diagnosticEvent") for e in events)
+        if d and d.get("severity") == "error"
+    ]
 
 
 # A problem the StoragePreflight found is drift (the estate no longer satisfies the spec); any other failure of that
@@ -157,8 +176,8 @@ def errors_of(events: list[dict]) -> list[dict]:
 _PREFLIGHT_PROBLEM = re.compile(re.escape(PREFLIGHT_MARK) + r"(.+)")
 
 
-def _is_preflight(urn: Optional[str]) -> bool:
-    return bool(urn) and PREFLIGHT_TYPE in urn.split("::")[2].split("$")
+def _is_preflight(urn: str | None) -> bool:
+    return urn is not None and PREFLIGHT_TYPE in urn.split("::")[2].split("$")
 
 
 def analyse(events: list[dict], returncode: int, stderr: str = "") -> dict:
@@ -170,8 +189,15 @@ def analyse(events: list[dict], returncode: int, stderr: str = "") -> dict:
         if op not in CHANGE_OPS or not _is_estate_change(step):
             continue
         fields = _changed_fields(step) if op == "update" else []
-        resources.append({"name": _name(step["urn"]), "type": _component_type(step["urn"]), "urn": step["urn"],
-                          "change": CHANGE_OPS[op], "fields": fields})
+        resources.append(
+            {
+                "name": _name(step["urn"]),
+                "type": _component_type(step["urn"]),
+                "urn": step["urn"],
+                "change": CHANGE_OPS[op],
+                "fields": fields,
+            }
+        )
     errors, preflight = [], []
     diagnostics = errors_of(events)
     # An error about no resource is the engine's closing "preview failed" when resources failed: theirs explain it.
@@ -195,22 +221,34 @@ def analyse(events: list[dict], returncode: int, stderr: str = "") -> dict:
         code, errors = UNJUDGED, [stderr.strip() or f"pulumi preview exited with {returncode}"]
     else:
         code = NO_DRIFT
-    return {"exit_code": code, "drift": code == DRIFT, "resources": resources, "preflight": preflight,
-            "errors": errors, "placement": placement}
+    return {
+        "exit_code": code,
+        "drift": code == DRIFT,
+        "resources": resources,
+        "preflight": preflight,
+        "errors": errors,
+        "placement": placement,
+    }
 
 
 def placement_of(steps: list[dict]) -> dict:
-    """The control-plane placement the refresh just read (components/placement.py), per cluster, judged by the
+    """The control-plane placement the refresh just read (components/proxmox/placement.py), per cluster, judged by the
     spread the spec asks for now: the refresh step carries the state's (perhaps older) spec, the step after it
     the program's."""
-    found, wanted = {}, {}
+    found: dict = {}
+    wanted: dict = {}
     for step in steps:
         if step["urn"].endswith("::" + PLACEMENT) and _is_dynamic(step["type"]):
             old, new = step.get("oldState") or {}, step.get("newState") or {}
             found = (new.get("outputs") or {}).get("placement") or (old.get("outputs") or {}).get("placement") or found
             wanted = ((new.get("inputs") or {}).get("spec") or {}).get("clusters") or wanted
-    return {name: {**cluster, "spread": ((wanted.get(name) or {}).get("control_plane") or {}).get(
-        "spread", cluster["spread"])} for name, cluster in found.items()}
+    return {
+        name: {
+            **cluster,
+            "spread": ((wanted.get(name) or {}).get("control_plane") or {}).get("spread", cluster["spread"]),
+        }
+        for name, cluster in found.items()
+    }
 
 
 def _short(value: Any) -> str:
@@ -223,8 +261,11 @@ def _field_lines(f: dict) -> list[str]:
     live, desired = f["live"], f["desired"]
     if isinstance(live, str) and isinstance(desired, str) and "\n" in live + desired:
         # A document (a cluster template): the lines that differ, not two walls of text.
-        changed = [line for line in difflib.unified_diff(live.splitlines(), desired.splitlines(), lineterm="", n=0)
-                   if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+        changed = [
+            line
+            for line in difflib.unified_diff(live.splitlines(), desired.splitlines(), lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
         shown = [f"      {'live   ' if line[0] == '-' else 'desired'} | {line[1:]}" for line in changed[:8]]
         more = [f"      ... {len(changed) - 8} more changed lines"] if len(changed) > 8 else []
         return [f"    {f['field']}:"] + shown + more
@@ -249,18 +290,26 @@ def summary(report: dict) -> str:
 def placement_summary(report: dict) -> str:
     """What losing each Proxmox node would leave, per cluster (empty when nothing was read)."""
     lines = report_lines(report.get("placement") or {})
-    return "placement (what losing each Proxmox node would leave):\n" + "\n".join(f"  {line}" for line in lines) \
-        if lines else ""
+    return (
+        "placement (what losing each Proxmox node would leave):\n" + "\n".join(f"  {line}" for line in lines)
+        if lines
+        else ""
+    )
 
 
-def detect(argv: list[str], cwd: Path, env: Optional[dict] = None, record: Optional[Path] = None) -> dict:
+def detect(argv: list[str], cwd: Path, env: dict | None = None, record: Path | None = None) -> dict:
     """Runs the refreshed preview (argv: the pulumi command with its stack flags) and analyses its event stream;
     `record` keeps the stream (gzipped), as tests/fixtures/drift-events holds them."""
-    proc = subprocess.run(argv, cwd=cwd, env={**(os.environ if env is None else env), **STREAMING},
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        argv, cwd=cwd, env={**(os.environ if env is None else env), **STREAMING}, capture_output=True, text=True
+    )
     if record is not None:
-        record.write_bytes(gzip.compress(json.dumps({"returncode": proc.returncode, "stderr": proc.stderr,
-                                                     "stdout": proc.stdout}).encode(), mtime=0))
+        record.write_bytes(
+            gzip.compress(
+                json.dumps({"returncode": proc.returncode, "stderr": proc.stderr, "stdout": proc.stdout}).encode(),
+                mtime=0,
+            )
+        )
     events = read_events(proc.stdout)
     return analyse(events, proc.returncode, proc.stderr + ("" if events else proc.stdout))
 
@@ -278,7 +327,7 @@ def read_events(text: str) -> list[dict]:
     return events
 
 
-def report_and_exit_code(report: dict, report_path: Optional[str], stack: str) -> int:
+def report_and_exit_code(report: dict, report_path: str | None, stack: str) -> int:
     print(summary(report))
     if placement_summary(report):
         print(placement_summary(report))
@@ -287,7 +336,7 @@ def report_and_exit_code(report: dict, report_path: Optional[str], stack: str) -
     return report["exit_code"]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default=None)
     parser.add_argument("--report", default="drift-report.json", help="where to write the JSON report")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .omnictl import NotFound, Omnictl, OmnictlError
+from components.omni.omnictl import NotFound, Omnictl, OmnictlError
 
 LABEL_CLUSTER = "omni.sidero.dev/cluster"
 INFRA_NAMESPACE = "infra-provider"
@@ -52,11 +52,16 @@ class ClusterProgress:
     ready: bool = False
 
     def line(self) -> str:
-        parts = [f"{set_id.removeprefix(self.name + '-')} {s.requested} requested, {s.provisioned} provisioned, "
-                 f"{s.running} running" for set_id, s in self.sets.items()]
+        parts = [
+            f"{set_id.removeprefix(self.name + '-')} {s.requested} requested, {s.provisioned} provisioned, "
+            f"{s.running} running"
+            for set_id, s in self.sets.items()
+        ]
         api = "Kubernetes API reachable" if self.api_reachable else "Kubernetes API not reachable yet"
-        return (f"cluster {self.name}: " + "; ".join(parts) + f"; {api}; "
-                f"{self.nodes_ready} of {sum(s.requested for s in self.sets.values())} nodes ready")
+        return (
+            f"cluster {self.name}: " + "; ".join(parts) + f"; {api}; "
+            f"{self.nodes_ready} of {sum(s.requested for s in self.sets.values())} nodes ready"
+        )
 
     def unmet(self, conditions: Counter) -> list[str]:
         """What still stands between the cluster and Ready, the earliest step first."""
@@ -66,17 +71,26 @@ class ClusterProgress:
         failures = [f for s in self.sets.values() for f in s.failures]
         out = []
         if provisioned < requested:
-            out.append(f"{requested - provisioned} of {requested} machines never provisioned: look at the provider"
-                       + (f" (it says: {'; '.join(sorted(set(failures)))})" if failures else
-                          " (its container's logs, and its InfraProviderStatus in Omni)"))
+            out.append(
+                f"{requested - provisioned} of {requested} machines never provisioned: look at the provider"
+                + (
+                    f" (it says: {'; '.join(sorted(set(failures)))})"
+                    if failures
+                    else " (its container's logs, and its InfraProviderStatus in Omni)"
+                )
+            )
         if running < provisioned:
-            out.append(f"{provisioned - running} provisioned machines never joined Omni: look at their VMs' consoles "
-                       "(boot, SideroLink)")
+            out.append(
+                f"{provisioned - running} provisioned machines never joined Omni: look at their VMs' consoles "
+                "(boot, SideroLink)"
+            )
         if running and not self.api_reachable:
             out.append("the Kubernetes API never became reachable")
         for condition, count in sorted(conditions.items()):
-            out.append(f"`{condition}` unmet on {count} machine{'s' if count != 1 else ''}"
-                       + (" (a node is Ready only once a CNI runs on it)" if condition == "nodeReady" else ""))
+            out.append(
+                f"`{condition}` unmet on {count} machine{'s' if count != 1 else ''}"
+                + (" (a node is Ready only once a CNI runs on it)" if condition == "nodeReady" else "")
+            )
         if not out and not self.ready:
             out.append("Omni does not call the cluster healthy yet")
         return out
@@ -95,8 +109,11 @@ def read_progress(client: Omnictl, name: str, set_ids: list[str]) -> ClusterProg
     nodes = (kubernetes.get("spec") or {}).get("nodes") or []
     cluster = (client.get_or_none("ClusterStatuses.omni.sidero.dev", name, "default") or {}).get("spec") or {}
     sets = {set_id: SetProgress() for set_id in set_ids}
-    for status in _docs(client.run("get", "MachineSetStatuses.omni.sidero.dev", "-n", "default",
-                                   "-l", f"{LABEL_CLUSTER}={name}", "-o", "yaml")):
+    for status in _docs(
+        client.run(
+            "get", "MachineSetStatuses.omni.sidero.dev", "-n", "default", "-l", f"{LABEL_CLUSTER}={name}", "-o", "yaml"
+        )
+    ):
         set_id, spec = status["metadata"]["id"], status.get("spec") or {}
         if set_id in sets:
             machines = spec.get("machines") or {}
@@ -104,31 +121,58 @@ def read_progress(client: Omnictl, name: str, set_ids: list[str]) -> ClusterProg
             sets[set_id].running = int(machines.get("connected") or 0)
             sets[set_id].ready = bool(spec.get("ready"))
     # Omni names a request after its set (<set id>-<6 characters>): only this cluster's are asked for.
-    for status in _docs(client.run("get", "MachineRequestStatuses.omni.sidero.dev", "-n", INFRA_NAMESPACE,
-                                   "--id-match-regexp", f"^{re.escape(name)}-", "-o", "yaml")):
+    for status in _docs(
+        client.run(
+            "get",
+            "MachineRequestStatuses.omni.sidero.dev",
+            "-n",
+            INFRA_NAMESPACE,
+            "--id-match-regexp",
+            f"^{re.escape(name)}-",
+            "-o",
+            "yaml",
+        )
+    ):
         request_id, spec = status["metadata"]["id"], status.get("spec") or {}
-        set_id = request_id[:-RANDOM_SUFFIX - 1]
+        set_id = request_id[: -RANDOM_SUFFIX - 1]
         if set_id in sets and request_id[-RANDOM_SUFFIX - 1] == "-":
             if spec.get("stage") == REQUEST_PROVISIONED:
                 sets[set_id].provisioned += 1
             elif spec.get("stage") == REQUEST_FAILED:
                 sets[set_id].failures.append(spec.get("error") or "failed")
-    return ClusterProgress(name=name, sets=sets, api_reachable=bool(cluster.get("kubernetesapiready")),
-                           nodes_ready=len([n for n in nodes if n.get("ready")]),
-                           ready=bool(cluster.get("ready")) and all(s.ready for s in sets.values()))
+    return ClusterProgress(
+        name=name,
+        sets=sets,
+        api_reachable=bool(cluster.get("kubernetesapiready")),
+        nodes_ready=len([n for n in nodes if n.get("ready")]),
+        ready=bool(cluster.get("ready")) and all(s.ready for s in sets.values()),
+    )
 
 
 def unmet_conditions(client: Omnictl, name: str) -> Counter:
     """Talos's unmet conditions over the cluster's machines (their MachineStatusSnapshots), by name."""
-    machines = {m["metadata"]["id"] for m in _docs(client.run(
-        "get", "ClusterMachineStatuses.omni.sidero.dev", "-n", "default", "-l", f"{LABEL_CLUSTER}={name}", "-o", "yaml"))}
+    machines = {
+        m["metadata"]["id"]
+        for m in _docs(
+            client.run(
+                "get",
+                "ClusterMachineStatuses.omni.sidero.dev",
+                "-n",
+                "default",
+                "-l",
+                f"{LABEL_CLUSTER}={name}",
+                "-o",
+                "yaml",
+            )
+        )
+    }
     if not machines:
         return Counter()
     try:
         snapshots = _docs(client.run("get", "MachineStatusSnapshots.omni.sidero.dev", "-n", "default", "-o", "yaml"))
     except NotFound:
         return Counter()
-    found = Counter()
+    found: Counter[str] = Counter()
     for snapshot in snapshots:
         if snapshot["metadata"]["id"] in machines:
             status = ((snapshot.get("spec") or {}).get("machinestatus") or {}).get("status") or {}

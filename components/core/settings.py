@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING
 
-from .errors import ConfigError
-from .omnictl import Omnictl, resolve_binary
+from components.core.errors import ConfigError
+from components.omni.omnictl import Omnictl, resolve_binary
 
 if TYPE_CHECKING:
     from pulumi.dynamic.config import Config as DynamicConfig
+
+    from components.core.retry import RetryPolicy
+    from components.proxmox.client import ProxmoxSettings
+    from components.proxmox.compose import ProviderSecrets
+    from components.proxmox.ssh import SshSettings
 
 NAMESPACE = "omni-scale"
 
@@ -22,7 +28,7 @@ def truthy(value: object) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-Lookup = Callable[[str], Optional[object]]
+Lookup = Callable[[str], object | None]
 
 OMNI_CREDENTIALS = ("omniEndpoint", "omniServiceAccountKey")
 PROXMOX_CREDENTIALS = ("proxmoxApiUrl", "proxmoxTokenId", "proxmoxTokenSecret")
@@ -30,20 +36,23 @@ TAILSCALE_OAUTH_CREDENTIALS = ("tailscaleOAuthClientId", "tailscaleOAuthClientSe
 TAILSCALE_CLIENT_ID, TAILSCALE_CLIENT_SECRET = TAILSCALE_OAUTH_CREDENTIALS
 
 
-def tailscale_credentials(get: Lookup, audience: Optional[str], stack_file: str, spec_file: str) -> tuple[str, ...]:
+def tailscale_credentials(get: Lookup, audience: str | None, stack_file: str, spec_file: str) -> tuple[str, ...]:
     """The stack keys the operator's OAuth client needs: the id and secret, or only the id with workload identity
     federation (the spec's tailscale_operator.oauth.audience). A secret beside an audience is refused: the chart
     would quietly prefer the secret."""
     if audience is None:
         return TAILSCALE_OAUTH_CREDENTIALS
     if get(TAILSCALE_CLIENT_SECRET):
-        raise ConfigError(stack_file, f"config.{NAMESPACE}:{TAILSCALE_CLIENT_SECRET}",
-                        f"unset while {spec_file} sets tailscale_operator.oauth.audience (workload identity "
-                        "federation has no client secret): keep one of the two")
+        raise ConfigError(
+            stack_file,
+            f"config.{NAMESPACE}:{TAILSCALE_CLIENT_SECRET}",
+            f"unset while {spec_file} sets tailscale_operator.oauth.audience (workload identity "
+            "federation has no client secret): keep one of the two",
+        )
     return (TAILSCALE_CLIENT_ID,)
 
 
-def lookup_in(config: "DynamicConfig") -> Lookup:
+def lookup_in(config: DynamicConfig) -> Lookup:
     """Reads this project's keys from the stack config a dynamic provider is handed (pulumi.dynamic.Config). Keys
     are named in full: the SDK qualifies a bare key with PULUMI_PROJECT, which not every engine sets for plugins."""
     return lambda key: config.get(f"{NAMESPACE}:{key}")
@@ -53,19 +62,24 @@ def require(get: Lookup, keys: tuple[str, ...], stack_file: str) -> None:
     """Every missing key, named at once, in one message."""
     missing = [k for k in keys if not get(k)]
     if missing:
-        raise ConfigError(stack_file, ", ".join(f"config.{NAMESPACE}:{k}" for k in missing),
-                        "a value (secrets with `pulumi config set --secret`)")
+        raise ConfigError(
+            stack_file,
+            ", ".join(f"config.{NAMESPACE}:{k}" for k in missing),
+            "a value (secrets with `pulumi config set --secret`)",
+        )
 
 
 def _seconds(get: Lookup, key: str, default: float, stack_file: str, maximum: float | None = None) -> float:
     raw = get(key)
     try:
-        value = float(raw) if raw is not None else default
+        value = float(str(raw)) if raw is not None else default
     except ValueError:
         value = -1.0
     if value <= 0 or (maximum is not None and value > maximum):
         at_most = f" of at most {maximum:.0f}" if maximum is not None else ""
-        raise ConfigError(stack_file, f"config.{NAMESPACE}:{key}", f"a positive number of seconds{at_most} (got {raw!r})")
+        raise ConfigError(
+            stack_file, f"config.{NAMESPACE}:{key}", f"a positive number of seconds{at_most} (got {raw!r})"
+        )
     return value
 
 
@@ -73,12 +87,13 @@ KUBECONFIG_TTL_DEFAULT = 90 * 86400  # well under omnictl's year: renewed by `up
 KUBECONFIG_TTL_MAX = 10 * 365 * 86400  # what Omni accepts
 
 
-def retry_policy(get: Lookup, stack_file: str) -> "RetryPolicy":
+def retry_policy(get: Lookup, stack_file: str) -> RetryPolicy:
     """How often a transient failure (unreachable, too slow) is tried again, and the first pause."""
-    from .retry import RetryPolicy
+    from components.core.retry import RetryPolicy
+
     raw = get("retryAttempts")
     try:
-        attempts = int(raw) if raw is not None else 3
+        attempts = int(str(raw)) if raw is not None else 3
     except ValueError:
         attempts = 0
     if not 1 <= attempts <= 10:
@@ -101,7 +116,7 @@ class OmniSettings:
     kubeconfig_ttl_seconds: float = KUBECONFIG_TTL_DEFAULT
 
     @staticmethod
-    def from_lookup(get: Lookup, stack_file: str) -> "OmniSettings":
+    def from_lookup(get: Lookup, stack_file: str) -> OmniSettings:
         return OmniSettings(
             omnictl_path=str(get("omnictlPath") or "omnictl"),
             insecure_skip_tls_verify=truthy(get("omniInsecureSkipTlsVerify") or False),
@@ -109,13 +124,15 @@ class OmniSettings:
             cluster_ready_timeout_seconds=_seconds(get, "clusterReadyTimeoutSeconds", 1800, stack_file),
             provider_heartbeat_max_age_seconds=_seconds(get, "providerHeartbeatMaxAgeSeconds", 300, stack_file),
             provider_registration_timeout_seconds=_seconds(get, "providerRegistrationTimeoutSeconds", 300, stack_file),
-            kubeconfig_ttl_seconds=_seconds(get, "kubeconfigTtlSeconds", KUBECONFIG_TTL_DEFAULT, stack_file,
-                                            maximum=KUBECONFIG_TTL_MAX),
+            kubeconfig_ttl_seconds=_seconds(
+                get, "kubeconfigTtlSeconds", KUBECONFIG_TTL_DEFAULT, stack_file, maximum=KUBECONFIG_TTL_MAX
+            ),
         )
 
 
-def omnictl_from_config(get: Lookup, stack_file: str = "Pulumi.<stack>.yaml",
-                        offline: bool = False) -> tuple[Omnictl, OmniSettings]:
+def omnictl_from_config(
+    get: Lookup, stack_file: str = "Pulumi.<stack>.yaml", offline: bool = False
+) -> tuple[Omnictl, OmniSettings]:
     """Builds the omnictl client inside a dynamic provider from the stack config it was handed.
     An offline client (template validate/render) needs no endpoint or key."""
     settings = OmniSettings.from_lookup(get, stack_file)
@@ -135,17 +152,22 @@ def omnictl_from_config(get: Lookup, stack_file: str = "Pulumi.<stack>.yaml",
     return client, settings
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pinned_omnictl_version() -> str:
     """The omnictl this project builds and is tested with (tools/versions.env)."""
-    from .omnictl import PROJECT_ROOT
+    from components.omni.omnictl import PROJECT_ROOT
+
     text = (PROJECT_ROOT / "tools" / "versions.env").read_text()
-    return re.search(r"^OMNICTL_VERSION=(\S+)", text, re.M).group(1)
+    found = re.search(r"^OMNICTL_VERSION=(\S+)", text, re.M)
+    if found is None:
+        raise RuntimeError("tools/versions.env names no OMNICTL_VERSION")
+    return found.group(1)
 
 
 def _project_path(value: object) -> str:
     """A file named in the stack config: relative to the project root; absolute paths stay as they are."""
-    from .omnictl import PROJECT_ROOT
+    from components.omni.omnictl import PROJECT_ROOT
+
     return str(PROJECT_ROOT / str(value)) if value else ""
 
 
@@ -156,39 +178,57 @@ def _proxmox_verify(get: Lookup) -> bool | str:
     return not truthy(get("proxmoxInsecureSkipTlsVerify") or False)
 
 
-def proxmox_from_config(get: Lookup, stack_file: str = "Pulumi.<stack>.yaml") -> "ProxmoxSettings":
+def proxmox_from_config(get: Lookup, stack_file: str = "Pulumi.<stack>.yaml") -> ProxmoxSettings:
     """The read-only API token the preflight uses, from the stack config a dynamic provider is handed."""
-    from .proxmox import ProxmoxSettings
+    from components.proxmox.client import ProxmoxSettings
+
     require(get, PROXMOX_CREDENTIALS, stack_file)
     if "!" not in str(get("proxmoxTokenId")):
         raise ConfigError(stack_file, f"config.{NAMESPACE}:proxmoxTokenId", "an API token id, USER@REALM!TOKENID")
-    return ProxmoxSettings(api_url=str(get("proxmoxApiUrl")), user=str(get("proxmoxTokenId")),
-                           secret=str(get("proxmoxTokenSecret")), verify_tls=_proxmox_verify(get),
-                           timeout_seconds=_seconds(get, "proxmoxTimeoutSeconds", 30, stack_file),
-                           retry=retry_policy(get, stack_file))
+    return ProxmoxSettings(
+        api_url=str(get("proxmoxApiUrl")),
+        user=str(get("proxmoxTokenId")),
+        secret=str(get("proxmoxTokenSecret")),
+        verify_tls=_proxmox_verify(get),
+        timeout_seconds=_seconds(get, "proxmoxTimeoutSeconds", 30, stack_file),
+        retry=retry_policy(get, stack_file),
+    )
 
 
 PROXMOX_ADMIN_CREDENTIALS = ("proxmoxApiUrl", "proxmoxLxcPassword")
 
 
-def proxmox_admin_from_config(get: Lookup, stack_file: str = "Pulumi.<stack>.yaml") -> "ProxmoxSettings":
+def proxmox_admin_from_config(get: Lookup, stack_file: str = "Pulumi.<stack>.yaml") -> ProxmoxSettings:
     """The login that creates the provider LXC. Proxmox lets only root@pam itself (not its API tokens)
     set the keyctl feature and /dev/net/tun passthrough the Tailscale sidecar needs."""
-    from .proxmox import ProxmoxSettings
+    from components.proxmox.client import ProxmoxSettings
+
     require(get, PROXMOX_ADMIN_CREDENTIALS, stack_file)
-    return ProxmoxSettings(api_url=str(get("proxmoxApiUrl")), user=str(get("proxmoxLxcUser") or "root@pam"),
-                           secret=str(get("proxmoxLxcPassword")), verify_tls=_proxmox_verify(get),
-                           timeout_seconds=_seconds(get, "proxmoxTimeoutSeconds", 30, stack_file),
-                           keys="proxmoxApiUrl / proxmoxLxcUser", retry=retry_policy(get, stack_file))
+    return ProxmoxSettings(
+        api_url=str(get("proxmoxApiUrl")),
+        user=str(get("proxmoxLxcUser") or "root@pam"),
+        secret=str(get("proxmoxLxcPassword")),
+        verify_tls=_proxmox_verify(get),
+        timeout_seconds=_seconds(get, "proxmoxTimeoutSeconds", 30, stack_file),
+        keys="proxmoxApiUrl / proxmoxLxcUser",
+        retry=retry_policy(get, stack_file),
+    )
 
 
 # What the compose stack in the provider LXC needs; secrets are set with `pulumi config set --secret`.
-PROVIDER_STACK_CREDENTIALS = ("omniEndpoint", "providerOmniServiceAccountKey", "tailscaleAuthKey",
-                              "providerProxmoxTokenId", "providerProxmoxTokenSecret", "providerLxcSshPrivateKey")
+PROVIDER_STACK_CREDENTIALS = (
+    "omniEndpoint",
+    "providerOmniServiceAccountKey",
+    "tailscaleAuthKey",
+    "providerProxmoxTokenId",
+    "providerProxmoxTokenSecret",
+    "providerLxcSshPrivateKey",
+)
 
 
-def provider_secrets_from_lookup(get: Lookup, stack_file: str) -> "ProviderSecrets":
-    from .provider_stack import ProviderSecrets
+def provider_secrets_from_lookup(get: Lookup, stack_file: str) -> ProviderSecrets:
+    from components.proxmox.compose import ProviderSecrets
+
     require(get, PROVIDER_STACK_CREDENTIALS, stack_file)
     return ProviderSecrets(
         omni_endpoint=str(get("omniEndpoint")),
@@ -202,21 +242,25 @@ def provider_secrets_from_lookup(get: Lookup, stack_file: str) -> "ProviderSecre
     )
 
 
-def ssh_from_lookup(get: Lookup, default_host: str, stack_file: str, pinned_host_key: str = "") -> "SshSettings":
+def ssh_from_lookup(get: Lookup, default_host: str, stack_file: str, pinned_host_key: str = "") -> SshSettings:
     """How to reach the provider LXC: its own address from the spec unless the stack names another
     (the lab's loopback SSH server). A host key in the config wins over the one remembered in state."""
-    from .ssh import SshSettings
+    from components.proxmox.ssh import SshSettings
+
     require(get, ("providerLxcSshPrivateKey",), stack_file)
     port_raw = get("providerLxcSshPort") or 22
     try:
-        port = int(port_raw)
+        port = int(str(port_raw))
     except ValueError:
         port = 0
     if not 0 < port < 65536:
         raise ConfigError(stack_file, f"config.{NAMESPACE}:providerLxcSshPort", f"a TCP port (got {port_raw!r})")
-    return SshSettings(host=str(get("providerLxcSshHost") or default_host), port=port,
-                       user=str(get("providerLxcSshUser") or "root"),
-                       private_key=str(get("providerLxcSshPrivateKey")),
-                       host_key=str(get("providerLxcSshHostKey") or pinned_host_key),
-                       timeout_seconds=_seconds(get, "providerLxcSshTimeoutSeconds", 120, stack_file),
-                       retry=retry_policy(get, stack_file))
+    return SshSettings(
+        host=str(get("providerLxcSshHost") or default_host),
+        port=port,
+        user=str(get("providerLxcSshUser") or "root"),
+        private_key=str(get("providerLxcSshPrivateKey")),
+        host_key=str(get("providerLxcSshHostKey") or pinned_host_key),
+        timeout_seconds=_seconds(get, "providerLxcSshTimeoutSeconds", 120, stack_file),
+        retry=retry_policy(get, stack_file),
+    )

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlparse
 
 import requests
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 
-from .retry import DEFAULT_POLICY, RetryPolicy, with_retries
+from components.core.retry import DEFAULT_POLICY, RetryPolicy, with_retries
 
 
 class ProxmoxError(Exception):
@@ -54,6 +55,7 @@ class NodeFacts:
 @dataclass(frozen=True)
 class Guest:
     """A VM or container, as GET /cluster/resources lists it."""
+
     vmid: int
     node: str
     kind: str  # qemu or lxc
@@ -95,44 +97,64 @@ class ProxmoxClient:
         url = urlparse(settings.api_url)
         user, _, token_name = settings.user.partition("!")
         if not (url.hostname and "@" in user and (token_name or not settings.is_token)):
-            raise ProxmoxError(f"{settings.keys} = {settings.api_url!r} / {settings.user!r}: expected "
-                               "https://HOST:PORT/api2/json and USER@REALM!TOKENID (or USER@REALM with a password)")
-        auth = (dict(token_name=token_name, token_value=settings.secret) if settings.is_token
-                else dict(password=settings.secret))
+            raise ProxmoxError(
+                f"{settings.keys} = {settings.api_url!r} / {settings.user!r}: expected "
+                "https://HOST:PORT/api2/json and USER@REALM!TOKENID (or USER@REALM with a password)"
+            )
+        auth = (
+            dict(token_name=token_name, token_value=settings.secret)
+            if settings.is_token
+            else dict(password=settings.secret)
+        )
         self._describe = "API token" if settings.is_token else f"login of {user}"
         try:
-            self._api = ProxmoxAPI(url.hostname, port=url.port or 8006, user=user, verify_ssl=settings.verify_tls,
-                                   timeout=settings.timeout_seconds, service="PVE", **auth)
+            self._api = ProxmoxAPI(
+                url.hostname,
+                port=url.port or 8006,
+                user=user,
+                verify_ssl=settings.verify_tls,
+                timeout=settings.timeout_seconds,
+                service="PVE",
+                **auth,
+            )
         except Exception as exc:  # a password login talks to the API at once
             raise self._error("POST", "access/ticket", exc) from None
         self.requests = 0  # what a benchmark counts
         self._retry = settings.retry
 
-    def _error(self, method: str, path: str, exc: Exception) -> "ProxmoxError":
+    def _error(self, method: str, path: str, exc: Exception) -> ProxmoxError:
         if isinstance(exc, AuthenticationError) or getattr(exc, "status_code", None) in (401, 403):
-            return ProxmoxError(f"{method} {path}: the {self._describe} was refused ({exc}); is it valid, "
-                                "unexpired and allowed to do this?")
+            return ProxmoxError(
+                f"{method} {path}: the {self._describe} was refused ({exc}); is it valid, "
+                "unexpired and allowed to do this?"
+            )
         if isinstance(exc, requests.exceptions.RequestException):
             return ProxmoxUnreachable(f"{method} {path}: Proxmox API unreachable ({type(exc).__name__}: {exc})")
-        if isinstance(exc, ResourceException) and getattr(exc, "status_code", None) == 500 \
-                and "does not exist" in str(exc):
+        if (
+            isinstance(exc, ResourceException)
+            and getattr(exc, "status_code", None) == 500
+            and "does not exist" in str(exc)
+        ):
             return ProxmoxNotFound(f"{method} {path}: {exc}")
         return ProxmoxError(f"{method} {path}: {exc}")
 
-    def call(self, method: str, path: str, **params) -> list | dict | str | None:
-        """One API call. A read that gets no answer is tried again; a write is not (PVE's creates are not
-        idempotent: a retried create whose first answer was lost would fail as 'already exists')."""
+    def call(self, method: str, path: str, **params) -> Any:
+        """One API call, answering the API's JSON (a mapping, a list, or a task's UPID string). A read that gets
+        no answer is tried again; a write is not (PVE's creates are not idempotent: a retried create whose first
+        answer was lost would fail as 'already exists')."""
+
         def once():
             self.requests += 1
             try:
                 return getattr(self._api, method.lower())(path, **params)
             except (AuthenticationError, ResourceException, requests.exceptions.RequestException) as exc:
                 raise self._error(method, path, exc) from None
+
         if method.upper() != "GET":
             return once()
         return with_retries(once, lambda e: isinstance(e, ProxmoxUnreachable), f"GET {path}", self._retry)
 
-    def get(self, path: str, **params) -> list | dict:
+    def get(self, path: str, **params) -> Any:
         return self.call("GET", path, **params)
 
     def wait_task(self, node: str, upid: str, timeout_seconds: float) -> None:
@@ -162,15 +184,26 @@ class ProxmoxClient:
                 continue
             dns = self.get(f"nodes/{name}/dns")
             nodes[name] = NodeFacts(
-                name=name, online=True, maxcpu=int(item.get("maxcpu", 0)), maxmem=int(item.get("maxmem", 0)),
+                name=name,
+                online=True,
+                maxcpu=int(item.get("maxcpu", 0)),
+                maxmem=int(item.get("maxmem", 0)),
                 mem=int(item.get("mem", 0)),
                 storages=tuple(self.get(f"nodes/{name}/storage")),
                 bridges=frozenset(b["iface"] for b in self.get(f"nodes/{name}/network", type="bridge")),
                 resolvers=tuple(dns[k] for k in ("dns1", "dns2", "dns3") if dns.get(k)),
             )
         guests = tuple(
-            Guest(vmid=int(r["vmid"]), node=str(r.get("node", "")), kind=str(r["type"]),
-                  running=r.get("status") == "running", vcpus=int(r.get("maxcpu", 0) or 0),
-                  memory_mb=int(r.get("maxmem", 0) or 0) // (1024 * 1024), tags=_tags(r.get("tags")))
-            for r in resources if r.get("type") in ("qemu", "lxc") and not int(r.get("template", 0) or 0))
+            Guest(
+                vmid=int(r["vmid"]),
+                node=str(r.get("node", "")),
+                kind=str(r["type"]),
+                running=r.get("status") == "running",
+                vcpus=int(r.get("maxcpu", 0) or 0),
+                memory_mb=int(r.get("maxmem", 0) or 0) // (1024 * 1024),
+                tags=_tags(r.get("tags")),
+            )
+            for r in resources
+            if r.get("type") in ("qemu", "lxc") and not int(r.get("template", 0) or 0)
+        )
         return ClusterFacts(nodes=nodes, guests=guests)

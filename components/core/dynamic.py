@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import pulumi
 from pulumi.dynamic import ConfigureRequest, Resource, ResourceProvider
@@ -11,9 +11,9 @@ from pulumi.dynamic.config import Config
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
-from .console import progress
-from .omnictl import Omnictl
-from .settings import NAMESPACE, Lookup, OmniSettings, lookup_in, omnictl_from_config, truthy
+from components.core.console import progress
+from components.core.settings import NAMESPACE, Lookup, OmniSettings, lookup_in, omnictl_from_config, truthy
+from components.omni.omnictl import Omnictl
 
 
 class StackConfiguredProvider(ResourceProvider):
@@ -41,8 +41,8 @@ class StackConfiguredProvider(ResourceProvider):
 class OmniProvider(StackConfiguredProvider):
     """Holds the omnictl client, built from the stack config."""
 
-    _client: Optional[Omnictl] = None
-    _settings: Optional[OmniSettings] = None
+    _client: Omnictl | None = None
+    _settings: OmniSettings | None = None
 
     def _build(self, offline: bool) -> tuple[Omnictl, OmniSettings]:
         return omnictl_from_config(self._config, offline=offline)
@@ -89,7 +89,7 @@ def is_unknown(value) -> bool:
 ADOPT_ENV = "OMNI_SCALE_ADOPT"
 
 
-def adopted(provider: ResourceProvider, id_: str, props: dict, extra: Optional[Callable[[dict], dict]] = None):
+def adopted(provider: ResourceProvider, id_: str, props: dict, extra: Callable[[dict], dict] | None = None):
     """In adoption mode, the CreateResult recording what already exists, as it is, or None.
 
     Pulumi cannot import a Python dynamic resource (the engine's Read for an import carries no
@@ -97,6 +97,7 @@ def adopted(provider: ResourceProvider, id_: str, props: dict, extra: Optional[C
     program's wishes as its inputs, and the next `preview` shows exactly where they differ. Nothing is
     written. What does not exist yet is created as usual."""
     from pulumi.dynamic import CreateResult
+
     if not truthy(os.environ.get(ADOPT_ENV, "")):
         return None
     found = provider.read(id_, props)
@@ -104,7 +105,7 @@ def adopted(provider: ResourceProvider, id_: str, props: dict, extra: Optional[C
         progress(f"adopt: {id_} does not exist yet; creating it")
         return None
     progress(f"adopt: {id_} taken over as it is (nothing written)")
-    outs = dict(found.outs)
+    outs = dict(found.outs or {})
     return CreateResult(found.id, extra(outs) if extra else outs)
 
 

@@ -4,21 +4,18 @@ when the live infrastructure changed."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
-from .console import progress
-from .providers import StackConfiguredProvider, TypedResource
-from .preflight import Report, run_preflight
-from .proxmox import ProxmoxClient, ProxmoxError
-from .settings import proxmox_from_config
-from .errors import UserError
-from .spec import Spec, parse_spec, spec_document
+from components.core.console import progress
+from components.core.dynamic import StackConfiguredProvider, TypedResource
+from components.core.errors import UserError
+from components.core.settings import proxmox_from_config
+from components.core.spec import Spec, parse_spec, spec_document
+from components.proxmox.client import ProxmoxClient, ProxmoxError
+from components.proxmox.preflight import Report, run_preflight
 
-
-# Before each problem the preflight finds: the drift job (components/drift.py) tells such a failure (the estate no
+# Before each problem the preflight finds: the drift job (components/cli/drift.py) tells such a failure (the estate no
 # longer satisfies the spec: drift) from any other (unreachable, refused: not judged) by this, not by engine wording.
 PREFLIGHT_MARK = "[preflight] "
 PREFLIGHT_TYPE = "omni-scale:proxmox:StoragePreflight"
@@ -43,12 +40,15 @@ class StoragePreflightProvider(StackConfiguredProvider):
             report = self._observe(news["spec"])
         except (ProxmoxError, UserError) as exc:
             return CheckResult(inputs, [CheckFailure("proxmox" if isinstance(exc, ProxmoxError) else "spec", str(exc))])
-        return CheckResult({**inputs, "judgement": report.judgement()},
-                           [CheckFailure("preflight", PREFLIGHT_MARK + e) for e in report.errors])
+        return CheckResult(
+            {**inputs, "judgement": report.judgement()},
+            [CheckFailure("preflight", PREFLIGHT_MARK + e) for e in report.errors],
+        )
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
-        changed = [k for k, old in (("spec", olds.get("spec")), ("judgement", judgement_of(olds)))
-                   if old != news.get(k)]
+        changed = [
+            k for k, old in (("spec", olds.get("spec")), ("judgement", judgement_of(olds))) if old != news.get(k)
+        ]
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def _with_readings(self, props: dict) -> dict:
@@ -95,10 +95,11 @@ class StoragePreflight(pulumi.ComponentResource):
     """Every node online, every class's storage selector matching a usable storage on every node
     it may land on, bridges present, capacity enough, DNS not public, control planes spread."""
 
-    def __init__(self, name: str, spec: Spec, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, spec: Spec, opts: pulumi.ResourceOptions | None = None):
         super().__init__(PREFLIGHT_TYPE, name, None, opts)
         self.resource = _StoragePreflightResource(
-            name, {"spec": spec_document(spec)}, pulumi.ResourceOptions(parent=self))
+            name, {"spec": spec_document(spec)}, pulumi.ResourceOptions(parent=self)
+        )
         self.judgement = self.resource.judgement
         self.readings = self.resource.readings
         self.register_outputs({"judgement": self.judgement, "readings": self.readings})

@@ -15,12 +15,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
-from .helm import merge_values, run_helm
-from .spec import CiliumSpec, ClusterSpec
+from components.core.spec import CiliumSpec, ClusterSpec
+from components.kubernetes.helm import merge_values, run_helm
 
 MANIFEST_MODE = "full"
 CILIUM_NAMESPACE = "kube-system"
@@ -34,10 +33,24 @@ CILIUM_TALOS_VALUES = {
     "ipam": {"mode": "kubernetes"},
     # Talos mounts the cgroup2 hierarchy itself, and its kernel takes no modules from pods (no SYS_MODULE).
     "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
-    "securityContext": {"capabilities": {
-        "ciliumAgent": ["CHOWN", "KILL", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "SYS_ADMIN", "SYS_RESOURCE",
-                        "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
-        "cleanCiliumState": ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"]}},
+    "securityContext": {
+        "capabilities": {
+            "ciliumAgent": [
+                "CHOWN",
+                "KILL",
+                "NET_ADMIN",
+                "NET_RAW",
+                "IPC_LOCK",
+                "SYS_ADMIN",
+                "SYS_RESOURCE",
+                "DAC_OVERRIDE",
+                "FOWNER",
+                "SETGID",
+                "SETUID",
+            ],
+            "cleanCiliumState": ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"],
+        }
+    },
     # Omni's SideroLink runs at MTU 1280, which Cilium's detection can pick up; the operator's estate runs 1450
     # (with the detected MTU Tailscale ingress crawled at about 22 KB/s).
     "MTU": 1450,
@@ -51,15 +64,16 @@ def cilium_values(cilium: CiliumSpec) -> dict:
     return merge_values(CILIUM_TALOS_VALUES, cilium.values.model_dump(mode="json", exclude_none=True))
 
 
-def cluster_manifests(cluster: ClusterSpec, helm: str, repository: Optional[str] = None) -> list[dict]:
+def cluster_manifests(cluster: ClusterSpec, helm: str, repository: str | None = None) -> list[dict]:
     """The kubernetes.manifests of the cluster's template: [] without a `cni`. repository: a mirror of the
     spec's chart repository (the lab serves its own)."""
     if cluster.cni is None:
         return []
     cilium = cluster.cni.cilium
     chart = cached_chart(repository or cilium.chart_repository, "cilium", cilium.chart_version, helm)
-    rendered = run_helm(helm, "template", "cilium", str(chart), "--namespace", CILIUM_NAMESPACE,
-                        values=cilium_values(cilium))
+    rendered = run_helm(
+        helm, "template", "cilium", str(chart), "--namespace", CILIUM_NAMESPACE, values=cilium_values(cilium)
+    )
     return [{"name": "cilium", "mode": MANIFEST_MODE, "inline": [d for d in yaml.safe_load_all(rendered) if d]}]
 
 
@@ -68,7 +82,10 @@ def chart_cache() -> Path:
     (OMNI_SCALE_CHART_CACHE, if set, instead)."""
     if os.environ.get("OMNI_SCALE_CHART_CACHE"):
         return Path(os.environ["OMNI_SCALE_CHART_CACHE"])
-    base = os.environ.get("OMNI_SCALE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "omni-scale"
+    base = (
+        os.environ.get("OMNI_SCALE_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "omni-scale"
+    )
     return Path(base) / "charts"
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pulumi
 import yaml
@@ -16,10 +17,10 @@ from pulumi.dynamic import (
 )
 from pydantic import ValidationError
 
-from .infra_provider import check_provider
-from .providers import OmniProvider, TypedResource, adopted
-from .render import DEFAULT_NAMESPACE, MACHINE_CLASS_TYPE, machine_class_document
-from .spec import MachineClassSpec, ProviderData
+from components.core.dynamic import OmniProvider, TypedResource, adopted
+from components.core.spec import MachineClassSpec, ProviderData
+from components.omni.infra_provider import check_provider
+from components.omni.render import DEFAULT_NAMESPACE, MACHINE_CLASS_TYPE, machine_class_document
 
 # Inputs that name the Omni resource: changing them means a different resource.
 _IDENTITY = ("class_id", "namespace")
@@ -62,7 +63,6 @@ class MachineClassProvider(OmniProvider):
     runs in the provider process, and is dropped from the pickle.
     """
 
-
     def check(self, _olds: dict, news: dict) -> CheckResult:
         failures = []
         inputs = dict(news)
@@ -81,12 +81,16 @@ class MachineClassProvider(OmniProvider):
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
         changed = [k for k in _COMPARED if _comparable(k, olds.get(k)) != _comparable(k, news.get(k))]
         replaces = [k for k in changed if k in _IDENTITY]
-        return DiffResult(changes=bool(changed), replaces=replaces,
-                          delete_before_replace=False)
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     def _apply(self, props: dict) -> dict:
-        check_provider(self.client, props["provider_id"], props["provider_data"], props["class_id"],
-                       self.settings.provider_heartbeat_max_age_seconds)
+        check_provider(
+            self.client,
+            props["provider_id"],
+            props["provider_data"],
+            props["class_id"],
+            self.settings.provider_heartbeat_max_age_seconds,
+        )
         document = machine_class_document(props["class_id"], props["provider_id"], props["provider_data"])
         document["metadata"]["namespace"] = props["namespace"]
         self.client.apply(document)
@@ -133,8 +137,15 @@ class _MachineClassResource(TypedResource, module="omni", name="MachineClass"):
 class MachineClass(pulumi.ComponentResource):
     """One Omni MachineClass that auto-provisions VMs through the infra provider."""
 
-    def __init__(self, class_id: str, spec: MachineClassSpec, *, protect: bool = False,
-                 depends_on: Sequence[pulumi.Resource] = (), opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        class_id: str,
+        spec: MachineClassSpec,
+        *,
+        protect: bool = False,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("omni-scale:omni:MachineClass", class_id, None, opts)
         props = {
             "class_id": class_id,
@@ -143,7 +154,8 @@ class MachineClass(pulumi.ComponentResource):
             "provider_data": spec.provider_data.as_document(),
         }
         self.resource = _MachineClassResource(
-            class_id, props, pulumi.ResourceOptions(parent=self, protect=protect, depends_on=list(depends_on)))
+            class_id, props, pulumi.ResourceOptions(parent=self, protect=protect, depends_on=list(depends_on))
+        )
         self.class_id = pulumi.Output.from_input(class_id)
         self.provider_data = self.resource.provider_data  # type: ignore[attr-defined]
         self.register_outputs({"class_id": self.class_id, "provider_data": self.provider_data})

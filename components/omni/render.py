@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import yaml
 
-from .spec import machine_set_id
+from components.core.spec import machine_set_id
 
 MACHINE_CLASS_TYPE = "MachineClasses.omni.sidero.dev"
 DEFAULT_NAMESPACE = "default"
@@ -128,13 +128,16 @@ def _patch_prefix(cluster: str, doc: dict) -> str:
 
 def template_set_ids(cluster: str, template: str) -> list[str]:
     """The ids of the machine sets a cluster template makes (control planes first, as written)."""
-    return [_patch_prefix(cluster, doc) for doc in yaml.safe_load_all(template)
-            if doc and doc.get("kind") in ("ControlPlane", "Workers")]
+    return [
+        _patch_prefix(cluster, doc)
+        for doc in yaml.safe_load_all(template)
+        if doc and doc.get("kind") in ("ControlPlane", "Workers")
+    ]
 
 
 def default_patch_id(cluster: str, doc: dict, index: int, patch_name: str) -> str:
     """The ConfigPatch id Omni gives the index-th named patch of a template document."""
-    return f"{PATCH_BASE_WEIGHT.get(doc.get('kind'), 400) + index:03d}-{_patch_prefix(cluster, doc)}-{patch_name}"
+    return f"{PATCH_BASE_WEIGHT.get(str(doc.get('kind')), 400) + index:03d}-{_patch_prefix(cluster, doc)}-{patch_name}"
 
 
 def _canonical_patch(cluster: str, doc: dict, index: int, patch: dict) -> dict:
@@ -153,8 +156,20 @@ def _canonical_patch(cluster: str, doc: dict, index: int, patch: dict) -> dict:
     return {k: patch[k] for k in ("name", "idOverride", "annotations", "inline", "file") if k in patch}
 
 
-_DOC_ORDER = ["kind", "name", "labels", "annotations", "kubernetes", "talos", "features",
-              "machineClass", "machines", "patches", "systemExtensions", "kernelArgs"]
+_DOC_ORDER = [
+    "kind",
+    "name",
+    "labels",
+    "annotations",
+    "kubernetes",
+    "talos",
+    "features",
+    "machineClass",
+    "machines",
+    "patches",
+    "systemExtensions",
+    "kernelArgs",
+]
 
 
 def canonical_template(text: str) -> str:
@@ -175,7 +190,7 @@ def canonical_template(text: str) -> str:
         ordered.update({k: doc[k] for k in sorted(doc) if k not in ordered})
         ordered = {k: (v if k == "patches" else _sorted_deep(v)) for k, v in ordered.items()}
         canonical.append(ordered)
-    canonical.sort(key=lambda d: (_KIND_ORDER.get(d.get("kind"), 9), str(d.get("name", ""))))
+    canonical.sort(key=lambda d: (_KIND_ORDER.get(str(d.get("kind")), 9), str(d.get("name", ""))))
     return dump_documents(canonical)
 
 

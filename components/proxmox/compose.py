@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from .render import dump_yaml
-from .spec import ComposeStackSpec
+from components.core.spec import ComposeStackSpec
+from components.omni.render import dump_yaml
 
 COMPOSE_FILE, CONFIG_FILE, ENV_FILE = "compose.yml", "config.yaml", ".env"
 # The order files are written in: secrets first, so compose.yml never names a file not yet there.
@@ -27,6 +27,7 @@ TAILSCALE_STATE_VOLUME = "tailscale-state"
 @dataclass(frozen=True)
 class ProviderSecrets:
     """What the provider container and its sidecar need that must never be stored in plain text."""
+
     omni_endpoint: str
     omni_service_account_key: str = field(repr=False)
     tailscale_auth_key: str = field(repr=False)
@@ -89,20 +90,29 @@ def _env_value(key: str, value: str) -> str:
     """compose reads single-quoted .env values literally; a quote or newline inside could not be written."""
     if any(c in value for c in "\n\r'"):
         raise ValueError(f".env: the value for {key} must be one line without single quotes")
-    return f"'{value}'" if any(c in value for c in " #\"$\\") else value
+    return f"'{value}'" if any(c in value for c in ' #"$\\') else value
 
 
 def render_provider_stack(stack: ComposeStackSpec, provider_id: str, secrets: ProviderSecrets) -> list[RenderedFile]:
     header = "# Written by omni-scale from specs/omni.yaml; a change made here is drift and is undone by `pulumi up`.\n"
-    config = {"proxmox": {"url": secrets.proxmox_api_url, "tokenID": secrets.proxmox_token_id,
-                          "tokenSecret": secrets.proxmox_token_secret,
-                          "insecureSkipVerify": secrets.proxmox_insecure_skip_verify}}
-    env = {"TS_AUTHKEY": secrets.tailscale_auth_key, "OMNI_ENDPOINT": secrets.omni_endpoint,
-           "OMNI_SERVICE_ACCOUNT_KEY": secrets.omni_service_account_key}
+    config = {
+        "proxmox": {
+            "url": secrets.proxmox_api_url,
+            "tokenID": secrets.proxmox_token_id,
+            "tokenSecret": secrets.proxmox_token_secret,
+            "insecureSkipVerify": secrets.proxmox_insecure_skip_verify,
+        }
+    }
+    env = {
+        "TS_AUTHKEY": secrets.tailscale_auth_key,
+        "OMNI_ENDPOINT": secrets.omni_endpoint,
+        "OMNI_SERVICE_ACCOUNT_KEY": secrets.omni_service_account_key,
+    }
     files = {
         CONFIG_FILE: RenderedFile(CONFIG_FILE, header + dump_yaml(config), SECRET_MODE),
-        ENV_FILE: RenderedFile(ENV_FILE, header + "".join(f"{k}={_env_value(k, v)}\n" for k, v in env.items()),
-                               SECRET_MODE),
+        ENV_FILE: RenderedFile(
+            ENV_FILE, header + "".join(f"{k}={_env_value(k, v)}\n" for k, v in env.items()), SECRET_MODE
+        ),
         COMPOSE_FILE: RenderedFile(COMPOSE_FILE, header + dump_yaml(compose_document(stack, provider_id)), PLAIN_MODE),
     }
     return [files[name] for name in FILE_ORDER]
@@ -110,8 +120,12 @@ def render_provider_stack(stack: ComposeStackSpec, provider_id: str, secrets: Pr
 
 def redact(text: str, secrets: ProviderSecrets) -> str:
     """Text from the container (its logs) with every secret the stack holds taken out, before anyone sees it."""
-    for value in (secrets.omni_endpoint, secrets.omni_service_account_key, secrets.tailscale_auth_key,
-                  secrets.proxmox_token_secret):
+    for value in (
+        secrets.omni_endpoint,
+        secrets.omni_service_account_key,
+        secrets.tailscale_auth_key,
+        secrets.proxmox_token_secret,
+    ):
         if value:
             text = text.replace(value, "[secret]")
     return text

@@ -16,15 +16,15 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import celpy
 from celpy import celtypes
 
-from .proxmox import ClusterFacts, NodeFacts
-from .spec import Spec
+from components.core.spec import Spec
+from components.proxmox.client import ClusterFacts, NodeFacts
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 # The Proxmox tag the infra provider puts on every VM it makes for a MachineRequestSet (its syncVM step:
@@ -49,13 +49,15 @@ class Report:
 
 
 def _activation(storage: dict, node: str) -> dict:
-    return {"name": celtypes.StringType(storage.get("storage", "")),
-            "node": celtypes.StringType(node),
-            "storageType": celtypes.StringType(storage.get("type", "")),
-            "availableSpace": celtypes.UintType(max(int(storage.get("avail", 0) or 0), 0))}
+    return {
+        "name": celtypes.StringType(storage.get("storage", "")),
+        "node": celtypes.StringType(node),
+        "storageType": celtypes.StringType(storage.get("type", "")),
+        "availableSpace": celtypes.UintType(max(int(storage.get("avail", 0) or 0), 0)),
+    }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cel_program(selector: str):
     environment = celpy.Environment()
     return environment.program(environment.compile(selector))
@@ -85,8 +87,10 @@ def run_preflight(spec: Spec, facts: ClusterFacts) -> Report:
     online = sorted(n for n, f in nodes.items() if f.online)
     for node in spec.proxmox.nodes:
         if node not in nodes:
-            report.errors.append(f"node {node}: named in the spec but not in the Proxmox cluster "
-                                 f"(it has: {', '.join(sorted(nodes)) or 'no nodes'})")
+            report.errors.append(
+                f"node {node}: named in the spec but not in the Proxmox cluster "
+                f"(it has: {', '.join(sorted(nodes)) or 'no nodes'})"
+            )
         elif not nodes[node].online:
             report.errors.append(f"node {node}: offline")
 
@@ -103,7 +107,8 @@ def run_preflight(spec: Spec, facts: ClusterFacts) -> Report:
             candidates = online
         chosen = report.storage_by_class.setdefault(class_id, {})
         selectors = [("", data.storage_selector)] + [
-            (f"additional_disks[{i}]: ", disk.storage_selector) for i, disk in enumerate(data.additional_disks or [])]
+            (f"additional_disks[{i}]: ", disk.storage_selector) for i, disk in enumerate(data.additional_disks or [])
+        ]
         for node in candidates:
             where = f"class {class_id} on node {node}"
             picked = disk_storages.setdefault((class_id, node), [])
@@ -111,8 +116,10 @@ def run_preflight(spec: Spec, facts: ClusterFacts) -> Report:
                 storage = first_matching_storage(selector, node, nodes[node].storages)
                 picked.append(storage)
                 if storage is None:
-                    report.errors.append(f"{where}: {label}no storage matches selector {selector!r} "
-                                         "(the provider fails with \"no matches for the condition\")")
+                    report.errors.append(
+                        f"{where}: {label}no storage matches selector {selector!r} "
+                        '(the provider fails with "no matches for the condition")'
+                    )
                     continue
                 if not label:
                     chosen[node] = storage["storage"]
@@ -130,14 +137,19 @@ def run_preflight(spec: Spec, facts: ClusterFacts) -> Report:
 def _storage_problems(storage: dict) -> list[str]:
     problems = []
     if not int(storage.get("enabled", 1)):
-        problems.append(f"selector picks storage {storage['storage']}, which is disabled on this node "
-                        "(storage.cfg `disable`, or a `nodes` list without it)")
+        problems.append(
+            f"selector picks storage {storage['storage']}, which is disabled on this node "
+            "(storage.cfg `disable`, or a `nodes` list without it)"
+        )
     elif not int(storage.get("active", 0)):
-        problems.append(f"selector picks storage {storage['storage']}, which is inactive "
-                        "(for Ceph RBD: is the Ceph cluster healthy?)")
+        problems.append(
+            f"selector picks storage {storage['storage']}, which is inactive "
+            "(for Ceph RBD: is the Ceph cluster healthy?)"
+        )
     if "images" not in str(storage.get("content", "")).split(","):
-        problems.append(f"selector picks storage {storage['storage']}, which does not hold VM disk images "
-                        "(content lacks `images`)")
+        problems.append(
+            f"selector picks storage {storage['storage']}, which does not hold VM disk images (content lacks `images`)"
+        )
     return problems
 
 
@@ -151,8 +163,10 @@ def _check_provider_lxc(spec: Spec, facts: dict[str, NodeFacts], online: list[st
         report.errors.append(f"{where}: bridge {lxc.network.bridge} does not exist on {lxc.node}")
     storages = {s.get("storage"): s for s in node.storages}
     template_storage = lxc.os_template.split(":", 1)[0]
-    for storage_id, content, what in ((lxc.root_disk.storage, "rootdir", "root disk"),
-                                      (template_storage, "vztmpl", "template")):
+    for storage_id, content, what in (
+        (lxc.root_disk.storage, "rootdir", "root disk"),
+        (template_storage, "vztmpl", "template"),
+    ):
         storage = storages.get(storage_id)
         if storage is None:
             report.errors.append(f"{where}: {what} storage {storage_id} does not exist on {lxc.node}")
@@ -171,13 +185,13 @@ def _check_dns(spec: Spec, facts: dict[str, NodeFacts], online: list[str], repor
             report.errors.append(
                 f"node {node}: public DNS resolver {', '.join(public)}; Talos VMs inherit the node's resolvers "
                 "and must resolve Omni's split-horizon name to its LAN address, or SideroLink registration "
-                "fails silently: use the LAN resolver")
+                "fails silently: use the LAN resolver"
+            )
         elif expected and resolvers != expected:
             report.errors.append(f"node {node}: DNS resolvers {resolvers}, expected {expected} (proxmox.dns_resolvers)")
 
 
-def _check_capacity(spec: Spec, facts: ClusterFacts, online: list[str], disk_storages: dict,
-                    report: Report) -> None:
+def _check_capacity(spec: Spec, facts: ClusterFacts, online: list[str], disk_storages: dict, report: Report) -> None:
     """Only what is still to be built needs room: per machine set, the machines the spec asks for less the VMs
     the provider already made for it (by its tag), placed one at a time as the provider would place them
     (a pinned node; otherwise the node with the fewest VMs of the set, then the largest share of free memory),
@@ -193,14 +207,15 @@ def _check_capacity(spec: Spec, facts: ClusterFacts, online: list[str], disk_sto
     for (_class, node), storages in sorted(disk_storages.items()):
         for storage in filter(None, storages):
             free_disk.setdefault(_disk_slot(storage, node), int(storage.get("avail", 0) or 0) // GIB)
-    needs = {"memory": Counter(), "cores": Counter(), "disk": Counter()}
+    # memory and cores per node; disk per (storage, node or "shared") slot
+    needs: dict[str, Counter] = {"memory": Counter(), "cores": Counter(), "disk": Counter()}
     sets_on: dict[object, Counter] = {}  # node or disk slot -> set id -> VMs still to build there
     machine_sets = {}
     for cluster_name, cluster in spec.clusters.items():
         for set_id, pool, size in cluster.machine_sets(cluster_name):
             tag = MACHINE_REQUEST_TAG.format(set_id)
             existing = sum(count for (t, _node), count in of_set.items() if t == tag)
-            to_build = max((0 if size == "unlimited" else size) - existing, 0)
+            to_build = max((size if isinstance(size, int) else 0) - existing, 0)
             data = spec.machine_classes[pool.machine_class].provider_data
             placement: Counter = Counter()
             for _ in range(to_build):
@@ -215,13 +230,18 @@ def _check_capacity(spec: Spec, facts: ClusterFacts, online: list[str], disk_sto
                 sets_on.setdefault(node, Counter())[set_id] += 1
                 placement[node] += 1
                 sizes = [data.disk_size] + [d.disk_size for d in data.additional_disks or []]
-                for storage, gb in zip(disk_storages.get((pool.machine_class, node), []), sizes):
+                for storage, gb in zip(disk_storages.get((pool.machine_class, node), []), sizes, strict=False):
                     if storage is not None:
                         slot = _disk_slot(storage, node)
                         needs["disk"][slot] += gb
                         sets_on.setdefault(slot, Counter())[set_id] += 1
-            machine_sets[set_id] = {"class": pool.machine_class, "wanted": size, "existing": existing,
-                                    "to_build": to_build, "placement": dict(sorted(placement.items()))}
+            machine_sets[set_id] = {
+                "class": pool.machine_class,
+                "wanted": size,
+                "existing": existing,
+                "to_build": to_build,
+                "placement": dict(sorted(placement.items())),
+            }
     report.readings = {
         "nodes": {n: {"free_memory_mb": free_memory[n], "free_cores": free_cores[n]} for n in online},
         "storages": {f"{s}@{scope}": gb for (s, scope), gb in sorted(free_disk.items())},
@@ -230,16 +250,24 @@ def _check_capacity(spec: Spec, facts: ClusterFacts, online: list[str], disk_sto
     for what, free, unit in (("memory", free_memory, "MB"), ("cores", free_cores, "cores")):
         short = [n for n in online if needs[what][n] > free[n]]
         if short:
-            report.errors.append(f"capacity: not enough {what} for the VMs still to build: " + "; ".join(
-                f"{n} would get {_sets(sets_on[n])} ({needs[what][n]} {unit}) and has {max(free[n], 0)} {unit} free: "
-                f"{needs[what][n] - max(free[n], 0)} {unit} missing" for n in short))
+            report.errors.append(
+                f"capacity: not enough {what} for the VMs still to build: "
+                + "; ".join(
+                    f"{n} would get {_sets(sets_on[n])} ({needs[what][n]} {unit}) "
+                    f"and has {max(free[n], 0)} {unit} free: "
+                    f"{needs[what][n] - max(free[n], 0)} {unit} missing"
+                    for n in short
+                )
+            )
     for slot in sorted(needs["disk"]):
         need, have = needs["disk"][slot], free_disk[slot]
         if need > have:
-            storage, scope = slot
-            where = storage if scope == "shared" else f"{storage} on {scope}"
-            report.errors.append(f"capacity: storage {where} needs {need} GB for the VMs still to build "
-                                 f"({_sets(sets_on[slot])}), has {have} GB free: {need - have} GB missing")
+            storage_id, scope = slot
+            where = storage_id if scope == "shared" else f"{storage_id} on {scope}"
+            report.errors.append(
+                f"capacity: storage {where} needs {need} GB for the VMs still to build "
+                f"({_sets(sets_on[slot])}), has {have} GB free: {need - have} GB missing"
+            )
 
 
 def _place(pinned: str | None, tag: str, online: list[str], of_set: Counter, memory_share: dict) -> str | None:
@@ -262,15 +290,18 @@ def _sets(counts: Counter) -> str:
 
 def _check_control_plane_spread(spec: Spec, facts: ClusterFacts, online: list[str], report: Report) -> None:
     """The prediction: where the control planes still to build would land (as the provider places them), with
-    those that run already. Where they did land is ControlPlanePlacement's (components/placement.py), after `up`."""
+    those that run already. Where they did land is ControlPlanePlacement's (components/proxmox/placement.py),
+    after `up`."""
     for name, cluster in spec.clusters.items():
         size = cluster.control_plane.size
         if size < 2:
             continue
         pinned = spec.machine_classes[cluster.control_plane.machine_class].provider_data.node
         if pinned is not None:
-            report.warnings.append(f"cluster {name}: all {size} control planes are pinned to {pinned}; "
-                                   "the cluster does not survive the loss of that node")
+            report.warnings.append(
+                f"cluster {name}: all {size} control planes are pinned to {pinned}; "
+                "the cluster does not survive the loss of that node"
+            )
             continue
         set_id = cluster.machine_sets(name)[0][0]
         planned = (report.readings.get("machine_sets") or {}).get(set_id) or {}
@@ -281,5 +312,7 @@ def _check_control_plane_spread(spec: Spec, facts: ClusterFacts, online: list[st
         per_node.update(planned.get("placement") or {})
         for node, count in sorted(per_node.items()):
             if count > (size - 1) // 2:
-                report.warnings.append(f"cluster {name}: {count} of its {size} control planes would run on {node} "
-                                       f"({len(online)} node(s) online); losing {node} would lose etcd quorum")
+                report.warnings.append(
+                    f"cluster {name}: {count} of its {size} control planes would run on {node} "
+                    f"({len(online)} node(s) online); losing {node} would lose etcd quorum"
+                )

@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import difflib
 import re
+import types
 import typing
-from enum import Enum
+from enum import StrEnum
 from functools import cached_property
+from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from ipaddress import IPv4Address, IPv4Interface
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    IPvAnyAddress,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, IPvAnyAddress, ValidationError,
-                      field_validator, model_validator)
-
-from .errors import Problem, SpecError
+from components.core.errors import Problem, SpecError
 
 __all__ = ["Spec", "SpecError", "load_spec", "parse_spec"]
 
@@ -55,21 +65,28 @@ def _shaped(regex: str, words: str) -> AfterValidator:
         if not shape.fullmatch(value):
             raise ValueError(f"{words} (got {value!r})")
         return value
+
     return AfterValidator(check)
 
 
 # Kubernetes' DNS label (RFC 1123), which Omni and Proxmox names also keep to.
-Name = Annotated[str, _shaped(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
-                              "a lowercase name of letters, digits and '-', starting and ending with a letter or "
-                              "digit, at most 63 characters, e.g. talos-prod-01")]
+Name = Annotated[
+    str,
+    _shaped(
+        r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+        "a lowercase name of letters, digits and '-', starting and ending with a letter or "
+        "digit, at most 63 characters, e.g. talos-prod-01",
+    ),
+]
 Version = Annotated[str, _shaped(r"v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", "a version with its v, e.g. v1.34.3")]
 ChartVersion = Annotated[str, _shaped(r"\d+\.\d+\.\d+", "a chart version of three numbers, e.g. 1.102.3")]
 ChartRepository = Annotated[str, _shaped(r"https?://\S+", "an http:// or https:// URL, e.g. https://helm.cilium.io")]
-Extension = Annotated[str, _shaped(r"[a-z0-9-]+/[a-z0-9._-]+", "an extension as vendor/name, e.g. "
-                                                               "siderolabs/iscsi-tools")]
+Extension = Annotated[
+    str, _shaped(r"[a-z0-9-]+/[a-z0-9._-]+", "an extension as vendor/name, e.g. siderolabs/iscsi-tools")
+]
 
 
-class DiskCache(str, Enum):
+class DiskCache(StrEnum):
     none = "none"
     writethrough = "writethrough"
     writeback = "writeback"
@@ -77,18 +94,18 @@ class DiskCache(str, Enum):
     unsafe = "unsafe"
 
 
-class DiskAio(str, Enum):
+class DiskAio(StrEnum):
     native = "native"
     threads = "threads"
     io_uring = "io_uring"
 
 
-class MachineType(str, Enum):
+class MachineType(StrEnum):
     q35 = "q35"
     i440fx = "i440fx"
 
 
-class Hugepages(str, Enum):
+class Hugepages(StrEnum):
     two_mb = "2MB"
     one_gb = "1GB"
 
@@ -97,19 +114,20 @@ class Hugepages(str, Enum):
 CEL_VARIABLES = ("name", "node", "storageType", "availableSpace")
 
 
-def selector_problem(selector: str) -> Optional[str]:
+def selector_problem(selector: str) -> str | None:
     """Why a storage selector would not work with the provider, or None. Parsed with a real CEL parser."""
     import celpy  # imported here: only specs with selectors pay for the parser
 
     if re.search(r"(?<![\w.])type\b", selector):
-        return ("a selector without `type`, a reserved word in CEL the provider cannot parse; "
-                'use `storageType` (e.g. storageType == "rbd")')
+        return (
+            "a selector without `type`, a reserved word in CEL the provider cannot parse; "
+            'use `storageType` (e.g. storageType == "rbd")'
+        )
     try:
         tree = celpy.Environment().compile(selector)
     except celpy.CELParseError as exc:
         return f"a CEL expression ({str(exc).splitlines()[0].strip() or 'does not parse'})"
-    unknown = sorted({str(t.children[0]) for t in tree.iter_subtrees() if t.data == "ident"}
-                     - set(CEL_VARIABLES))
+    unknown = sorted({str(t.children[0]) for t in tree.iter_subtrees() if t.data == "ident"} - set(CEL_VARIABLES))
     if unknown:
         return f"a CEL expression over {', '.join(CEL_VARIABLES)} only (unknown: {', '.join(unknown)})"
     return None
@@ -127,25 +145,25 @@ StorageSelector = Annotated[str, Field(min_length=1)]
 
 class AdditionalNic(_Strict):
     bridge: str = Field(min_length=1)
-    vlan: Optional[int] = Field(default=None, ge=0)
-    firewall: Optional[bool] = None
+    vlan: int | None = Field(default=None, ge=0)
+    firewall: bool | None = None
 
 
 class PciDevice(_Strict):
     mapping: str = Field(min_length=1)
-    pcie: Optional[bool] = None
-    primary_gpu: Optional[bool] = None
-    rombar: Optional[bool] = None
+    pcie: bool | None = None
+    primary_gpu: bool | None = None
+    rombar: bool | None = None
 
 
 class AdditionalDisk(_Strict):
     disk_size: int = Field(ge=5, description="GB")
     storage_selector: StorageSelector
-    disk_ssd: Optional[bool] = None
-    disk_discard: Optional[bool] = None
-    disk_iothread: Optional[bool] = None
-    disk_cache: Optional[DiskCache] = None
-    disk_aio: Optional[DiskAio] = None
+    disk_ssd: bool | None = None
+    disk_discard: bool | None = None
+    disk_iothread: bool | None = None
+    disk_cache: DiskCache | None = None
+    disk_aio: DiskAio | None = None
 
     _check_selector = field_validator("storage_selector")(_valid_selector)
 
@@ -157,23 +175,23 @@ class ProviderData(_Strict):
     memory: int = Field(ge=2048, description="MB")
     disk_size: int = Field(ge=5, description="GB")
     storage_selector: StorageSelector
-    sockets: Optional[int] = Field(default=None, ge=1)
-    node: Optional[Name] = None
-    network_bridge: Optional[str] = None
-    vlan: Optional[int] = Field(default=None, ge=0)
-    disk_ssd: Optional[bool] = None
-    disk_discard: Optional[bool] = None
-    disk_iothread: Optional[bool] = None
-    disk_cache: Optional[DiskCache] = None
-    disk_aio: Optional[DiskAio] = None
-    cpu_type: Optional[str] = None
-    machine_type: Optional[MachineType] = None
-    numa: Optional[bool] = None
-    hugepages: Optional[Hugepages] = None
-    balloon: Optional[bool] = None
-    additional_nics: Optional[list[AdditionalNic]] = None
-    pci_devices: Optional[list[PciDevice]] = None
-    additional_disks: Optional[list[AdditionalDisk]] = None
+    sockets: int | None = Field(default=None, ge=1)
+    node: Name | None = None
+    network_bridge: str | None = None
+    vlan: int | None = Field(default=None, ge=0)
+    disk_ssd: bool | None = None
+    disk_discard: bool | None = None
+    disk_iothread: bool | None = None
+    disk_cache: DiskCache | None = None
+    disk_aio: DiskAio | None = None
+    cpu_type: str | None = None
+    machine_type: MachineType | None = None
+    numa: bool | None = None
+    hugepages: Hugepages | None = None
+    balloon: bool | None = None
+    additional_nics: list[AdditionalNic] | None = None
+    pci_devices: list[PciDevice] | None = None
+    additional_disks: list[AdditionalDisk] | None = None
 
     _check_selector = field_validator("storage_selector")(_valid_selector)
 
@@ -199,8 +217,10 @@ class MachineClassSpec(_Strict):
 # letters ("must be lowercase"), so a provider with such an id can never register, nor a class use it.
 def _provider_id(value: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", value):
-        raise ValueError(f"a lowercase infra provider id such as 'proxmox' (got {value!r}; Omni refuses to "
-                         "register a provider whose id has capital letters)")
+        raise ValueError(
+            f"a lowercase infra provider id such as 'proxmox' (got {value!r}; Omni refuses to "
+            "register a provider whose id has capital letters)"
+        )
     return value
 
 
@@ -215,15 +235,15 @@ class ProxmoxSpec(_Strict):
     cluster: Name
     nodes: list[Name] = Field(min_length=1)
     # The LAN resolvers every node must hand Talos VMs (split-horizon DNS for Omni); optional.
-    dns_resolvers: Optional[list[IPvAnyAddress]] = None
+    dns_resolvers: list[IPvAnyAddress] | None = None
 
 
 class Patch(_Strict):
     """A Talos machine-config patch: inline YAML, or a file relative to the spec file."""
 
     name: Name
-    inline: Optional[dict[str, Any]] = None
-    file: Optional[str] = None
+    inline: dict[str, Any] | None = None
+    file: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -255,48 +275,50 @@ class ControlPlaneSpec(_Pool):
 
 class WorkerPoolSpec(_Pool):
     name: Name
-    size: Union[Annotated[int, Field(ge=0)], Literal["unlimited"]]
+    size: Annotated[int, Field(ge=0)] | Literal["unlimited"]
 
 
 class _Values(BaseModel):
     """Chart values: the ones omni-scale knows are typed (a wrong type is one clear error), others pass as given."""
+
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
 class CiliumIpam(_Values):
-    mode: Optional[str] = None
+    mode: str | None = None
 
 
 class CiliumCgroupAutoMount(_Values):
-    enabled: Optional[bool] = None
+    enabled: bool | None = None
 
 
 class CiliumCgroup(_Values):
-    autoMount: Optional[CiliumCgroupAutoMount] = None
-    hostRoot: Optional[str] = None
+    autoMount: CiliumCgroupAutoMount | None = None
+    hostRoot: str | None = None
 
 
 class CiliumCapabilities(_Values):
-    ciliumAgent: Optional[list[str]] = None
-    cleanCiliumState: Optional[list[str]] = None
+    ciliumAgent: list[str] | None = None
+    cleanCiliumState: list[str] | None = None
 
 
 class CiliumSecurityContext(_Values):
-    capabilities: Optional[CiliumCapabilities] = None
+    capabilities: CiliumCapabilities | None = None
 
 
 class CiliumValues(_Values):
-    MTU: Optional[int] = Field(default=None, ge=576, le=65520)
-    kubeProxyReplacement: Optional[bool] = None
-    k8sServiceHost: Optional[str] = None
-    k8sServicePort: Optional[int] = Field(default=None, ge=1, le=65535)
-    ipam: Optional[CiliumIpam] = None
-    cgroup: Optional[CiliumCgroup] = None
-    securityContext: Optional[CiliumSecurityContext] = None
+    MTU: int | None = Field(default=None, ge=576, le=65520)
+    kubeProxyReplacement: bool | None = None
+    k8sServiceHost: str | None = None
+    k8sServicePort: int | None = Field(default=None, ge=1, le=65535)
+    ipam: CiliumIpam | None = None
+    cgroup: CiliumCgroup | None = None
+    securityContext: CiliumSecurityContext | None = None
 
 
 class CiliumSpec(_Strict):
     """Cilium's chart, rendered by `helm template` into the cluster template's kubernetes.manifests."""
+
     chart_repository: ChartRepository
     chart_version: ChartVersion
     values: CiliumValues = Field(default_factory=CiliumValues)
@@ -316,7 +338,7 @@ class ClusterSpec(_Strict):
     control_plane: ControlPlaneSpec
     workers: list[WorkerPoolSpec] = Field(default_factory=list)
     # The CNI omni-scale installs (Omni applies it as soon as the control plane's API answers); none: Talos's own.
-    cni: Optional[CniSpec] = None
+    cni: CniSpec | None = None
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -324,18 +346,25 @@ class ClusterSpec(_Strict):
         seen: set[str] = set()
         for i, pool in enumerate(self.workers):
             if pool.name == CONTROL_PLANES_SET:
-                failures.append(_AtPath(f"workers[{i}].name", "a worker pool name other than `control-planes` "
-                                                              "(the control plane's machine set), e.g. workers"))
+                failures.append(
+                    _AtPath(
+                        f"workers[{i}].name",
+                        "a worker pool name other than `control-planes` "
+                        "(the control plane's machine set), e.g. workers",
+                    )
+                )
             elif pool.name in seen:
-                failures.append(_AtPath(f"workers[{i}].name",
-                                        f"a worker pool name unique in the cluster (got {pool.name!r} twice)"))
+                failures.append(
+                    _AtPath(f"workers[{i}].name", f"a worker pool name unique in the cluster (got {pool.name!r} twice)")
+                )
             seen.add(pool.name)
         for where, patches in self._patch_lists():
             names = [p.name for p in patches]
             for i, name in enumerate(names):
                 if name in names[:i]:
-                    failures.append(_AtPath(f"{where}[{i}].name",
-                                            f"a patch name unique in its list (got {name!r} twice)"))
+                    failures.append(
+                        _AtPath(f"{where}[{i}].name", f"a patch name unique in its list (got {name!r} twice)")
+                    )
         if failures:
             raise _AtPaths(failures)
         return self
@@ -346,21 +375,24 @@ class ClusterSpec(_Strict):
         for i, pool in enumerate(self.workers):
             yield f"workers[{i}].patches", pool.patches
 
-    def pools(self) -> list[tuple[str, _Pool, Union[int, str]]]:
+    def pools(self) -> list[tuple[str, _Pool, int | str]]:
         return [("control_plane", self.control_plane, self.control_plane.size)] + [
-            (f"workers[{i}]", p, p.size) for i, p in enumerate(self.workers)]
+            (f"workers[{i}]", p, p.size) for i, p in enumerate(self.workers)
+        ]
 
-    def machine_sets(self, cluster_name: str) -> list[tuple[str, _Pool, Union[int, str]]]:
+    def machine_sets(self, cluster_name: str) -> list[tuple[str, _Pool, int | str]]:
         """(Omni's MachineSet id, pool, size) per pool: the id is also the MachineRequestSet's, whose VMs the
         infra provider tags."""
-        return [(machine_set_id(cluster_name, None if where == "control_plane" else pool.name), pool, size)
-                for where, pool, size in self.pools()]
+        return [
+            (machine_set_id(cluster_name, pool.name if isinstance(pool, WorkerPoolSpec) else None), pool, size)
+            for _where, pool, size in self.pools()
+        ]
 
 
 CONTROL_PLANES_SET = "control-planes"
 
 
-def machine_set_id(cluster_name: str, worker_pool: Optional[str]) -> str:
+def machine_set_id(cluster_name: str, worker_pool: str | None) -> str:
     """Omni's id of a cluster's machine set: `<cluster>-control-planes`, or `<cluster>-<pool>` for workers."""
     return f"{cluster_name}-{worker_pool or CONTROL_PLANES_SET}"
 
@@ -372,7 +404,7 @@ class Totals(BaseModel):
     memory_mb: int
     disk_gb: int
 
-    def __add__(self, other: "Totals") -> "Totals":
+    def __add__(self, other: Totals) -> Totals:
         return Totals(**{k: getattr(self, k) + getattr(other, k) for k in Totals.model_fields})
 
 
@@ -386,7 +418,7 @@ TAILSCALE_CHART_VERSION = "1.102.3"
 class TailscaleOAuthSpec(_Strict):
     # Workload-identity federation: the operator authenticates with a projected service-account token for this
     # audience instead of a client secret (the client id still comes from the stack config).
-    audience: Optional[str] = Field(default=None, min_length=1)
+    audience: str | None = Field(default=None, min_length=1)
 
 
 class TailscaleOperatorSpec(_Strict):
@@ -400,31 +432,53 @@ class TailscaleOperatorSpec(_Strict):
     values: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _credentials_only_from_the_stack(self) -> "TailscaleOperatorSpec":
+    def _credentials_only_from_the_stack(self) -> TailscaleOperatorSpec:
         # The OAuth client's credentials are stack secrets; a spec file is committed.
         if "oauth" in self.values:
-            raise _AtPath("values.oauth", "no oauth values here: the client id and secret are stack secrets "
-                                          "(omni-scale:tailscaleOAuthClientId, omni-scale:tailscaleOAuthClientSecret), "
-                                          "and workload identity is tailscale_operator.oauth.audience")
+            raise _AtPath(
+                "values.oauth",
+                "no oauth values here: the client id and secret are stack secrets "
+                "(omni-scale:tailscaleOAuthClientId, omni-scale:tailscaleOAuthClientSecret), "
+                "and workload identity is tailscale_operator.oauth.audience",
+            )
         return self
 
 
-StorageId = Annotated[str, _shaped(r"[a-z][a-z0-9_.-]*", "a Proxmox storage id of lowercase letters, digits, "
-                                                          "'_', '.' and '-', starting with a letter, e.g. local-lvm")]
-OsTemplate = Annotated[str, _shaped(r"[a-z][a-z0-9_.-]*:vztmpl/[^/\s]+\.tar\.(gz|xz|zst)",
-                                    "a container template volume, STORAGE:vztmpl/NAME.tar.zst (or .tar.gz, .tar.xz), "
-                                    "e.g. local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst")]
+StorageId = Annotated[
+    str,
+    _shaped(
+        r"[a-z][a-z0-9_.-]*",
+        "a Proxmox storage id of lowercase letters, digits, '_', '.' and '-', starting with a letter, e.g. local-lvm",
+    ),
+]
+OsTemplate = Annotated[
+    str,
+    _shaped(
+        r"[a-z][a-z0-9_.-]*:vztmpl/[^/\s]+\.tar\.(gz|xz|zst)",
+        "a container template volume, STORAGE:vztmpl/NAME.tar.zst (or .tar.gz, .tar.xz), "
+        "e.g. local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst",
+    ),
+]
+
+
 # A pinned image: a tag that names a release, never a moving one such as latest.
 def _pinned_image(value: str) -> str:
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9._-]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]*", value) \
-            or value.rsplit(":", 1)[1] == "latest":
+    if (
+        not re.fullmatch(r"[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9._-]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]*", value)
+        or value.rsplit(":", 1)[1] == "latest"
+    ):
         raise ValueError(f"an image with a pinned tag, e.g. tailscale/tailscale:v1.90.9, not :latest (got {value!r})")
     return value
 
 
 def _relative_directory(value: str) -> str:
     parts = value.split("/")
-    if not value or value.startswith("/") or ".." in parts or not all(re.fullmatch(r"[A-Za-z0-9_.-]+", p) for p in parts):
+    if (
+        not value
+        or value.startswith("/")
+        or ".." in parts
+        or not all(re.fullmatch(r"[A-Za-z0-9_.-]+", p) for p in parts)
+    ):
         raise ValueError(f"a directory relative to the SSH user's home, without '..' (got {value!r})")
     return value
 
@@ -453,12 +507,18 @@ class LxcNetwork(_Strict):
     def _addresses_as_meant(self):
         network, failures = self.address.network, []
         if network.prefixlen < 31 and self.address.ip in (network.network_address, network.broadcast_address):
-            failures.append(_AtPath("address", f"a host address in {network}, not its "
-                                               f"{'network' if self.address.ip == network.network_address else 'broadcast'}"
-                                               f" address (got {self.address})"))
+            failures.append(
+                _AtPath(
+                    "address",
+                    f"a host address in {network}, not its "
+                    f"{'network' if self.address.ip == network.network_address else 'broadcast'}"
+                    f" address (got {self.address})",
+                )
+            )
         if self.gateway == self.address.ip:
-            failures.append(_AtPath("gateway", f"the router's address, not the container's own (got {self.gateway} "
-                                               "for both)"))
+            failures.append(
+                _AtPath("gateway", f"the router's address, not the container's own (got {self.gateway} for both)")
+            )
         elif self.gateway not in network:
             failures.append(_AtPath("gateway", f"an address inside {network} (got {self.gateway})"))
         if failures:
@@ -476,6 +536,7 @@ class ComposeStackSpec(_Strict):
 
 class ProviderLxcSpec(_Strict):
     """The container that runs the Omni Proxmox provider and its Tailscale sidecar."""
+
     node: Name
     vmid: int = Field(ge=100, le=999999999)
     hostname: Name
@@ -494,17 +555,18 @@ class Spec(_Strict):
     proxmox: ProxmoxSpec
     machine_classes: dict[Name, MachineClassSpec] = Field(min_length=1)
     clusters: dict[Name, ClusterSpec] = Field(default_factory=dict)
-    tailscale_operator: Optional[TailscaleOperatorSpec] = None
-    provider_lxc: Optional[ProviderLxcSpec] = None
+    tailscale_operator: TailscaleOperatorSpec | None = None
+    provider_lxc: ProviderLxcSpec | None = None
 
     def cluster_totals(self, name: str) -> Totals:
         """What one cluster asks of Proxmox; unlimited pools count as their current minimum (0)."""
         total = ZERO
         for _where, pool, size in self.clusters[name].pools():
-            count = 0 if size == "unlimited" else size
+            count = size if isinstance(size, int) else 0
             data = self.machine_classes[pool.machine_class].provider_data
-            total += Totals(machines=count, cores=count * data.vcpus, memory_mb=count * data.memory,
-                            disk_gb=count * data.disk_gb)
+            total += Totals(
+                machines=count, cores=count * data.vcpus, memory_mb=count * data.memory, disk_gb=count * data.disk_gb
+            )
         return total
 
     @cached_property
@@ -529,6 +591,8 @@ def _split(path: str) -> tuple:
     parts: list = []
     for piece in path.split("."):
         m = re.match(r"^([^\[]+)((\[\d+\])*)$", piece)
+        if m is None:
+            raise ValueError(f"not a dotted path: {path!r}")
         parts.append(m.group(1))
         parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
     return tuple(parts)
@@ -552,14 +616,14 @@ def _unwrapped(kind: Any) -> Any:
         origin = typing.get_origin(kind)
         if origin is Annotated:
             kind = typing.get_args(kind)[0]
-        elif origin is Union:
+        elif origin in (Union, types.UnionType):
             args = [a for a in typing.get_args(kind) if a is not type(None)]
             kind = next((a for a in args if _is_model(a)), args[0])
         else:
             return kind
 
 
-def _fields_at(loc: tuple) -> Optional[list[str]]:
+def _fields_at(loc: tuple) -> list[str] | None:
     """The field names the model at loc accepts, following the Spec's annotations (for spelling hints)."""
     kind: Any = Spec
     for part in loc:
@@ -577,7 +641,7 @@ def _fields_at(loc: tuple) -> Optional[list[str]]:
 def _validation_problems(exc: ValidationError) -> list[tuple[tuple, str]]:
     """Every error pydantic found, as (location, expectation in words); a misspelt key is one line, not two."""
     errors = exc.errors()
-    by_loc: dict[tuple, list[dict]] = {}
+    by_loc: dict[tuple, list[ErrorDetails]] = {}
     for err in errors:
         by_loc.setdefault(_user_loc(err["loc"]), []).append(err)
     unknown = {loc for loc, errs in by_loc.items() if errs[0]["type"] == "extra_forbidden"}
@@ -595,14 +659,22 @@ def _validation_problems(exc: ValidationError) -> list[tuple[tuple, str]]:
             parent = loc[:-1]
             sibling_missing = [m[-1] for m in missing if m[:-1] == parent and isinstance(m[-1], str)]
             # A required field left out is the likeliest meaning; any field of the model next.
-            guess = (difflib.get_close_matches(str(loc[-1]), sibling_missing, n=1)
-                     or difflib.get_close_matches(str(loc[-1]), _fields_at(parent) or [], n=1))
+            guess = difflib.get_close_matches(str(loc[-1]), sibling_missing, n=1) or difflib.get_close_matches(
+                str(loc[-1]), _fields_at(parent) or [], n=1
+            )
             if guess:
                 explained.add(parent + (guess[0],))
             fields = _fields_at(parent)
-            out.append((loc, f"no such field (did you mean `{guess[0]}`?)" if guess else
-                             f"no such field; the fields here are {', '.join(fields)}" if fields else
-                             "no such field (check the spelling against specs/omni.yaml)"))
+            out.append(
+                (
+                    loc,
+                    f"no such field (did you mean `{guess[0]}`?)"
+                    if guess
+                    else f"no such field; the fields here are {', '.join(fields)}"
+                    if fields
+                    else "no such field (check the spelling against specs/omni.yaml)",
+                )
+            )
             continue
         if err["type"] == "missing":
             msg = "a value (this field is required)"
@@ -614,9 +686,9 @@ def _validation_problems(exc: ValidationError) -> list[tuple[tuple, str]]:
     return [(loc, msg) for loc, msg in out if loc not in explained]
 
 
-def _words(err: dict) -> str:
+def _words(err: ErrorDetails) -> str:
     msg = err["msg"]
-    return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+    return msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg
 
 
 def _get(data: object, *keys: Any) -> object:
@@ -639,7 +711,7 @@ def _reference_problems(data: dict, bad: set[tuple]) -> list[tuple[tuple, str]]:
     def wrong(target: tuple) -> bool:
         # A map of names (classes, clusters) is wrong only as a whole: one bad class leaves the others' names good.
         whole = target in (("machine_classes",), ("clusters",))
-        return any(loc == target if whole else loc[:len(target)] == target for loc in bad)
+        return any(loc == target if whole else loc[: len(target)] == target for loc in bad)
 
     nodes = _get(data, "proxmox", "nodes")
     nodes = nodes if isinstance(nodes, list) and all(isinstance(n, str) for n in nodes) else None
@@ -650,49 +722,73 @@ def _reference_problems(data: dict, bad: set[tuple]) -> list[tuple[tuple, str]]:
 
     def one_of(loc: tuple, value: object, choices, what: str, target: tuple) -> None:
         if isinstance(value, str) and choices is not None and value not in choices and not wrong(target):
-            out.append((loc, f"one of the {what} {sorted(choices) if what != 'Proxmox nodes' else choices} "
-                             f"(got {value!r})"))
+            out.append(
+                (loc, f"one of the {what} {sorted(choices) if what != 'Proxmox nodes' else choices} (got {value!r})")
+            )
 
     one_of(("provider_lxc", "node"), _get(data, "provider_lxc", "node"), nodes, "Proxmox nodes", ("proxmox", "nodes"))
     provider_id = _get(data, "infra_provider", "id")
     for name, cls in (classes or {}).items():
         got = _get(cls, "provider_id")
-        if isinstance(provider_id, str) and isinstance(got, str) and got != provider_id \
-                and not wrong(("infra_provider",)):
-            out.append((("machine_classes", name, "provider_id"),
-                        f"the infra provider id {provider_id!r} (got {got!r}); a class naming an unregistered "
-                        "provider never provisions anything"))
-        one_of(("machine_classes", name, "provider_data", "node"), _get(cls, "provider_data", "node"), nodes,
-               "Proxmox nodes", ("proxmox", "nodes"))
+        if (
+            isinstance(provider_id, str)
+            and isinstance(got, str)
+            and got != provider_id
+            and not wrong(("infra_provider",))
+        ):
+            out.append(
+                (
+                    ("machine_classes", name, "provider_id"),
+                    f"the infra provider id {provider_id!r} (got {got!r}); a class naming an unregistered "
+                    "provider never provisions anything",
+                )
+            )
+        one_of(
+            ("machine_classes", name, "provider_data", "node"),
+            _get(cls, "provider_data", "node"),
+            nodes,
+            "Proxmox nodes",
+            ("proxmox", "nodes"),
+        )
     for cname, cluster in clusters.items():
-        pools = [(("control_plane",), _get(cluster, "control_plane"))]
+        pools: list[tuple[tuple, object]] = [(("control_plane",), _get(cluster, "control_plane"))]
         workers = _get(cluster, "workers")
         pools += [(("workers", i), pool) for i, pool in enumerate(workers if isinstance(workers, list) else [])]
         for where, pool in pools:
-            one_of(("clusters", cname) + where + ("machine_class",), _get(pool, "machine_class"),
-                   None if classes is None else list(classes), "machine classes", ("machine_classes",))
-    one_of(("tailscale_operator", "cluster"), _get(data, "tailscale_operator", "cluster"), list(clusters), "clusters",
-           ("clusters",))
+            one_of(
+                ("clusters", cname) + where + ("machine_class",),
+                _get(pool, "machine_class"),
+                None if classes is None else list(classes),
+                "machine classes",
+                ("machine_classes",),
+            )
+    one_of(
+        ("tailscale_operator", "cluster"),
+        _get(data, "tailscale_operator", "cluster"),
+        list(clusters),
+        "clusters",
+        ("clusters",),
+    )
     return out
 
 
-def parse_spec(data: object, file: str, lines: Optional[dict[tuple, int]] = None) -> Spec:
+def parse_spec(data: object, file: str, lines: dict[tuple, int] | None = None) -> Spec:
     """The Spec, or one SpecError listing every mistake; `lines` (from yaml_lines) orders them by position."""
     if not isinstance(data, dict):
         raise SpecError(file, "", "a YAML mapping at the top level")
     found: list[tuple[tuple, str]] = []
-    spec = None
+    spec: Spec | None = None
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
         found = _validation_problems(exc)
     found += _reference_problems(data, {loc for loc, _ in found})
-    if found:
+    if found or spec is None:  # no model without a problem pydantic reported
         raise SpecError(file, problems=[Problem(_dotted(loc), msg, _line_of(loc, lines)) for loc, msg in found])
     return spec
 
 
-def _line_of(loc: tuple, lines: Optional[dict[tuple, int]]) -> Optional[int]:
+def _line_of(loc: tuple, lines: dict[tuple, int] | None) -> int | None:
     """The line of loc, or of its nearest ancestor in the file (a missing field: the mapping that lacks it)."""
     for end in range(len(loc), -1, -1):
         if lines and loc[:end] in lines:
@@ -700,7 +796,7 @@ def _line_of(loc: tuple, lines: Optional[dict[tuple, int]]) -> Optional[int]:
     return None
 
 
-def yaml_lines(node: Any, path: tuple = (), out: Optional[dict[tuple, int]] = None) -> dict[tuple, int]:
+def yaml_lines(node: Any, path: tuple = (), out: dict[tuple, int] | None = None) -> dict[tuple, int]:
     """Each key's and list item's 1-based line, by its path, from a composed YAML node tree."""
     out = {} if out is None else out
     if isinstance(node, yaml.MappingNode):
@@ -719,12 +815,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's own loader keeps the last of two equal keys silently: two classes of one name would become one."""
 
     def construct_mapping(self, node, deep=False):
-        seen = {}
+        seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
+                )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
@@ -798,19 +895,38 @@ def clusters_that_cannot_become_ready(spec: Spec) -> list[tuple[str, str]]:
                     proxy_off = proxy_off or f"{where}[{i}] ({patch.name})"
         where = f"clusters.{cname}.cni"
         if cni_off and cluster.cni is None:
-            found.append((where, f"a CNI: patch {cni_off} sets cluster.network.cni.name: none and nothing installs "
-                                 "one, so the nodes never become Ready and `up` would wait and fail; add "
-                                 "`cni: {cilium: {chart_repository, chart_version}}`"))
+            found.append(
+                (
+                    where,
+                    f"a CNI: patch {cni_off} sets cluster.network.cni.name: none and nothing installs "
+                    "one, so the nodes never become Ready and `up` would wait and fail; add "
+                    "`cni: {cilium: {chart_repository, chart_version}}`",
+                )
+            )
         if cluster.cni is not None and not cni_off:
-            found.append((where, "the default CNI switched off (a patch setting cluster.network.cni.name: none): "
-                                 "with Talos's own CNI left on, two CNIs would fight over the nodes"))
+            found.append(
+                (
+                    where,
+                    "the default CNI switched off (a patch setting cluster.network.cni.name: none): "
+                    "with Talos's own CNI left on, two CNIs would fight over the nodes",
+                )
+            )
         if proxy_off and cluster.cni is not None and cluster.cni.cilium.values.kubeProxyReplacement is False:
-            found.append((f"{where}.cilium.values.kubeProxyReplacement",
-                          f"true: patch {proxy_off} disables kube-proxy, and without Cilium's replacement nothing "
-                          "serves Services, so the nodes never become Ready"))
+            found.append(
+                (
+                    f"{where}.cilium.values.kubeProxyReplacement",
+                    f"true: patch {proxy_off} disables kube-proxy, and without Cilium's replacement nothing "
+                    "serves Services, so the nodes never become Ready",
+                )
+            )
         if proxy_off and cluster.cni is None and not cni_off:  # else the missing CNI is the one mistake to name
-            found.append((where, f"a CNI that replaces kube-proxy: patch {proxy_off} disables kube-proxy and "
-                                 "nothing replaces it, so the nodes never become Ready"))
+            found.append(
+                (
+                    where,
+                    f"a CNI that replaces kube-proxy: patch {proxy_off} disables kube-proxy and "
+                    "nothing replaces it, so the nodes never become Ready",
+                )
+            )
     return found
 
 

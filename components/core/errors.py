@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 
 @dataclass(frozen=True)
 class Problem:
     path: str
     expected: str
-    line: Optional[int] = None  # 1-based line in the file, where known; orders the report
+    line: int | None = None  # 1-based line in the file, where known; orders the report
 
     def sort_key(self) -> tuple:
         return (self.line is None, self.line or 0, self.path)
@@ -25,8 +25,9 @@ class UserError(Exception):
         self.file, self.problems = file, found
         # The first mistake's fields, for callers (and tests) that deal in one.
         self.path, self.expected = found[0].path, found[0].expected
-        super().__init__("\n".join(f"{file}: {p.path}: {p.expected}" if p.path else f"{file}: {p.expected}"
-                                   for p in found))
+        super().__init__(
+            "\n".join(f"{file}: {p.path}: {p.expected}" if p.path else f"{file}: {p.expected}" for p in found)
+        )
 
 
 class SpecError(UserError):

@@ -2,11 +2,11 @@
 the adopting `pulumi up`, and that `up` (in adoption mode: each existing thing is recorded as it is instead
 of being written) only once the operator confirms.
 
-    python -m components.adoption [--stack prod] [--list] [--json] [--yes]
+    python -m components.cli.adoption [--stack prod] [--list] [--json] [--yes]
 
 Without --yes it prints the plan (`pulumi preview` in adoption mode) and asks at a terminal; with no terminal
 it writes nothing. Pulumi's own import cannot take over a Python dynamic resource, so each of this program's
-providers adopts in `create` (components/providers.py: adopted); the pulumi-kubernetes resources (the Tailscale
+providers adopts in `create` (components/core/dynamic.py: adopted); the pulumi-kubernetes resources (the Tailscale
 operator's namespace and release) take the `import` option instead. Afterwards `pulumi preview` shows no change
 where the live estate matches the spec, and exactly the differences where it does not.
 
@@ -22,19 +22,18 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
-from .machine_class import class_resource_id
-from .provider_lxc import compose_id, container_id
-from .providers import ADOPT_ENV
-from .render import DEFAULT_NAMESPACE
-from .tailscale_operator import RELEASE, release_id
-from .talos_cluster import KUBECONFIG_USER
-from .errors import UserError
-from .spec import Spec, load_spec
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from components import PROJECT_ROOT
+from components.core.dynamic import ADOPT_ENV
+from components.core.errors import UserError
+from components.core.spec import Spec, load_spec
+from components.kubernetes.tailscale_operator import RELEASE, release_id
+from components.omni.machine_class import class_resource_id
+from components.omni.render import DEFAULT_NAMESPACE
+from components.omni.talos_cluster import KUBECONFIG_USER
+from components.proxmox.lxc import compose_id, container_id
 
 
 def import_list(spec: Spec) -> list[dict]:
@@ -42,22 +41,53 @@ def import_list(spec: Spec) -> list[dict]:
     items = []
     lxc = spec.provider_lxc
     if lxc is not None:
-        items.append({"type": "omni-scale:proxmox:ProviderLxc", "name": lxc.hostname, "what": "Proxmox container",
-                      "id": container_id(lxc.node, lxc.vmid)})
-        items.append({"type": "omni-scale:proxmox:ProviderLxc", "name": f"{lxc.hostname}-compose",
-                      "what": "docker compose stack in it", "id": compose_id(str(lxc.network.address.ip), lxc.compose.directory)})
+        items.append(
+            {
+                "type": "omni-scale:proxmox:ProviderLxc",
+                "name": lxc.hostname,
+                "what": "Proxmox container",
+                "id": container_id(lxc.node, lxc.vmid),
+            }
+        )
+        items.append(
+            {
+                "type": "omni-scale:proxmox:ProviderLxc",
+                "name": f"{lxc.hostname}-compose",
+                "what": "docker compose stack in it",
+                "id": compose_id(str(lxc.network.address.ip), lxc.compose.directory),
+            }
+        )
     for class_id in spec.machine_classes:
-        items.append({"type": "omni-scale:omni:MachineClass", "name": class_id, "what": "Omni MachineClass",
-                      "id": class_resource_id(DEFAULT_NAMESPACE, class_id)})
+        items.append(
+            {
+                "type": "omni-scale:omni:MachineClass",
+                "name": class_id,
+                "what": "Omni MachineClass",
+                "id": class_resource_id(DEFAULT_NAMESPACE, class_id),
+            }
+        )
     for name in spec.clusters:
-        items.append({"type": "omni-scale:omni:TalosCluster", "name": name, "what": "Omni cluster (template)",
-                      "id": name})
+        items.append(
+            {"type": "omni-scale:omni:TalosCluster", "name": name, "what": "Omni cluster (template)", "id": name}
+        )
     op = spec.tailscale_operator
     if op is not None and op.enabled:
-        items.append({"type": "kubernetes:core/v1:Namespace", "name": "tailscale-operator-namespace",
-                      "what": f"namespace in {op.cluster}", "id": op.namespace})
-        items.append({"type": "kubernetes:helm.sh/v3:Release", "name": RELEASE,
-                      "what": f"Helm release in {op.cluster}", "id": release_id(op.namespace, RELEASE)})
+        items.append(
+            {
+                "type": "kubernetes:core/v1:Namespace",
+                "name": "tailscale-operator-namespace",
+                "what": f"namespace in {op.cluster}",
+                "id": op.namespace,
+            }
+        )
+        items.append(
+            {
+                "type": "kubernetes:helm.sh/v3:Release",
+                "name": RELEASE,
+                "what": f"Helm release in {op.cluster}",
+                "id": release_id(op.namespace, RELEASE),
+            }
+        )
     return items
 
 
@@ -73,15 +103,17 @@ def retired_entries(state: dict) -> list[str]:
 
 
 def _pulumi(pulumi_argv: Callable[..., list[str]], cwd: Path, env: dict, *args: str) -> str:
-    proc = subprocess.run(pulumi_argv(*args), cwd=cwd, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        pulumi_argv(*args), cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
     if proc.returncode != 0:
         raise AdoptionError(f"pulumi {' '.join(args[:2])}: {(proc.stderr or proc.stdout).strip()}")
     return proc.stdout
 
 
-def remove_retired_entries(exported: str, urns: list[str], pulumi_argv: Callable[..., list[str]], cwd: Path,
-                           env: dict) -> None:
+def remove_retired_entries(
+    exported: str, urns: list[str], pulumi_argv: Callable[..., list[str]], cwd: Path, env: dict
+) -> None:
     """Removes the previous code's operator entries from the state (nothing in the cluster is touched), after
     saving the state as it was (0600: its secrets are encrypted, but it is the whole estate's record)."""
     backup = cwd / ".adoption" / f"state-before-adoption-{int(time.time())}.json"
@@ -102,7 +134,7 @@ class AdoptionError(Exception):
 def format_table(items: list[dict]) -> str:
     rows = [("what", "name", "id")] + [(i["what"], i["name"], i["id"]) for i in items]
     widths = [max(len(r[c]) for r in rows) for c in range(3)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 # With ADOPT_ENV=1 in their environment. The `up` previews before it applies: its plan is printed first.
@@ -112,33 +144,47 @@ ADOPT_UP_ARGS = ("up", "--yes")
 
 def what_adoption_does(spec: Spec) -> str:
     """What the plan's steps mean in adoption mode, and the credentials the adopting `up` makes."""
-    lines = ["adoption: in the plan below, each `+ create` is first looked up by the id listed above: what exists is",
-             "  recorded in the state as it is (nothing written), what does not is created; each `~ update` (a thing",
-             "  the state already holds) is applied as shown."]
+    lines = [
+        "adoption: in the plan below, each `+ create` is first looked up by the id listed above: what exists is",
+        "  recorded in the state as it is (nothing written), what does not is created; each `~ update` (a thing",
+        "  the state already holds) is applied as shown.",
+    ]
     op = spec.tailscale_operator
     if op is not None and op.enabled:
-        lines.append("adoption: the Tailscale operator's namespace and release show as `= import`: pulumi-kubernetes "
-                     "reads them as they are,\n  then applies what differs (an upgrade in place); they must exist "
-                     "(otherwise set tailscale_operator.enabled: false to adopt)")
+        lines.append(
+            "adoption: the Tailscale operator's namespace and release show as `= import`: pulumi-kubernetes "
+            "reads them as they are,\n  then applies what differs (an upgrade in place); they must exist "
+            "(otherwise set tailscale_operator.enabled: false to adopt)"
+        )
     if spec.clusters:
         lines.append("adoption: it mints these credentials (kept encrypted in the state, for the Tailscale operator):")
-        lines += [f"  cluster {name}: Omni service account {KUBECONFIG_USER!r} and its kubeconfig "
-                  "(`omnictl kubeconfig --service-account`, life: omni-scale:kubeconfigTtlSeconds)"
-                  for name in spec.clusters]
+        lines += [
+            f"  cluster {name}: Omni service account {KUBECONFIG_USER!r} and its kubeconfig "
+            "(`omnictl kubeconfig --service-account`, life: omni-scale:kubeconfigTtlSeconds)"
+            for name in spec.clusters
+        ]
     return "\n".join(lines)
 
 
-def _confirmed(yes: bool, ask: Optional[Callable[[str], str]], question: str) -> bool:
+def _confirmed(yes: bool, ask: Callable[[str], str] | None, question: str) -> bool:
     """--yes, or a `yes` typed at the terminal; otherwise says that nothing was written."""
     if yes or (ask is not None and ask(question).strip().lower() == "yes"):
         return True
-    print("adoption: nothing written" + ("" if ask else " (no terminal to confirm at: run again with --yes "
-                                                         "to adopt as planned)"))
+    print(
+        "adoption: nothing written"
+        + ("" if ask else " (no terminal to confirm at: run again with --yes to adopt as planned)")
+    )
     return False
 
 
-def adopt(spec: Spec, pulumi_argv: Callable[..., list[str]], cwd: Path, env: dict, yes: bool,
-          ask: Optional[Callable[[str], str]] = None) -> int:
+def adopt(
+    spec: Spec,
+    pulumi_argv: Callable[..., list[str]],
+    cwd: Path,
+    env: dict,
+    yes: bool,
+    ask: Callable[[str], str] | None = None,
+) -> int:
     """Prints the list and the plan; runs the adopting `up` on --yes or on a `yes` typed at the prompt (ask,
     given when there is a terminal). Returns the exit code: 1 when nothing was written for want of a yes."""
     env = {**env, ADOPT_ENV: "1"}
@@ -148,9 +194,11 @@ def adopt(spec: Spec, pulumi_argv: Callable[..., list[str]], cwd: Path, env: dic
         exported = _pulumi(pulumi_argv, cwd, env, "stack", "export")
         retired = retired_entries(json.loads(exported))
         if retired:
-            print("adoption: the state holds the operator's namespace and release as the code before "
-                  "pulumi-kubernetes made them;\n  they are removed from the state first (the cluster is not "
-                  "touched), and the adopting `up` imports both:")
+            print(
+                "adoption: the state holds the operator's namespace and release as the code before "
+                "pulumi-kubernetes made them;\n  they are removed from the state first (the cluster is not "
+                "touched), and the adopting `up` imports both:"
+            )
             print("\n".join(f"  {urn}" for urn in retired), flush=True)
             if not _confirmed(yes, ask, "remove them from the state and go on? type yes: "):
                 return 1
@@ -167,7 +215,7 @@ def adopt(spec: Spec, pulumi_argv: Callable[..., list[str]], cwd: Path, env: dic
     return subprocess.run(pulumi_argv(*ADOPT_UP_ARGS), cwd=cwd, env=env).returncode
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default=None, help="the stack to adopt into (default: the selected one)")
     parser.add_argument("--spec", default="specs/omni.yaml")
@@ -185,8 +233,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(json.dumps(items, indent=2) if args.json else format_table(items))
         return 0
     stack = ["--stack", args.stack] if args.stack else []
-    return adopt(spec, lambda *a: ["pulumi", *a, *stack, "--non-interactive"], PROJECT_ROOT, dict(os.environ),
-                 args.yes, input if sys.stdin.isatty() else None)
+    return adopt(
+        spec,
+        lambda *a: ["pulumi", *a, *stack, "--non-interactive"],
+        PROJECT_ROOT,
+        dict(os.environ),
+        args.yes,
+        input if sys.stdin.isatty() else None,
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import time
 
 import jsonschema
 
-from .omnictl import Omnictl
+from components.omni.omnictl import Omnictl
 
 STATUS_TYPE = "InfraProviderStatuses.omni.sidero.dev"
 STATUS_NAMESPACE = "infra-provider"
@@ -24,8 +24,10 @@ class ProviderNotReady(Exception):
 def schema_problems(schema_text: str, provider_data: dict) -> list[str]:
     schema = json.loads(schema_text)
     validator = jsonschema.Draft202012Validator(schema)
-    return [f"{'.'.join(str(p) for p in err.absolute_path) or '(top level)'}: {err.message}"
-            for err in sorted(validator.iter_errors(provider_data), key=lambda e: list(e.absolute_path))]
+    return [
+        f"{'.'.join(str(p) for p in err.absolute_path) or '(top level)'}: {err.message}"
+        for err in sorted(validator.iter_errors(provider_data), key=lambda e: list(e.absolute_path))
+    ]
 
 
 def heartbeat_at(health: dict | None) -> float | None:
@@ -49,8 +51,9 @@ class ProviderNotRegistered(ProviderNotReady):
     """The provider's container started, but the provider never registered with Omni."""
 
 
-def wait_for_registration(client: Omnictl, provider_id: str, after: float | None, timeout_seconds: float,
-                          poll_seconds: float = 1.0) -> None:
+def wait_for_registration(
+    client: Omnictl, provider_id: str, after: float | None, timeout_seconds: float, poll_seconds: float = 1.0
+) -> None:
     """Returns once Omni holds the provider's InfraProviderStatus with its providerdata schema and a heartbeat
     newer than `after` (the last one before its container was started again; None: it never reported): the
     provider registers only once it runs, seconds after `docker compose up -d`. Comparing with its own earlier
@@ -62,39 +65,52 @@ def wait_for_registration(client: Omnictl, provider_id: str, after: float | None
         if (status or {}).get("spec", {}).get("schema") and at is not None and (after is None or at > after):
             return
         if time.monotonic() > deadline:
-            seen = ("no InfraProviderStatus" if status is None else
-                    "no new heartbeat" if at is not None else "no heartbeat")
+            seen = (
+                "no InfraProviderStatus" if status is None else "no new heartbeat" if at is not None else "no heartbeat"
+            )
             raise ProviderNotRegistered(
                 f"infra provider {provider_id!r} did not register with Omni within {timeout_seconds:.0f}s of "
-                f"`docker compose up -d` ({seen})")
+                f"`docker compose up -d` ({seen})"
+            )
         time.sleep(poll_seconds)  # Omni's state, written by another process: nothing to wait on but a re-read
 
 
-def check_provider(client: Omnictl, provider_id: str, provider_data: dict, class_id: str,
-                   max_heartbeat_age_seconds: float, now: float | None = None) -> None:
+def check_provider(
+    client: Omnictl,
+    provider_id: str,
+    provider_data: dict,
+    class_id: str,
+    max_heartbeat_age_seconds: float,
+    now: float | None = None,
+) -> None:
     status = client.get_or_none(STATUS_TYPE, provider_id, STATUS_NAMESPACE)
     if status is None:
         raise ProviderNotReady(
             f"MachineClass {class_id}: infra provider {provider_id!r} is not registered with Omni "
             f"(no {STATUS_TYPE} {STATUS_NAMESPACE}/{provider_id}); start the provider first, "
-            "or fix provider_id in the spec")
+            "or fix provider_id in the spec"
+        )
     schema = (status.get("spec") or {}).get("schema")
     if schema:
         problems = schema_problems(schema, provider_data)
         if problems:
             raise ProviderNotReady(
                 f"MachineClass {class_id}: providerdata does not satisfy the schema infra provider "
-                f"{provider_id!r} published: " + "; ".join(problems))
+                f"{provider_id!r} published: " + "; ".join(problems)
+            )
     health = client.get_or_none(HEALTH_TYPE, provider_id, HEALTH_NAMESPACE)
     age = heartbeat_age_seconds(health, now if now is not None else time.time()) if health else None
     if age is None:
-        raise ProviderNotReady(f"MachineClass {class_id}: infra provider {provider_id!r} has never "
-                               "reported a heartbeat to Omni; is it running?")
+        raise ProviderNotReady(
+            f"MachineClass {class_id}: infra provider {provider_id!r} has never "
+            "reported a heartbeat to Omni; is it running?"
+        )
     if age > max_heartbeat_age_seconds:
         raise ProviderNotReady(
             f"MachineClass {class_id}: infra provider {provider_id!r} last reported {age:.0f}s ago "
             f"(more than {max_heartbeat_age_seconds:.0f}s); is it running, and is its Omni "
-            "service-account key unexpired?")
-    error = (health.get("spec") or {}).get("error")
+            "service-account key unexpired?"
+        )
+    error = ((health or {}).get("spec") or {}).get("error")
     if error:
         raise ProviderNotReady(f"MachineClass {class_id}: infra provider {provider_id!r} reports an error: {error}")

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Optional
 
 import asyncssh
 
-from .retry import DEFAULT_POLICY, RetryPolicy, with_retries
+from components.core.retry import DEFAULT_POLICY, RetryPolicy, with_retries
 
 
 class SshError(Exception):
@@ -68,32 +67,48 @@ class RemoteHost:
         s = self.settings
         try:
             client_key = asyncssh.import_private_key(s.private_key)
-            trusted = ([asyncssh.import_public_key(s.host_key)], [], []) if s.host_key else None
+            trusted: tuple | None = ([asyncssh.import_public_key(s.host_key)], [], []) if s.host_key else None
         except (asyncssh.KeyImportError, ValueError) as exc:
             raise SshError(f"{s.target}: a key could not be read ({exc})") from None
         try:
-            conn = await asyncio.wait_for(asyncssh.connect(
-                s.host, port=s.port, username=s.user, client_keys=[client_key], known_hosts=trusted,
-                agent_path=None, config=[], login_timeout=s.timeout_seconds), s.timeout_seconds)
+            conn = await asyncio.wait_for(
+                asyncssh.connect(
+                    s.host,
+                    port=s.port,
+                    username=s.user,
+                    client_keys=[client_key],
+                    known_hosts=trusted,
+                    agent_path=None,
+                    config=[],
+                    login_timeout=s.timeout_seconds,
+                ),
+                s.timeout_seconds,
+            )
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise SshError(f"{s.target}: the host key is not the pinned one ({exc}); if the container was "
-                           "rebuilt on purpose, set providerLxcSshHostKey to its new key") from None
+            raise SshError(
+                f"{s.target}: the host key is not the pinned one ({exc}); if the container was "
+                "rebuilt on purpose, set providerLxcSshHostKey to its new key"
+            ) from None
         except asyncssh.PermissionDenied as exc:
             raise SshError(f"{s.target}: the SSH key was refused ({exc})") from None
-        except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
+        except (TimeoutError, OSError, asyncssh.Error) as exc:
             raise SshUnreachable(f"{s.target}: unreachable ({type(exc).__name__}: {exc})") from None
         key = conn.get_server_host_key()
         self.seen_host_key = key.export_public_key().decode().strip() if key else ""
         return conn
 
-    def run_all(self, commands: list[tuple[str, Optional[str]]]) -> list[CommandResult]:
+    def run_all(self, commands: list[tuple[str, str | None]]) -> list[CommandResult]:
         """Runs (command, stdin) pairs in order on one connection; stops at the first failure.
         An unreachable host (refused, timed out) is tried again; a refused key or host key is not.
         SshUnreachable comes only from connecting, before any command ran, so a retry repeats none."""
-        return with_retries(lambda: self._run_all_once(commands), lambda exc: isinstance(exc, SshUnreachable),
-                            "ssh", self.settings.retry)
+        return with_retries(
+            lambda: self._run_all_once(commands),
+            lambda exc: isinstance(exc, SshUnreachable),
+            "ssh",
+            self.settings.retry,
+        )
 
-    def _run_all_once(self, commands: list[tuple[str, Optional[str]]]) -> list[CommandResult]:
+    def _run_all_once(self, commands: list[tuple[str, str | None]]) -> list[CommandResult]:
         # A private loop, not asyncio.run: that would leave the calling thread without a current loop,
         # which breaks whatever runs there next (the Pulumi SDK looks one up).
         loop = asyncio.new_event_loop()
@@ -102,7 +117,7 @@ class RemoteHost:
         finally:
             loop.close()
 
-    async def _run_all(self, commands: list[tuple[str, Optional[str]]]) -> list[CommandResult]:
+    async def _run_all(self, commands: list[tuple[str, str | None]]) -> list[CommandResult]:
         results = []
         async with await self._connect() as conn:
             for command, stdin in commands:
@@ -110,15 +125,22 @@ class RemoteHost:
                 try:
                     # Always a stdin that ends: a command never waits on input that will not come.
                     stdin_args = {"input": stdin} if stdin else {"stdin": asyncssh.DEVNULL}
-                    done = await asyncio.wait_for(conn.run(command, check=False, **stdin_args),
-                                                  self.settings.timeout_seconds)
-                except asyncio.TimeoutError:
-                    raise SshError(f"{self.settings.target}: `{command}` did not finish within "
-                                   f"{self.settings.timeout_seconds:g}s") from None
-                result = CommandResult(done.exit_status if done.exit_status is not None else 255,
-                                       str(done.stdout or ""), str(done.stderr or ""))
+                    done = await asyncio.wait_for(
+                        conn.run(command, check=False, **stdin_args), self.settings.timeout_seconds
+                    )
+                except TimeoutError:
+                    raise SshError(
+                        f"{self.settings.target}: `{command}` did not finish within {self.settings.timeout_seconds:g}s"
+                    ) from None
+                result = CommandResult(
+                    done.exit_status if done.exit_status is not None else 255,
+                    str(done.stdout or ""),
+                    str(done.stderr or ""),
+                )
                 if result.exit_status != 0:
-                    raise SshError(f"{self.settings.target}: `{command}` failed ({result.exit_status}): "
-                                   f"{(result.stderr or result.stdout).strip()[-2000:]}")
+                    raise SshError(
+                        f"{self.settings.target}: `{command}` failed ({result.exit_status}): "
+                        f"{(result.stderr or result.stdout).strip()[-2000:]}"
+                    )
                 results.append(result)
         return results

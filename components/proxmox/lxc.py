@@ -15,21 +15,33 @@ import dataclasses
 import json
 import shlex
 import uuid
-from typing import Optional
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
-from .console import progress
-from .provider_stack import (COMPOSE_FILE, FILE_ORDER, ProviderSecrets, RenderedFile, file_states, redact,
-                             render_provider_stack)
-from .infra_provider import ProviderNotRegistered, last_heartbeat, wait_for_registration
-from .providers import (OmniProvider, StackConfiguredProvider, TypedResource, adopted, is_unknown,
-                        whole_numbers)
-from .proxmox import ProxmoxClient, ProxmoxNotFound
-from .settings import Lookup, provider_secrets_from_lookup, proxmox_admin_from_config, ssh_from_lookup
-from .spec import ComposeStackSpec, ProviderLxcSpec
-from .ssh import RemoteHost
+from components.core.console import progress
+from components.core.dynamic import (
+    OmniProvider,
+    StackConfiguredProvider,
+    TypedResource,
+    adopted,
+    is_unknown,
+    whole_numbers,
+)
+from components.core.settings import Lookup, provider_secrets_from_lookup, proxmox_admin_from_config, ssh_from_lookup
+from components.core.spec import ComposeStackSpec, ProviderLxcSpec
+from components.omni.infra_provider import ProviderNotRegistered, last_heartbeat, wait_for_registration
+from components.proxmox.client import ProxmoxClient, ProxmoxNotFound
+from components.proxmox.compose import (
+    COMPOSE_FILE,
+    FILE_ORDER,
+    ProviderSecrets,
+    RenderedFile,
+    file_states,
+    redact,
+    render_provider_stack,
+)
+from components.proxmox.ssh import RemoteHost
 
 TUN_DEVICE = "/dev/net/tun"
 # Docker inside an unprivileged container needs nesting; keyctl lets its runc use session keyrings.
@@ -39,10 +51,12 @@ TASK_TIMEOUT_SECONDS = 600.0
 REPLACE_KEYS = ("node", "vmid", "ostemplate", "unprivileged", "rootfs_storage")
 # Inputs the container's diff leaves alone: its creation identity is an output, and the SSH key is the compose
 # deployment's to rotate.
-_NOT_COMPARED = ("ssh_public_key", "creation_id")
+# __provider: the pickled provider, which changes with its code or module path (never a change to the container).
+_NOT_COMPARED = ("ssh_public_key", "creation_id", "__provider")
 
 
 # ------------------------------------------------------------------------------ the container
+
 
 def container_id(node: str, vmid: int) -> str:
     """The id the container is read by (and adopted by)."""
@@ -58,18 +72,27 @@ def container_inputs(spec: ProviderLxcSpec, protect: bool) -> dict:
     """The container as this program wants it, in the canonical form `read` returns."""
     net = spec.network
     return {
-        "node": spec.node, "vmid": spec.vmid, "ostemplate": spec.os_template, "unprivileged": True,
-        "hostname": spec.hostname, "cores": spec.cores, "memory": spec.memory, "swap": spec.swap,
-        "rootfs_storage": spec.root_disk.storage, "rootfs_size_gb": spec.root_disk.size_gb,
+        "node": spec.node,
+        "vmid": spec.vmid,
+        "ostemplate": spec.os_template,
+        "unprivileged": True,
+        "hostname": spec.hostname,
+        "cores": spec.cores,
+        "memory": spec.memory,
+        "swap": spec.swap,
+        "rootfs_storage": spec.root_disk.storage,
+        "rootfs_size_gb": spec.root_disk.size_gb,
         "net0": {"name": "eth0", "bridge": net.bridge, "ip": str(net.address), "gw": str(net.gateway)},
-        "features": dict(FEATURES), "devices": [TUN_DEVICE],
-        "onboot": spec.start_on_boot, "running": True,
+        "features": dict(FEATURES),
+        "devices": [TUN_DEVICE],
+        "onboot": spec.start_on_boot,
+        "running": True,
         # Proxmox's own protection flag too: nothing outside this program deletes it by accident either.
         "protection": protect,
     }
 
 
-def _props(text: str) -> tuple[Optional[str], dict[str, str]]:
+def _props(text: str) -> tuple[str | None, dict[str, str]]:
     """PVE's property strings: 'local-lvm:vm-200-disk-0,size=4G' -> ('local-lvm:vm-200-disk-0', {'size': '4G'})."""
     first, out = None, {}
     for i, part in enumerate(p for p in str(text or "").split(",") if p):
@@ -82,10 +105,10 @@ def _props(text: str) -> tuple[Optional[str], dict[str, str]]:
 
 
 def _size_gb(size: str) -> int:
-    units = {"K": 1 / 1024 ** 2, "M": 1 / 1024, "G": 1, "T": 1024}
+    units = {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1, "T": 1024}
     size = size.strip().upper()
     factor = units.get(size[-1:], None)
-    return int(float(size[:-1]) * factor) if factor else int(int(size) / 1024 ** 3)
+    return int(float(size[:-1]) * factor) if factor else int(int(size) / 1024**3)
 
 
 def canonical_container(config: dict, status: str, known: dict) -> dict:
@@ -99,14 +122,21 @@ def canonical_container(config: dict, status: str, known: dict) -> dict:
         path, opts = _props(config[key])
         devices.append(opts.get("path") or path)
     return {
-        "node": known["node"], "vmid": known["vmid"], "ostemplate": known.get("ostemplate"),
+        "node": known["node"],
+        "vmid": known["vmid"],
+        "ostemplate": known.get("ostemplate"),
         "unprivileged": bool(int(config.get("unprivileged", 0))),
-        "hostname": config.get("hostname"), "cores": int(config.get("cores", 0) or 0),
-        "memory": int(config.get("memory", 512)), "swap": int(config.get("swap", 512)),
-        "rootfs_storage": (volume or "").split(":")[0], "rootfs_size_gb": _size_gb(rootfs.get("size", "0G")),
+        "hostname": config.get("hostname"),
+        "cores": int(config.get("cores", 0) or 0),
+        "memory": int(config.get("memory", 512)),
+        "swap": int(config.get("swap", 512)),
+        "rootfs_storage": (volume or "").split(":")[0],
+        "rootfs_size_gb": _size_gb(rootfs.get("size", "0G")),
         "net0": {k: net0.get(k) for k in ("name", "bridge", "ip", "gw")},
-        "features": {k: int(v) for k, v in sorted(features.items())}, "devices": devices,
-        "onboot": bool(int(config.get("onboot", 0))), "running": status == "running",
+        "features": {k: int(v) for k, v in sorted(features.items())},
+        "devices": devices,
+        "onboot": bool(int(config.get("onboot", 0))),
+        "running": status == "running",
         "protection": bool(int(config.get("protection", 0))),
     }
 
@@ -115,10 +145,14 @@ def _config_params(props: dict) -> dict:
     """container_inputs as the parameters of PVE's create and config calls."""
     net = props["net0"]
     params = {
-        "hostname": props["hostname"], "cores": props["cores"], "memory": props["memory"], "swap": props["swap"],
+        "hostname": props["hostname"],
+        "cores": props["cores"],
+        "memory": props["memory"],
+        "swap": props["swap"],
         "net0": f"name={net['name']},bridge={net['bridge']},ip={net['ip']},gw={net['gw']}",
         "features": ",".join(f"{k}={v}" for k, v in sorted(props["features"].items())),
-        "onboot": int(props["onboot"]), "protection": int(props["protection"]),
+        "onboot": int(props["onboot"]),
+        "protection": int(props["protection"]),
     }
     for i, device in enumerate(props["devices"]):
         params[f"dev{i}"] = device
@@ -134,7 +168,7 @@ class LxcContainerProvider(StackConfiguredProvider):
     def _base(self, props: dict) -> str:
         return f"nodes/{props['node']}/lxc/{props['vmid']}"
 
-    def _live(self, api: ProxmoxClient, props: dict) -> Optional[dict]:
+    def _live(self, api: ProxmoxClient, props: dict) -> dict | None:
         try:
             config = api.get(f"{self._base(props)}/config")
             status = api.get(f"{self._base(props)}/status/current").get("status", "")
@@ -150,8 +184,7 @@ class LxcContainerProvider(StackConfiguredProvider):
         # A smaller disk cannot be had in place, and a new container loses the tailnet identity: say so.
         if "rootfs_size_gb" in changed and (news.get("rootfs_size_gb") or 0) < (olds.get("rootfs_size_gb") or 0):
             replaces.append("rootfs_size_gb")
-        return DiffResult(changes=bool(changed), replaces=replaces,
-                          delete_before_replace=True)
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
 
     def create(self, props: dict) -> CreateResult:
         props = whole_numbers(props)
@@ -160,10 +193,15 @@ class LxcContainerProvider(StackConfiguredProvider):
         if adoption:
             return adoption
         api = self._api()
-        params = {"vmid": vmid, "ostemplate": props["ostemplate"], "unprivileged": int(props["unprivileged"]),
-                  "rootfs": f"{props['rootfs_storage']}:{props['rootfs_size_gb']}",
-                  "ssh-public-keys": props["ssh_public_key"], "start": int(props["running"]),
-                  **_config_params(props)}
+        params = {
+            "vmid": vmid,
+            "ostemplate": props["ostemplate"],
+            "unprivileged": int(props["unprivileged"]),
+            "rootfs": f"{props['rootfs_storage']}:{props['rootfs_size_gb']}",
+            "ssh-public-keys": props["ssh_public_key"],
+            "start": int(props["running"]),
+            **_config_params(props),
+        }
         progress(f"creating CT {vmid} {props['hostname']!r} on {node}")
         api.wait_task(node, api.call("POST", f"nodes/{node}/lxc", **params), TASK_TIMEOUT_SECONDS)
         # Which container this is: a replacement keeps node/vmid but is a new, empty machine with a new host key.
@@ -180,8 +218,11 @@ class LxcContainerProvider(StackConfiguredProvider):
         if changes or removed:
             api.call("PUT", f"{base}/config", **changes, **({"delete": ",".join(removed)} if removed else {}))
         if news["rootfs_size_gb"] > live["rootfs_size_gb"]:
-            api.wait_task(node, api.call("PUT", f"{base}/resize", disk="rootfs", size=f"{news['rootfs_size_gb']}G"),
-                          TASK_TIMEOUT_SECONDS)
+            api.wait_task(
+                node,
+                api.call("PUT", f"{base}/resize", disk="rootfs", size=f"{news['rootfs_size_gb']}G"),
+                TASK_TIMEOUT_SECONDS,
+            )
         if news["running"] and not live["running"]:
             api.wait_task(node, api.call("POST", f"{base}/status/start"), TASK_TIMEOUT_SECONDS)
         return UpdateResult({**news, "creation_id": olds.get("creation_id")})
@@ -225,28 +266,34 @@ class _LxcContainer(TypedResource, module="proxmox", name="LxcContainer"):
 
 # ------------------------------------------------------------------------- the compose stack
 
+
 def _stack_files(get: Lookup, props: dict) -> list[RenderedFile]:
     secrets = provider_secrets_from_lookup(get, "Pulumi.<stack>.yaml")
     return render_provider_stack(ComposeStackSpec(**props["stack"]), props["provider_id"], secrets)
 
 
-def _write_commands(directory: str, files: list[RenderedFile]) -> list[tuple[str, Optional[str]]]:
+def _write_commands(directory: str, files: list[RenderedFile]) -> list[tuple[str, str | None]]:
     """Each file through stdin into a temporary name with its final mode, then renamed over the old one,
     so a reader never sees half a file or a secret with loose permissions."""
     d = shlex.quote(directory)
-    commands: list[tuple[str, Optional[str]]] = [(f"mkdir -p {d} && chmod 700 {d}", None)]
+    commands: list[tuple[str, str | None]] = [(f"mkdir -p {d} && chmod 700 {d}", None)]
     for f in files:
         tmp = shlex.quote(f".{f.name}.omni-scale-new")
-        commands.append((f"cd {d} && umask 077 && cat > {tmp} && chmod {f.mode} {tmp} && mv -f {tmp} "
-                         f"{shlex.quote(f.name)}", f.content))
+        commands.append(
+            (
+                f"cd {d} && umask 077 && cat > {tmp} && chmod {f.mode} {tmp} && mv -f {tmp} {shlex.quote(f.name)}",
+                f.content,
+            )
+        )
     return commands
 
 
 # stdin: the old public key, then the new. Other keys someone put there stay; the file is replaced atomically.
 _ROTATE_KEY_SCRIPT = (
-    'read -r old; read -r new; f=~/.ssh/authorized_keys; mkdir -p ~/.ssh && chmod 700 ~/.ssh && '
+    "read -r old; read -r new; f=~/.ssh/authorized_keys; mkdir -p ~/.ssh && chmod 700 ~/.ssh && "
     '{ grep -vxF -- "$old" "$f" 2>/dev/null; printf "%s\\n" "$new"; } > "$f.omni-scale-new" && '
-    'chmod 600 "$f.omni-scale-new" && mv -f "$f.omni-scale-new" "$f"')
+    'chmod 600 "$f.omni-scale-new" && mv -f "$f.omni-scale-new" "$f"'
+)
 
 # Prints "NAME MODE SHA256" per file ("NAME - -" if absent), then compose.yml itself, then the services.
 _READ_SCRIPT = """cd {d} 2>/dev/null || exit 3
@@ -260,11 +307,12 @@ class ComposeDeploymentProvider(OmniProvider):
     """The SSH key and every secret the files hold come from the stack config, never from inputs. After a
     deployment it waits for the infra provider to register with Omni (omnictl, also from the stack config)."""
 
-    def _host(self, props: dict, login_key: Optional[str] = None) -> RemoteHost:
+    def _host(self, props: dict, login_key: str | None = None) -> RemoteHost:
         """The container over SSH: the host key the state pinned (or the config's), logging in with login_key,
         else the key the state knows the container accepts, else the stack config's."""
-        settings = ssh_from_lookup(self._config, props["address"], "Pulumi.<stack>.yaml",
-                                   pinned_host_key=props.get("host_key") or "")
+        settings = ssh_from_lookup(
+            self._config, props["address"], "Pulumi.<stack>.yaml", pinned_host_key=props.get("host_key") or ""
+        )
         key = login_key or props.get("login_key")
         return RemoteHost(dataclasses.replace(settings, private_key=key) if key else settings)
 
@@ -276,8 +324,9 @@ class ComposeDeploymentProvider(OmniProvider):
         except Exception as exc:  # a user mistake in the config: one message, no traceback
             return CheckResult(news, [CheckFailure("stack", str(exc))])
         if rendered != news.get("files"):
-            return CheckResult(news, [CheckFailure("files", "the stack config changed while this run was going; "
-                                                            "run again")])
+            return CheckResult(
+                news, [CheckFailure("files", "the stack config changed while this run was going; run again")]
+            )
         return CheckResult(news, [])
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
@@ -285,27 +334,38 @@ class ComposeDeploymentProvider(OmniProvider):
         # then shows as redeployed. container_creation tells a new container from the old one once it exists
         # (preview cannot know it yet while the container changes at all). A state older than these or the SSH
         # key records none of them, and shows no change for them.
-        changed = [k for k in ("directory", "files", "compose_yml", "services", "container") if olds.get(k) != news.get(k)]
-        changed += [k for k in ("container_creation", "ssh_public_key")
-                    if k in olds and not is_unknown(news.get(k)) and olds[k] != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "directory"],
-                          delete_before_replace=True)
+        changed = [
+            k for k in ("directory", "files", "compose_yml", "services", "container") if olds.get(k) != news.get(k)
+        ]
+        changed += [
+            k
+            for k in ("container_creation", "ssh_public_key")
+            if k in olds and not is_unknown(news.get(k)) and olds[k] != news.get(k)
+        ]
+        return DiffResult(
+            changes=bool(changed), replaces=[k for k in changed if k == "directory"], delete_before_replace=True
+        )
 
-    def _deploy(self, props: dict, changed_only: Optional[dict] = None) -> dict:
+    def _deploy(self, props: dict, changed_only: dict | None = None) -> dict:
         files = _stack_files(self._config, props)
         if changed_only is not None:
             files = [f for f in files if changed_only.get(f.name) != {"sha256": f.sha256, "mode": f.mode}]
         host = self._host(props)
         d = shlex.quote(props["directory"])
-        progress(f"deploying {', '.join(f.name for f in files) or 'nothing new'} to "
-                  f"{host.settings.target}:{props['directory']}")
+        progress(
+            f"deploying {', '.join(f.name for f in files) or 'nothing new'} to "
+            f"{host.settings.target}:{props['directory']}"
+        )
         # The provider's last heartbeat before its container starts again: registered means a newer one.
         before = last_heartbeat(self.client, props["provider_id"])
-        host.run_all(_write_commands(props["directory"], files) + [
-            # Validated where it runs, before anything is (re)started.
-            (f"cd {d} && docker compose config --quiet", None),
-            (f"cd {d} && docker compose up -d", None),
-        ])
+        host.run_all(
+            _write_commands(props["directory"], files)
+            + [
+                # Validated where it runs, before anything is (re)started.
+                (f"cd {d} && docker compose config --quiet", None),
+                (f"cd {d} && docker compose up -d", None),
+            ]
+        )
         self._await_registration(host, props, before)
         # The state keeps the key the container accepts, so refresh still reads it while a new key waits in the
         # config for the next `up` (which puts it in the container, see _rotate_ssh_key).
@@ -318,7 +378,7 @@ class ComposeDeploymentProvider(OmniProvider):
         progress(f"putting the new SSH key in {host.settings.target}:~/.ssh/authorized_keys in place of the old")
         host.run_all([(_ROTATE_KEY_SCRIPT, f"{olds['ssh_public_key']}\n{news['ssh_public_key']}\n")])
 
-    def _await_registration(self, host: RemoteHost, props: dict, before: Optional[float]) -> None:
+    def _await_registration(self, host: RemoteHost, props: dict, before: float | None) -> None:
         """The provider registers only once its container runs, seconds after `compose up`; the classes that
         come next are checked against its registration, so wait for it here."""
         provider_id, timeout = props["provider_id"], self.settings.provider_registration_timeout_seconds
@@ -352,18 +412,21 @@ class ComposeDeploymentProvider(OmniProvider):
             olds = {**olds, "login_key": None}  # from now on the config's key is the one
         # Only what changed is rewritten; compose recreates only the services whose config changed.
         live_files = olds.get("files") if olds.get("directory") == news.get("directory") else None
-        return UpdateResult(self._deploy({**news, "host_key": olds.get("host_key", ""),
-                                          "login_key": olds.get("login_key")}, live_files))
+        return UpdateResult(
+            self._deploy({**news, "host_key": olds.get("host_key", ""), "login_key": olds.get("login_key")}, live_files)
+        )
 
     def read(self, id_: str, props: dict) -> ReadResult:
         host = self._host(props)
         d = shlex.quote(props["directory"])
         names = " ".join(shlex.quote(n) for n in FILE_ORDER)
-        listing, compose_yml, ps = host.run_all([
-            (_READ_SCRIPT.format(d=d, names=names), None),
-            (f"cat {d}/{COMPOSE_FILE} 2>/dev/null || true", None),
-            (f"cd {d} && docker compose ps --all --format json 2>/dev/null || true", None),
-        ])
+        listing, compose_yml, ps = host.run_all(
+            [
+                (_READ_SCRIPT.format(d=d, names=names), None),
+                (f"cat {d}/{COMPOSE_FILE} 2>/dev/null || true", None),
+                (f"cd {d} && docker compose ps --all --format json 2>/dev/null || true", None),
+            ]
+        )
         files = {}
         for line in listing.stdout.splitlines():
             name, mode, digest = line.split()
@@ -371,17 +434,24 @@ class ComposeDeploymentProvider(OmniProvider):
                 files[name] = {"sha256": digest, "mode": mode}
         if not files:
             return ReadResult(None, {})  # nothing deployed: refresh drops it, `up` deploys again
-        live = {**props, "files": files, "compose_yml": compose_yml.stdout if COMPOSE_FILE in files else None,
-                "services": _service_states(ps.stdout), "host_key": host.seen_host_key or props.get("host_key", "")}
+        live = {
+            **props,
+            "files": files,
+            "compose_yml": compose_yml.stdout if COMPOSE_FILE in files else None,
+            "services": _service_states(ps.stdout),
+            "host_key": host.seen_host_key or props.get("host_key", ""),
+        }
         return ReadResult(id_, live)
 
     def delete(self, _id: str, props: dict) -> None:
         d = shlex.quote(props["directory"])
         # Stops the containers and removes the secrets, keeping the tailscale state volume: no -v, ever.
-        self._host(props).run_all([
-            (f"cd {d} 2>/dev/null || exit 0; docker compose down", None),
-            (f"cd {d} 2>/dev/null || exit 0; rm -f " + " ".join(shlex.quote(n) for n in FILE_ORDER), None),
-        ])
+        self._host(props).run_all(
+            [
+                (f"cd {d} 2>/dev/null || exit 0; docker compose down", None),
+                (f"cd {d} 2>/dev/null || exit 0; rm -f " + " ".join(shlex.quote(n) for n in FILE_ORDER), None),
+            ]
+        )
 
 
 def _service_states(ps_output: str) -> dict[str, str]:
@@ -403,31 +473,57 @@ class _ComposeDeployment(TypedResource, module="proxmox", name="ComposeDeploymen
 
 # ---------------------------------------------------------------------------- the component
 
+
 class ProviderLxc(pulumi.ComponentResource):
     """CT `omni-provider` and the docker compose stack of the Omni Proxmox provider inside it."""
 
-    def __init__(self, name: str, spec: ProviderLxcSpec, provider_id: str, secrets: pulumi.Output,
-                 ssh_public_key: pulumi.Output, protect: bool, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        name: str,
+        spec: ProviderLxcSpec,
+        provider_id: str,
+        secrets: pulumi.Output,
+        ssh_public_key: pulumi.Output,
+        protect: bool,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("omni-scale:proxmox:ProviderLxc", name, None, opts)
         self.container = _LxcContainer(
-            name, {**container_inputs(spec, protect), "ssh_public_key": ssh_public_key},
-            pulumi.ResourceOptions(parent=self, protect=protect))
+            name,
+            {**container_inputs(spec, protect), "ssh_public_key": ssh_public_key},
+            pulumi.ResourceOptions(parent=self, protect=protect),
+        )
         stack = spec.compose.model_dump()
         files = secrets.apply(lambda s: file_states(render_provider_stack(spec.compose, provider_id, s)))
-        compose_yml = next(f.content for f in render_provider_stack(spec.compose, provider_id, _NO_SECRETS)
-                           if f.name == COMPOSE_FILE)
-        self.deployment = _ComposeDeployment(f"{name}-compose", {
-            "address": str(spec.network.address.ip), "directory": spec.compose.directory, "stack": stack,
-            "provider_id": provider_id, "files": pulumi.Output.secret(files), "compose_yml": compose_yml,
-            "services": {"provider": "running", "tailscale": "running"},
-            "container": self.container.id,
-            # Changes when the container is replaced: the new one is empty, and everything is deployed again.
-            "container_creation": self.container.creation_id,
-            "ssh_public_key": ssh_public_key,
-        }, pulumi.ResourceOptions(parent=self, protect=protect, additional_secret_outputs=["files", "login_key"]))
+        compose_yml = next(
+            f.content for f in render_provider_stack(spec.compose, provider_id, _NO_SECRETS) if f.name == COMPOSE_FILE
+        )
+        self.deployment = _ComposeDeployment(
+            f"{name}-compose",
+            {
+                "address": str(spec.network.address.ip),
+                "directory": spec.compose.directory,
+                "stack": stack,
+                "provider_id": provider_id,
+                "files": pulumi.Output.secret(files),
+                "compose_yml": compose_yml,
+                "services": {"provider": "running", "tailscale": "running"},
+                "container": self.container.id,
+                # Changes when the container is replaced: the new one is empty, and everything is deployed again.
+                "container_creation": self.container.creation_id,
+                "ssh_public_key": ssh_public_key,
+            },
+            pulumi.ResourceOptions(parent=self, protect=protect, additional_secret_outputs=["files", "login_key"]),
+        )
         self.register_outputs({"container": self.container.id, "deployment": self.deployment.id})
 
 
 # compose.yml carries no secret: rendering it needs none (its text is a plain input, shown in diffs).
-_NO_SECRETS = ProviderSecrets(omni_endpoint="", omni_service_account_key="", tailscale_auth_key="",
-                              proxmox_api_url="", proxmox_token_id="", proxmox_token_secret="")
+_NO_SECRETS = ProviderSecrets(
+    omni_endpoint="",
+    omni_service_account_key="",
+    tailscale_auth_key="",
+    proxmox_api_url="",
+    proxmox_token_id="",
+    proxmox_token_secret="",
+)

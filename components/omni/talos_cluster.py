@@ -5,21 +5,27 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import datetime, timezone
-from typing import Optional, Sequence
-
-import yaml
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import pulumi
+import yaml
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
-from .console import progress
-from .providers import OmniProvider, TypedResource, adopted, whole_numbers
-from .omnictl import NotFound, OmnictlError
-from .readiness import NotReady, read_progress, unmet_conditions
-from .render import (DEFAULT_NAMESPACE, canonical_cluster, canonical_manifests, canonical_template,
-                     render_cluster_template, template_set_ids, with_manifests)
-from .spec import ClusterSpec
+from components.core.console import progress
+from components.core.dynamic import OmniProvider, TypedResource, adopted, whole_numbers
+from components.core.spec import ClusterSpec
+from components.omni.omnictl import NotFound, OmnictlError
+from components.omni.readiness import NotReady, read_progress, unmet_conditions
+from components.omni.render import (
+    DEFAULT_NAMESPACE,
+    canonical_cluster,
+    canonical_manifests,
+    canonical_template,
+    render_cluster_template,
+    template_set_ids,
+    with_manifests,
+)
 
 # The service-account user the kubeconfig is made for (Omni names the SA after it).
 KUBECONFIG_USER = "omni-scale"
@@ -28,18 +34,18 @@ CLUSTER_TYPE = "Clusters.omni.sidero.dev"
 READY_POLL_SECONDS = 2.0
 
 
-_EMPTY = {"manifests": []}
+_EMPTY: dict[str, list] = {"manifests": []}
 # A kubeconfig is renewed once less than this share of its life is left.
 RENEW_WHEN_LEFT = 1 / 3
 _COMPARED = ("cluster_name", "template", "manifests", "kubeconfig_ttl_seconds", "kubeconfig_minted_at")
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _epoch(iso: str) -> float:
-    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def token_expiry(kubeconfig: str) -> float | None:
@@ -72,23 +78,26 @@ class TalosClusterProvider(OmniProvider):
             return CheckResult(inputs, [CheckFailure("template", exc.message)])
         inputs["template"] = canonical_template(news["template"])
         inputs["manifests"] = canonical_manifests(news.get("manifests"))
-        ttl, minted = news.get("kubeconfig_ttl_seconds"), olds.get("kubeconfig_minted_at")
+        ttl, minted = float(news["kubeconfig_ttl_seconds"]), olds.get("kubeconfig_minted_at")
         now = time.time()
         if minted and olds.get("kubeconfig_ttl_seconds") == ttl and not renewal_due(minted, ttl, now):
             inputs["kubeconfig_minted_at"] = minted
         else:
             inputs["kubeconfig_minted_at"] = _iso(now)
             if minted:
-                progress(f"cluster {news['cluster_name']}: its kubeconfig (minted {minted}) has less than a third of "
-                         f"its {ttl / 86400:g}-day life left, or its TTL changed: `up` renews it")
+                progress(
+                    f"cluster {news['cluster_name']}: its kubeconfig (minted {minted}) has less than a third of "
+                    f"its {ttl / 86400:g}-day life left, or its TTL changed: `up` renews it"
+                )
         return CheckResult(inputs, [])
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
         olds, news = whole_numbers(olds), whole_numbers(news)
         # A state written before manifests were apart holds none: the same as an empty list.
         changed = [k for k in _COMPARED if (olds.get(k) or _EMPTY.get(k)) != (news.get(k) or _EMPTY.get(k))]
-        return DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "cluster_name"],
-                          delete_before_replace=True)
+        return DiffResult(
+            changes=bool(changed), replaces=[k for k in changed if k == "cluster_name"], delete_before_replace=True
+        )
 
     def _sync_and_wait(self, name: str, template: str, manifests: list[dict]) -> tuple[str, list[dict]]:
         """Syncs the template, waits for the cluster to be ready, and returns the live template and manifests."""
@@ -116,8 +125,9 @@ class TalosClusterProvider(OmniProvider):
                 return
             if time.monotonic() >= deadline:
                 unmet = state.unmet(unmet_conditions(self.client, name))
-                raise NotReady("cluster template status",
-                               f"cluster {name} is not ready after {timeout:.0f}s: " + "; ".join(unmet))
+                raise NotReady(
+                    "cluster template status", f"cluster {name} is not ready after {timeout:.0f}s: " + "; ".join(unmet)
+                )
             time.sleep(READY_POLL_SECONDS)  # Omni and the machines move on their own: re-read
 
     def _healthy(self, template: str) -> bool:
@@ -132,8 +142,10 @@ class TalosClusterProvider(OmniProvider):
     def _kubeconfig(self, props: dict) -> dict:
         """A new service-account kubeconfig, with when it expires and how long it has left."""
         ttl = props["kubeconfig_ttl_seconds"]
-        progress(f"minting a kubeconfig for cluster {props['cluster_name']} (service account {KUBECONFIG_USER}, "
-                 f"valid {ttl / 86400:g} days)")
+        progress(
+            f"minting a kubeconfig for cluster {props['cluster_name']} (service account {KUBECONFIG_USER}, "
+            f"valid {ttl / 86400:g} days)"
+        )
         kubeconfig = self.client.service_account_kubeconfig(props["cluster_name"], KUBECONFIG_USER, ttl)
         return {"kubeconfig": kubeconfig, **_life(kubeconfig, props["kubeconfig_minted_at"], ttl)}
 
@@ -149,12 +161,19 @@ class TalosClusterProvider(OmniProvider):
 
     def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
         olds, news = whole_numbers(olds), whole_numbers(news)
-        outs = {**olds, **{k: news[k] for k in _COMPARED if k in news}, "template": olds.get("template"),
-                "manifests": olds.get("manifests") or []}
-        if any(outs[k] != news.get(k, _EMPTY.get(k)) for k in ("template", "manifests")) \
-                or olds.get("cluster_name") != news["cluster_name"]:
-            outs["template"], outs["manifests"] = self._sync_and_wait(news["cluster_name"], news["template"],
-                                                                      news.get("manifests") or [])
+        outs = {
+            **olds,
+            **{k: news[k] for k in _COMPARED if k in news},
+            "template": olds.get("template"),
+            "manifests": olds.get("manifests") or [],
+        }
+        if (
+            any(outs[k] != news.get(k, _EMPTY.get(k)) for k in ("template", "manifests"))
+            or olds.get("cluster_name") != news["cluster_name"]
+        ):
+            outs["template"], outs["manifests"] = self._sync_and_wait(
+                news["cluster_name"], news["template"], news.get("manifests") or []
+            )
         renew = any(olds.get(k) != news.get(k) for k in ("kubeconfig_minted_at", "kubeconfig_ttl_seconds"))
         if renew or not olds.get("kubeconfig"):
             outs.update(self._kubeconfig(news))
@@ -168,8 +187,12 @@ class TalosClusterProvider(OmniProvider):
             live, manifests = canonical_cluster(self.client.export_template(id_))
         except NotFound:
             return ReadResult(None, {})
-        inputs = {"cluster_name": id_, "template": live, "manifests": manifests,
-                  **{k: props[k] for k in ("kubeconfig_ttl_seconds", "kubeconfig_minted_at") if k in props}}
+        inputs = {
+            "cluster_name": id_,
+            "template": live,
+            "manifests": manifests,
+            **{k: props[k] for k in ("kubeconfig_ttl_seconds", "kubeconfig_minted_at") if k in props},
+        }
         outs = {**props, **inputs}
         if props.get("kubeconfig") and props.get("kubeconfig_minted_at"):
             outs.update(_life(props["kubeconfig"], props["kubeconfig_minted_at"], props["kubeconfig_ttl_seconds"]))
@@ -204,26 +227,50 @@ class _TalosClusterResource(TypedResource, module="omni", name="TalosCluster"):
     kubeconfig_remaining_seconds: pulumi.Output[int]
 
     def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
-        super().__init__(TalosClusterProvider(), name, {**props, "kubeconfig": None, "kubeconfig_minted_at": None,
-                                                        "kubeconfig_expires_at": None,
-                                                        "kubeconfig_remaining_seconds": None}, opts)
+        super().__init__(
+            TalosClusterProvider(),
+            name,
+            {
+                **props,
+                "kubeconfig": None,
+                "kubeconfig_minted_at": None,
+                "kubeconfig_expires_at": None,
+                "kubeconfig_remaining_seconds": None,
+            },
+            opts,
+        )
 
 
 class TalosCluster(pulumi.ComponentResource):
     """One Talos cluster in Omni, from its spec. Protected when the spec marks it production."""
 
-    def __init__(self, name: str, spec: ClusterSpec, *, protect: bool, kubeconfig_ttl_seconds: float,
-                 manifests: Sequence[dict] = (), machine_classes: Sequence[pulumi.Resource] = (),
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        name: str,
+        spec: ClusterSpec,
+        *,
+        protect: bool,
+        kubeconfig_ttl_seconds: float,
+        manifests: Sequence[dict] = (),
+        machine_classes: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("omni-scale:omni:TalosCluster", name, None, opts)
         template = render_cluster_template(name, spec)
         self.resource = _TalosClusterResource(
-            name, {"cluster_name": name, "template": template, "manifests": list(manifests),
-                   "kubeconfig_ttl_seconds": int(kubeconfig_ttl_seconds)},
-            pulumi.ResourceOptions(parent=self, protect=protect, depends_on=list(machine_classes),
-                                   additional_secret_outputs=["kubeconfig"]))
+            name,
+            {
+                "cluster_name": name,
+                "template": template,
+                "manifests": list(manifests),
+                "kubeconfig_ttl_seconds": int(kubeconfig_ttl_seconds),
+            },
+            pulumi.ResourceOptions(
+                parent=self, protect=protect, depends_on=list(machine_classes), additional_secret_outputs=["kubeconfig"]
+            ),
+        )
         self.template = self.resource.template
-        self.kubeconfig = pulumi.Output.secret(self.resource.kubeconfig)
+        self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(self.resource.kubeconfig)
         self.kubeconfig_expires_at = self.resource.kubeconfig_expires_at
         # Not registered as a component output: verbose SDK logs print those in plain text, secrets too.
         self.register_outputs({"template": self.template})

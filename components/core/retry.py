@@ -4,10 +4,11 @@ permanent ones (a refused key, bad input, not found): those fail at once with th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, TypeVar
+from typing import TypeVar
 
-from .console import progress
+from components.core.console import progress
 
 T = TypeVar("T")
 
@@ -28,8 +29,13 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 
 
-def with_retries(action: Callable[[], T], is_transient: Callable[[Exception], bool], what: str,
-                 policy: RetryPolicy = DEFAULT_POLICY, sleep: Optional[Callable[[float], None]] = None) -> T:
+def with_retries(
+    action: Callable[[], T],
+    is_transient: Callable[[Exception], bool],
+    what: str,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], None] | None = None,
+) -> T:
     """action(), again after a growing pause while it fails transiently, at most policy.attempts times."""
     delays = policy.delays()
     while True:

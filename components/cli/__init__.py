@@ -1,0 +1,2 @@
+"""Commands around `pulumi preview/up`: drift detection (python -m components.cli.drift) and adoption
+(python -m components.cli.adoption)."""
