@@ -1,4 +1,4 @@
-"""The drift verdict on event streams the real engine wrote (pulumi v3.259.0 on the lab), one per scenario of
+"""The drift verdict on event streams the real engine wrote (pulumi v3.259.0 on the lab), one per drift run of
 tests/engine/test_drift_and_adoption.py, which recorded them (OMNI_SCALE_RECORD_DRIFT_EVENTS=tests/fixtures/
 drift-events): exit code, what differs, and that the verdict holds when the engine's wording changes."""
 
@@ -30,6 +30,13 @@ EXPECTED = {
     "worker_count_changed_out_of_band": (DRIFT, [("talos-prod-01", "differs", [("template", ..., ...)])], [], []),
     "patch_edited_out_of_band": (DRIFT, [("talos-prod-01", "differs", [("template", ..., ...)])], [], []),
     "lxc_memory_changed_in_proxmox": (DRIFT, [("omni-provider", "differs", [("memory", 2048, 1024)])], [], []),
+    # After adopting an estate whose class was changed before: exactly that difference.
+    "adoption_shows_its_plan_and_writes_only_once_confirmed": (
+        DRIFT,
+        [("matrix-control-plane", "differs", [("provider_data.memory", 6144, 8192)])],
+        [],
+        [],
+    ),
     "operator_value_changed_by_an_out_of_band_helm_upgrade": (
         DRIFT,
         [("tailscale-operator", "differs", [("values.operatorConfig.hostname", "[secret]", "[secret]")])],
