@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from components.core.spec import load_spec
+from components.core.spec_file import load_spec
 
 from . import kube_lab, omni_lab, provider_standin
 from .processes import pid_alive, request_and_await, spawn, terminate, wait_until, write_private_json

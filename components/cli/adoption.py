@@ -28,7 +28,8 @@ from pathlib import Path
 from components import PROJECT_ROOT
 from components.core.dynamic import ADOPT_ENV
 from components.core.errors import UserError
-from components.core.spec import Spec, load_spec
+from components.core.spec import Spec
+from components.core.spec_file import load_spec
 from components.kubernetes.tailscale_operator import RELEASE, release_id
 from components.omni.machine_class import class_resource_id
 from components.omni.render import DEFAULT_NAMESPACE

@@ -27,7 +27,8 @@ from components.core.settings import (
     tailscale_credentials,
     truthy,
 )
-from components.core.spec import Spec, load_spec
+from components.core.spec import Spec
+from components.core.spec_file import load_spec
 from components.proxmox.ssh import SshError, public_key_of
 
 

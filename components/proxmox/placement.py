@@ -26,7 +26,8 @@ from components import PROJECT_ROOT
 from components.core.console import progress
 from components.core.dynamic import StackConfiguredProvider, TypedResource, is_unknown
 from components.core.settings import proxmox_from_config
-from components.core.spec import Spec, parse_spec, spec_document
+from components.core.spec import Spec, spec_document
+from components.core.spec_file import parse_spec
 from components.proxmox.client import ClusterFacts, ProxmoxClient
 from components.proxmox.preflight import MACHINE_REQUEST_TAG
 

@@ -11,7 +11,8 @@ from components.core.console import progress
 from components.core.dynamic import StackConfiguredProvider, TypedResource
 from components.core.errors import UserError
 from components.core.settings import proxmox_from_config
-from components.core.spec import Spec, parse_spec, spec_document
+from components.core.spec import Spec, spec_document
+from components.core.spec_file import parse_spec
 from components.proxmox.client import ProxmoxClient, ProxmoxError
 from components.proxmox.preflight import Report, run_preflight
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from components.cli import adoption, drift
-from components.core.spec import load_spec
+from components.core.spec_file import load_spec
 from components.omni.render import MACHINE_CLASS_TYPE, machine_class_document
 from lab import omni_lab
 from tests.conftest import SEED_CONTROL_PLANE_DATA

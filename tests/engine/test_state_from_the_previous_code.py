@@ -9,7 +9,7 @@ import json
 import pytest
 
 from components.cli import adoption
-from components.core.spec import load_spec
+from components.core.spec_file import load_spec
 from tests.engine.estate import UNTYPED, program_at, running_estate, swap_program
 
 pytestmark = pytest.mark.engine

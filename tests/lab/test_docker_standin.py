@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from components.core.spec import load_spec
+from components.core.spec_file import load_spec
 from components.proxmox.compose import ProviderSecrets, render_provider_stack
 from tests.conftest import PROJECT_ROOT
 from tests.lxc_host import COMPOSE_SCHEMA

@@ -2,7 +2,7 @@
 
 import pytest
 
-from components.core.spec import load_spec
+from components.core.spec_file import load_spec
 from lab import omni_lab, provider_standin
 from tests.conftest import PROJECT_ROOT, configure
 

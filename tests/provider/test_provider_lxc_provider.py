@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from components.core.settings import provider_secrets_from_lookup
-from components.core.spec import load_spec
+from components.core.spec_file import load_spec
 from components.omni.infra_provider import STATUS_NAMESPACE, STATUS_TYPE, ProviderNotRegistered
 from components.proxmox.client import ProxmoxClient, ProxmoxSettings
 from components.proxmox.compose import file_states, render_provider_stack

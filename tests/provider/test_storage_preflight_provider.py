@@ -4,7 +4,8 @@ has shown; each asserts exactly the problems reported, all at once."""
 import copy
 import re
 
-from components.core.spec import load_spec, spec_document
+from components.core.spec import spec_document
+from components.core.spec_file import load_spec
 from components.proxmox.storage_preflight import PREFLIGHT_MARK, StoragePreflightProvider
 from lab import fakepve_lab
 from tests.conftest import PROJECT_ROOT, configure

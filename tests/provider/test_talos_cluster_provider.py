@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from components.core.spec import load_spec
+from components.core.spec_file import load_spec
 from components.omni import omnictl as omnictl_mod
 from components.omni.machine_class import MachineClassProvider
 from components.omni.readiness import NotReady

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from components.core.spec import load_spec
+from components.core.spec_file import load_spec
 from components.kubernetes import cni
 from tests.conftest import PROJECT_ROOT
 

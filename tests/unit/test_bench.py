@@ -1,7 +1,7 @@
 """The benchmark's own logic (lab/bench.py): the generated estates are valid specs, and the table's ratios
 and per-cluster slopes are computed from the measurements. The timings themselves are not tested."""
 
-from components.core.spec import parse_spec
+from components.core.spec_file import parse_spec
 from lab.bench import generated_spec, median_of, seconds_per_added_cluster, table
 
 

@@ -6,7 +6,7 @@ import subprocess
 
 import yaml
 
-from components.core.spec import load_spec
+from components.core.spec_file import load_spec
 from components.kubernetes import cni
 from components.kubernetes.helm import helm_binary
 from components.omni.render import canonical_cluster, render_cluster_template, with_manifests

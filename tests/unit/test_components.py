@@ -5,7 +5,8 @@ import pulumi
 import pytest
 
 from components import MOVED
-from components.core.spec import TailscaleOAuthSpec, load_spec
+from components.core.spec import TailscaleOAuthSpec
+from components.core.spec_file import load_spec
 from components.omni.machine_class import MachineClass
 from tests.conftest import PROJECT_ROOT, configure
 from tests.unit.mocks import RecordingMocks
@@ -232,7 +233,7 @@ def test_tailscale_operator_with_workload_identity_sends_no_client_secret(monkey
 def test_the_container_diff_ignores_its_pickled_provider():
     """The pickled provider in a resource's inputs changes with the provider's code or module path (the package
     layout moved it): never a change to the container."""
-    from components.core.spec import load_spec as load
+    from components.core.spec_file import load_spec as load
     from components.proxmox.lxc import LxcContainerProvider, container_inputs
 
     props = container_inputs(load(PROJECT_ROOT / "specs" / "omni.yaml").provider_lxc, True)

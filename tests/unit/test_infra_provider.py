@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.core.spec import load_spec
+from components.core.spec_file import load_spec
 from components.omni.infra_provider import schema_problems
 from tests.conftest import PROJECT_ROOT
 

@@ -2,7 +2,7 @@
 
 import yaml
 
-from components.core.spec import load_spec, parse_spec
+from components.core.spec_file import load_spec, parse_spec
 from components.proxmox.client import ClusterFacts, Guest, NodeFacts
 from components.proxmox.placement import placement_report, report_lines, required_spread_broken
 from tests.conftest import PROJECT_ROOT

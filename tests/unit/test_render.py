@@ -2,7 +2,7 @@
 
 import subprocess
 
-from components.core.spec import load_spec
+from components.core.spec_file import load_spec
 from components.omni.render import canonical_template, render_cluster_template, render_machine_class
 from tests.conftest import PROJECT_ROOT
 
@@ -172,7 +172,7 @@ def test_grown_estate_renders_every_cluster_to_a_template_the_real_omnictl_accep
 
 
 def test_provider_stack_secrets_live_only_in_the_0600_files():
-    from components.core.spec import load_spec
+    from components.core.spec_file import load_spec
     from components.proxmox.compose import ProviderSecrets, render_provider_stack
 
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
@@ -195,7 +195,7 @@ def test_provider_stack_secrets_live_only_in_the_0600_files():
 def test_a_secret_that_env_cannot_hold_is_refused_not_mangled():
     import pytest
 
-    from components.core.spec import load_spec
+    from components.core.spec_file import load_spec
     from components.proxmox.compose import ProviderSecrets, render_provider_stack
 
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")

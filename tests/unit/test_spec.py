@@ -5,7 +5,8 @@ import copy
 import pytest
 import yaml
 
-from components.core.spec import SpecError, load_spec, parse_spec
+from components.core.spec import SpecError
+from components.core.spec_file import load_spec, parse_spec
 from tests.conftest import PROJECT_ROOT, SEED_CONTROL_PLANE_DATA
 
 SEED = PROJECT_ROOT / "specs" / "omni.yaml"
