@@ -181,11 +181,9 @@ def stop(directory: Path | None = None) -> None:
 
 def container_pids(info: dict) -> list[int]:
     """The processes the docker stand-in runs as containers in the lab's LXC (the provider)."""
-    state = Path(info.get("lxc", {}).get("home", "/nonexistent")) / ".docker-standin" / "state.json"
-    if not state.exists():
-        return []
-    projects = json.loads(state.read_text())["projects"].values()
-    return [s["pid"] for p in projects for s in p["services"].values() if s.get("pid")]
+    from .docker_standin import running_service_pids
+
+    return running_service_pids(Path(info.get("lxc", {}).get("home", "/nonexistent")))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import yaml
 if __package__ in (None, ""):  # run as a script (the container's `docker`)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab.processes import pid_alive, terminate  # noqa: E402
+from lab.processes import started_at, still_running, terminate  # noqa: E402
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
@@ -193,21 +193,32 @@ def _start(project: str, service: str, body: dict, directory: Path, runner: dict
     return proc.pid
 
 
-def _alive(pid: int | None) -> bool:
-    return bool(pid) and pid_alive(pid)
+def running_service_pids(home: Path) -> list[int]:
+    """The processes that run as services in the container whose home this is (each checked to be the one
+    recorded, not a later holder of its pid)."""
+    state = home / ".docker-standin" / "state.json"
+    if not state.exists():
+        return []
+    services = [s for p in json.loads(state.read_text())["projects"].values() for s in p["services"].values()]
+    return [s["pid"] for s in services if _alive(s)]
+
+
+def _alive(info: dict) -> bool:
+    return still_running(info.get("pid"), info.get("pid_started"))
 
 
 def _stop(info: dict) -> None:
-    if _alive(info.get("pid")):
+    # Never another process's group: a stopped service's pid may since have gone to, say, a pulumi plugin.
+    if _alive(info):
         terminate(info["pid"], group=True)  # a container gets 10 s to stop, then it is killed
-    info["pid"] = None
+    info["pid"] = info["pid_started"] = None
 
 
 def service_state(info: dict) -> str:
     """What `ps` says of a service: a process the lab runs is running only while it is alive."""
     if info["state"] != "running" or "pid" not in info:
         return info["state"]
-    if _alive(info["pid"]):
+    if _alive(info):
         return "running"
     return "restarting" if info.get("restart") in RESTARTING_POLICIES else "exited"
 
@@ -241,10 +252,11 @@ def compose(args: list[str], directory: Path) -> int:
             }
             runner = _runner(info["image"])
             if runner is not None:
-                info["pid"] = old.get("pid")
+                info["pid"], info["pid_started"] = old.get("pid"), old.get("pid_started")
                 if recreated:
                     _stop(info)
                     info["pid"] = _start(name, service, body, directory, runner)
+                    info["pid_started"] = started_at(info["pid"])
             project["services"][service] = info
         for volume in document.get("volumes", {}) or {}:
             state["volumes"].setdefault(f"{name}_{volume}", {"created_by": "up"})

@@ -37,6 +37,21 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def started_at(pid: int) -> int | None:
+    """When the process started (clock ticks since boot). With its pid, what tells it from a later process that was
+    given the same pid once it had gone: pids wrap (at 32768 here), and a long lab run starts many processes."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def still_running(pid: int | None, started: int | None) -> bool:
+    """The process recorded as (pid, started) runs: alive, and not another that took its pid (a record without
+    `started` is taken at its pid's word)."""
+    return bool(pid) and pid_alive(pid) and (started is None or started_at(pid) == started)
+
+
 def terminate(pid: int, grace_seconds: float = 10, group: bool = False) -> None:
     """SIGTERM, then SIGKILL after grace_seconds (at once when 0); returns when the process is gone. With group,
     its whole process group (a session leader's, e.g. a container's supervising shell and what it runs)."""

@@ -33,6 +33,7 @@ import asyncssh
 if __package__ in (None, ""):  # run as a script by lab.ctl
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lab.docker_standin import running_service_pids  # noqa: E402
 from lab.processes import terminate, write_file_atomically, write_private_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -50,12 +51,8 @@ def docker_wrapper(bin_dir: Path) -> None:
 
 def stop_containers(home: Path) -> None:
     """What the docker stand-in runs in this container (the provider), stopped with it."""
-    state = home / ".docker-standin" / "state.json"
-    if state.exists():
-        for project in json.loads(state.read_text())["projects"].values():
-            for service in project["services"].values():
-                if service.get("pid"):
-                    terminate(service["pid"], group=True)
+    for pid in running_service_pids(home):
+        terminate(pid, group=True)
 
 
 class Container:

@@ -78,13 +78,18 @@ class TalosClusterProvider(OmniProvider):
             return CheckResult(inputs, [CheckFailure("template", exc.message)])
         inputs["template"] = canonical_template(news["template"])
         inputs["manifests"] = canonical_manifests(news.get("manifests"))
-        ttl, minted = float(news["kubeconfig_ttl_seconds"]), olds.get("kubeconfig_minted_at")
+        ttl, minted = news.get("kubeconfig_ttl_seconds"), olds.get("kubeconfig_minted_at")
         now = time.time()
-        if minted and olds.get("kubeconfig_ttl_seconds") == ttl and not renewal_due(minted, ttl, now):
+        if (
+            minted
+            and ttl is not None
+            and olds.get("kubeconfig_ttl_seconds") == ttl
+            and not renewal_due(minted, ttl, now)
+        ):
             inputs["kubeconfig_minted_at"] = minted
         else:
             inputs["kubeconfig_minted_at"] = _iso(now)
-            if minted:
+            if minted and ttl is not None:
                 progress(
                     f"cluster {news['cluster_name']}: its kubeconfig (minted {minted}) has less than a third of "
                     f"its {ttl / 86400:g}-day life left, or its TTL changed: `up` renews it"

@@ -78,3 +78,23 @@ def test_up_ps_and_down_keep_the_volume_unless_told(stack_dir):
     state = (stack_dir / ".docker-standin" / "state.json").read_text()
     assert "omni-provider_tailscale-state" in state
     assert docker(stack_dir, "compose", "ps", "--format", "json").stdout == ""
+
+
+def test_a_service_pid_taken_by_another_process_is_never_stopped():
+    """Pids wrap (at 32768 here): once a service's process has gone, its pid may be given to another, say a pulumi
+    plugin leading its own process group. Stopping the service must not kill that one."""
+    import subprocess as sp
+
+    from lab import docker_standin
+    from lab.processes import started_at, terminate
+
+    other = sp.Popen(["sleep", "60"], start_new_session=True)  # a group leader, as a plugin is
+    try:
+        recorded = {"pid": other.pid, "pid_started": started_at(other.pid) + 1}  # an earlier holder of the pid
+        docker_standin._stop(recorded)
+        assert other.poll() is None, "another process's group was killed"
+        assert recorded["pid"] is None
+        docker_standin._stop({"pid": other.pid, "pid_started": started_at(other.pid)})
+        assert other.wait(5) is not None  # the recorded process itself is stopped
+    finally:
+        terminate(other.pid, grace_seconds=0)
