@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from components.core.dynamic import is_dynamic_type
 from components.proxmox.client import ProxmoxClient, ProxmoxSettings
 
 from . import ctl, omni_lab
@@ -147,7 +148,7 @@ def bench(size: int, repeat: int = 3) -> dict:
             refresh = median_of(repeat, lambda: run.measure("refresh", "--yes", "--skip-preview"))
             baseline = median_of(repeat, lambda: {"seconds": run.baseline(spec)})
             state = json.loads(run.stack.run("stack", "export").stdout)["deployment"]["resources"]
-            dynamic = len([r for r in state if r["type"].startswith("pulumi-python:dynamic/")])
+            dynamic = len([r for r in state if is_dynamic_type(r["type"])])
             floor = engine_floor(dynamic, Path(tmp), repeat)
         finally:
             run.stop()

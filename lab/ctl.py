@@ -36,6 +36,7 @@ import yaml
 from components.core.spec_file import load_spec
 
 from . import kube_lab, omni_lab, provider_standin
+from .docker_standin import running_service_pids
 from .processes import pid_alive, request_and_await, spawn, terminate, wait_until, write_private_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -165,7 +166,7 @@ def stop(directory: Path | None = None) -> None:
     info_file = directory / "lab.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
-        for pid in container_pids(info):
+        for pid in running_service_pids(Path(info.get("lxc", {}).get("home", "/nonexistent"))):
             terminate(pid, group=True)  # a container: its supervising shell and what it runs
         for pid in (
             info["proxmox"]["pid"],
@@ -177,13 +178,6 @@ def stop(directory: Path | None = None) -> None:
         if "omni" in info:
             omni_lab.stop(info["omni"])
         info_file.unlink()
-
-
-def container_pids(info: dict) -> list[int]:
-    """The processes the docker stand-in runs as containers in the lab's LXC (the provider)."""
-    from .docker_standin import running_service_pids
-
-    return running_service_pids(Path(info.get("lxc", {}).get("home", "/nonexistent")))
 
 
 @dataclass(frozen=True)

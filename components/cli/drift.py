@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from components import PROJECT_ROOT
-from components.core.dynamic import UNTYPED
+from components.core.dynamic import is_dynamic_type
 from components.proxmox.placement import RESOURCE_NAME as PLACEMENT
 from components.proxmox.placement import report_lines, required_spread_broken
 from components.proxmox.storage_preflight import PREFLIGHT_MARK, PREFLIGHT_TYPE
@@ -49,9 +49,6 @@ CHANGE_OPS = {
     "delete": "not in the spec",
 }
 _INTERNAL = ("__provider", "__inputs")
-# This program's own resources: each kind's type (pulumi-python:dynamic/<module>:<name>), or, in a state from before
-# the kinds had types, UNTYPED.
-_DYNAMIC = "pulumi-python:dynamic"
 # The engine's and the Python SDK's wrapping around a provider's own message, and Pulumi's colour directives;
 # only for showing an error, never for judging one.
 _ENGINE_NOISE = re.compile(r"^(error: )?(Preview failed: )?(Exception calling application: )?")
@@ -85,10 +82,6 @@ def field_changes(live: dict, desired: dict, prefix: str = "") -> list[dict]:
     return out
 
 
-def _is_dynamic(type_: str) -> bool:
-    return type_ == UNTYPED or type_.startswith(_DYNAMIC + "/")
-
-
 def _is_estate_change(step: dict) -> bool:
     """False for what is not a thing of the estate's: a provider (how the program reaches a cluster; its kubeconfig
     renews on the cluster's schedule, reported there), and an update pulumi-kubernetes could not diff because that
@@ -97,7 +90,7 @@ def _is_estate_change(step: dict) -> bool:
         return False
     return not (
         step.get("op") == "update"
-        and not _is_dynamic(step["type"])
+        and not is_dynamic_type(step["type"])
         and not step.get("diffReasons")
         and not step.get("detailedDiff")
     )
@@ -108,7 +101,7 @@ def _changed_fields(step: dict) -> list[dict]:
     the new inputs three ways, which no two-way comparison repeats: for it, the fields its own diff names (a secret,
     such as a Helm release's values with the OAuth pair, reads "[secret]" on both sides)."""
     live, desired = (step.get("oldState") or {}).get("outputs") or {}, (step.get("newState") or {}).get("inputs") or {}
-    if _is_dynamic(step["type"]):
+    if is_dynamic_type(step["type"]):
         return field_changes(live, desired)
     paths = sorted(step.get("detailedDiff") or {}) or step.get("diffReasons") or []
     return [{"field": path, "live": _at(live, path), "desired": _at(desired, path)} for path in paths]
@@ -238,7 +231,7 @@ def placement_of(steps: list[dict]) -> dict:
     found: dict = {}
     wanted: dict = {}
     for step in steps:
-        if step["urn"].endswith("::" + PLACEMENT) and _is_dynamic(step["type"]):
+        if step["urn"].endswith("::" + PLACEMENT) and is_dynamic_type(step["type"]):
             old, new = step.get("oldState") or {}, step.get("newState") or {}
             found = (new.get("outputs") or {}).get("placement") or (old.get("outputs") or {}).get("placement") or found
             wanted = ((new.get("inputs") or {}).get("spec") or {}).get("clusters") or wanted

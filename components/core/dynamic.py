@@ -111,6 +111,12 @@ def adopted(provider: ResourceProvider, id_: str, props: dict, extra: Callable[[
 
 # The type every dynamic resource had before each kind got its own: what states made until then record.
 UNTYPED = "pulumi-python:dynamic:Resource"
+TYPED = "pulumi-python:dynamic/"  # what each kind's own type starts with
+
+
+def is_dynamic_type(type_: str) -> bool:
+    """One of this program's dynamic resources, by its type in a state or an engine event, old or new."""
+    return type_ == UNTYPED or type_.startswith(TYPED)
 
 
 class TypedResource(Resource):
@@ -121,7 +127,7 @@ class TypedResource(Resource):
 
     def __init_subclass__(cls, module: str = "", name: str = "Resource", **kwargs):
         super().__init_subclass__(module=module, name=name, **kwargs)
-        cls.TYPE = f"pulumi-python:dynamic/{module}:{name}"
+        cls.TYPE = f"{TYPED}{module}:{name}"
 
     def __init__(self, provider: ResourceProvider, name: str, props: dict, opts: pulumi.ResourceOptions):
         typed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=UNTYPED)])

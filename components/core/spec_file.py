@@ -103,14 +103,14 @@ def _validation_problems(exc: ValidationError) -> list[tuple[tuple, str]]:
             continue
         if loc in unknown:
             parent = loc[:-1]
+            fields = _fields_at(parent)
             sibling_missing = [m[-1] for m in missing if m[:-1] == parent and isinstance(m[-1], str)]
             # A required field left out is the likeliest meaning; any field of the model next.
             guess = difflib.get_close_matches(str(loc[-1]), sibling_missing, n=1) or difflib.get_close_matches(
-                str(loc[-1]), _fields_at(parent) or [], n=1
+                str(loc[-1]), fields or [], n=1
             )
             if guess:
                 explained.add(parent + (guess[0],))
-            fields = _fields_at(parent)
             out.append(
                 (
                     loc,
@@ -166,11 +166,10 @@ def _reference_problems(data: dict, bad: set[tuple]) -> list[tuple[tuple, str]]:
     clusters = data.get("clusters")
     clusters = clusters if isinstance(clusters, dict) else {}
 
-    def one_of(loc: tuple, value: object, choices, what: str, target: tuple) -> None:
+    def one_of(loc: tuple, value: object, choices: list | None, what: str, target: tuple) -> None:
+        """choices as the message shows them: nodes in the spec's order, names sorted."""
         if isinstance(value, str) and choices is not None and value not in choices and not wrong(target):
-            out.append(
-                (loc, f"one of the {what} {sorted(choices) if what != 'Proxmox nodes' else choices} (got {value!r})")
-            )
+            out.append((loc, f"one of the {what} {choices} (got {value!r})"))
 
     one_of(("provider_lxc", "node"), _get(data, "provider_lxc", "node"), nodes, "Proxmox nodes", ("proxmox", "nodes"))
     provider_id = _get(data, "infra_provider", "id")
@@ -204,14 +203,14 @@ def _reference_problems(data: dict, bad: set[tuple]) -> list[tuple[tuple, str]]:
             one_of(
                 ("clusters", cname) + where + ("machine_class",),
                 _get(pool, "machine_class"),
-                None if classes is None else list(classes),
+                None if classes is None else sorted(classes),
                 "machine classes",
                 ("machine_classes",),
             )
     one_of(
         ("tailscale_operator", "cluster"),
         _get(data, "tailscale_operator", "cluster"),
-        list(clusters),
+        sorted(clusters),
         "clusters",
         ("clusters",),
     )
@@ -278,12 +277,16 @@ def _read_yaml(path: Path, display_name: str) -> tuple[Any, dict[tuple, int]]:
         text = path.read_text()
     except OSError as exc:
         raise SpecError(display_name, "", f"a readable spec file ({exc.strerror})") from None
+    loader = _UniqueKeyLoader(text)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader), yaml_lines(yaml.compose(text, Loader=_UniqueKeyLoader))
+        node = loader.get_single_node()  # parsed once: the document and its keys' lines both come from it
+        return (None, {}) if node is None else (loader.construct_document(node), yaml_lines(node))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError(display_name, where, f"valid YAML ({getattr(exc, 'problem', exc)})") from None
+    finally:
+        loader.dispose()
 
 
 def load_spec(path: str | Path, display_name: str | None = None) -> Spec:
