@@ -48,7 +48,7 @@ bench: setup  ## wall time and call counts of up / preview / refresh on the lab,
 	@$(PYTHON) -m pip install --quiet -r requirements-bench.txt  # only the plot needs it
 	@$(TOOLS_PATH) $(PYTHON) -m lab.bench --sizes $(SIZES) --out bench-results.md --plot docs/bench.png
 
-test: setup  ## every test: format, lint and types first, then unit, provider, lab, engine
-	@.venv/bin/ruff format --check --quiet . && .venv/bin/ruff check --quiet .
-	@.venv/bin/mypy
+test: setup  ## every test: format, lint and types first, then unit, provider, tools, lab, engine
+	@$(PYTHON) -m ruff format --check --quiet . && $(PYTHON) -m ruff check --quiet .
+	@$(PYTHON) -m mypy
 	@$(TOOLS_PATH) $(PYTHON) -m pytest $(PYTEST_ARGS)

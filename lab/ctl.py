@@ -82,7 +82,8 @@ def start(directory: Path | None = None) -> dict:
         "fakepve",
         [
             sys.executable,
-            str(PROJECT_ROOT / "lab" / "fakepve_lab.py"),
+            "-m",
+            "lab.fakepve_lab",
             "--state-dir",
             str(pve_dir),
             "--container-hook",
@@ -101,7 +102,8 @@ def start(directory: Path | None = None) -> dict:
         "ssh",
         [
             sys.executable,
-            str(PROJECT_ROOT / "lab" / "ssh_standin.py"),
+            "-m",
+            "lab.ssh_standin",
             "--state-dir",
             str(ssh_dir),
             "--container-file",

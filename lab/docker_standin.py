@@ -29,10 +29,7 @@ from pathlib import Path
 
 import yaml
 
-if __package__ in (None, ""):  # run as a script (the container's `docker`)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lab.processes import started_at, still_running, terminate  # noqa: E402
+from lab.processes import started_at, still_running, terminate
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 

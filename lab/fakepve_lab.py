@@ -1,6 +1,6 @@
 """Serve a fake Proxmox VE API (fakepve) shaped like the operator's "Matrix" cluster, on loopback only.
 
-    python lab/fakepve_lab.py --state-dir DIR [--host 127.0.0.1] [--port 0] [--time-scale 0] [--seed 1] [--still]
+    python -m lab.fakepve_lab --state-dir DIR [--host 127.0.0.1] [--port 0] [--time-scale 0] [--seed 1] [--still]
                               [--container-hook LXC_DIR]
 
 Once listening it writes DIR/fakepve.json (url, api_url, token_id, token_secret, cafile, pid, root_password,
@@ -24,10 +24,7 @@ from fakepve.certs import make_cert
 from fakepve.routing import split_list
 from fakepve.storage import BLOCK_NAME, spec_of
 
-if __package__ in (None, ""):  # run as a script by lab.ctl
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lab.processes import write_private_json  # noqa: E402
+from lab.processes import write_private_json
 
 NODES = ("foxtrot", "golf", "hotel")
 TOKEN_USER, TOKEN_NAME = "pulumi@pve", "omni-scale"

@@ -52,11 +52,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-if __package__ in (None, ""):  # run as the namespace helper by start()
-    sys.path.insert(0, str(PROJECT_ROOT))
+from lab.processes import spawn, terminate, wait_until, write_file_atomically, write_private_json
 
-from lab.processes import spawn, terminate, wait_until, write_file_atomically, write_private_json  # noqa: E402
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 TOOLS = PROJECT_ROOT / ".tools" / "bin"
 HOST = "127.0.0.1"
@@ -382,7 +380,8 @@ def start(directory: Path, spec) -> dict:
         "omni-netns",
         [
             sys.executable,
-            str(Path(__file__).resolve()),
+            "-m",
+            "lab.omni_lab",
             "--state-dir",
             str(directory),
             "--talos",

@@ -2,7 +2,7 @@
 that plays the container's root home, with the lab's `docker` stand-in (lab/docker_standin.py) first on PATH.
 Keys are checked as sshd checks them: the client's against ~/.ssh/authorized_keys, read at each login.
 
-    python lab/ssh_standin.py --state-dir DIR [--port 0] [--container-file FILE]
+    python -m lab.ssh_standin --state-dir DIR [--port 0] [--container-file FILE]
 
 Without --container-file the container is simply there: a host key and an authorized client key made per
 start. With it, the server is the container that file describes (lab/fakepve_lab.py writes it when the CT is
@@ -30,13 +30,9 @@ from pathlib import Path
 
 import asyncssh
 
-if __package__ in (None, ""):  # run as a script by lab.ctl
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lab.docker_standin import running_service_pids
+from lab.processes import terminate, write_file_atomically, write_private_json
 
-from lab.docker_standin import running_service_pids  # noqa: E402
-from lab.processes import terminate, write_file_atomically, write_private_json  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 RELOADED = "ssh.reloaded"  # the generation of the container now served, written once a SIGUSR1 is acted on
 
@@ -45,7 +41,7 @@ def docker_wrapper(bin_dir: Path) -> None:
     """`docker` on the container's PATH: this interpreter running the stand-in."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     wrapper = bin_dir / "docker"
-    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {HERE / "docker_standin.py"} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -P -m lab.docker_standin "$@"\n')
     wrapper.chmod(0o755)
 
 

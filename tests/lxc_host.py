@@ -29,7 +29,7 @@ def running_lxc_host(tmp_path: Path, containers: Path | None = None, container_f
     proc = spawn(
         tmp_path,
         "ssh",
-        [sys.executable, str(PROJECT_ROOT / "lab" / "ssh_standin.py"), "--state-dir", str(state), *extra],
+        [sys.executable, "-m", "lab.ssh_standin", "--state-dir", str(state), *extra],
         env={
             **os.environ,
             "OMNI_SCALE_COMPOSE_SCHEMA": str(COMPOSE_SCHEMA),

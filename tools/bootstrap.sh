@@ -22,7 +22,9 @@ tools_only=false
 [ "${1:-}" = "--tools-only" ] && tools_only=true  # tests of this script skip the venv
 
 # --- Python -----------------------------------------------------------------
-# The venv lives in the cache, keyed by requirements.txt, so a fresh clone reuses it.
+# The dependencies live in a venv in the cache, keyed by requirements.txt, so a fresh clone reuses it.
+# The checkout's .venv is a thin venv of its own that sees those through a .pth file and has this
+# checkout installed editable (pyproject.toml): each clone imports its own code, never another's.
 venv="$root/.venv"
 req_hash=$( (cat "$root/requirements.txt"; python3 --version) | sha256sum | cut -c1-16)
 cached_venv="$cache/venv-$req_hash"
@@ -34,8 +36,19 @@ if ! $tools_only; then
     "$cached_venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements.txt"
     touch "$cached_venv/.complete"
   fi
-  if [ "$(readlink "$venv" 2>/dev/null)" != "$cached_venv" ]; then
-    rm -rf "$venv" && ln -s "$cached_venv" "$venv"
+  thin_stamp="$cached_venv $(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+  if [ -L "$venv" ] || [ "$(cat "$venv/.omni-scale-base" 2>/dev/null)" != "$thin_stamp" ]; then
+    say "installing this checkout editable into .venv (on the cached dependencies)"
+    rm -rf "$venv"
+    python3 -m venv --without-pip "$venv"
+    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    shared_site=$("$cached_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    # addsitedir, not a bare path line, so the cached venv's own .pth files are processed too.
+    printf 'import site; site.addsitedir(%s)\n' "'$shared_site'" >"$site/omni_scale_dependencies.pth"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+      --no-index -e "$root"
+    # No console scripts here: the make targets run `python -m pytest|ruff|mypy` from this venv.
+    printf '%s\n' "$thin_stamp" >"$venv/.omni-scale-base"
   fi
 fi
 

@@ -2,7 +2,15 @@
 
 import pytest
 
-from tests.engine.estate import running_estate
+from tests.engine.estate import CALL_FAILED, running_estate
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,15 @@ from lab import ctl, kube_lab, omni_lab
 from tests.conftest import PROJECT_ROOT
 from tests.lxc_host import docker_history
 
+# Set by tests/engine/conftest.py's report hook: whether a test's own body failed (its fixtures may then
+# have more to put back).
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+def call_failed(item: pytest.Item) -> bool:
+    return item.stash.get(CALL_FAILED, False)
+
+
 CLASS = "matrix-control-plane"
 CLUSTER = "talos-prod-01"
 # Each kind of the program's dynamic resources has its own type; states before that recorded UNTYPED for all.

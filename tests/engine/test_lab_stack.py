@@ -2,12 +2,16 @@
 MachineClasses and talos-prod-01), no-change preview, spec changes, drift made out of band,
 refresh, protection, destroy; and the state never holds a secret in plain text.
 
-The steps share one lab and one stack and run in file order, as an operator would run them.
+The tests share one lab and one stack, and run in any order: the first to need the seed estate applied
+previews and applies it (`first_up`), and each test finds the seed estate as the spec and config describe it
+(`seed`), which puts back after the test whatever the test changed.
 """
 
 import json
 import re
 import stat
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,9 +20,10 @@ import yaml
 from components.omni.render import MACHINE_CLASS_TYPE, canonical_cluster, machine_class_document
 from lab.processes import wait_until
 from tests.conftest import PROJECT_ROOT, SEED_CONTROL_PLANE_DATA
-from tests.engine.estate import CLASS, CLASS_TYPE, CLUSTER, CLUSTER_TYPE
+from tests.engine.estate import CLASS, CLASS_TYPE, CLUSTER, CLUSTER_TYPE, Estate, call_failed
 
-pytestmark = pytest.mark.engine
+# Every test starts from the seed estate applied, and leaves it so (see `seed`).
+pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("seed")]
 OPERATOR = "omni-scale:k8s:TailscaleOperator$"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
@@ -28,8 +33,43 @@ def _steps(preview: dict, op: str, name: str = CLASS) -> list[dict]:
     return [s for s in preview.get("steps", []) if s["op"] == op and s["urn"].endswith(f"{type_}::{name}")]
 
 
-def test_preview_shows_the_seed_estate_to_create(estate):
+@dataclass
+class FirstUp:
+    preview: dict  # `preview --json --diff` of the empty stack
+    live_after_preview: tuple  # the control-plane class in Omni and the LXC's config in Proxmox, after that preview
+    up: subprocess.CompletedProcess
+    outputs: dict  # the stack's outputs right after that `up` (the preflight's prediction changes once it is built)
+
+
+@pytest.fixture(scope="module")
+def first_up(estate) -> FirstUp:
+    """The seed estate's preview on the empty stack, then its `up`: once, for whichever test needs it first."""
     preview = estate.preview_json()
+    live_after_preview = (estate.live_class(), estate.ct_config())
+    up = estate.pulumi("up", "--yes", "--skip-preview")
+    return FirstUp(preview, live_after_preview, up, estate.stack_outputs())
+
+
+@pytest.fixture
+def seed(estate: Estate, first_up, request):
+    """The seed estate, applied (every test uses it). Afterwards the spec and the stack config are put back, and
+    when the test changed either (or failed half-way) an `up --refresh` applies the seed again, out-of-band
+    changes included."""
+    spec_file, config_file = estate.project / "specs" / "omni.yaml", estate.project / "Pulumi.lab.yaml"
+    spec, config = spec_file.read_text(), config_file.read_text()
+    yield
+    changed = any(
+        yaml.safe_load(now.read_text()) != yaml.safe_load(then)
+        for now, then in ((spec_file, spec), (config_file, config))
+    )
+    spec_file.write_text(spec)
+    config_file.write_text(config)
+    if changed or call_failed(request.node):
+        estate.pulumi("up", "--yes", "--skip-preview", "--refresh")
+
+
+def test_preview_shows_the_seed_estate_to_create(first_up):
+    preview = first_up.preview
     # Each of the program's own resources says its kind in its type (and so in its URN).
     creates = {
         s["urn"].rsplit("::", 1)[1]: s["newState"]["type"]
@@ -55,7 +95,7 @@ def test_preview_shows_the_seed_estate_to_create(estate):
         "tailscale-operator-namespace": "kubernetes:core/v1:Namespace",
         "tailscale-operator": "kubernetes:helm.sh/v3:Release",
     }
-    assert estate.live_class() is None and estate.ct_config() is None  # preview wrote nothing
+    assert first_up.live_after_preview == (None, None)  # preview wrote nothing
     # The cluster's CNI, rendered from the (lab's) Cilium chart, is its own input: the manifests Omni applies.
     [cluster] = [s for s in preview["steps"] if s["urn"].endswith(f"{CLUSTER_TYPE}::{CLUSTER}")]
     [manifest] = cluster["newState"]["inputs"]["manifests"]
@@ -67,8 +107,8 @@ def test_preview_shows_the_seed_estate_to_create(estate):
     assert "manifests" not in cluster["newState"]["inputs"]["template"]
 
 
-def test_up_creates_the_classes_and_the_cluster(estate):
-    up = estate.pulumi("up", "--yes", "--skip-preview")
+def test_up_creates_the_classes_and_the_cluster(estate, first_up):
+    up = first_up.up
     out = [line.strip().removeprefix("omni-scale: ") for line in (up.stdout + up.stderr).splitlines()]
     # The wait's progress, read from Omni's resources, ends with every machine running and every node Ready.
     progress = [line for line in out if line.startswith(f"cluster {CLUSTER}: control-planes")]
@@ -82,7 +122,7 @@ def test_up_creates_the_classes_and_the_cluster(estate):
     assert "losing hotel: 2 of 3 control planes left (keeps etcd quorum)" in "\n".join(out)
     assert estate.live_memory() == 8192
     assert estate.live_workers() == 2
-    outputs = json.loads(estate.pulumi("stack", "output", "--json").stdout)
+    outputs = first_up.outputs
     assert "kubeconfigs" not in outputs  # kept in the state, encrypted; never an output (see __main__.py)
     assert outputs["totals"]["all"] == {"machines": 5, "cores": 28, "memory_mb": 57344, "disk_gb": 320}
     # The preview-time prediction (the preflight places what is to be built as the provider would) and where the
@@ -119,7 +159,7 @@ def test_up_created_the_provider_lxc_and_deployed_its_compose_stack(estate):
     compose = yaml.safe_load((estate.stack_dir / "compose.yml").read_text())
     assert compose["services"]["provider"]["image"].endswith(":v0.3.0")
     # Validated by the compose-spec schema where it runs, then started; the classes came after.
-    assert estate.docker_history() == [["compose", "config", "--quiet"], ["compose", "up", "-d"]]
+    assert estate.docker_history()[:2] == [["compose", "config", "--quiet"], ["compose", "up", "-d"]]
 
 
 def test_up_installed_the_tailscale_operator_in_a_privileged_namespace(estate):
@@ -205,7 +245,7 @@ def test_memory_change_in_spec_is_an_update_of_that_field_only(estate):
     changed = [line.strip() for line in class_part.splitlines() if line.strip().startswith("~ ")]
     assert changed == ["~ provider_data: {", "~ memory          : 8192 => 16384"], changed
     estate.pulumi("up", "--yes", "--skip-preview")
-    assert estate.live_memory() == 16384
+    assert estate.live_memory() == 16384  # (and `seed` puts 8192 back)
 
 
 def test_worker_count_change_is_an_update_of_the_cluster_template(estate):
@@ -235,15 +275,15 @@ def test_refresh_reports_drift_made_out_of_band(estate):
     drift = estate.pulumi("refresh", "--preview-only", "--expect-no-changes", "--diff", check=False)
     assert drift.returncode != 0, drift.stdout
     assert "[diff: ~provider_data]" in drift.stdout or "~ provider_data" in drift.stdout
-    assert "16384 => 4096" in drift.stdout
+    assert "8192 => 4096" in drift.stdout
     estate.pulumi("refresh", "--yes", "--skip-preview")
     recorded = estate.class_in_state()
     assert recorded["outputs"]["provider_data"]["memory"] == 4096
     assert recorded["inputs"]["provider_data"]["memory"] == 4096
-    # The spec still says 16384: the next preview wants to put it back.
+    # The spec still says 8192: the next preview wants to put it back.
     assert len(_steps(estate.preview_json(), "update")) == 1
     estate.pulumi("up", "--yes", "--skip-preview")
-    assert estate.live_memory() == 16384
+    assert estate.live_memory() == 8192
 
 
 def test_a_bad_spec_stops_preview_with_one_clear_message(estate):
@@ -292,7 +332,7 @@ def test_preflight_stops_preview_with_every_problem_before_anything_is_applied(e
         for node in ("foxtrot", "golf", "hotel"):
             assert f"class matrix-worker on node {node}: no storage matches selector" in out
         assert "Traceback" not in out
-        assert estate.live_workers() == 3  # nothing was applied: the class keeps its old size
+        assert estate.live_workers() == 2  # nothing was applied: the class keeps its old size
         live = yaml.safe_load(
             estate.omni.get(MACHINE_CLASS_TYPE, "matrix-worker", "default")["spec"]["autoprovision"]["providerdata"]
         )
@@ -343,8 +383,6 @@ def test_no_secret_in_logs_argv_or_files_left_behind(estate, tmp_path):
         ):
             assert secret not in text, f"a secret in the {where}"
     assert left == [], left  # every temporary file (kubeconfigs, values, templates) removed
-    estate.set_spec_memory(16384)
-    estate.pulumi("up", "--yes", "--skip-preview")
 
 
 def test_at_v9_an_oauth_value_shows_only_in_the_engines_own_rpc_log_and_never_in_argv(estate, tmp_path):
@@ -362,8 +400,6 @@ def test_at_v9_an_oauth_value_shows_only_in_the_engines_own_rpc_log_and_never_in
     path = f"{wrapper.parent}:{estate.stack.env()['PATH']}"
     estate.edit_spec(lambda d: d["tailscale_operator"].update(values={"operatorConfig": {"logging": "debug"}}))
     run = estate.stack.run("up", "--yes", "--skip-preview", "--logtostderr", "-v=9", extra_env={"PATH": path})
-    estate.edit_spec(lambda d: d["tailscale_operator"].update(values={}))
-    estate.pulumi("up", "--yes", "--skip-preview")
     oauth = [estate.info["tailscale_oauth"]["client_id"], estate.info["tailscale_oauth"]["client_secret"]]
     lines = (run.stdout + run.stderr).splitlines()
     assert len(lines) > 1000 and any("helm.sh/v3:Release" in line and "Update" in line for line in lines)
@@ -395,8 +431,6 @@ def test_at_v9_the_engines_own_log_files_hold_secrets_only_in_its_rpc_lines_and_
     before = {p for p in temp.rglob("*") if p.is_file()}
     estate.set_spec_memory(9216)
     run = estate.stack.run("up", "--yes", "--skip-preview", "-v=9")
-    estate.set_spec_memory(16384)
-    estate.pulumi("up", "--yes", "--skip-preview")
     written = [p for p in temp.rglob("*") if p.is_file() and p not in before]
     assert any(p.name.startswith("pulumi") and ".log." in p.name for p in written), written
     assert stat.S_IMODE(temp.stat().st_mode) == 0o700
@@ -414,12 +448,20 @@ def test_at_v9_the_engines_own_log_files_hold_secrets_only_in_its_rpc_lines_and_
 
 
 def test_destroy_is_refused_while_protected_and_the_deliberate_path_works(estate):
+    try:
+        protected_destroy_refused_then_deliberate_destroy(estate)
+    finally:
+        estate.set_config("omni-scale:protect", "false")
+        estate.pulumi("up", "--yes", "--skip-preview")  # the seed estate again, for any test after this one
+
+
+def protected_destroy_refused_then_deliberate_destroy(estate):
     estate.set_config("omni-scale:protect", "true")
     estate.pulumi("up", "--yes", "--skip-preview")  # protection is a state-only change
     refused = estate.pulumi("destroy", "--yes", "--skip-preview", check=False)
     assert refused.returncode != 0
     assert "protected" in refused.stdout + refused.stderr
-    assert estate.live_workers() == 3 and estate.live_class() is not None
+    assert estate.live_workers() == 2 and estate.live_class() is not None
     assert estate.ct_config()["protection"] == 1 and estate.stack_dir.exists()
     # The documented deliberate act: unprotect in config, apply, then destroy.
     estate.set_config("omni-scale:protect", "false")

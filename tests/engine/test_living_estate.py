@@ -2,7 +2,9 @@
 container in the LXC and registers seconds later; it makes a VM in fakepve for every machine Omni asks for;
 node memory, CPU load and storage use move between requests; a replaced container is a new, empty machine.
 
-The steps share one lab and one stack and run in file order, as an operator's days would."""
+The tests share one lab and one stack, and run in any order: the first `up` on the empty lab is run once, by
+whichever test needs the estate first (`first_up`), and a test that changes the estate either leaves it as the
+spec now describes it or puts it back."""
 
 import calendar
 import json
@@ -19,7 +21,6 @@ from lab import ctl, provider_standin
 from lab.processes import wait_until
 from tests.engine.estate import CLUSTER, running_estate
 
-pytestmark = pytest.mark.engine
 PROVIDER = "proxmox"
 NODES = ("foxtrot", "golf", "hotel")
 
@@ -28,6 +29,19 @@ NODES = ("foxtrot", "golf", "hotel")
 def estate(tmp_path_factory):
     with running_estate(tmp_path_factory, "living") as estate:
         yield estate
+
+
+@pytest.fixture(scope="module")
+def first_up(estate) -> dict:
+    """The first `up` on the empty lab: what Omni knew of the provider before it, and what it printed."""
+    # Omni knows the provider's identity (`omnictl infraprovider create`), but nothing runs it yet.
+    status_before = estate.omni.get_or_none(STATUS_TYPE, PROVIDER, STATUS_NAMESPACE)
+    up = estate.pulumi("up", "--yes", "--skip-preview")
+    return {"status_before": status_before, "out": up.stdout + up.stderr}
+
+
+# Every test runs on the estate made by the first `up`.
+pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("first_up")]
 
 
 def plain(value):
@@ -46,11 +60,9 @@ def set_workers(estate, size: int) -> None:
     estate.edit_spec(lambda d: d["clusters"][CLUSTER]["workers"][0].update(size=size))
 
 
-def test_the_first_up_on_an_empty_lab_waits_for_the_provider_to_register(estate):
-    # Omni knows the provider's identity (`omnictl infraprovider create`), but nothing runs it yet.
-    assert estate.omni.get_or_none(STATUS_TYPE, PROVIDER, STATUS_NAMESPACE) is None
-    up = estate.pulumi("up", "--yes", "--skip-preview")
-    out = up.stdout + up.stderr
+def test_the_first_up_on_an_empty_lab_waits_for_the_provider_to_register(estate, first_up):
+    assert first_up["status_before"] is None
+    out = first_up["out"]
     assert f"waiting up to 300s for infra provider '{PROVIDER}' to register with Omni" in out
     assert out.index(f"infra provider '{PROVIDER}' registered with Omni") < out.index("syncing cluster template")
     status = estate.omni.get_or_none(STATUS_TYPE, PROVIDER, STATUS_NAMESPACE)

@@ -26,7 +26,7 @@ SECRETS = ProviderSecrets(
 def docker(cwd, *args):
     env = {**os.environ, "HOME": str(cwd), "OMNI_SCALE_COMPOSE_SCHEMA": str(COMPOSE_SCHEMA)}
     return subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "lab" / "docker_standin.py"), *args],
+        [sys.executable, "-m", "lab.docker_standin", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

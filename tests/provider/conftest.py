@@ -1,8 +1,14 @@
-"""A fresh real Omni (lab/omni_lab.py) per test, with the Proxmox infra provider registered in it."""
+"""A real Omni (lab/omni_lab.py) with the Proxmox infra provider registered in it: one per module for tests
+that leave it as they found it (`lab`), a fresh one per test for tests that stop it or provision (`fresh_lab`)."""
+
+import contextlib
+from pathlib import Path
 
 import pytest
+import yaml
 
 from components.core.spec_file import load_spec
+from components.omni.render import MACHINE_CLASS_TYPE
 from lab import omni_lab, provider_standin
 from tests.conftest import PROJECT_ROOT, configure
 
@@ -10,15 +16,40 @@ SPEC = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
 PROVIDER_ID = SPEC.infra_provider.id
 
 
-@pytest.fixture
-def lab(tmp_path, monkeypatch):
-    monkeypatch.setenv("OMNI_SCALE_LAB_DIR", str(tmp_path))
-    omni = omni_lab.start(tmp_path / "omni", SPEC)
+@contextlib.contextmanager
+def running_omni(directory: Path):
+    omni = omni_lab.start(directory / "omni", SPEC)
     try:
-        provider_standin.register(tmp_path, omni, PROVIDER_ID)
-        yield {"dir": tmp_path, "omni": omni, "key": omni["service_account_key"]}
+        provider_standin.register(directory, omni, PROVIDER_ID)
+        yield {"dir": directory, "omni": omni, "key": omni["service_account_key"]}
     finally:
         omni_lab.stop(omni)
+
+
+@pytest.fixture(scope="module")
+def module_omni(tmp_path_factory):
+    with running_omni(tmp_path_factory.mktemp("omni")) as lab:
+        yield lab
+
+
+@pytest.fixture
+def lab(module_omni, monkeypatch):
+    """The module's Omni, put back after the test: no MachineClass, a fresh heartbeat with no error. A test
+    that stops Omni or makes a cluster takes `fresh_lab` instead."""
+    monkeypatch.setenv("OMNI_SCALE_LAB_DIR", str(module_omni["dir"]))
+    yield module_omni
+    admin = omni_lab.lab_omnictl(module_omni["omni"])
+    for found in yaml.safe_load_all(admin.run("get", MACHINE_CLASS_TYPE, "-n", "default", "-o", "yaml")):
+        if found:
+            admin.delete(MACHINE_CLASS_TYPE, found["metadata"]["id"], "default")
+    provider_standin.set_heartbeat(module_omni["dir"])
+
+
+@pytest.fixture
+def fresh_lab(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMNI_SCALE_LAB_DIR", str(tmp_path))
+    with running_omni(tmp_path) as lab:
+        yield lab
 
 
 def stack_config(omni: dict, key: str | None = None, **extra) -> dict:
@@ -38,21 +69,22 @@ def configured(provider_class, config: dict):
 
 
 @pytest.fixture
-def provisioning_lab(lab):
-    """The lab fixture, plus fakepve and the provider stand-in running against both (as the lab's LXC runs it):
+def provisioning_lab(fresh_lab):
+    """The fresh_lab fixture, plus fakepve and the provider stand-in running against both (as the lab's LXC runs it):
     a cluster's machines get VMs, so the lab's Omni model (lab/omni_readiness.py) can call it Ready."""
     import json
     import sys
 
     from lab.processes import spawn, terminate, wait_until, write_private_json
 
+    lab = fresh_lab
     directory = lab["dir"]
     pve_dir = directory / "fakepve"
     pve_dir.mkdir()
     pve_proc = spawn(
         directory,
         "fakepve",
-        [sys.executable, str(PROJECT_ROOT / "lab" / "fakepve_lab.py"), "--state-dir", str(pve_dir)],
+        [sys.executable, "-m", "lab.fakepve_lab", "--state-dir", str(pve_dir)],
     )
     standin = None
     try:

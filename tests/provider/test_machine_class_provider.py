@@ -99,8 +99,9 @@ def test_wrong_key_is_unauthorized_and_keeps_omnictl_message(lab, kind):
     assert expected in info.value.message
 
 
-def test_stopped_omni_is_unreachable(provider, lab):
-    omni_lab.stop(lab["omni"])
+def test_stopped_omni_is_unreachable(fresh_lab):
+    provider = provider_for(stack_config(fresh_lab["omni"]))
+    omni_lab.stop(fresh_lab["omni"])
     with pytest.raises(omnictl_mod.Unreachable):
         provider.read("default/matrix-control-plane", INPUTS)
 

@@ -63,3 +63,28 @@ def test_a_warm_run_builds_nothing(repo_copy, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "building" not in proc.stderr, proc.stderr  # every tool, the kubernetes plugin too, from the cache
     assert os.access(repo_copy / ".tools" / "bin" / "pulumi-resource-kubernetes", os.X_OK)
+
+
+def test_each_checkout_imports_its_own_code_from_the_shared_libraries(repo_copy, tmp_path):
+    """The thin .venv: the cached libraries through a .pth, this checkout installed editable (no sys.path lines)."""
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", repo_copy / "pyproject.toml")
+    for package in ("components", "lab"):
+        shutil.copytree(PROJECT_ROOT / package, repo_copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    newer = fake_pulumi(tmp_path / "newer", "3.300.0")
+    env = {**os.environ, "PATH": f"{newer}:{os.environ['PATH']}"}
+    first = subprocess.run(["bash", str(repo_copy / "tools" / "bootstrap.sh")], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "installing this checkout editable" in first.stderr
+    where = subprocess.run(
+        [
+            str(repo_copy / ".venv" / "bin" / "python"),
+            "-c",
+            "import components, lab, pulumi; print(components.__file__)",
+        ],
+        cwd="/",
+        capture_output=True,
+        text=True,
+    )
+    assert where.stdout.strip() == str(repo_copy / "components" / "__init__.py"), where.stderr
+    again = subprocess.run(["bash", str(repo_copy / "tools" / "bootstrap.sh")], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "installing" not in again.stderr, again.stderr
