@@ -88,7 +88,7 @@ pulumi.export("preflight", {"judgement": preflight.judgement, "readings": prefli
 if provider_lxc is not None:
     pulumi.export("provider_lxc", {"container": provider_lxc.container.id, "compose": provider_lxc.deployment.id})
 pulumi.export("machine_classes", {cid: c.provider_data for cid, c in classes.items()})
-pulumi.export("clusters", {name: c.template for name, c in clusters.items()})
+pulumi.export("clusters", {name: c.shown_template for name, c in clusters.items()})
 # When each cluster's kubeconfig expires (`up` renews it once a third of its life is left; the resource's
 # kubeconfig_remaining_seconds says how long, as of the last up or refresh).
 pulumi.export("kubeconfig_expiry", {name: c.kubeconfig_expires_at for name, c in clusters.items()})

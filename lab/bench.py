@@ -51,7 +51,10 @@ def generated_spec(clusters: int) -> dict:
     }
     for i in range(clusters):
         for role in ("cp", "worker"):
-            spec["machine_classes"][f"c{i}-{role}"] = {"provider_id": "proxmox", "provider_data": dict(small)}
+            spec["machine_classes"][f"c{i}-{role}"] = {
+                "provider_id": seed["infra_provider"]["id"],
+                "provider_data": dict(small),
+            }
         cluster = copy.deepcopy(seed["clusters"]["talos-prod-01"])
         cluster["control_plane"].update(machine_class=f"c{i}-cp", size=1)
         cluster["workers"] = [{"name": "workers", "machine_class": f"c{i}-worker", "size": 0}]

@@ -110,13 +110,15 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
 
 
 def cluster_manifests(spec: Spec, name: str, settings: ProgramSettings) -> list[dict]:
-    """The cluster's CNI, rendered (components/kubernetes/cni.py); a chart that cannot be had stops the program in
-    one line."""
+    """The cluster's kubernetes.manifests: its CNI, rendered (components/kubernetes/cni.py; a chart that cannot be
+    had stops the program in one line), then the spec's own manifests."""
     from components.kubernetes.cni import cluster_manifests as render
     from components.kubernetes.helm import HelmError, helm_binary
+    from components.omni.render import user_manifests
 
     try:
-        return render(spec.clusters[name], helm_binary(settings.helm_path), settings.cilium_chart_repository)
+        cni = render(spec.clusters[name], helm_binary(settings.helm_path), settings.cilium_chart_repository)
+        return cni + user_manifests(spec.clusters[name])
     except HelmError as exc:
         raise pulumi.RunError(
             f"{settings.spec_file}: clusters.{name}.cni.cilium: the chart could not be rendered ({exc})"

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from components.core.errors import SpecError
+from components.core.storage_selector import selector_problem
 
 __all__ = ["Spec", "SpecError", "spec_document"]
 
@@ -104,27 +105,30 @@ class Hugepages(StrEnum):
     one_gb = "1GB"
 
 
-# The CEL variables the Proxmox provider binds when it evaluates a storage selector.
-CEL_VARIABLES = ("name", "node", "storageType", "availableSpace")
+class PlacementStrategy(StrEnum):
+    """How the provider picks a node for each VM of a machine request set (its scheduler.selectNode)."""
+
+    spread = "spread"  # fewest VMs of the set, then most free memory (the default)
+    fewer_vms = "fewer-vms"  # fewest VMs of any kind, then most free memory
+    round_robin = "round-robin"  # fewest VMs of the set, then node name
+    binpack = "binpack"  # the smallest free memory that still fits; if none fits, the most free memory
 
 
-def selector_problem(selector: str) -> str | None:
-    """Why a storage selector would not work with the provider, or None. Parsed with a real CEL parser."""
-    import celpy  # imported here: only specs with selectors pay for the parser
+class Bios(StrEnum):
+    seabios = "seabios"
+    ovmf = "ovmf"  # UEFI: the provider adds an EFI disk on the primary disk's storage
 
-    if re.search(r"(?<![\w.])type\b", selector):
-        return (
-            "a selector without `type`, a reserved word in CEL the provider cannot parse; "
-            'use `storageType` (e.g. storageType == "rbd")'
-        )
-    try:
-        tree = celpy.Environment().compile(selector)
-    except celpy.CELParseError as exc:
-        return f"a CEL expression ({str(exc).splitlines()[0].strip() or 'does not parse'})"
-    unknown = sorted({str(t.children[0]) for t in tree.iter_subtrees() if t.data == "ident"} - set(CEL_VARIABLES))
-    if unknown:
-        return f"a CEL expression over {', '.join(CEL_VARIABLES)} only (unknown: {', '.join(unknown)})"
-    return None
+
+class HaState(StrEnum):
+    started = "started"
+    stopped = "stopped"
+    disabled = "disabled"
+    ignored = "ignored"
+
+
+class ResourceAffinity(StrEnum):
+    negative = "negative"
+    positive = "positive"
 
 
 def _valid_selector(value: str) -> str:
@@ -145,13 +149,52 @@ class AdditionalNic(_Strict):
 
 class PciDevice(_Strict):
     mapping: str = Field(min_length=1)
+    mdev: str | None = None  # a mediated device type (vGPU), e.g. nvidia-63
     pcie: bool | None = None
     primary_gpu: bool | None = None
     rombar: bool | None = None
 
 
+class UsbDevice(_Strict):
+    mapping: str = Field(min_length=1)  # a Proxmox USB resource mapping
+    usb3: bool | None = None
+
+
+HaRule = Annotated[
+    str,
+    Field(max_length=64),
+    _shaped(
+        r"[A-Za-z0-9][A-Za-z0-9_-]*",
+        "a Proxmox HA rule id of letters, digits, '_' and '-', starting with a letter or digit, e.g. keep-apart",
+    ),
+]
+HaNode = Annotated[
+    str,
+    Field(max_length=63),
+    _shaped(r"[A-Za-z0-9][A-Za-z0-9-]*", "a Proxmox node name of letters, digits and '-', e.g. hotel"),
+]
+
+
+class HaConfig(_Strict):
+    """Proxmox HA for the class's VMs (Proxmox VE 9+): the provider registers each VM as an HA resource and keeps
+    node- and resource-affinity rules for its machine set; HA, not the provider, then owns placement."""
+
+    state: HaState | None = None
+    comment: str | None = Field(default=None, max_length=4096)
+    max_restart: int | None = Field(default=None, ge=0)
+    max_relocate: int | None = Field(default=None, ge=0)
+    failback: bool | None = None
+    rules: list[HaRule] | None = None
+    node_affinity_nodes: list[HaNode] | None = None
+    node_affinity_strict: bool | None = None
+    resource_affinity: ResourceAffinity | None = None
+
+
+Tag = Annotated[str, Field(min_length=1)]
+
+
 class AdditionalDisk(_Strict):
-    disk_size: int = Field(ge=5, description="GB")
+    disk_size: int = Field(ge=1, description="GB")
     storage_selector: StorageSelector
     disk_ssd: bool | None = None
     disk_discard: bool | None = None
@@ -171,8 +214,10 @@ class ProviderData(_Strict):
     storage_selector: StorageSelector
     sockets: int | None = Field(default=None, ge=1)
     node: Name | None = None
+    placement_strategy: PlacementStrategy | None = None
     network_bridge: str | None = None
     vlan: int | None = Field(default=None, ge=0)
+    network_firewall: bool | None = None  # the provider's default: on
     disk_ssd: bool | None = None
     disk_discard: bool | None = None
     disk_iothread: bool | None = None
@@ -183,8 +228,14 @@ class ProviderData(_Strict):
     numa: bool | None = None
     hugepages: Hugepages | None = None
     balloon: bool | None = None
+    bios: Bios | None = None
+    vga: str | None = None  # e.g. std, none
+    pool: str | None = None  # unset: a pool named after the machine request set
+    tags: list[Tag] | None = None  # Proxmox tags, before the provider's own machine-request.<set>
+    ha: HaConfig | None = None
     additional_nics: list[AdditionalNic] | None = None
     pci_devices: list[PciDevice] | None = None
+    usb_devices: list[UsbDevice] | None = None
     additional_disks: list[AdditionalDisk] | None = None
 
     _check_selector = field_validator("storage_selector")(_valid_selector)
@@ -202,9 +253,32 @@ class ProviderData(_Strict):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+class MetaValue(_Strict):
+    """A Talos META key and value the machines are given at install (e.g. 0x0a, Talos's network config key)."""
+
+    key: int = Field(ge=0, le=255)
+    value: str
+
+
 class MachineClassSpec(_Strict):
     provider_id: str = Field(min_length=1)
     provider_data: ProviderData
+    kernel_args: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    meta_values: list[MetaValue] = Field(default_factory=list)
+    # Omni's SideroLink over gRPC for these machines: on, off, or (unset) the account's default.
+    grpc_tunnel: Literal["enabled", "disabled"] | None = None
+
+    def provisioning(self) -> dict:
+        """What the class asks of the machines beyond the provider's data; only what is set, so a class that sets
+        nothing has the inputs it always had."""
+        out: dict = {}
+        if self.kernel_args:
+            out["kernel_args"] = list(self.kernel_args)
+        if self.meta_values:
+            out["meta_values"] = [m.model_dump() for m in self.meta_values]
+        if self.grpc_tunnel:
+            out["grpc_tunnel"] = self.grpc_tunnel
+        return out
 
 
 # Omni makes the provider's service account `infra-provider:ID` and refuses an identity with capital
@@ -212,7 +286,7 @@ class MachineClassSpec(_Strict):
 def _provider_id(value: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", value):
         raise ValueError(
-            f"a lowercase infra provider id such as 'proxmox' (got {value!r}; Omni refuses to "
+            f"a lowercase infra provider id such as 'matrix-cluster' (got {value!r}; Omni refuses to "
             "register a provider whose id has capital letters)"
         )
     return value
@@ -232,25 +306,73 @@ class ProxmoxSpec(_Strict):
     dns_resolvers: list[IPvAnyAddress] | None = None
 
 
-class Patch(_Strict):
-    """A Talos machine-config patch: inline YAML, or a file relative to the spec file."""
+# Omni keeps this prefix for its own labels and annotations; its template loader refuses it on anything a
+# template sets (client/pkg/template: "prefix %q is reserved for internal use").
+RESERVED_PREFIX = "omni.sidero.dev/"
 
-    name: Name
+
+def _unreserved(value: dict[str, str]) -> dict[str, str]:
+    reserved = sorted(k for k in value if k.startswith(RESERVED_PREFIX))
+    if reserved:
+        raise ValueError(
+            f"keys without the {RESERVED_PREFIX} prefix, which Omni keeps for itself and refuses in a template "
+            f"(got {', '.join(reserved)})"
+        )
+    return value
+
+
+Metadata = Annotated[dict[str, str], AfterValidator(_unreserved)]
+
+
+class Patch(_Strict):
+    """A Talos machine-config patch: inline YAML, or a file relative to the spec file. A file patch without a
+    name is named as Omni names it: by its path as written."""
+
+    name: Name | None = None
+    labels: Metadata = Field(default_factory=dict)
+    annotations: Metadata = Field(default_factory=dict)
     inline: dict[str, Any] | None = None
     file: str | None = None
+    # Content that must not be read in the state, the outputs or the logs (registry credentials, say): the
+    # cluster's template is then a Pulumi secret, and the `clusters` output shows the patch as SECRET_PATCH.
+    secret: bool = False
 
     @model_validator(mode="after")
     def _one_source(self):
         if (self.inline is None) == (self.file is None):
             raise ValueError("exactly one of `inline` (a mapping) or `file` (a path)")
+        if self.name is None and self.file is None:
+            raise CrossCheckFailure("name", "a name for an inline patch, e.g. ntp (Omni names only a file patch)")
+        return self
+
+    @property
+    def patch_name(self) -> str:
+        """The name Omni gives the patch (its id is built from it)."""
+        return self.name if self.name is not None else str(self.file)
+
+
+class Strategy(_Strict):
+    """How Omni rolls a change, a deletion or an upgrade through a machine set (its UpdateStrategyConfig)."""
+
+    type: Literal["Rolling", "Unset"] = "Rolling"
+    max_parallelism: int | None = Field(default=None, ge=1)  # machines at a time; unset: Omni's default, 1
+
+    @model_validator(mode="after")
+    def _parallelism_is_rolling(self):
+        if self.max_parallelism is not None and self.type != "Rolling":
+            raise CrossCheckFailure("max_parallelism", "no max_parallelism unless type is Rolling")
         return self
 
 
 class _Pool(_Strict):
     machine_class: Name
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Metadata = Field(default_factory=dict)
+    annotations: Metadata = Field(default_factory=dict)
     patches: list[Patch] = Field(default_factory=list)
     system_extensions: list[Extension] = Field(default_factory=list)
+    update_strategy: Strategy | None = None
+    delete_strategy: Strategy | None = None
+    upgrade_strategy: Strategy | None = None
 
 
 class ControlPlaneSpec(_Pool):
@@ -265,6 +387,19 @@ class ControlPlaneSpec(_Pool):
         if size % 2 == 0:
             raise ValueError(f"an odd number of control planes, so etcd keeps quorum (got {size})")
         return size
+
+    @model_validator(mode="after")
+    def _no_update_or_delete_strategy(self):
+        # Omni's template loader: "updateStrategy is not allowed in the controlplane" (and deleteStrategy); an
+        # upgrade strategy it allows.
+        failures = [
+            CrossCheckFailure(field, "no strategy here: Omni allows only upgrade_strategy on the control plane")
+            for field in ("update_strategy", "delete_strategy")
+            if getattr(self, field) is not None
+        ]
+        if failures:
+            raise CrossCheckFailures(failures)
+        return self
 
 
 class WorkerPoolSpec(_Pool):
@@ -322,11 +457,54 @@ class CniSpec(_Strict):
     cilium: CiliumSpec
 
 
+def _go_duration(value: object) -> object:
+    """A Go duration (2h, 90m, 1h30m, 45s) as Go prints it (2h0m0s, 1h30m0s, 45s): what Omni exports."""
+    if not isinstance(value, str):
+        return value
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", value)
+    if not value or not parts:
+        raise ValueError(f"a duration of hours, minutes and seconds, e.g. 2h or 1h30m (got {value!r})")
+    seconds = int(parts[1] or 0) * 3600 + int(parts[2] or 0) * 60 + int(parts[3] or 0)
+    if seconds == 0:
+        raise ValueError(f"a duration longer than zero, e.g. 2h (got {value!r})")
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+class ClusterFeatures(_Strict):
+    """Omni's cluster features (the template's `features`)."""
+
+    disk_encryption: bool = False  # KMS disk encryption through Omni; only when the cluster is created
+    enable_workload_proxy: bool = False  # expose services through Omni's workload proxy
+    use_embedded_discovery_service: bool = False  # Omni's own discovery service instead of the public one
+    backup_interval: Annotated[str, BeforeValidator(_go_duration)] | None = None  # etcd backups, e.g. 6h
+
+
+class ManifestSpec(_Strict):
+    """A Kubernetes manifest Omni applies to the cluster (the template's kubernetes.manifests): documents inline,
+    or a file of them relative to the spec file."""
+
+    name: Name
+    mode: Literal["full", "one-time"] = "full"  # full: kept as written; one-time: applied once, then left
+    inline: list[dict[str, Any]] | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.inline is None) == (self.file is None):
+            raise ValueError("exactly one of `inline` (a list of documents) or `file` (a path)")
+        return self
+
+
 class ClusterSpec(_Strict):
     kubernetes_version: Version
     talos_version: Version
     production: bool = True  # protected from deletion unless the stack deliberately opts out
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Metadata = Field(default_factory=dict)
+    annotations: Metadata = Field(default_factory=dict)
+    features: ClusterFeatures = Field(default_factory=ClusterFeatures)
+    manifests: list[ManifestSpec] = Field(default_factory=list)
     patches: list[Patch] = Field(default_factory=list)
     system_extensions: list[Extension] = Field(default_factory=list)
     control_plane: ControlPlaneSpec
@@ -354,8 +532,18 @@ class ClusterSpec(_Strict):
                     )
                 )
             seen.add(pool.name)
+        manifest_names = ["cilium"] if self.cni is not None else []
+        for i, manifest in enumerate(self.manifests):
+            if manifest.name in manifest_names:
+                taken = "the CNI's" if manifest.name == "cilium" and self.cni is not None else "another manifest's"
+                failures.append(
+                    CrossCheckFailure(
+                        f"manifests[{i}].name", f"a manifest name of its own ({manifest.name!r} is {taken})"
+                    )
+                )
+            manifest_names.append(manifest.name)
         for where, patches in self._patch_lists():
-            names = [p.name for p in patches]
+            names = [p.patch_name for p in patches]
             for i, name in enumerate(names):
                 if name in names[:i]:
                     failures.append(
@@ -364,6 +552,14 @@ class ClusterSpec(_Strict):
         if failures:
             raise CrossCheckFailures(failures)
         return self
+
+    def secret_patches(self) -> list[tuple[str, str | None, str]]:
+        """(template document kind, worker pool or None, patch name) of every patch marked secret."""
+        found: list[tuple[str, str | None, str]] = [("Cluster", None, p.patch_name) for p in self.patches if p.secret]
+        found += [("ControlPlane", None, p.patch_name) for p in self.control_plane.patches if p.secret]
+        for pool in self.workers:
+            found += [("Workers", pool.name, p.patch_name) for p in pool.patches if p.secret]
+        return found
 
     def _patch_lists(self):
         yield "patches", self.patches
@@ -457,14 +653,25 @@ OsTemplate = Annotated[
 ]
 
 
-# A pinned image: a tag that names a release, never a moving one such as latest.
+# A pinned image: a tag that names a release, a digest, or both (name:tag@sha256:...); never a moving tag alone.
+_IMAGE_NAME = r"[a-z0-9][a-z0-9._-]*(:[0-9]+(?=/))?(/[a-z0-9._-]+)*"  # a registry port only before a path
+_IMAGE_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_IMAGE_DIGEST = r"sha256:[0-9a-f]{64}"
+
+
 def _pinned_image(value: str) -> str:
-    if (
-        not re.fullmatch(r"[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9._-]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]*", value)
-        or value.rsplit(":", 1)[1] == "latest"
-    ):
-        raise ValueError(f"an image with a pinned tag, e.g. tailscale/tailscale:v1.90.9, not :latest (got {value!r})")
-    return value
+    shape = re.fullmatch(rf"({_IMAGE_NAME})(?::({_IMAGE_TAG}))?(?:@({_IMAGE_DIGEST}))?", value)
+    if shape and shape[5]:
+        return value  # a digest pins it, whatever the tag says
+    if shape and shape[4] and shape[4] != "latest":
+        return value
+    why = (
+        "latest moves" if shape and shape[4] == "latest" else "no tag or digest" if shape else "not an image reference"
+    )
+    raise ValueError(
+        "an image pinned by a release tag or a digest, e.g. tailscale/tailscale:v1.90.9 or "
+        f"tailscale/tailscale:v1.90.9@sha256:<64 hex digits> (got {value!r}: {why})"
+    )
 
 
 def _relative_directory(value: str) -> str:
@@ -575,12 +782,54 @@ class Spec(_Strict):
         return total
 
 
+# Fields added after states were first written with spec_document: left out at their defaults, so the spec input
+# of the preflight and the placement in an existing state stays the same (they diff it whole).
+_ADDED_FIELDS = {
+    "Patch": ("labels", "annotations", "secret"),
+    "ControlPlaneSpec": ("annotations", "update_strategy", "delete_strategy", "upgrade_strategy"),
+    "WorkerPoolSpec": ("annotations", "update_strategy", "delete_strategy", "upgrade_strategy"),
+    "ClusterSpec": ("annotations", "features", "manifests"),
+    "MachineClassSpec": ("kernel_args", "meta_values", "grpc_tunnel"),
+}
+
+
+def _drop_added_defaults(model: BaseModel, data: object) -> None:
+    if not isinstance(data, dict):
+        return
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        default = field.get_default(call_default_factory=True)
+        if name in _ADDED_FIELDS.get(type(model).__name__, ()) and value == default:
+            data.pop(name, None)
+            continue
+        dumped = data.get(name)
+        if isinstance(value, BaseModel):
+            _drop_added_defaults(value, dumped)
+        elif isinstance(value, list) and isinstance(dumped, list):
+            for item, out in zip(value, dumped, strict=False):
+                if isinstance(item, BaseModel):
+                    _drop_added_defaults(item, out)
+        elif isinstance(value, dict) and isinstance(dumped, dict):
+            for key, item in value.items():
+                if isinstance(item, BaseModel):
+                    _drop_added_defaults(item, dumped.get(key))
+
+
 def spec_document(spec: Spec) -> dict:
-    """The spec as plain data that parse_spec accepts again: file patches travel as their content."""
+    """The spec as plain data that parse_spec accepts again, for the resources that keep it in the state (the
+    preflight, the placement): file patches and manifests travel as their content, a secret patch without it."""
     data = spec.model_dump(mode="json", exclude_none=True)
+    _drop_added_defaults(spec, data)
     for cluster in data.get("clusters", {}).values():
         pools = [cluster, cluster["control_plane"], *cluster.get("workers", [])]
         for pool in pools:
             for patch in pool.get("patches", []):
-                patch.pop("file", None)
+                if "name" in patch:
+                    patch.pop("file", None)
+                else:
+                    patch.pop("inline", None)  # named by its path: the path stays, as the name it is
+                if patch.get("secret") and "inline" in patch:
+                    patch["inline"] = {}  # neither reads patches; the content is the template's (a secret)
+        for manifest in cluster.get("manifests", []):
+            manifest.pop("file", None)
     return data

@@ -207,6 +207,18 @@ def _reference_problems(data: dict, bad: set[tuple]) -> list[tuple[tuple, str]]:
                 "machine classes",
                 ("machine_classes",),
             )
+            class_name = _get(pool, "machine_class")
+            # Every class here auto-provisions; Omni refuses such a class an unlimited set at `sync` (its
+            # state validation), which the offline `template validate` does not catch.
+            if _get(pool, "size") == "unlimited" and class_name in (classes or {}):
+                out.append(
+                    (
+                        ("clusters", cname) + where + ("size",),
+                        f"a number of machines, e.g. 3: machine class {class_name!r} provisions its machines, and "
+                        f'Omni refuses it an unlimited set ("machine class {class_name!r} is using autoprovision, '
+                        'so unlimited machine set allocation is not supported")',
+                    )
+                )
     one_of(
         ("tailscale_operator", "cluster"),
         _get(data, "tailscale_operator", "cluster"),
@@ -301,9 +313,20 @@ def load_spec(path: str | Path, display_name: str | None = None) -> Spec:
     return spec
 
 
+def _read_yaml_file(target: Path, what: str) -> tuple[list | None, str | None]:
+    """The documents of a file the spec names, or what is wrong with it."""
+    try:
+        return [d for d in yaml.safe_load_all(target.read_text()) if d is not None], None
+    except OSError as exc:
+        return None, f"a readable {what} ({target}: {exc.strerror})"
+    except yaml.YAMLError as exc:
+        return None, f"a {what} of valid YAML ({target}: {exc})"
+
+
 def resolve_patch_files(spec: Spec, base: Path) -> list[tuple[str, str]]:
-    """A file patch must be a readable YAML mapping now, not when omnictl runs; returns (path, expected) of those
-    that are not."""
+    """A file patch (one YAML mapping) or manifest file (Kubernetes documents) must be readable now, not when
+    omnictl runs; its content is rendered inline, so templates never depend on paths. Returns (path, expected) of
+    those that are not."""
     found = []
     for cname, cluster in spec.clusters.items():
         for where, patches in cluster._patch_lists():
@@ -311,20 +334,24 @@ def resolve_patch_files(spec: Spec, base: Path) -> list[tuple[str, str]]:
                 if patch.file is None:
                     continue
                 dotted = f"clusters.{cname}.{where}[{i}].file"
-                target = base / patch.file
-                try:
-                    content = yaml.safe_load(target.read_text())
-                except OSError as exc:
-                    found.append((dotted, f"a readable patch file ({target}: {exc.strerror})"))
+                documents, problem = _read_yaml_file(base / patch.file, "patch file")
+                if documents is not None and (len(documents) != 1 or not isinstance(documents[0], dict)):
+                    problem = f"a patch file holding a YAML mapping ({base / patch.file})"
+                if problem or documents is None:
+                    found.append((dotted, problem or ""))
                     continue
-                except yaml.YAMLError as exc:
-                    found.append((dotted, f"a patch file of valid YAML ({target}: {exc})"))
-                    continue
-                if not isinstance(content, dict):
-                    found.append((dotted, f"a patch file holding a YAML mapping ({target})"))
-                    continue
-                # Frozen model: the content is rendered inline, so templates never depend on paths.
-                object.__setattr__(patch, "inline", content)
+                object.__setattr__(patch, "inline", documents[0])  # a frozen model: set once, at load
+        for i, manifest in enumerate(cluster.manifests):
+            if manifest.file is None:
+                continue
+            dotted = f"clusters.{cname}.manifests[{i}].file"
+            documents, problem = _read_yaml_file(base / manifest.file, "manifest file")
+            if documents is not None and not all(isinstance(d, dict) and d.get("kind") for d in documents):
+                problem = f"a manifest file of Kubernetes objects, each with its kind ({base / manifest.file})"
+            if problem or documents is None:
+                found.append((dotted, problem or ""))
+                continue
+            object.__setattr__(manifest, "inline", documents)
     return found
 
 

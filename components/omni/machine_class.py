@@ -20,11 +20,13 @@ from pydantic import ValidationError
 from components.core.dynamic import OmniProvider, TypedResource, adopted
 from components.core.spec import MachineClassSpec, ProviderData
 from components.omni.infra_provider import check_provider
-from components.omni.render import DEFAULT_NAMESPACE, MACHINE_CLASS_TYPE, machine_class_document
+from components.omni.render import DEFAULT_NAMESPACE, MACHINE_CLASS_TYPE, machine_class_document, provisioning_of
 
 # Inputs that name the Omni resource: changing them means a different resource.
 _IDENTITY = ("class_id", "namespace")
-_COMPARED = _IDENTITY + ("provider_id", "provider_data")
+# Set only when the spec sets them (MachineClassSpec.provisioning): a state from before has none, and is the same.
+_PROVISIONING = ("kernel_args", "meta_values", "grpc_tunnel")
+_COMPARED = _IDENTITY + ("provider_id", "provider_data") + _PROVISIONING
 
 
 def canonical_provider_data(value: Any) -> dict:
@@ -43,6 +45,7 @@ def live_inputs(document: dict, namespace: str) -> dict:
         "namespace": namespace,
         "provider_id": auto.get("providerid", ""),
         "provider_data": _loose_provider_data(auto.get("providerdata", "")),
+        **provisioning_of(auto),
     }
 
 
@@ -91,7 +94,12 @@ class MachineClassProvider(OmniProvider):
             props["class_id"],
             self.settings.provider_heartbeat_max_age_seconds,
         )
-        document = machine_class_document(props["class_id"], props["provider_id"], props["provider_data"])
+        document = machine_class_document(
+            props["class_id"],
+            props["provider_id"],
+            props["provider_data"],
+            {k: props[k] for k in _PROVISIONING if k in props},
+        )
         document["metadata"]["namespace"] = props["namespace"]
         self.client.apply(document)
         live = self.client.get(MACHINE_CLASS_TYPE, props["class_id"], props["namespace"])
@@ -152,6 +160,7 @@ class MachineClass(pulumi.ComponentResource):
             "namespace": DEFAULT_NAMESPACE,
             "provider_id": spec.provider_id,
             "provider_data": spec.provider_data.as_document(),
+            **spec.provisioning(),
         }
         self.resource = _MachineClassResource(
             class_id, props, pulumi.ResourceOptions(parent=self, protect=protect, depends_on=list(depends_on))

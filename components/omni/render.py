@@ -34,20 +34,46 @@ def providerdata_yaml(provider_data: dict) -> str:
     return yaml.safe_dump(provider_data, sort_keys=True, default_flow_style=False)
 
 
-def machine_class_document(class_id: str, provider_id: str, provider_data: dict) -> dict:
+# Omni's GrpcTunnelMode enum, as its resources hold it (0 is UNSET: the account's default).
+GRPC_TUNNEL = {"enabled": 1, "disabled": 2}
+
+
+def machine_class_document(
+    class_id: str, provider_id: str, provider_data: dict, provisioning: dict | None = None
+) -> dict:
+    """provisioning: kernel_args, meta_values and grpc_tunnel (MachineClassSpec.provisioning), only those set."""
+    auto: dict = {"providerid": provider_id, "providerdata": providerdata_yaml(provider_data)}
+    provisioning = provisioning or {}
+    if provisioning.get("kernel_args"):
+        auto["kernelargs"] = list(provisioning["kernel_args"])
+    if provisioning.get("meta_values"):
+        auto["metavalues"] = [{"key": m["key"], "value": m["value"]} for m in provisioning["meta_values"]]
+    if provisioning.get("grpc_tunnel"):
+        auto["grpctunnel"] = GRPC_TUNNEL[provisioning["grpc_tunnel"]]
     return {
         "metadata": {"namespace": DEFAULT_NAMESPACE, "type": MACHINE_CLASS_TYPE, "id": class_id},
-        "spec": {
-            "autoprovision": {
-                "providerid": provider_id,
-                "providerdata": providerdata_yaml(provider_data),
-            }
-        },
+        "spec": {"autoprovision": auto},
     }
 
 
-def render_machine_class(class_id: str, provider_id: str, provider_data: dict) -> str:
-    return dump_yaml(machine_class_document(class_id, provider_id, provider_data))
+def provisioning_of(autoprovision: dict) -> dict:
+    """The inverse of machine_class_document's provisioning, from what Omni holds (which lists unset fields as
+    empty or 0): only what is set."""
+    out: dict = {}
+    if autoprovision.get("kernelargs"):
+        out["kernel_args"] = list(autoprovision["kernelargs"])
+    if autoprovision.get("metavalues"):
+        out["meta_values"] = [
+            {"key": m.get("key", 0), "value": m.get("value", "")} for m in autoprovision["metavalues"]
+        ]
+    tunnel = {v: k for k, v in GRPC_TUNNEL.items()}.get(autoprovision.get("grpctunnel") or 0)
+    if tunnel:
+        out["grpc_tunnel"] = tunnel
+    return out
+
+
+def render_machine_class(class_id: str, provider_id: str, provider_data: dict, provisioning: dict | None = None) -> str:
+    return dump_yaml(machine_class_document(class_id, provider_id, provider_data, provisioning))
 
 
 def _sorted_deep(value):
@@ -59,17 +85,40 @@ def _sorted_deep(value):
     return value
 
 
+def _metadata(part) -> dict:
+    """A part's labels and annotations, as the template writes them (sorted; empty ones left out)."""
+    return {k: dict(sorted(getattr(part, k).items())) for k in ("labels", "annotations") if getattr(part, k)}
+
+
 def _patches(patches) -> list[dict]:
-    return [{"name": p.name, "inline": _sorted_deep(p.inline)} for p in patches]
+    return [{"name": p.patch_name, **_metadata(p), "inline": _sorted_deep(p.inline)} for p in patches]
+
+
+# The template's keys for a machine set's strategies; Omni's defaults (Rolling for updates, Unset for deletes and
+# upgrades) are what export leaves out.
+STRATEGIES = {
+    "update_strategy": ("updateStrategy", "Rolling"),
+    "delete_strategy": ("deleteStrategy", "Unset"),
+    "upgrade_strategy": ("upgradeStrategy", "Unset"),
+}
+
+
+def _strategy(strategy) -> dict:
+    out: dict = {"type": strategy.type}
+    if strategy.max_parallelism is not None:
+        out["rolling"] = {"maxParallelism": strategy.max_parallelism}
+    return out
 
 
 def _pool_document(kind: str, pool, size, name: str | None = None) -> dict:
     doc: dict = {"kind": kind}
     if name is not None:
         doc["name"] = name
-    if pool.labels:
-        doc["labels"] = dict(sorted(pool.labels.items()))
+    doc.update(_metadata(pool))
     doc["machineClass"] = {"name": pool.machine_class, "size": size}
+    for field, (key, _default) in STRATEGIES.items():
+        if getattr(pool, field) is not None:
+            doc[key] = _strategy(getattr(pool, field))
     if pool.patches:
         doc["patches"] = _patches(pool.patches)
     if pool.system_extensions:
@@ -77,13 +126,36 @@ def _pool_document(kind: str, pool, size, name: str | None = None) -> dict:
     return doc
 
 
+def _features(features) -> dict:
+    """Only what is on: Omni's export leaves out a feature that is off."""
+    out: dict = {
+        key: True
+        for key, on in (
+            ("diskEncryption", features.disk_encryption),
+            ("enableWorkloadProxy", features.enable_workload_proxy),
+            ("useEmbeddedDiscoveryService", features.use_embedded_discovery_service),
+        )
+        if on
+    }
+    if features.backup_interval:
+        out["backupConfiguration"] = {"interval": features.backup_interval}
+    return out
+
+
+def user_manifests(cluster) -> list[dict]:
+    """The spec's own kubernetes.manifests of a cluster (files already read in), as the template carries them."""
+    return [
+        {"name": m.name, "mode": m.mode, "inline": [_sorted_deep(d) for d in m.inline or []]} for m in cluster.manifests
+    ]
+
+
 def cluster_template_documents(name: str, cluster) -> list[dict]:
     """The multi-document Omni cluster template (kind Cluster, ControlPlane, Workers...)."""
-    head: dict = {"kind": "Cluster", "name": name}
-    if cluster.labels:
-        head["labels"] = dict(sorted(cluster.labels.items()))
+    head: dict = {"kind": "Cluster", "name": name, **_metadata(cluster)}
     head["kubernetes"] = {"version": cluster.kubernetes_version}
     head["talos"] = {"version": cluster.talos_version}
+    if _features(cluster.features):
+        head["features"] = _features(cluster.features)
     if cluster.patches:
         head["patches"] = _patches(cluster.patches)
     if cluster.system_extensions:
@@ -153,7 +225,7 @@ def _canonical_patch(cluster: str, doc: dict, index: int, patch: dict) -> dict:
         patch["inline"] = yaml.safe_load(patch["inline"])
     if "inline" in patch:
         patch["inline"] = _sorted_deep(patch["inline"])
-    return {k: patch[k] for k in ("name", "idOverride", "annotations", "inline", "file") if k in patch}
+    return {k: patch[k] for k in ("name", "idOverride", "labels", "annotations", "inline", "file") if k in patch}
 
 
 _DOC_ORDER = [
@@ -165,11 +237,33 @@ _DOC_ORDER = [
     "talos",
     "features",
     "machineClass",
+    "updateStrategy",
+    "deleteStrategy",
+    "upgradeStrategy",
     "machines",
     "patches",
     "systemExtensions",
     "kernelArgs",
 ]
+
+
+def _strategy_as_exported(doc: dict, key: str, default: str) -> None:
+    """A strategy as export can show it. Omni (v1.7) keeps a strategy's settings only with a rolling parallelism,
+    and export writes the block only from those settings, without the default type: a type alone is applied but
+    never read back, so it is not compared."""
+    strategy = doc.get(key)
+    if not isinstance(strategy, dict):
+        return
+    parallelism = (
+        (strategy.get("rolling") or {}).get("maxParallelism") if isinstance(strategy.get("rolling"), dict) else None
+    )
+    if not parallelism:
+        del doc[key]
+        return
+    kept: dict = {"rolling": {"maxParallelism": parallelism}}
+    if strategy.get("type", default) != default:
+        kept["type"] = strategy["type"]
+    doc[key] = kept
 
 
 def canonical_template(text: str) -> str:
@@ -183,6 +277,8 @@ def canonical_template(text: str) -> str:
     for doc in documents:
         if doc.get("kind") == "Workers":
             doc.setdefault("name", "workers")  # export leaves the default pool's name out
+        for key, default in STRATEGIES.values():
+            _strategy_as_exported(doc, key, default)
         if "patches" in doc:
             # Export lists patches by id, which orders them by weight: their written order.
             doc["patches"] = [_canonical_patch(cluster, doc, i, p) for i, p in enumerate(doc["patches"])]
@@ -192,6 +288,24 @@ def canonical_template(text: str) -> str:
         canonical.append(ordered)
     canonical.sort(key=lambda d: (_KIND_ORDER.get(str(d.get("kind")), 9), str(d.get("name", ""))))
     return dump_documents(canonical)
+
+
+SECRET_PATCH = "[secret]"
+
+
+def redacted_template(template: str, secret_patches: list[tuple[str, str | None, str]]) -> str:
+    """The template with the content of each secret patch (ClusterSpec.secret_patches) replaced by SECRET_PATCH:
+    what may be shown. Patches are found by name, as written or as `export` annotates them."""
+    secret = set(secret_patches)
+    documents = [d for d in yaml.safe_load_all(template) if d]
+    for doc in documents:
+        kind = str(doc.get("kind"))
+        pool = doc.get("name", "workers") if kind == "Workers" else None
+        for patch in doc.get("patches") or []:
+            name = patch.get("name") or (patch.get("annotations") or {}).get("name")
+            if (kind, pool, name) in secret:
+                patch["inline"] = SECRET_PATCH
+    return dump_documents(documents)
 
 
 def with_manifests(template: str, manifests: list[dict]) -> str:

@@ -22,6 +22,7 @@ from components.omni.render import (
     canonical_cluster,
     canonical_manifests,
     canonical_template,
+    redacted_template,
     render_cluster_template,
     template_set_ids,
     with_manifests,
@@ -262,20 +263,31 @@ class TalosCluster(pulumi.ComponentResource):
     ):
         super().__init__("omni-scale:omni:TalosCluster", name, None, opts)
         template = render_cluster_template(name, spec)
+        secret_patches = spec.secret_patches()
         self.resource = _TalosClusterResource(
             name,
             {
                 "cluster_name": name,
-                "template": template,
+                # With a secret patch the whole template is a secret: encrypted in the state, [secret] in diffs.
+                "template": pulumi.Output.secret(template) if secret_patches else template,
                 "manifests": list(manifests),
                 "kubeconfig_ttl_seconds": int(kubeconfig_ttl_seconds),
             },
             pulumi.ResourceOptions(
-                parent=self, protect=protect, depends_on=list(machine_classes), additional_secret_outputs=["kubeconfig"]
+                parent=self,
+                protect=protect,
+                depends_on=list(machine_classes),
+                additional_secret_outputs=["kubeconfig"] + (["template"] if secret_patches else []),
             ),
         )
         self.template = self.resource.template
+        # What may be shown (the `clusters` output): the template without the secret patches' content.
+        self.shown_template: pulumi.Output[str] = (
+            pulumi.Output.unsecret(self.template.apply(lambda t: redacted_template(t, secret_patches)))
+            if secret_patches
+            else self.template
+        )
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(self.resource.kubeconfig)
         self.kubeconfig_expires_at = self.resource.kubeconfig_expires_at
         # Not registered as a component output: verbose SDK logs print those in plain text, secrets too.
-        self.register_outputs({"template": self.template})
+        self.register_outputs({"template": self.shown_template})

@@ -16,12 +16,9 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache
-
-import celpy
-from celpy import celtypes
 
 from components.core.spec import Spec
+from components.core.storage_selector import SelectorError, matches
 from components.proxmox.client import ClusterFacts, NodeFacts
 
 GIB = 1024**3
@@ -48,29 +45,17 @@ class Report:
         return {"storage_by_class": self.storage_by_class, "requested": self.requested, "warnings": self.warnings}
 
 
-def _activation(storage: dict, node: str) -> dict:
-    return {
-        "name": celtypes.StringType(storage.get("storage", "")),
-        "node": celtypes.StringType(node),
-        "storageType": celtypes.StringType(storage.get("type", "")),
-        "availableSpace": celtypes.UintType(max(int(storage.get("avail", 0) or 0), 0)),
-    }
+def matching_storages(selector: str, node: str, storages) -> list[dict]:
+    """Every storage of the node, in the order listed, whose selector is true: the provider takes the first."""
+    return [
+        s for s in storages if matches(selector, s.get("storage", ""), s.get("type", ""), s.get("avail", 0) or 0, node)
+    ]
 
 
-@cache
-def _cel_program(selector: str):
-    environment = celpy.Environment()
-    return environment.program(environment.compile(selector))
-
-
-def first_matching_storage(selector: str, node: str, storages) -> dict | None:
-    """The provider's choice: the first storage of the node, in order, whose selector is true."""
-    program = _cel_program(selector)  # compiled once per selector, evaluated per node and storage
-    for storage in storages:
-        result = program.evaluate(_activation(storage, node))
-        if isinstance(result, celtypes.BoolType) and bool(result):
-            return storage
-    return None
+def has_iso_storage(storages) -> bool:
+    """The provider downloads the Talos ISO to, and uploads each VM's cloud-init ISO to, the node's first
+    enabled storage whose content includes `iso`."""
+    return any(int(s.get("enabled", 1)) and "iso" in str(s.get("content", "")).split(",") for s in storages)
 
 
 def _is_public(address: str) -> bool:
@@ -113,7 +98,21 @@ def run_preflight(spec: Spec, facts: ClusterFacts) -> Report:
             where = f"class {class_id} on node {node}"
             picked = disk_storages.setdefault((class_id, node), [])
             for label, selector in selectors:
-                storage = first_matching_storage(selector, node, nodes[node].storages)
+                try:
+                    matched = matching_storages(selector, node, nodes[node].storages)
+                except SelectorError as exc:  # an evaluation error stops the provider's provisioning too
+                    picked.append(None)
+                    report.errors.append(f"{where}: {label}selector fails: {exc}")
+                    continue
+                if len(matched) > 1:
+                    # PVE builds a node's storage list from a hash: its order, and so the provider's pick, can
+                    # change from one call to the next.
+                    report.warnings.append(
+                        f"{where}: {label}selector {selector!r} matches {len(matched)} storages "
+                        f"({', '.join(s['storage'] for s in matched)}); Proxmox lists them in no fixed order, so "
+                        "the provider may pick any of them: make the selector match one"
+                    )
+                storage = matched[0] if matched else None
                 picked.append(storage)
                 if storage is None:
                     report.errors.append(
@@ -127,6 +126,13 @@ def run_preflight(spec: Spec, facts: ClusterFacts) -> Report:
             for bridge in [data.network_bridge] + [nic.bridge for nic in data.additional_nics or []]:
                 if bridge and bridge not in nodes[node].bridges:
                     report.errors.append(f"{where}: bridge {bridge} does not exist on {node}")
+
+    for node in sorted({node for (_class, node) in disk_storages}):
+        if not has_iso_storage(nodes[node].storages):
+            report.errors.append(
+                f"node {node}: no enabled storage with `iso` content (the provider puts the Talos image and "
+                "each VM's cloud-init ISO there)"
+            )
 
     _check_capacity(spec, facts, online, disk_storages, report)
     _check_control_plane_spread(spec, facts, online, report)
@@ -203,10 +209,19 @@ def _check_capacity(spec: Spec, facts: ClusterFacts, online: list[str], disk_sto
     free_cores = {n: nodes[n].maxcpu - sum(g.vcpus for g in running if g.node == n) for n in online}
     memory_share = {n: nodes[n].free_memory_fraction for n in online}
     of_set = Counter((tag, g.node) for g in facts.guests if g.kind == "qemu" for tag in g.tags)
+    vms_on = Counter(g.node for g in facts.guests if g.kind == "qemu")
     free_disk: dict[tuple[str, str], int] = {}  # (storage, node or "shared") -> GB free
+    readings: dict[tuple[str, str], list[tuple[bool, int]]] = {}
     for (_class, node), storages in sorted(disk_storages.items()):
         for storage in filter(None, storages):
-            free_disk.setdefault(_disk_slot(storage, node), int(storage.get("avail", 0) or 0) // GIB)
+            usable = bool(int(storage.get("enabled", 1)) and int(storage.get("active", 0)))
+            readings.setdefault(_disk_slot(storage, node), []).append(
+                (usable, int(storage.get("avail", 0) or 0) // GIB)
+            )
+    for slot, seen in readings.items():
+        # A shared storage has one free space, which a node that has it disabled or excluded reports as 0:
+        # read it where it is in use.
+        free_disk[slot] = max(seen)[1]
     # memory and cores per node; disk per (storage, node or "shared") slot
     needs: dict[str, Counter] = {"memory": Counter(), "cores": Counter(), "disk": Counter()}
     sets_on: dict[object, Counter] = {}  # node or disk slot -> set id -> VMs still to build there
@@ -218,11 +233,18 @@ def _check_capacity(spec: Spec, facts: ClusterFacts, online: list[str], disk_sto
             to_build = max((size if isinstance(size, int) else 0) - existing, 0)
             data = spec.machine_classes[pool.machine_class].provider_data
             placement: Counter = Counter()
+            # With `ha`, the provider leaves existing VMs out of its counts (Proxmox HA owns placement); the ones it
+            # is placing now still count (its reservations).
+            counted = Counter() if data.ha is not None else of_set
             for _ in range(to_build):
-                node = _place(data.node, tag, online, of_set, memory_share)
+                room = {n: free_memory[n] - needs["memory"][n] for n in online}
+                node = _place(data, tag, online, counted, vms_on, memory_share, room)
                 if node is None:
                     break  # its node is missing or offline: reported already
                 of_set[(tag, node)] += 1
+                if counted is not of_set:
+                    counted[(tag, node)] += 1
+                vms_on[node] += 1
                 if nodes[node].maxmem:
                     memory_share[node] -= data.memory * 1024 * 1024 / nodes[node].maxmem
                 needs["memory"][node] += data.memory
@@ -270,12 +292,25 @@ def _check_capacity(spec: Spec, facts: ClusterFacts, online: list[str], disk_sto
             )
 
 
-def _place(pinned: str | None, tag: str, online: list[str], of_set: Counter, memory_share: dict) -> str | None:
-    """The node the provider picks for one more VM of a set (ties, which it leaves to its sort, by name)."""
-    if pinned is not None:
-        return pinned if pinned in online else None
+def _place(
+    data, tag: str, online: list[str], of_set: Counter, vms_on: Counter, memory_share: dict, room_mb: dict
+) -> str | None:
+    """The node the provider picks for one more VM of a set, by the class's placement strategy (its
+    scheduler.selectNode; ties, which it leaves to its sort, by name)."""
+    if data.node is not None:
+        return data.node if data.node in online else None
     if not online:
         return None
+    strategy = str(data.placement_strategy or "spread")
+    if strategy == "fewer-vms":
+        return min(online, key=lambda n: (vms_on[n], -memory_share[n], n))
+    if strategy == "round-robin":
+        return min(online, key=lambda n: (of_set[(tag, n)], n))
+    if strategy == "binpack":
+        fits = [n for n in online if room_mb[n] >= data.memory]
+        if fits:
+            return min(fits, key=lambda n: (room_mb[n], n))
+        return min(online, key=lambda n: (-room_mb[n], n))
     return min(online, key=lambda n: (of_set[(tag, n)], -memory_share[n], n))
 
 

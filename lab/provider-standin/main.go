@@ -22,6 +22,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -249,23 +250,50 @@ func (p *pve) storages(ctx context.Context, node string) ([]storageItem, error) 
 	return items, p.call(ctx, "GET", "nodes/"+node+"/storage", nil, &items)
 }
 
-// pickStorage is the first storage of the node, in its order, whose selector is true.
-func pickStorage(storages []storageItem, node, selector string) (string, error) {
+// compileSelector compiles a storage selector as the provider does (talos's cel.ParseBooleanExpression over the
+// provider's variables): parsed, type-checked, and true or false.
+func compileSelector(selector string) (cel.Program, error) {
 	env, err := cel.NewEnv(cel.Variable("name", cel.StringType), cel.Variable("node", cel.StringType),
 		cel.Variable("storageType", cel.StringType), cel.Variable("availableSpace", cel.UintType))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	ast, issues := env.Compile(selector)
 	if issues != nil && issues.Err() != nil {
-		return "", fmt.Errorf("failed to parse the storage selector %q: %w", selector, issues.Err())
+		return nil, issues.Err()
 	}
 	if ast.OutputType() != cel.BoolType {
-		return "", fmt.Errorf("expression output type is %s, expected bool", ast.OutputType())
+		return nil, fmt.Errorf("expression output type is %s, expected bool", ast.OutputType())
 	}
-	program, err := env.Program(ast)
+	return env.Program(ast)
+}
+
+// checkSelectors is the lab's judge of selectors (--check-selectors): one selector per stdin line (JSON string),
+// one JSON verdict per stdout line, {"problem": ""} when the provider would accept it.
+func checkSelectors() error {
+	lines := bufio.NewScanner(os.Stdin)
+	out := json.NewEncoder(os.Stdout)
+	for lines.Scan() {
+		var selector string
+		if err := json.Unmarshal(lines.Bytes(), &selector); err != nil {
+			return err
+		}
+		problem := ""
+		if _, err := compileSelector(selector); err != nil {
+			problem = err.Error()
+		}
+		if err := out.Encode(map[string]string{"selector": selector, "problem": problem}); err != nil {
+			return err
+		}
+	}
+	return lines.Err()
+}
+
+// pickStorage is the first storage of the node, in its order, whose selector is true.
+func pickStorage(storages []storageItem, node, selector string) (string, error) {
+	program, err := compileSelector(selector)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("failed to parse the storage selector %q: %w", selector, err)
 	}
 	for _, s := range storages {
 		out, _, err := program.Eval(map[string]any{"name": s.Storage, "node": node, "storageType": s.Type,
@@ -609,7 +637,11 @@ func run() error {
 	factory := flag.String("image-factory-url", "https://factory.talos.dev", "where boot ISOs come from")
 	healthFile := flag.String("health-file", "", "lab: a file whose text, if any, is reported as the provider's error")
 	interval := flag.Duration("health-check-interval", 0, "heartbeat interval (0: the library's, 30s)")
+	selectors := flag.Bool("check-selectors", false, "lab: judge storage selectors from stdin as the provider would")
 	flag.Parse()
+	if *selectors {
+		return checkSelectors()
+	}
 	if *endpoint == "" {
 		return errors.New("omni-api-endpoint flag is not set")
 	}

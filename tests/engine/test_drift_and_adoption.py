@@ -20,7 +20,7 @@ from components.core.spec_file import load_spec
 from components.omni.render import MACHINE_CLASS_TYPE, machine_class_document
 from lab import omni_lab
 from tests.conftest import SEED_CONTROL_PLANE_DATA
-from tests.engine.estate import CLASS, CLUSTER, running_estate
+from tests.engine.estate import CLASS, CLUSTER, PROVIDER_ID, running_estate
 
 pytestmark = pytest.mark.engine
 SPARE = "matrix-spare"
@@ -63,7 +63,7 @@ def converge(estate):
 
 
 def class_document(memory: int) -> dict:
-    return machine_class_document(CLASS, "proxmox", {**SEED_CONTROL_PLANE_DATA, "memory": memory})
+    return machine_class_document(CLASS, PROVIDER_ID, {**SEED_CONTROL_PLANE_DATA, "memory": memory})
 
 
 def resync_cluster(estate, edit):

@@ -51,12 +51,6 @@ def test_the_provider_built_every_machine_the_pinned_one_on_its_node(estate):
 
 
 def test_refresh_preview_and_drift_see_no_difference(estate):
-    from components.cli import drift
-
-    estate.pulumi("refresh", "--yes", "--skip-preview")
-    proc = estate.pulumi("preview", "--expect-no-changes", "--diff", check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = drift.detect(estate.stack.argv(*drift.PREVIEW_ARGS), estate.stack.project_dir, estate.stack.env())
-    assert report["exit_code"] == 0, drift.summary(report)
+    estate.refresh_preview_and_drift_see_no_difference()
     second = estate.pulumi("up", "--yes", "--skip-preview")
     assert "syncing" not in second.stdout + second.stderr  # no re-sync, no wait, no new kubeconfig

@@ -20,7 +20,7 @@ import yaml
 from components.omni.render import MACHINE_CLASS_TYPE, canonical_cluster, machine_class_document
 from lab.processes import wait_until
 from tests.conftest import PROJECT_ROOT, SEED_CONTROL_PLANE_DATA
-from tests.engine.estate import CLASS, CLASS_TYPE, CLUSTER, CLUSTER_TYPE, Estate, call_failed
+from tests.engine.estate import CLASS, CLASS_TYPE, CLUSTER, CLUSTER_TYPE, PROVIDER_ID, Estate, call_failed
 
 # Every test starts from the seed estate applied, and leaves it so (see `seed`).
 pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("seed")]
@@ -270,7 +270,7 @@ def test_worker_count_change_is_an_update_of_the_cluster_template(estate):
 
 
 def test_refresh_reports_drift_made_out_of_band(estate):
-    drifted = machine_class_document(CLASS, "proxmox", {**SEED_CONTROL_PLANE_DATA, "memory": 4096})
+    drifted = machine_class_document(CLASS, PROVIDER_ID, {**SEED_CONTROL_PLANE_DATA, "memory": 4096})
     estate.omni.apply(drifted)
     drift = estate.pulumi("refresh", "--preview-only", "--expect-no-changes", "--diff", check=False)
     assert drift.returncode != 0, drift.stdout

@@ -19,9 +19,9 @@ from components.proxmox.ssh import public_key_of
 from components.proxmox.storage_preflight import PREFLIGHT_MARK
 from lab import ctl, provider_standin
 from lab.processes import wait_until
-from tests.engine.estate import CLUSTER, running_estate
+from tests.engine.estate import CLUSTER, PROVIDER_ID, running_estate
 
-PROVIDER = "proxmox"
+PROVIDER = PROVIDER_ID
 NODES = ("foxtrot", "golf", "hotel")
 
 

@@ -17,7 +17,7 @@ PROVIDER_DATA = SEED_CONTROL_PLANE_DATA
 INPUTS = {
     "class_id": "matrix-control-plane",
     "namespace": "default",
-    "provider_id": "proxmox",
+    "provider_id": PROVIDER_ID,
     "provider_data": PROVIDER_DATA,
 }
 
@@ -81,7 +81,7 @@ def test_diff_compares_parsed_provider_data_not_text(provider):
 
 def test_read_reports_out_of_band_changes_and_deletion(provider, lab, tmp_path):
     created = provider.create(INPUTS)
-    drifted = machine_class_document("matrix-control-plane", "proxmox", {**PROVIDER_DATA, "memory": 4096})
+    drifted = machine_class_document("matrix-control-plane", PROVIDER_ID, {**PROVIDER_DATA, "memory": 4096})
     provider.client.apply(drifted)
     assert provider.read(created.id, created.outs).inputs["provider_data"]["memory"] == 4096
 
@@ -173,3 +173,20 @@ def test_stale_heartbeat_and_provider_error_stop_the_apply(provider, lab):
     with pytest.raises(ProviderNotReady, match="reports an error: failed to authenticate: key expired"):
         provider.create(INPUTS)
     assert live(provider) is None
+
+
+def test_kernel_args_meta_values_and_grpc_tunnel_round_trip_through_omni(provider):
+    provisioned = {
+        **INPUTS,
+        "kernel_args": ["console=ttyS0", "net.ifnames=0"],
+        "meta_values": [{"key": 10, "value": "interfaces: []"}],
+        "grpc_tunnel": "enabled",
+    }
+    created = provider.create(provisioned)
+    assert created.outs == provisioned  # what Omni holds, read back, is what was asked
+    auto = live(provider)["spec"]["autoprovision"]
+    assert auto["kernelargs"] == ["console=ttyS0", "net.ifnames=0"] and auto["grpctunnel"] == 1
+    assert provider.read(created.id, created.outs).inputs == provisioned
+    # Unset again: Omni's empty fields read back as nothing set, and the class is its plain self.
+    assert provider.diff(created.id, created.outs, INPUTS).changes
+    assert provider.update(created.id, created.outs, INPUTS).outs == INPUTS

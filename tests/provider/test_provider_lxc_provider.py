@@ -196,7 +196,12 @@ def test_files_arrive_with_their_modes_and_compose_is_validated_then_started(hos
         == services["matrix"].provider_token_secret
     )
     compose = yaml.safe_load((directory / "compose.yml").read_text())
-    assert compose["services"]["provider"]["command"] == ["--id", "proxmox", "--config-file", "/config.yaml"]
+    assert compose["services"]["provider"]["command"] == [
+        "--id",
+        SPEC.infra_provider.id,
+        "--config-file",
+        "/config.yaml",
+    ]
     assert compose["services"]["provider"]["network_mode"] == "service:tailscale"
     assert compose["services"]["tailscale"]["environment"]["TS_USERSPACE"] == "false"
     secrets = (TAILSCALE_KEY, services["provider_key"], services["matrix"].provider_token_secret)
@@ -288,7 +293,10 @@ def test_a_provider_that_never_registers_ends_with_one_message_saying_where_to_l
     with pytest.raises(ProviderNotRegistered) as raised:
         configured(ComposeDeploymentProvider, config).create(compose_props(config))
     message = str(raised.value)
-    assert "infra provider 'proxmox' did not register with Omni within 8s of `docker compose up -d`" in message
+    assert (
+        f"infra provider '{SPEC.infra_provider.id}' did not register with Omni within 8s of `docker compose up -d`"
+        in message
+    )
     assert "docker compose logs provider" in message and "providerOmniServiceAccountKey" in message
     assert "provider-1  |" in message  # the container's last lines
     assert wrong_key not in message and services["matrix"].provider_token_secret not in message

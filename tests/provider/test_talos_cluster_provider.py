@@ -17,7 +17,7 @@ from components.omni.talos_cluster import TalosClusterProvider
 from lab.ctl import set_cluster_ready
 from lab.processes import terminate
 from tests.conftest import PROJECT_ROOT
-from tests.provider.conftest import configured, stack_config
+from tests.provider.conftest import PROVIDER_ID, configured, stack_config
 
 NAME = "talos-prod-01"
 SPEC = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
@@ -231,7 +231,7 @@ def test_sync_makes_omni_ask_the_infra_provider_for_the_machines(provider):
     provider.create(props())
     requests = yaml.safe_load_all(provider.client.run("get", "machinerequestsets", "-o", "yaml"))
     wanted = {d["metadata"]["id"]: (d["spec"]["providerid"], d["spec"]["machinecount"]) for d in requests if d}
-    assert wanted == {f"{NAME}-control-planes": ("proxmox", 3), f"{NAME}-workers": ("proxmox", 2)}
+    assert wanted == {f"{NAME}-control-planes": (PROVIDER_ID, 3), f"{NAME}-workers": (PROVIDER_ID, 2)}
 
 
 def test_omni_itself_refuses_a_talos_version_it_does_not_know(provider):

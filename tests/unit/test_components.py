@@ -63,7 +63,7 @@ def test_machine_class_registers_one_dynamic_child_with_the_class_inputs():
         assert len(dynamic) == 1
         inputs = dynamic[0].inputs
         assert inputs["class_id"] == "matrix-control-plane"
-        assert inputs["provider_id"] == "proxmox"
+        assert inputs["provider_id"] == "matrix-cluster"
         assert inputs["provider_data"]["memory"] == 8192
         assert not {"omniEndpoint", "omniServiceAccountKey", "endpoint", "service_account_key"} & set(inputs)
 

@@ -24,14 +24,19 @@ def test_seed_totals_are_computed_from_the_classes():
     assert spec.totals == totals
 
 
-def test_unlimited_pools_count_nothing_and_extra_disks_count():
+def test_an_image_pinned_by_digest_is_accepted_with_or_without_its_tag():
+    digest = "sha256:" + "9f" * 32
+    for image in (f"tailscale/tailscale:v1.90.9@{digest}", f"tailscale/tailscale@{digest}", "nginx:1"):
+        data = seed()
+        data["provider_lxc"]["compose"]["tailscale_image"] = image
+        assert parse_spec(data, "s.yaml").provider_lxc.compose.tailscale_image == image
+
+
+def test_extra_disks_count():
     data = seed()
     data["machine_classes"]["matrix-worker"]["provider_data"]["additional_disks"] = [
         {"disk_size": 50, "storage_selector": 'name == "vm_ssd"'}
     ]
-    data["clusters"]["talos-prod-01"]["workers"].append(
-        {"name": "burst", "machine_class": "matrix-worker", "size": "unlimited"}
-    )
     totals = parse_spec(data, "s.yaml").cluster_totals("talos-prod-01")
     assert (totals.machines, totals.disk_gb) == (5, 3 * 40 + 2 * 150)
 
@@ -59,7 +64,7 @@ def test_file_patches_are_read_and_checked_at_load(tmp_path):
 def test_seed_spec_describes_the_control_plane_class():
     spec = load_spec(SEED)
     cls = spec.machine_classes["matrix-control-plane"]
-    assert cls.provider_id == spec.infra_provider.id == "proxmox"
+    assert cls.provider_id == spec.infra_provider.id == "matrix-cluster"
     assert cls.provider_data.as_document() == SEED_CONTROL_PLANE_DATA
     assert spec.proxmox.nodes == ["foxtrot", "golf", "hotel"]
 
@@ -93,14 +98,46 @@ BAD_SPECS = [
     (f"{PD}.vlan", -1, f"{PD}.vlan", "greater than or equal to 0"),
     (f"{PD}.memroy", 8192, f"{PD}.memroy", "no such field"),
     (f"{PD}.storage_selector", _DELETE, f"{PD}.storage_selector", "required"),
-    (f"{PD}.storage_selector", 'type == "rbd"', f"{PD}.storage_selector", "use `storageType`"),
+    (f"{PD}.storage_selector", 'type == "rbd"', f"{PD}.storage_selector", "the storage's type is storageType"),
     (f"{PD}.storage_selector", "name == ", f"{PD}.storage_selector", "a CEL expression"),
-    (f"{PD}.storage_selector", 'pool == "vm_ssd"', f"{PD}.storage_selector", "unknown: pool"),
+    (f"{PD}.storage_selector", 'pool == "vm_ssd"', f"{PD}.storage_selector", "undeclared reference to 'pool'"),
+    # What the provider's cel-go refuses and cel-python let through: a result that is no bool, uint against int.
+    (f"{PD}.storage_selector", "name", f"{PD}.storage_selector", "expression output type is string, expected bool"),
+    (
+        f"{PD}.storage_selector",
+        "availableSpace > 1099511627776",
+        f"{PD}.storage_selector",
+        "applied to '(uint, int)'; availableSpace is unsigned",
+    ),
     (
         f"{PD}.additional_disks",
-        [{"disk_size": 1, "storage_selector": "true"}],
+        [{"disk_size": 0, "storage_selector": "true"}],
         f"{PD}.additional_disks[0].disk_size",
-        "greater than or equal to 5",
+        "greater than or equal to 1",
+    ),
+    (f"{PD}.placement_strategy", "random", f"{PD}.placement_strategy", "'spread', 'fewer-vms', 'round-robin' or"),
+    (f"{PD}.bios", "uefi", f"{PD}.bios", "'seabios' or 'ovmf'"),
+    (f"{PD}.ha", {"state": "on"}, f"{PD}.ha.state", "'started', 'stopped', 'disabled' or 'ignored'"),
+    (f"{PD}.ha", {"rules": ["-x"]}, f"{PD}.ha.rules[0]", "a Proxmox HA rule id"),
+    (f"{PD}.tags", [""], f"{PD}.tags[0]", "at least 1 character"),
+    (f"{PD}.usb_devices", [{"usb3": True}], f"{PD}.usb_devices[0].mapping", "required"),
+    (
+        "machine_classes.matrix-control-plane.meta_values",
+        [{"key": 256, "value": "x"}],
+        "machine_classes.matrix-control-plane.meta_values[0].key",
+        "less than or equal to 255",
+    ),
+    (
+        "machine_classes.matrix-control-plane.grpc_tunnel",
+        "on",
+        "machine_classes.matrix-control-plane.grpc_tunnel",
+        "'enabled' or 'disabled'",
+    ),
+    (
+        "machine_classes.matrix-control-plane.kernel_args",
+        [""],
+        "machine_classes.matrix-control-plane.kernel_args[0]",
+        "at least 1 character",
     ),
     (f"{PD}.additional_nics", [{"vlan": 3}], f"{PD}.additional_nics[0].bridge", "required"),
     (f"{PD}.pci_devices", [{"mapping": "gpu", "rombar": "maybe"}], f"{PD}.pci_devices[0].rombar", "valid boolean"),
@@ -109,7 +146,7 @@ BAD_SPECS = [
         "machine_classes.matrix-control-plane.provider_id",
         "Proxmox",
         "machine_classes.matrix-control-plane.provider_id",
-        "the infra provider id 'proxmox'",
+        "the infra provider id 'matrix-cluster'",
     ),
     # Omni v1.7 refuses the provider's service account for such an id: it could never register.
     ("infra_provider.id", "Proxmox", "infra_provider.id", "a lowercase infra provider id"),
@@ -142,6 +179,12 @@ BAD_SPECS = [
         [{"name": "w", "machine_class": "matrix-worker", "size": "lots"}],
         f"{CL}.workers[0].size",
         "'unlimited'",
+    ),
+    (
+        f"{CL}.workers",
+        [{"name": "w", "machine_class": "matrix-worker", "size": "unlimited"}],
+        f"{CL}.workers[0].size",
+        "is using autoprovision, so unlimited machine set allocation is not supported",
     ),
     (
         f"{CL}.workers",
@@ -201,13 +244,19 @@ BAD_SPECS = [
         "provider_lxc.compose.provider_image",
         "ghcr.io/siderolabs/omni-infra-provider-proxmox:latest",
         "provider_lxc.compose.provider_image",
-        "pinned tag",
+        "pinned by a release tag or a digest",
     ),
     (
         "provider_lxc.compose.tailscale_image",
         "tailscale/tailscale",
         "provider_lxc.compose.tailscale_image",
-        "pinned tag",
+        "no tag or digest",
+    ),
+    (
+        "provider_lxc.compose.tailscale_image",
+        "tailscale/tailscale:v1.90.9@sha256:abc",
+        "provider_lxc.compose.tailscale_image",
+        "not an image reference",
     ),
     (
         "provider_lxc.compose.directory",
