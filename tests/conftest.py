@@ -64,3 +64,17 @@ def matrix(tmp_path):
 
     with running_matrix(tmp_path) as running:
         yield running
+
+
+def lab_secrets():
+    """The provider stack's secrets, made up, each distinct so a test can find where one went."""
+    from components.proxmox.compose import ProviderSecrets
+
+    return ProviderSecrets(
+        omni_endpoint="https://127.0.0.1:1",
+        omni_service_account_key="OMNIKEY",
+        tailscale_auth_key="TSKEY",
+        proxmox_api_url="https://127.0.0.1:2/api2/json",
+        proxmox_token_id="a@pve!b",
+        proxmox_token_secret="PVESECRET",
+    )

@@ -731,12 +731,45 @@ class LxcNetwork(_Strict):
         return self
 
 
+def _tailscale_state(value: str) -> str:
+    if re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", value):
+        return value  # a named volume
+    if value.startswith("./"):
+        _relative_directory(value[2:])
+        return value  # a directory beside the compose file, bind-mounted
+    raise ValueError(
+        "a named volume (e.g. tailscale-state) or a directory beside compose.yml starting with ./ "
+        f"(e.g. ./tailscale-state) (got {value!r})"
+    )
+
+
+EnvName = Annotated[
+    str, _shaped(r"[A-Z_][A-Z0-9_]*", "an environment variable name of capitals, digits and '_', e.g. OMNI_ENDPOINT")
+]
+
+
 class ComposeStackSpec(_Strict):
     # Relative to the SSH user's home in the container: no absolute paths, no '..'.
     directory: Annotated[str, AfterValidator(_relative_directory)] = "omni-provider"
     provider_image: Image
     tailscale_image: Image
     tailscale_hostname: Name
+    # Names a stack written by hand may have used; match them to take such a stack over in place (the same compose
+    # project, the same services, the tailnet identity where it is kept) rather than start a second provider.
+    project: Name = "omni-provider"
+    provider_service: Name = "provider"
+    tailscale_service: Name = "tailscale"
+    tailscale_state: Annotated[str, AfterValidator(_tailscale_state)] = "tailscale-state"
+    # What the provider reads its Omni endpoint and key from (its flags' defaults: OMNI_ENDPOINT,
+    # OMNI_SERVICE_ACCOUNT_KEY).
+    omni_endpoint_env: EnvName = "OMNI_ENDPOINT"
+    omni_key_env: EnvName = "OMNI_SERVICE_ACCOUNT_KEY"
+
+    @model_validator(mode="after")
+    def _two_services(self):
+        if self.provider_service == self.tailscale_service:
+            raise CrossCheckFailure("tailscale_service", "a service name other than the provider's")
+        return self
 
 
 class ProviderLxcSpec(_Strict):
@@ -790,6 +823,14 @@ _ADDED_FIELDS = {
     "WorkerPoolSpec": ("annotations", "update_strategy", "delete_strategy", "upgrade_strategy"),
     "ClusterSpec": ("annotations", "features", "manifests"),
     "MachineClassSpec": ("kernel_args", "meta_values", "grpc_tunnel"),
+    "ComposeStackSpec": (
+        "project",
+        "provider_service",
+        "tailscale_service",
+        "tailscale_state",
+        "omni_endpoint_env",
+        "omni_key_env",
+    ),
 }
 
 

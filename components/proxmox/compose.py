@@ -18,10 +18,10 @@ COMPOSE_FILE, CONFIG_FILE, ENV_FILE = "compose.yml", "config.yaml", ".env"
 # The order files are written in: secrets first, so compose.yml never names a file not yet there.
 FILE_ORDER = (CONFIG_FILE, ENV_FILE, COMPOSE_FILE)
 SECRET_MODE, PLAIN_MODE = "600", "644"
-# The named volume that keeps the tailnet identity. `docker compose down -v` would delete it and the
-# node would come back as a new machine with a clashing hostname (domain.md, lesson 3): nothing here
-# ever passes -v.
-TAILSCALE_STATE_VOLUME = "tailscale-state"
+# The tailnet identity lives in the sidecar's state (a named volume by default, or a directory beside the files).
+# `docker compose down -v` would delete a volume and the node would come back as a new machine with a clashing
+# hostname (domain.md, lesson 3): nothing here ever passes -v.
+TAILSCALE_STATE_DIR = "/var/lib/tailscale"
 
 
 @dataclass(frozen=True)
@@ -50,40 +50,43 @@ class RenderedFile:
 
 def compose_document(stack: ComposeStackSpec, provider_id: str) -> dict:
     """compose.yml: secrets come in by interpolation from .env, each only into the container that needs it."""
-    return {
-        "name": "omni-provider",
+    endpoint, key = stack.omni_endpoint_env, stack.omni_key_env
+    document = {
+        "name": stack.project,
         "services": {
-            "tailscale": {
+            stack.tailscale_service: {
                 "image": stack.tailscale_image,
                 "hostname": stack.tailscale_hostname,
                 "restart": "unless-stopped",
                 "environment": {
                     "TS_AUTHKEY": "${TS_AUTHKEY:?set it in .env}",
                     "TS_HOSTNAME": stack.tailscale_hostname,
-                    "TS_STATE_DIR": "/var/lib/tailscale",
+                    "TS_STATE_DIR": TAILSCALE_STATE_DIR,
                     # Kernel mode: the provider shares this network namespace and must reach the LAN
                     # and the tailnet alike (domain.md, lesson 3).
                     "TS_USERSPACE": "false",
                 },
                 "cap_add": ["NET_ADMIN"],
                 "devices": ["/dev/net/tun:/dev/net/tun"],
-                "volumes": [f"{TAILSCALE_STATE_VOLUME}:/var/lib/tailscale"],
+                "volumes": [f"{stack.tailscale_state}:{TAILSCALE_STATE_DIR}"],
             },
-            "provider": {
+            stack.provider_service: {
                 "image": stack.provider_image,
                 "restart": "unless-stopped",
-                "network_mode": "service:tailscale",
-                "depends_on": ["tailscale"],
+                "network_mode": f"service:{stack.tailscale_service}",
+                "depends_on": [stack.tailscale_service],
                 "environment": {
-                    "OMNI_ENDPOINT": "${OMNI_ENDPOINT:?set it in .env}",
-                    "OMNI_SERVICE_ACCOUNT_KEY": "${OMNI_SERVICE_ACCOUNT_KEY:?set it in .env}",
+                    endpoint: f"${{{endpoint}:?set it in .env}}",
+                    key: f"${{{key}:?set it in .env}}",
                 },
                 "command": ["--id", provider_id, "--config-file", "/config.yaml"],
                 "volumes": [f"./{CONFIG_FILE}:/config.yaml:ro"],
             },
         },
-        "volumes": {TAILSCALE_STATE_VOLUME: {}},
     }
+    if not stack.tailscale_state.startswith("./"):
+        document["volumes"] = {stack.tailscale_state: {}}
+    return document
 
 
 def _env_value(key: str, value: str) -> str:
@@ -105,8 +108,8 @@ def render_provider_stack(stack: ComposeStackSpec, provider_id: str, secrets: Pr
     }
     env = {
         "TS_AUTHKEY": secrets.tailscale_auth_key,
-        "OMNI_ENDPOINT": secrets.omni_endpoint,
-        "OMNI_SERVICE_ACCOUNT_KEY": secrets.omni_service_account_key,
+        stack.omni_endpoint_env: secrets.omni_endpoint,
+        stack.omni_key_env: secrets.omni_service_account_key,
     }
     files = {
         CONFIG_FILE: RenderedFile(CONFIG_FILE, header + dump_yaml(config), SECRET_MODE),

@@ -272,11 +272,21 @@ def _stack_files(get: Lookup, props: dict) -> list[RenderedFile]:
     return render_provider_stack(ComposeStackSpec(**props["stack"]), props["provider_id"], secrets)
 
 
-def _write_commands(directory: str, files: list[RenderedFile]) -> list[tuple[str, str | None]]:
+def _bind_state_dir(props: dict) -> str | None:
+    state = str((props.get("stack") or {}).get("tailscale_state", ""))
+    return state if state.startswith("./") else None
+
+
+def _write_commands(
+    directory: str, files: list[RenderedFile], state_dir: str | None = None
+) -> list[tuple[str, str | None]]:
     """Each file through stdin into a temporary name with its final mode, then renamed over the old one,
-    so a reader never sees half a file or a secret with loose permissions."""
+    so a reader never sees half a file or a secret with loose permissions. state_dir: the Tailscale state's
+    directory beside the files, when it is one (made here, kept: it holds the tailnet identity)."""
     d = shlex.quote(directory)
     commands: list[tuple[str, str | None]] = [(f"mkdir -p {d} && chmod 700 {d}", None)]
+    if state_dir:
+        commands.append((f"cd {d} && mkdir -p {shlex.quote(state_dir)}", None))
     for f in files:
         tmp = shlex.quote(f".{f.name}.omni-scale-new")
         commands.append(
@@ -359,7 +369,7 @@ class ComposeDeploymentProvider(OmniProvider):
         # The provider's last heartbeat before its container starts again: registered means a newer one.
         before = last_heartbeat(self.client, props["provider_id"])
         host.run_all(
-            _write_commands(props["directory"], files)
+            _write_commands(props["directory"], files, _bind_state_dir(props))
             + [
                 # Validated where it runs, before anything is (re)started.
                 (f"cd {d} && docker compose config --quiet", None),
@@ -387,11 +397,12 @@ class ComposeDeploymentProvider(OmniProvider):
             wait_for_registration(self.client, provider_id, before, timeout)
         except ProviderNotRegistered as exc:
             d = shlex.quote(props["directory"])
-            [logs] = host.run_all([(f"cd {d} && docker compose logs --tail 10 provider 2>&1 || true", None)])
+            service = (props.get("stack") or {}).get("provider_service", "provider")  # older states: the default
+            [logs] = host.run_all([(f"cd {d} && docker compose logs --tail 10 {service} 2>&1 || true", None)])
             secrets = provider_secrets_from_lookup(self._config, "Pulumi.<stack>.yaml")
             tail = redact(logs.stdout.strip(), secrets)
             raise ProviderNotRegistered(
-                f"{exc}: look at its container's logs (`docker compose logs provider` in ~/{props['directory']} on "
+                f"{exc}: look at its container's logs (`docker compose logs {service}` in ~/{props['directory']} on "
                 f"the provider LXC) and at its key (providerOmniServiceAccountKey: the key `omnictl infraprovider "
                 f"create {provider_id}` printed, and not expired?)" + (f"; its last lines:\n{tail}" if tail else "")
             ) from None
@@ -507,7 +518,7 @@ class ProviderLxc(pulumi.ComponentResource):
                 "provider_id": provider_id,
                 "files": pulumi.Output.secret(files),
                 "compose_yml": compose_yml,
-                "services": {"provider": "running", "tailscale": "running"},
+                "services": {spec.compose.provider_service: "running", spec.compose.tailscale_service: "running"},
                 "container": self.container.id,
                 # Changes when the container is replaced: the new one is empty, and everything is deployed again.
                 "container_creation": self.container.creation_id,

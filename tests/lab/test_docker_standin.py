@@ -8,19 +8,12 @@ import sys
 import pytest
 
 from components.core.spec_file import load_spec
-from components.proxmox.compose import ProviderSecrets, render_provider_stack
-from tests.conftest import PROJECT_ROOT
+from components.proxmox.compose import render_provider_stack
+from tests.conftest import PROJECT_ROOT, lab_secrets
 from tests.lxc_host import COMPOSE_SCHEMA
 
 SPEC = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
-SECRETS = ProviderSecrets(
-    omni_endpoint="https://127.0.0.1:50042",
-    omni_service_account_key="k",
-    tailscale_auth_key="tskey-auth-x",
-    proxmox_api_url="https://127.0.0.1:8006/api2/json",
-    proxmox_token_id="a@pve!b",
-    proxmox_token_secret="s",
-)
+SECRETS = lab_secrets()
 
 
 def docker(cwd, *args):
@@ -44,7 +37,8 @@ def stack_dir(tmp_path):
 def test_the_rendered_stack_is_valid_and_interpolates_each_secret_into_its_own_service(stack_dir):
     proc = docker(stack_dir, "compose", "config")
     assert proc.returncode == 0, proc.stderr
-    assert "TS_AUTHKEY: tskey-auth-x" in proc.stdout and "OMNI_SERVICE_ACCOUNT_KEY: k" in proc.stdout
+    assert f"TS_AUTHKEY: {SECRETS.tailscale_auth_key}" in proc.stdout
+    assert f"OMNI_SERVICE_ACCOUNT_KEY: {SECRETS.omni_service_account_key}" in proc.stdout
 
 
 @pytest.mark.parametrize(

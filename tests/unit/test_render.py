@@ -1,10 +1,12 @@
 """Renderers are pure and byte-stable; the seed estate renders to the checked-in golden files."""
 
+import dataclasses
 import subprocess
+import sys
 
 from components.core.spec_file import load_spec
 from components.omni.render import canonical_template, render_cluster_template, render_machine_class
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, lab_secrets
 
 GOLDEN = PROJECT_ROOT / "tests" / "golden"
 
@@ -173,17 +175,10 @@ def test_grown_estate_renders_every_cluster_to_a_template_the_real_omnictl_accep
 
 def test_provider_stack_secrets_live_only_in_the_0600_files():
     from components.core.spec_file import load_spec
-    from components.proxmox.compose import ProviderSecrets, render_provider_stack
+    from components.proxmox.compose import render_provider_stack
 
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
-    secrets = ProviderSecrets(
-        omni_endpoint="https://127.0.0.1:1",
-        omni_service_account_key="OMNIKEY",
-        tailscale_auth_key="TSKEY",
-        proxmox_api_url="https://127.0.0.1:2/api2/json",
-        proxmox_token_id="a@pve!b",
-        proxmox_token_secret="PVESECRET",
-    )
+    secrets = lab_secrets()
     files = {f.name: f for f in render_provider_stack(spec.provider_lxc.compose, "proxmox", secrets)}
     assert [f.name for f in files.values()] == ["config.yaml", ".env", "compose.yml"]  # secrets before compose
     for name, f in files.items():
@@ -196,16 +191,69 @@ def test_a_secret_that_env_cannot_hold_is_refused_not_mangled():
     import pytest
 
     from components.core.spec_file import load_spec
-    from components.proxmox.compose import ProviderSecrets, render_provider_stack
+    from components.proxmox.compose import render_provider_stack
 
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
-    bad = ProviderSecrets(
-        omni_endpoint="e",
-        omni_service_account_key="it's",
-        tailscale_auth_key="t",
-        proxmox_api_url="u",
-        proxmox_token_id="i",
-        proxmox_token_secret="s",
-    )
+    bad = dataclasses.replace(lab_secrets(), omni_service_account_key="it's")
     with pytest.raises(ValueError, match="OMNI_SERVICE_ACCOUNT_KEY"):
         render_provider_stack(spec.provider_lxc.compose, "proxmox", bad)
+
+
+def test_the_seed_stack_renders_the_files_earlier_code_deployed():
+    """The names a stack may now choose default to those it always had: a running estate is not redeployed."""
+    from components.proxmox.compose import render_provider_stack
+
+    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
+    files = {
+        f.name: f.content for f in render_provider_stack(spec.provider_lxc.compose, "matrix-cluster", lab_secrets())
+    }
+    assert files["compose.yml"] == (GOLDEN / "compose.yml").read_text()
+    assert files[".env"] == (GOLDEN / "provider.env").read_text()
+
+
+def test_a_stack_of_another_shape_renders_with_its_names_and_passes_compose_validation(tmp_path):
+    """A stack written by hand: its project and service names, its env names, Tailscale state beside the files."""
+    import os
+
+    import yaml
+
+    from components.core.spec import ComposeStackSpec
+    from components.proxmox.compose import render_provider_stack
+
+    spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
+    stack = ComposeStackSpec(
+        **{
+            **spec.provider_lxc.compose.model_dump(),
+            "project": "omni-infra",
+            "provider_service": "omni-infra-provider-proxmox",
+            "tailscale_service": "ts",
+            "tailscale_state": "./tailscale",
+            "omni_key_env": "OMNI_KEY",
+        }
+    )
+    for f in render_provider_stack(stack, "matrix-cluster", lab_secrets()):
+        (tmp_path / f.name).write_text(f.content)
+    (tmp_path / "tailscale").mkdir()  # as the deployment makes it, before compose runs
+    compose = yaml.safe_load((tmp_path / "compose.yml").read_text())
+    assert compose["name"] == "omni-infra" and "volumes" not in compose  # a bind mount, no named volume
+    assert set(compose["services"]) == {"ts", "omni-infra-provider-proxmox"}
+    provider = compose["services"]["omni-infra-provider-proxmox"]
+    assert (
+        provider["network_mode"] == "service:ts"
+        and provider["environment"]["OMNI_KEY"] == "${OMNI_KEY:?set it in .env}"
+    )
+    assert compose["services"]["ts"]["volumes"] == ["./tailscale:/var/lib/tailscale"]
+    assert "OMNI_KEY=OMNIKEY" in (tmp_path / ".env").read_text()
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "OMNI_SCALE_COMPOSE_SCHEMA": str(PROJECT_ROOT / ".tools" / "compose-spec.json"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab.docker_standin", "compose", "config", "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
