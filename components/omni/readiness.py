@@ -140,12 +140,17 @@ def read_progress(client: Omnictl, name: str, set_ids: list[str]) -> ClusterProg
                 sets[set_id].provisioned += 1
             elif spec.get("stage") == REQUEST_FAILED:
                 sets[set_id].failures.append(spec.get("error") or "failed")
+    nodes_ready = len([n for n in nodes if n.get("ready")])
     return ClusterProgress(
         name=name,
         sets=sets,
         api_reachable=bool(cluster.get("kubernetesapiready")),
-        nodes_ready=len([n for n in nodes if n.get("ready")]),
-        ready=bool(cluster.get("ready")) and all(s.ready for s in sets.values()),
+        nodes_ready=nodes_ready,
+        # Omni's verdict, read after the nodes, may already count a node this read saw NotReady: ready only when
+        # this one reading agrees, so the last line printed before "ready" shows every node ready.
+        ready=bool(cluster.get("ready"))
+        and all(s.ready for s in sets.values())
+        and nodes_ready >= sum(s.requested for s in sets.values()),
     )
 
 

@@ -20,7 +20,7 @@ from components.core.spec_file import load_spec
 from components.omni.render import MACHINE_CLASS_TYPE, machine_class_document
 from lab import omni_lab
 from tests.conftest import SEED_CONTROL_PLANE_DATA
-from tests.engine.estate import CLASS, CLUSTER, PROVIDER_ID, running_estate
+from tests.engine.estate import CLASS, CLUSTER, PROVIDER_ID, call_failed, running_estate
 
 pytestmark = pytest.mark.engine
 SPARE = "matrix-spare"
@@ -35,6 +35,15 @@ def estate(tmp_path_factory):
         )
         estate.pulumi("up", "--yes", "--skip-preview")
         yield estate
+
+
+@pytest.fixture(autouse=True)
+def put_back_after_a_failure(estate, request):
+    """Each test puts the estate back itself; one that failed half-way may not have: `up --refresh` does, so the
+    next test starts from the spec and not from this one's leftovers."""
+    yield
+    if call_failed(request.node):
+        estate.pulumi("up", "--yes", "--skip-preview", "--refresh", check=False)
 
 
 def run_drift(estate, tmp_path):

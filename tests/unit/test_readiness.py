@@ -94,3 +94,38 @@ def test_the_progress_line_and_what_is_unmet_at_the_timeout():
         "its InfraProviderStatus in Omni)",
         "1 provisioned machines never joined Omni: look at their VMs' consoles (boot, SideroLink)",
     ]
+
+
+class _MovingOmni:
+    """Omni's answers as the reads see them: the last node turns Ready between the first read and the second."""
+
+    def __init__(self, nodes_ready_at_first_read: int):
+        self.first = nodes_ready_at_first_read
+
+    def get_or_none(self, kind, name, namespace):
+        if kind.startswith("KubernetesStatuses"):
+            return {"spec": {"nodes": [{"ready": i < self.first} for i in range(5)]}}
+        return {"spec": {"ready": True, "kubernetesapiready": True}}
+
+    def run(self, *args):
+        if "MachineSetStatuses.omni.sidero.dev" in args:
+            sets = {"control-planes": 3, "workers": 2}
+            return yaml.safe_dump_all(
+                [
+                    {
+                        "metadata": {"id": f"{NAME}-{s}"},
+                        "spec": {"ready": True, "machines": {"requested": n, "connected": n}},
+                    }
+                    for s, n in sets.items()
+                ]
+            )
+        return ""
+
+
+def test_omnis_ready_read_after_a_node_was_seen_not_ready_is_not_yet_ready():
+    from components.omni.readiness import read_progress
+
+    set_ids = [f"{NAME}-control-planes", f"{NAME}-workers"]
+    moving = read_progress(_MovingOmni(4), NAME, set_ids)
+    assert moving.line().endswith("4 of 5 nodes ready") and not moving.ready
+    assert read_progress(_MovingOmni(5), NAME, set_ids).ready
