@@ -555,17 +555,24 @@ class ClusterSpec(_Strict):
 
     def secret_patches(self) -> list[tuple[str, str | None, str]]:
         """(template document kind, worker pool or None, patch name) of every patch marked secret."""
-        found: list[tuple[str, str | None, str]] = [("Cluster", None, p.patch_name) for p in self.patches if p.secret]
-        found += [("ControlPlane", None, p.patch_name) for p in self.control_plane.patches if p.secret]
-        for pool in self.workers:
-            found += [("Workers", pool.name, p.patch_name) for p in pool.patches if p.secret]
-        return found
+        return [
+            (*document, p.patch_name)
+            for _where, document, patches in self._patch_lists_by_document()
+            for p in patches
+            if p.secret
+        ]
 
     def _patch_lists(self):
-        yield "patches", self.patches
-        yield "control_plane.patches", self.control_plane.patches
+        """(where in the spec, patches) of the cluster and each pool."""
+        for where, _document, patches in self._patch_lists_by_document():
+            yield where, patches
+
+    def _patch_lists_by_document(self):
+        """(where in the spec, (template document kind, worker pool or None), patches)."""
+        yield "patches", ("Cluster", None), self.patches
+        yield "control_plane.patches", ("ControlPlane", None), self.control_plane.patches
         for i, pool in enumerate(self.workers):
-            yield f"workers[{i}].patches", pool.patches
+            yield f"workers[{i}].patches", ("Workers", pool.name), pool.patches
 
     def pools(self) -> list[tuple[str, _Pool, int | str]]:
         return [("control_plane", self.control_plane, self.control_plane.size)] + [
@@ -654,19 +661,23 @@ OsTemplate = Annotated[
 
 
 # A pinned image: a tag that names a release, a digest, or both (name:tag@sha256:...); never a moving tag alone.
-_IMAGE_NAME = r"[a-z0-9][a-z0-9._-]*(:[0-9]+(?=/))?(/[a-z0-9._-]+)*"  # a registry port only before a path
+_IMAGE_NAME = r"[a-z0-9][a-z0-9._-]*(?::[0-9]+(?=/))?(?:/[a-z0-9._-]+)*"  # a registry port only before a path
 _IMAGE_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _IMAGE_DIGEST = r"sha256:[0-9a-f]{64}"
 
 
 def _pinned_image(value: str) -> str:
-    shape = re.fullmatch(rf"({_IMAGE_NAME})(?::({_IMAGE_TAG}))?(?:@({_IMAGE_DIGEST}))?", value)
-    if shape and shape[5]:
+    shape = re.fullmatch(rf"{_IMAGE_NAME}(?::(?P<tag>{_IMAGE_TAG}))?(?:@(?P<digest>{_IMAGE_DIGEST}))?", value)
+    if shape and shape["digest"]:
         return value  # a digest pins it, whatever the tag says
-    if shape and shape[4] and shape[4] != "latest":
+    if shape and shape["tag"] and shape["tag"] != "latest":
         return value
     why = (
-        "latest moves" if shape and shape[4] == "latest" else "no tag or digest" if shape else "not an image reference"
+        "latest moves"
+        if shape and shape["tag"] == "latest"
+        else "no tag or digest"
+        if shape
+        else "not an image reference"
     )
     raise ValueError(
         "an image pinned by a release tag or a digest, e.g. tailscale/tailscale:v1.90.9 or "
@@ -764,6 +775,11 @@ class ComposeStackSpec(_Strict):
     # OMNI_SERVICE_ACCOUNT_KEY).
     omni_endpoint_env: EnvName = "OMNI_ENDPOINT"
     omni_key_env: EnvName = "OMNI_SERVICE_ACCOUNT_KEY"
+
+    @property
+    def state_directory(self) -> str | None:
+        """The Tailscale state's directory beside the files, when it is one rather than a named volume."""
+        return self.tailscale_state if self.tailscale_state.startswith("./") else None
 
     @model_validator(mode="after")
     def _two_services(self):

@@ -36,6 +36,7 @@ def providerdata_yaml(provider_data: dict) -> str:
 
 # Omni's GrpcTunnelMode enum, as its resources hold it (0 is UNSET: the account's default).
 GRPC_TUNNEL = {"enabled": 1, "disabled": 2}
+_GRPC_TUNNEL_NAMES = {number: name for name, number in GRPC_TUNNEL.items()}
 
 
 def machine_class_document(
@@ -66,7 +67,7 @@ def provisioning_of(autoprovision: dict) -> dict:
         out["meta_values"] = [
             {"key": m.get("key", 0), "value": m.get("value", "")} for m in autoprovision["metavalues"]
         ]
-    tunnel = {v: k for k, v in GRPC_TUNNEL.items()}.get(autoprovision.get("grpctunnel") or 0)
+    tunnel = _GRPC_TUNNEL_NAMES.get(autoprovision.get("grpctunnel") or 0)
     if tunnel:
         out["grpc_tunnel"] = tunnel
     return out
@@ -154,8 +155,8 @@ def cluster_template_documents(name: str, cluster) -> list[dict]:
     head: dict = {"kind": "Cluster", "name": name, **_metadata(cluster)}
     head["kubernetes"] = {"version": cluster.kubernetes_version}
     head["talos"] = {"version": cluster.talos_version}
-    if _features(cluster.features):
-        head["features"] = _features(cluster.features)
+    if features := _features(cluster.features):
+        head["features"] = features
     if cluster.patches:
         head["patches"] = _patches(cluster.patches)
     if cluster.system_extensions:
@@ -254,9 +255,8 @@ def _strategy_as_exported(doc: dict, key: str, default: str) -> None:
     strategy = doc.get(key)
     if not isinstance(strategy, dict):
         return
-    parallelism = (
-        (strategy.get("rolling") or {}).get("maxParallelism") if isinstance(strategy.get("rolling"), dict) else None
-    )
+    rolling = strategy.get("rolling")
+    parallelism = rolling.get("maxParallelism") if isinstance(rolling, dict) else None
     if not parallelism:
         del doc[key]
         return

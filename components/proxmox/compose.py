@@ -84,7 +84,7 @@ def compose_document(stack: ComposeStackSpec, provider_id: str) -> dict:
             },
         },
     }
-    if not stack.tailscale_state.startswith("./"):
+    if stack.state_directory is None:
         document["volumes"] = {stack.tailscale_state: {}}
     return document
 

@@ -272,11 +272,6 @@ def _stack_files(get: Lookup, props: dict) -> list[RenderedFile]:
     return render_provider_stack(ComposeStackSpec(**props["stack"]), props["provider_id"], secrets)
 
 
-def _bind_state_dir(props: dict) -> str | None:
-    state = str((props.get("stack") or {}).get("tailscale_state", ""))
-    return state if state.startswith("./") else None
-
-
 def _write_commands(
     directory: str, files: list[RenderedFile], state_dir: str | None = None
 ) -> list[tuple[str, str | None]]:
@@ -369,7 +364,7 @@ class ComposeDeploymentProvider(OmniProvider):
         # The provider's last heartbeat before its container starts again: registered means a newer one.
         before = last_heartbeat(self.client, props["provider_id"])
         host.run_all(
-            _write_commands(props["directory"], files, _bind_state_dir(props))
+            _write_commands(props["directory"], files, ComposeStackSpec(**props["stack"]).state_directory)
             + [
                 # Validated where it runs, before anything is (re)started.
                 (f"cd {d} && docker compose config --quiet", None),
@@ -397,7 +392,7 @@ class ComposeDeploymentProvider(OmniProvider):
             wait_for_registration(self.client, provider_id, before, timeout)
         except ProviderNotRegistered as exc:
             d = shlex.quote(props["directory"])
-            service = (props.get("stack") or {}).get("provider_service", "provider")  # older states: the default
+            service = ComposeStackSpec(**props["stack"]).provider_service  # an older state's stack: the default
             [logs] = host.run_all([(f"cd {d} && docker compose logs --tail 10 {service} 2>&1 || true", None)])
             secrets = provider_secrets_from_lookup(self._config, "Pulumi.<stack>.yaml")
             tail = redact(logs.stdout.strip(), secrets)
