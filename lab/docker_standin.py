@@ -13,6 +13,12 @@ container would: its `command` as arguments (bind-mount targets read as their so
 `environment` as its environment, after a start delay; under a restart policy (restart: unless-stopped) it is
 started again whenever it exits, as docker does. It is stopped when its service is recreated or taken down.
 
+Services start in dependency order. A service with a `healthcheck` is healthy unless the lab says otherwise
+($HOME/.docker-standin/health.json, {"PROJECT/SERVICE": "unhealthy"}, written by set_health: the lab cannot run
+the check's command, say tailscale's /healthz, so its verdict is given). A `depends_on` with `condition:
+service_healthy` waits for it as compose does: on an unhealthy dependency `up -d` exits 1 with compose's
+"dependency failed to start: container P-S-1 is unhealthy" and the dependent stays created, not started.
+
 State, logs and an argv history live in $HOME/.docker-standin/, so tests can see what ran, e.g. that nothing
 ever passed -v. Anything else exits 1 saying it is not modelled.
 """
@@ -139,6 +145,52 @@ def load_project(directory: Path) -> tuple[str, dict]:
     return str(document.get("name") or directory.name), document
 
 
+def set_health(home: Path, project: str, service: str, verdict: str) -> None:
+    """What the lab says a service's healthcheck answers (healthy, unhealthy) from now on."""
+    path = home / ".docker-standin" / "health.json"
+    verdicts = json.loads(path.read_text()) if path.exists() else {}
+    verdicts[f"{project}/{service}"] = verdict
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.write_text(json.dumps(verdicts))
+
+
+def _health(project: str, service: str, info: dict) -> str:
+    """docker's Health of a running container: empty without a healthcheck."""
+    if not info.get("healthcheck") or service_state(info) != "running":
+        return ""
+    path = _state_dir() / "health.json"
+    verdicts = json.loads(path.read_text()) if path.exists() else {}
+    return verdicts.get(f"{project}/{service}", "healthy")
+
+
+def _dependencies(body: dict) -> dict[str, str]:
+    """depends_on as {service: condition}; the list form means service_started."""
+    depends = body.get("depends_on") or {}
+    if isinstance(depends, list):
+        return dict.fromkeys(depends, "service_started")
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in depends.items()}
+
+
+def _start_order(services: dict) -> list[str]:
+    """Dependencies before their dependents, as compose starts them."""
+    order: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in path:
+            raise ComposeError(f"dependency cycle detected: {' -> '.join((*path, name))}")
+        for dependency in _dependencies(services[name]):
+            if dependency not in services:
+                raise ComposeError(f"service {name} depends on undefined service {dependency}: invalid compose project")
+            visit(dependency, (*path, name))
+        order.append(name)
+
+    for name in services:
+        visit(name, ())
+    return order
+
+
 def _service_hash(service: dict) -> str:
     return hashlib.sha256(json.dumps(service, sort_keys=True).encode()).hexdigest()
 
@@ -236,8 +288,25 @@ def compose(args: list[str], directory: Path) -> int:
             raise ComposeError("lab: only `up -d` is modelled (a foreground up would never return)")
         name, document = load_project(directory)
         project = state["projects"].setdefault(name, {"dir": str(directory), "services": {}})
-        for service, body in document["services"].items():
+        services = document["services"]
+        for service in _start_order(services):
+            body = services[service]
             old = project["services"].get(service, {})
+            for dependency, condition in _dependencies(body).items():
+                if condition != "service_healthy":
+                    continue
+                if not services[dependency].get("healthcheck"):
+                    _save_state(state)
+                    raise ComposeError(
+                        f"dependency failed to start: container {name}-{dependency}-1 has no healthcheck configured"
+                    )
+                if _health(name, dependency, project["services"][dependency]) != "healthy":
+                    # The dependent is created, never started; what started before it keeps running.
+                    project["services"][service] = {**old, "image": body.get("image", ""), "state": "created"}
+                    if old:
+                        _stop(project["services"][service])
+                    _save_state(state)
+                    raise ComposeError(f"dependency failed to start: container {name}-{dependency}-1 is unhealthy")
             digest = _service_hash(body)
             recreated = old.get("config_hash") != digest or service_state(old) != "running" if old else True
             info = {
@@ -246,6 +315,7 @@ def compose(args: list[str], directory: Path) -> int:
                 "config_hash": digest,
                 "starts": old.get("starts", 0) + (1 if recreated else 0),
                 "restart": body.get("restart", "no"),
+                "healthcheck": bool(body.get("healthcheck")),
             }
             runner = _runner(info["image"])
             if runner is not None:
@@ -271,6 +341,7 @@ def compose(args: list[str], directory: Path) -> int:
                             "Name": f"{name}-{service}-1",
                             "Service": service,
                             "State": now,
+                            "Health": _health(name, service, info),
                             "Image": info["image"],
                             "Project": name,
                         }

@@ -32,7 +32,11 @@ TOKEN_ID = f"{TOKEN_USER}!{TOKEN_NAME}"
 # The token the Omni Proxmox provider itself would use inside the provider LXC (config.yaml).
 PROVIDER_TOKEN_ID = "omni-provider@pve!provider"
 # The container templates on 'local', as `pveam download` leaves them: the spec's provider_lxc names the first.
-CT_TEMPLATES = ("vztmpl/debian-12-standard_12.12-1_amd64.tar.zst", "vztmpl/debian-13-standard_13.1-2_amd64.tar.zst")
+CT_TEMPLATES = (
+    "vztmpl/debian-12-standard_12.12-1_amd64.tar.zst",
+    "vztmpl/debian-13-standard_13.1-2_amd64.tar.zst",
+    "vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+)
 TiB, GiB = 1024**4, 1024**3
 DEFAULT_DNS = {"search": "matrix.lan", "dns1": "127.0.0.53"}
 FILL_VMID = 999999999  # fill_storage()'s filler volume is named for the highest VMID PVE allows: no guest has it
@@ -79,6 +83,7 @@ def build_matrix(pve, token_secret=None, readings=None, provider_token_secret=No
     pve._resources = _with_live_nodes(pve, pve._resources)
     pve._space = _with_live_space(pve, pve._space)
     pve._record = _with_caller(pve, pve._record)
+    pve._permissions = _with_audit_for_others(pve, pve._permissions)
     # local (dir) and local-lvm (lvmthin) are fakepve defaults; storages apply to every node.
     pve.add_ceph_storage("vm_ssd", pool="vm_ssd")
     pve.storages["vm_ssd"]["total"] = 4 * TiB  # no 'avail' key: fakepve derives avail = total - used
@@ -245,6 +250,19 @@ def _with_live_space(pve, space):
     return live
 
 
+def _with_audit_for_others(pve, handler):
+    """GET /access/permissions as PVE answers it: anyone may read their own permissions (a user also its tokens'),
+    another's need Sys.Audit on /access; fakepve 0.5.0 answers anyone."""
+
+    async def permissions(values, user):
+        asked = values.get("userid")
+        if asked and asked != user and asked.split("!")[0] != user:
+            pve.require(user, "/access", "Sys.Audit")
+        return await handler(values, user)
+
+    return permissions
+
+
 def _dns_handler(pve):
     async def dns(values, user):
         # fakepve's generic answer is 192.0.2.53 / example.org; a fake's resolver stays on loopback.
@@ -367,6 +385,21 @@ def set_storage_content(pve, storage, content):
     store["content"] = ",".join(wanted)
 
 
+def add_pool(pve, name):
+    """`pveum pool add NAME`: GET /pools lists it (for a token with Pool.Audit on it), and VMs may be created in it."""
+    if name in pve.pools:
+        raise ValueError(f"pool {name!r} exists already")
+    pve.pools[name] = set()
+    pve.pool_info[name] = {"comment": None, "storage": set()}
+
+
+def revoke(pve, token_id, *privileges):
+    """The token no longer holds these privileges on any path (an operator gave it a narrower role): what PVE then
+    refuses it, and what GET /access/permissions says of it, follow."""
+    for _path, held in pve.acl.get(token_id, []):
+        held.difference_update(privileges)
+
+
 def ceph_up(pve):
     """Undo ceph_down(): Ceph healthy, RBD storages active again."""
     pve.ceph.update(down=False, health="HEALTH_OK")
@@ -386,6 +419,8 @@ FAULTS = {
     "storage-free": lambda pve, storage, avail_gib: fill_storage(pve, storage, int(avail_gib) * GiB),
     "flaky-network": lambda pve, drop_rate: pve.flaky_network(drop_rate=float(drop_rate), seed=7),
     "token-expired": lambda pve: pve.apitokens.pop(TOKEN_ID, None),
+    "pool-add": add_pool,
+    "provider-token-without": lambda pve, *privileges: revoke(pve, PROVIDER_TOKEN_ID, *privileges),
     "node-capacity": lambda pve, node, maxcpu, maxmem_gib, host_gib: set_node_capacity(
         pve, node, int(maxcpu), int(maxmem_gib) * GiB, int(host_gib) * GiB
     ),

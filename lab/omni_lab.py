@@ -52,7 +52,19 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from lab.processes import spawn, terminate, wait_until, write_file_atomically, write_private_json
+from lab.processes import (
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    LIBC,
+    MS_BIND,
+    MS_PRIVATE,
+    MS_REC,
+    spawn,
+    terminate,
+    wait_until,
+    write_file_atomically,
+    write_private_json,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,10 +82,6 @@ EXTENSIONS = [
     "siderolabs/util-linux-tools",
     "siderolabs/nvidia-container-toolkit-production",
 ]
-# unshare(2)/setns(2) and mount(2) flags (the os module has no unshare or mount before Python 3.12)
-CLONE_NEWNET, CLONE_NEWNS = 0x40000000, 0x00020000
-MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
-LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 # --- the helper, inside the namespace -------------------------------------------------------------

@@ -3,6 +3,7 @@ output in DIR/NAME.log, no stdin."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -10,6 +11,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+# unshare(2)/setns(2) and mount(2) flags (the os module has no unshare or mount before Python 3.12)
+CLONE_NEWNET, CLONE_NEWNS = 0x40000000, 0x00020000
+MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
+LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def spawn(directory: Path, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:

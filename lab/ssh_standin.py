@@ -11,6 +11,11 @@ no such container nothing listens (connection refused); a new container (a new `
 empty root home, its own new host key, and the creation's `ssh-public-keys` as root's authorized_keys, as a
 freshly created PVE container does; whatever the old one ran (the docker stand-in's containers) is stopped.
 
+The container's own absolute directories, /opt, /srv and /var/lib (an operator's app directory may be
+/opt/omni-provider), are overlays in this server's private mount namespace: the host's files show through, what
+the container writes lands in DIR/rootfs/, and a new container starts with them empty. Needs root, or
+CAP_SYS_ADMIN, as the lab's Omni does. A root that holds the lab itself or this interpreter is not overlaid.
+
 Once listening it writes DIR/ssh.json (host, port, user, host_key, private_key_file, home, pid), mode 0600, and
 rewrites it when the container changes; it removes it on SIGTERM/SIGINT. What it does not model: users (any
 name logs in as the one home), PTYs, port forwarding, SFTP; the program needs none of them.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import shutil
@@ -31,10 +37,35 @@ from pathlib import Path
 import asyncssh
 
 from lab.docker_standin import running_service_pids
-from lab.processes import terminate, write_file_atomically, write_private_json
+from lab.processes import CLONE_NEWNS, LIBC, MS_PRIVATE, MS_REC, terminate, write_file_atomically, write_private_json
 
 HOST = "127.0.0.1"
-RELOADED = "ssh.reloaded"  # the generation of the container now served, written once a SIGUSR1 is acted on
+RELOADED = "ssh.reloaded"
+CONTAINER_ROOTS = ("/opt", "/srv", "/var/lib")
+MNT_DETACH = 2
+
+
+def _checked(result: int, what: str) -> None:
+    if result != 0:
+        raise SystemExit(
+            f"lab ssh: cannot {what}: {os.strerror(ctypes.get_errno())} (the lab needs root, or CAP_SYS_ADMIN)"
+        )
+
+
+def private_mount_namespace() -> None:
+    """This process's own mount namespace, so the container's overlays are seen by its commands alone. Called
+    before any thread starts: unshare(CLONE_NEWNS) refuses a process whose threads share its filesystem."""
+    _checked(LIBC.unshare(CLONE_NEWNS), "create a mount namespace")
+    _checked(LIBC.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make the mount namespace private")
+
+
+def container_roots(state_dir: Path) -> list[str]:
+    """The roots overlaid for the container: never one that holds the lab's state or the interpreter, whose
+    files the host side must keep seeing and writing."""
+    ours = [state_dir.resolve(), Path(sys.prefix).resolve(), Path(sys.executable).resolve()]
+    return [
+        root for root in CONTAINER_ROOTS if not any(p.is_relative_to(root) for p in ours)
+    ]  # the generation of the container now served, written once a SIGUSR1 is acted on
 
 
 def docker_wrapper(bin_dir: Path) -> None:
@@ -59,6 +90,8 @@ class Container:
         self.home = state_dir / "root"
         self.bin_dir = state_dir / "bin"
         self.port = port
+        self.overlaid = container_roots(state_dir)
+        self.mounted = False
         self.server = None
         self.generation = None
         self.host_key = None
@@ -79,9 +112,26 @@ class Container:
         if self.home.exists():
             stop_containers(self.home)
             shutil.rmtree(self.home)
+        self._new_filesystem()
         (self.home / ".ssh").mkdir(parents=True, mode=0o700)
         write_file_atomically(self.home / ".ssh" / "authorized_keys", authorized_keys.strip() + "\n")
         self.host_key = asyncssh.generate_private_key("ssh-ed25519")
+
+    def _new_filesystem(self) -> None:
+        """Fresh, empty overlays over the container's own roots (the old container's files go with it)."""
+        rootfs = self.state_dir / "rootfs"
+        if self.mounted:  # the old container's
+            for root in self.overlaid:
+                _checked(LIBC.umount2(root.encode(), MNT_DETACH), f"unmount the old container's {root}")
+        if rootfs.exists():
+            shutil.rmtree(rootfs)
+        for root in self.overlaid:
+            upper, work = rootfs / root.strip("/") / "upper", rootfs / root.strip("/") / "work"
+            upper.mkdir(parents=True)
+            work.mkdir(parents=True)
+            options = f"lowerdir={root},upperdir={upper},workdir={work}"
+            _checked(LIBC.mount(b"overlay", root.encode(), b"overlay", 0, options.encode()), f"overlay {root}")
+        self.mounted = True
 
     async def _listen(self) -> None:
         server = self
@@ -223,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the CT this server is (written by lab/fakepve_lab.py); none: always there",
     )
     args = parser.parse_args(argv)
+    private_mount_namespace()
     asyncio.run(serve(Path(args.state_dir).resolve(), args.port, args.container_file))
     return 0
 

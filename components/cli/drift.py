@@ -30,6 +30,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pulumi.runtime.rpc import UNKNOWN
+
 from components import PROJECT_ROOT
 from components.core.dynamic import is_dynamic_type
 from components.proxmox.placement import RESOURCE_NAME as PLACEMENT
@@ -75,6 +77,8 @@ def field_changes(live: dict, desired: dict, prefix: str = "") -> list[dict]:
         a, b = live.get(key), desired.get(key)
         if b is None:
             continue  # an output the program leaves to the provider (a kubeconfig, a host key)
+        if b == UNKNOWN:
+            continue  # known only once applied (another resource's output): the provider's own diff judges it
         if isinstance(a, dict) and isinstance(b, dict):
             out += field_changes(a, b, path + ".")
         elif a != b:

@@ -21,6 +21,7 @@ from components.core.settings import (
     TAILSCALE_CLIENT_SECRET,
     OmniSettings,
     provider_secrets_from_lookup,
+    provider_token_id,
     require,
     retry_policy,
     ssh_from_lookup,
@@ -83,6 +84,7 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
         require(config.get, tuple(dict.fromkeys(required)), stack_file)
         # The settings the providers read later, checked now: a bad value stops before anything registers.
         retry_policy(config.get, stack_file)
+        provider_token_id(config.get, stack_file)  # the preflight asks Proxmox about it
         if spec.provider_lxc is not None:
             ssh_from_lookup(config.get, str(spec.provider_lxc.network.address.ip), stack_file)
             try:

@@ -195,6 +195,25 @@ def proxmox_from_config(get: Lookup, stack_file: str = "Pulumi.<stack>.yaml") ->
     )
 
 
+# The shape of a PVE token id, USER@REALM!TOKENID (PVE's own pattern wants realm and token id 2 characters long).
+PVE_TOKEN_ID = re.compile(r"[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]*![A-Za-z][A-Za-z0-9.\-_]*")
+
+
+def provider_token_id(get: Lookup, stack_file: str = "Pulumi.<stack>.yaml") -> str | None:
+    """The infra provider's own Proxmox token id (its config.yaml), whose pool privileges the preflight reads;
+    None when the stack does not name it (the provider runs elsewhere)."""
+    raw = get("providerProxmoxTokenId")
+    if not raw:
+        return None
+    if not PVE_TOKEN_ID.fullmatch(str(raw)):
+        raise ConfigError(
+            stack_file,
+            f"config.{NAMESPACE}:providerProxmoxTokenId",
+            f"an API token id, USER@REALM!TOKENID (got {raw!r})",
+        )
+    return str(raw)
+
+
 PROXMOX_ADMIN_CREDENTIALS = ("proxmoxApiUrl", "proxmoxLxcPassword")
 
 

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from components.core.errors import SpecError
+from components.core.label_selector import LabelSelectorError, parse_selector
 from components.core.storage_selector import selector_problem
 
 __all__ = ["Spec", "SpecError", "spec_document"]
@@ -260,13 +261,75 @@ class MetaValue(_Strict):
     value: str
 
 
+# Omni's own label, set on machines it keeps from manual allocation: its state validation refuses a class
+# selecting by it ("selectors using label ... are not allowed").
+NO_MANUAL_ALLOCATION = "omni.sidero.dev/no-manual-allocation"
+
+
+def _label_selector(value: str) -> str:
+    try:
+        terms = parse_selector(value)
+    except LabelSelectorError as exc:
+        raise ValueError(
+            f'a label selector as Omni parses it, e.g. "omni.sidero.dev/arch = amd64, rack in (a, b)" (got {value!r}; '
+            f"Omni: failed to parse matchLabels: {exc})"
+        ) from None
+    if not terms:
+        raise ValueError("a label selector with at least one term (an empty one would match every machine)")
+    if any(t.key == NO_MANUAL_ALLOCATION for t in terms):
+        raise ValueError(f"a selector without {NO_MANUAL_ALLOCATION}, which Omni does not allow in a class")
+    return value
+
+
+LabelSelector = Annotated[str, AfterValidator(_label_selector)]
+
+
 class MachineClassSpec(_Strict):
-    provider_id: str = Field(min_length=1)
-    provider_data: ProviderData
+    """Either it auto-provisions VMs through the infra provider (provider_id and provider_data), or it selects
+    machines already registered with Omni by their labels (match_labels): Omni allows one or the other."""
+
+    provider_id: str | None = Field(default=None, min_length=1)
+    provider_data: ProviderData | None = None
+    match_labels: list[LabelSelector] | None = Field(default=None, min_length=1)
     kernel_args: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     meta_values: list[MetaValue] = Field(default_factory=list)
     # Omni's SideroLink over gRPC for these machines: on, off, or (unset) the account's default.
     grpc_tunnel: Literal["enabled", "disabled"] | None = None
+
+    @property
+    def autoprovisions(self) -> bool:
+        return self.match_labels is None
+
+    @property
+    def data(self) -> ProviderData:
+        """The provider's data of a class that auto-provisions (the only kind whose VMs anything predicts)."""
+        if self.provider_data is None:
+            raise ValueError("a class that matches labels has no provider data")
+        return self.provider_data
+
+    @model_validator(mode="after")
+    def _one_way_to_get_machines(self):
+        if self.match_labels is not None:
+            kept = [
+                name
+                for name in ("provider_id", "provider_data", "kernel_args", "meta_values", "grpc_tunnel")
+                if getattr(self, name)
+            ]
+            if kept:
+                raise CrossCheckFailure(
+                    kept[0],
+                    f"nothing of auto-provisioning in a class that matches labels ({', '.join(kept)} given): Omni "
+                    'refuses a class with both ("can\'t set both auto provision and match labels at the same time")',
+                )
+            return self
+        missing = [name for name in ("provider_id", "provider_data") if getattr(self, name) is None]
+        if missing:
+            raise CrossCheckFailure(
+                missing[0],
+                "provider_id and provider_data (a class that auto-provisions), or match_labels instead "
+                "(one that selects registered machines)",
+            )
+        return self
 
     def provisioning(self) -> dict:
         """What the class asks of the machines beyond the provider's data; only what is set, so a class that sets
@@ -697,6 +760,27 @@ def _relative_directory(value: str) -> str:
     return value
 
 
+# Kept in memory or made by the kernel: files there would not survive a restart of the container.
+_VOLATILE_ROOTS = ("proc", "sys", "dev", "run", "tmp")
+
+
+def _app_directory(value: str) -> str:
+    """The stack's directory in the container: relative to the SSH user's home, or absolute (/opt/...)."""
+    if not value.startswith("/"):
+        return _relative_directory(value)
+    rest = value[1:]
+    if not rest or rest.split("/")[0] in _VOLATILE_ROOTS:
+        raise ValueError(
+            f"an absolute directory that outlives a restart, not / or under /{', /'.join(_VOLATILE_ROOTS)} "
+            f"(got {value!r})"
+        )
+    try:
+        _relative_directory(rest)
+    except ValueError:
+        raise ValueError(f"an absolute directory such as /opt/omni-provider, without '..' (got {value!r})") from None
+    return value
+
+
 Image = Annotated[str, AfterValidator(_pinned_image)]
 
 
@@ -759,9 +843,25 @@ EnvName = Annotated[
 ]
 
 
+Duration = Annotated[
+    str, _shaped(r"(\d+(\.\d+)?(ns|us|ms|s|m|h))+", "a duration as compose writes it, e.g. 10s, 1m30s")
+]
+
+
+class SidecarHealthcheck(_Strict):
+    """Tailscale's own health endpoint (containerboot's TS_ENABLE_HEALTH_CHECK: /healthz answers 200 once the
+    node has a tailnet address), polled by docker; the provider starts only once it is healthy."""
+
+    port: int = Field(default=9002, ge=1, le=65535)  # TS_LOCAL_ADDR_PORT's default port, here on loopback only
+    interval: Duration = "10s"
+    timeout: Duration = "5s"
+    retries: int = Field(default=3, ge=1)
+    start_period: Duration = "30s"
+
+
 class ComposeStackSpec(_Strict):
-    # Relative to the SSH user's home in the container: no absolute paths, no '..'.
-    directory: Annotated[str, AfterValidator(_relative_directory)] = "omni-provider"
+    # Relative to the SSH user's home in the container, or absolute (/opt/omni-provider); no '..'.
+    directory: Annotated[str, AfterValidator(_app_directory)] = "omni-provider"
     provider_image: Image
     tailscale_image: Image
     tailscale_hostname: Name
@@ -775,6 +875,8 @@ class ComposeStackSpec(_Strict):
     # OMNI_SERVICE_ACCOUNT_KEY).
     omni_endpoint_env: EnvName = "OMNI_ENDPOINT"
     omni_key_env: EnvName = "OMNI_SERVICE_ACCOUNT_KEY"
+    # Unset: the provider starts as soon as the sidecar's container has (compose's plain depends_on).
+    tailscale_healthcheck: SidecarHealthcheck | None = None
 
     @property
     def state_directory(self) -> str | None:
@@ -801,6 +903,10 @@ class ProviderLxcSpec(_Strict):
     root_disk: LxcRootDisk
     network: LxcNetwork
     start_on_boot: bool = True
+    # How the container gets /dev/net/tun for the sidecar: `device` (passthrough, dev0, set through the API) or
+    # `lxc` (raw lxc.cgroup2.devices.allow / lxc.mount.entry lines, which only root can write into the CT's
+    # config file on the node: the API refuses lxc.* keys).
+    tun: Literal["device", "lxc"] = "device"
     compose: ComposeStackSpec
 
 
@@ -813,11 +919,15 @@ class Spec(_Strict):
     provider_lxc: ProviderLxcSpec | None = None
 
     def cluster_totals(self, name: str) -> Totals:
-        """What one cluster asks of Proxmox; unlimited pools count as their current minimum (0)."""
+        """What one cluster asks of Proxmox; unlimited pools count as their current minimum (0), and pools of a
+        class that matches labels as nothing (their machines exist already)."""
         total = ZERO
         for _where, pool, size in self.clusters[name].pools():
+            cls = self.machine_classes[pool.machine_class]
+            if not cls.autoprovisions:
+                continue
             count = size if isinstance(size, int) else 0
-            data = self.machine_classes[pool.machine_class].provider_data
+            data = cls.data
             total += Totals(
                 machines=count, cores=count * data.vcpus, memory_mb=count * data.memory, disk_gb=count * data.disk_gb
             )
@@ -846,7 +956,9 @@ _ADDED_FIELDS = {
         "tailscale_state",
         "omni_endpoint_env",
         "omni_key_env",
+        "tailscale_healthcheck",
     ),
+    "ProviderLxcSpec": ("tun",),
 }
 
 

@@ -208,9 +208,13 @@ def _reference_problems(data: dict, bad: set[tuple]) -> list[tuple[tuple, str]]:
                 ("machine_classes",),
             )
             class_name = _get(pool, "machine_class")
-            # Every class here auto-provisions; Omni refuses such a class an unlimited set at `sync` (its
-            # state validation), which the offline `template validate` does not catch.
-            if _get(pool, "size") == "unlimited" and class_name in (classes or {}):
+            # Omni refuses a class that auto-provisions an unlimited set at `sync` (its state validation), which
+            # the offline `template validate` does not catch; a class that matches labels may have one.
+            if (
+                _get(pool, "size") == "unlimited"
+                and class_name in (classes or {})
+                and _get((classes or {})[class_name], "match_labels") is None
+            ):
                 out.append(
                     (
                         ("clusters", cname) + where + ("size",),

@@ -20,13 +20,20 @@ from pydantic import ValidationError
 from components.core.dynamic import OmniProvider, TypedResource, adopted
 from components.core.spec import MachineClassSpec, ProviderData
 from components.omni.infra_provider import check_provider
-from components.omni.render import DEFAULT_NAMESPACE, MACHINE_CLASS_TYPE, machine_class_document, provisioning_of
+from components.omni.render import (
+    DEFAULT_NAMESPACE,
+    MACHINE_CLASS_TYPE,
+    label_class_document,
+    machine_class_document,
+    provisioning_of,
+)
 
 # Inputs that name the Omni resource: changing them means a different resource.
 _IDENTITY = ("class_id", "namespace")
 # Set only when the spec sets them (MachineClassSpec.provisioning): a state from before has none, and is the same.
 _PROVISIONING = ("kernel_args", "meta_values", "grpc_tunnel")
-_COMPARED = _IDENTITY + ("provider_id", "provider_data") + _PROVISIONING
+# match_labels: only a class that selects registered machines has it (and then none of the others).
+_COMPARED = _IDENTITY + ("provider_id", "provider_data", "match_labels") + _PROVISIONING
 
 
 def canonical_provider_data(value: Any) -> dict:
@@ -39,6 +46,8 @@ def canonical_provider_data(value: Any) -> dict:
 def live_inputs(document: dict, namespace: str) -> dict:
     """The inputs that would produce what Omni holds now: what `read` reports for refresh."""
     spec = document.get("spec") or {}
+    if spec.get("matchlabels"):
+        return {"class_id": document["metadata"]["id"], "namespace": namespace, "match_labels": spec["matchlabels"]}
     auto = spec.get("autoprovision") or {}
     return {
         "class_id": document["metadata"]["id"],
@@ -69,6 +78,13 @@ class MachineClassProvider(OmniProvider):
     def check(self, _olds: dict, news: dict) -> CheckResult:
         failures = []
         inputs = dict(news)
+        inputs.setdefault("namespace", DEFAULT_NAMESPACE)
+        if "match_labels" in news:
+            if not news.get("class_id"):
+                failures.append(CheckFailure("class_id", "a non-empty string"))
+            if not news["match_labels"]:
+                failures.append(CheckFailure("match_labels", "at least one label selector"))
+            return CheckResult(inputs, failures)
         try:
             inputs["provider_data"] = canonical_provider_data(news.get("provider_data"))
         except ValidationError as exc:
@@ -87,6 +103,13 @@ class MachineClassProvider(OmniProvider):
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     def _apply(self, props: dict) -> dict:
+        if "match_labels" in props:
+            document = label_class_document(props["class_id"], props["match_labels"])
+            document["metadata"]["namespace"] = props["namespace"]
+            self.client.apply(document)
+            return live_inputs(
+                self.client.get(MACHINE_CLASS_TYPE, props["class_id"], props["namespace"]), props["namespace"]
+            )
         check_provider(
             self.client,
             props["provider_id"],
@@ -143,7 +166,8 @@ class _MachineClassResource(TypedResource, module="omni", name="MachineClass"):
 
 
 class MachineClass(pulumi.ComponentResource):
-    """One Omni MachineClass that auto-provisions VMs through the infra provider."""
+    """One Omni MachineClass: it auto-provisions VMs through the infra provider, or selects registered machines
+    by their labels."""
 
     def __init__(
         self,
@@ -155,13 +179,11 @@ class MachineClass(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("omni-scale:omni:MachineClass", class_id, None, opts)
-        props = {
-            "class_id": class_id,
-            "namespace": DEFAULT_NAMESPACE,
-            "provider_id": spec.provider_id,
-            "provider_data": spec.provider_data.as_document(),
-            **spec.provisioning(),
-        }
+        props: dict = {"class_id": class_id, "namespace": DEFAULT_NAMESPACE}
+        if spec.autoprovisions:
+            props.update(provider_id=spec.provider_id, provider_data=spec.data.as_document(), **spec.provisioning())
+        else:
+            props["match_labels"] = list(spec.match_labels or [])
         self.resource = _MachineClassResource(
             class_id, props, pulumi.ResourceOptions(parent=self, protect=protect, depends_on=list(depends_on))
         )

@@ -57,6 +57,14 @@ def machine_class_document(
     }
 
 
+def label_class_document(class_id: str, match_labels: list[str]) -> dict:
+    """A MachineClass that selects machines already registered with Omni: no provider, no VMs."""
+    return {
+        "metadata": {"namespace": DEFAULT_NAMESPACE, "type": MACHINE_CLASS_TYPE, "id": class_id},
+        "spec": {"matchlabels": list(match_labels)},
+    }
+
+
 def provisioning_of(autoprovision: dict) -> dict:
     """The inverse of machine_class_document's provisioning, from what Omni holds (which lists unset fields as
     empty or 0): only what is set."""

@@ -31,6 +31,14 @@ class ProxmoxNotFound(ProxmoxError):
     """The guest or object asked for does not exist (PVE answers 500 '... does not exist')."""
 
 
+class ProxmoxForbidden(ProxmoxError):
+    """The token may not make this request (PVE answers 403 'Permission check failed (PATH, PRIVILEGE)')."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason  # PVE's own words
+
+
 @dataclass(frozen=True)
 class NodeFacts:
     name: str
@@ -66,9 +74,23 @@ class Guest:
 
 
 @dataclass(frozen=True)
+class PoolFacts:
+    """The Proxmox pools, and what the infra provider's own token may do with them: it puts every VM it makes in a
+    pool, and creates the one named after the VM's machine request set when it is missing."""
+
+    existing: frozenset[str]
+    provider_token: str | None = None  # None: the stack does not name it
+    # GET /access/permissions?userid=<provider token>: path -> {privilege: propagates to the paths below (1/0)};
+    # None when not read (no token named, or the read refused: see unread_because).
+    provider_permissions: dict[str, dict[str, int]] | None = None
+    unread_because: str = ""
+
+
+@dataclass(frozen=True)
 class ClusterFacts:
     nodes: dict[str, NodeFacts]
     guests: tuple[Guest, ...] = ()
+    pools: PoolFacts | None = None  # None: not read, as no machine set has a VM still to build
 
 
 def _tags(text: object) -> frozenset[str]:
@@ -124,10 +146,13 @@ class ProxmoxClient:
 
     def _error(self, method: str, path: str, exc: Exception) -> ProxmoxError:
         if isinstance(exc, AuthenticationError) or getattr(exc, "status_code", None) in (401, 403):
-            return ProxmoxError(
+            message = (
                 f"{method} {path}: the {self._describe} was refused ({exc}); is it valid, "
                 "unexpired and allowed to do this?"
             )
+            if getattr(exc, "status_code", None) == 403:
+                return ProxmoxForbidden(message, str(exc))
+            return ProxmoxError(message)
         if isinstance(exc, requests.exceptions.RequestException):
             return ProxmoxUnreachable(f"{method} {path}: Proxmox API unreachable ({type(exc).__name__}: {exc})")
         if (
@@ -207,3 +232,19 @@ class ProxmoxClient:
             if r.get("type") in ("qemu", "lxc") and not int(r.get("template", 0) or 0)
         )
         return ClusterFacts(nodes=nodes, guests=guests)
+
+    def pool_facts(self, provider_token: str | None) -> PoolFacts:
+        """GET /pools, then the provider token's privileges: 2 requests, once per run. Another token's permissions
+        are readable with Sys.Audit on /access (PVEAuditor on / has it); refused, they are left unknown."""
+        existing = frozenset(str(p["poolid"]) for p in self.get("pools"))
+        if provider_token is None:
+            return PoolFacts(existing)
+        try:
+            permissions = self.get("access/permissions", userid=provider_token)
+        except ProxmoxForbidden as exc:
+            return PoolFacts(existing, provider_token, unread_because=f"GET /access/permissions: {exc.reason}")
+        return PoolFacts(
+            existing,
+            provider_token,
+            {str(path): {str(p): int(v) for p, v in (privs or {}).items()} for path, privs in permissions.items()},
+        )

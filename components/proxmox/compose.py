@@ -51,7 +51,7 @@ class RenderedFile:
 def compose_document(stack: ComposeStackSpec, provider_id: str) -> dict:
     """compose.yml: secrets come in by interpolation from .env, each only into the container that needs it."""
     endpoint, key = stack.omni_endpoint_env, stack.omni_key_env
-    document = {
+    document: dict = {
         "name": stack.project,
         "services": {
             stack.tailscale_service: {
@@ -74,7 +74,7 @@ def compose_document(stack: ComposeStackSpec, provider_id: str) -> dict:
                 "image": stack.provider_image,
                 "restart": "unless-stopped",
                 "network_mode": f"service:{stack.tailscale_service}",
-                "depends_on": [stack.tailscale_service],
+                "depends_on": [stack.tailscale_service],  # made conditional below when the sidecar is checked
                 "environment": {
                     endpoint: f"${{{endpoint}:?set it in .env}}",
                     key: f"${{{key}:?set it in .env}}",
@@ -84,6 +84,24 @@ def compose_document(stack: ComposeStackSpec, provider_id: str) -> dict:
             },
         },
     }
+    check = stack.tailscale_healthcheck
+    if check is not None:
+        sidecar = document["services"][stack.tailscale_service]
+        # On loopback only: the provider shares this network namespace, the LAN and the tailnet need not see it.
+        sidecar["environment"].update(
+            {"TS_ENABLE_HEALTH_CHECK": "true", "TS_LOCAL_ADDR_PORT": f"127.0.0.1:{check.port}"}
+        )
+        sidecar["healthcheck"] = {
+            # busybox wget: the tailscale image is Alpine, without curl.
+            "test": ["CMD", "wget", "-q", "--spider", f"http://127.0.0.1:{check.port}/healthz"],
+            "interval": check.interval,
+            "timeout": check.timeout,
+            "retries": check.retries,
+            "start_period": check.start_period,
+        }
+        document["services"][stack.provider_service]["depends_on"] = {
+            stack.tailscale_service: {"condition": "service_healthy"}
+        }
     if stack.state_directory is None:
         document["volumes"] = {stack.tailscale_state: {}}
     return document

@@ -44,6 +44,13 @@ from components.proxmox.compose import (
 from components.proxmox.ssh import RemoteHost
 
 TUN_DEVICE = "/dev/net/tun"
+# The TUN given by raw lxc.* lines in the CT's config file instead of a device passthrough: a pseudo-device in the
+# canonical form (never an API parameter), so either way reads back as what the spec asked for.
+TUN_BY_LXC_LINES = "lxc:" + TUN_DEVICE
+TUN_LXC_LINES = (
+    ("lxc.cgroup2.devices.allow", "c 10:200 rwm"),
+    ("lxc.mount.entry", "/dev/net/tun dev/net/tun none bind,create=file"),
+)
 # Docker inside an unprivileged container needs nesting; keyctl lets its runc use session keyrings.
 FEATURES = {"keyctl": 1, "nesting": 1}
 TASK_TIMEOUT_SECONDS = 600.0
@@ -84,7 +91,7 @@ def container_inputs(spec: ProviderLxcSpec, protect: bool) -> dict:
         "rootfs_size_gb": spec.root_disk.size_gb,
         "net0": {"name": "eth0", "bridge": net.bridge, "ip": str(net.address), "gw": str(net.gateway)},
         "features": dict(FEATURES),
-        "devices": [TUN_DEVICE],
+        "devices": [TUN_DEVICE] if spec.tun == "device" else [TUN_BY_LXC_LINES],
         "onboot": spec.start_on_boot,
         "running": True,
         # Proxmox's own protection flag too: nothing outside this program deletes it by accident either.
@@ -121,6 +128,10 @@ def canonical_container(config: dict, status: str, known: dict) -> dict:
     for key in sorted((k for k in config if k.startswith("dev") and k[3:].isdigit()), key=lambda k: int(k[3:])):
         path, opts = _props(config[key])
         devices.append(opts.get("path") or path)
+    # Raw lines are someone's hand edit of the config file: they count only where the spec says the TUN is given
+    # that way (otherwise they are not this program's to judge, and it could not remove them anyway).
+    if TUN_BY_LXC_LINES in known.get("devices", ()) and _grants_tun(config.get("lxc")):
+        devices.append(TUN_BY_LXC_LINES)
     return {
         "node": known["node"],
         "vmid": known["vmid"],
@@ -141,6 +152,21 @@ def canonical_container(config: dict, status: str, known: dict) -> dict:
     }
 
 
+def _grants_tun(raw_lines) -> bool:
+    """PVE lists a config file's lxc.* lines as [key, value] pairs, in file order."""
+    have = {(str(k).strip(), " ".join(str(v).split())) for k, v in (raw_lines or [])}
+    return all(line in have for line in TUN_LXC_LINES)
+
+
+def _tun_lines_missing(props: dict) -> str:
+    lines = "; ".join(f"{k}: {v}" for k, v in TUN_LXC_LINES)
+    return (
+        f"provider_lxc.tun is lxc, but CT {props['vmid']} on {props['node']} has no raw lines giving it "
+        f"/dev/net/tun, and the Proxmox API cannot write lxc.* keys: add them to /etc/pve/lxc/{props['vmid']}.conf "
+        f"on {props['node']} as root ({lines}), or set provider_lxc.tun: device"
+    )
+
+
 def _config_params(props: dict) -> dict:
     """container_inputs as the parameters of PVE's create and config calls."""
     net = props["net0"]
@@ -154,9 +180,13 @@ def _config_params(props: dict) -> dict:
         "onboot": int(props["onboot"]),
         "protection": int(props["protection"]),
     }
-    for i, device in enumerate(props["devices"]):
+    for i, device in enumerate(d for d in props["devices"] if d != TUN_BY_LXC_LINES):
         params[f"dev{i}"] = device
     return params
+
+
+class LxcError(Exception):
+    pass
 
 
 class LxcContainerProvider(StackConfiguredProvider):
@@ -192,6 +222,9 @@ class LxcContainerProvider(StackConfiguredProvider):
         adoption = adopted(self, container_id(node, vmid), props)
         if adoption:
             return adoption
+        if TUN_BY_LXC_LINES in props["devices"]:
+            # A new container would come up without its TUN: nothing is created.
+            raise LxcError(_tun_lines_missing(props))
         api = self._api()
         params = {
             "vmid": vmid,
@@ -211,6 +244,8 @@ class LxcContainerProvider(StackConfiguredProvider):
         olds, news = whole_numbers(olds), whole_numbers(news)
         api = self._api()
         live = self._live(api, news) or olds
+        if TUN_BY_LXC_LINES in news["devices"] and TUN_BY_LXC_LINES not in live["devices"]:
+            raise LxcError(_tun_lines_missing(news))  # before any change: nothing half-applied
         node, base = news["node"], self._base(news)
         wanted, have = _config_params(news), _config_params(live)
         changes = {k: v for k, v in wanted.items() if have.get(k) != v}
@@ -270,6 +305,11 @@ class _LxcContainer(TypedResource, module="proxmox", name="LxcContainer"):
 def _stack_files(get: Lookup, props: dict) -> list[RenderedFile]:
     secrets = provider_secrets_from_lookup(get, "Pulumi.<stack>.yaml")
     return render_provider_stack(ComposeStackSpec(**props["stack"]), props["provider_id"], secrets)
+
+
+def _shown(directory: str) -> str:
+    """The directory as a person would type it in the container: relative ones are under the SSH user's home."""
+    return directory if directory.startswith("/") else f"~/{directory}"
 
 
 def _write_commands(
@@ -396,8 +436,9 @@ class ComposeDeploymentProvider(OmniProvider):
             [logs] = host.run_all([(f"cd {d} && docker compose logs --tail 10 {service} 2>&1 || true", None)])
             secrets = provider_secrets_from_lookup(self._config, "Pulumi.<stack>.yaml")
             tail = redact(logs.stdout.strip(), secrets)
+            where = _shown(props["directory"])
             raise ProviderNotRegistered(
-                f"{exc}: look at its container's logs (`docker compose logs {service}` in ~/{props['directory']} on "
+                f"{exc}: look at its container's logs (`docker compose logs {service}` in {where} on "
                 f"the provider LXC) and at its key (providerOmniServiceAccountKey: the key `omnictl infraprovider "
                 f"create {provider_id}` printed, and not expired?)" + (f"; its last lines:\n{tail}" if tail else "")
             ) from None
@@ -466,7 +507,13 @@ def _service_states(ps_output: str) -> dict[str, str]:
     if not text:
         return {}
     items = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
-    return {item["Service"]: item["State"] for item in items}
+    # A healthcheck's verdict where there is one: an unhealthy sidecar is drift even while its container runs.
+    return {
+        item["Service"]: f"{item['State']} ({item['Health']})"
+        if item.get("Health") not in (None, "", "healthy")
+        else item["State"]
+        for item in items
+    }
 
 
 class _ComposeDeployment(TypedResource, module="proxmox", name="ComposeDeployment"):

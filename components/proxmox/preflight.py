@@ -16,10 +16,11 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from components.core.spec import Spec
+from components.core.spec import ProviderData, Spec
 from components.core.storage_selector import SelectorError, matches
-from components.proxmox.client import ClusterFacts, NodeFacts
+from components.proxmox.client import ClusterFacts, Guest, NodeFacts, PoolFacts
 
 GIB = 1024**3
 
@@ -84,6 +85,8 @@ def run_preflight(spec: Spec, facts: ClusterFacts) -> Report:
     disk_storages: dict[tuple[str, str], list] = {}  # (class, node) -> the storage of each disk, or None
     for class_id, cls in spec.machine_classes.items():
         data = cls.provider_data
+        if data is None:
+            continue  # it selects machines already registered with Omni: no VM to place, no storage to pick
         if data.node is not None:
             if data.node not in online:
                 continue  # already reported as missing or offline
@@ -137,7 +140,114 @@ def run_preflight(spec: Spec, facts: ClusterFacts) -> Report:
     _check_capacity(spec, facts, online, disk_storages, report)
     _check_control_plane_spread(spec, facts, online, report)
     _check_provider_lxc(spec, nodes, online, report)
+    _check_pools(spec, facts, report)
     return report
+
+
+class MachineSetToBuild(NamedTuple):
+    set_id: str
+    class_id: str
+    data: ProviderData
+    wanted: int | str
+    existing: int  # the VMs the provider made for the set already (by its tag)
+    to_build: int
+
+
+def machine_sets_to_build(spec: Spec, guests: tuple[Guest, ...]) -> list[MachineSetToBuild]:
+    """Every machine set of every cluster whose VMs the provider makes, with the VMs it has made and those still to
+    build."""
+    tagged = Counter(tag for g in guests if g.kind == "qemu" for tag in g.tags)
+    sets = []
+    for cluster_name, cluster in spec.clusters.items():
+        for set_id, pool, size in cluster.machine_sets(cluster_name):
+            data = spec.machine_classes[pool.machine_class].provider_data
+            if data is None:
+                continue  # a class of machines already registered with Omni: the provider makes none
+            existing = tagged[MACHINE_REQUEST_TAG.format(set_id)]
+            to_build = max((size if isinstance(size, int) else 0) - existing, 0)
+            sets.append(MachineSetToBuild(set_id, pool.machine_class, data, size, existing, to_build))
+    return sets
+
+
+def pools_to_fill(spec: Spec, guests: tuple[Guest, ...]) -> dict[tuple[str, str], list[str]]:
+    """(class, Proxmox pool) -> the machine sets whose VMs still to build go into that pool. The provider's syncVM
+    puts every VM in the class's `pool`, or, unset, in the pool named after the VM's machine request set; it does
+    so only when it makes a VM, so a set with nothing left to build needs nothing of the pools."""
+    wanted: dict[tuple[str, str], list[str]] = {}
+    for machine_set in machine_sets_to_build(spec, guests):
+        if machine_set.to_build:
+            pool = machine_set.data.pool or machine_set.set_id
+            wanted.setdefault((machine_set.class_id, pool), []).append(machine_set.set_id)
+    return wanted
+
+
+def privileges_on(permissions: dict[str, dict[str, int]], path: str) -> frozenset[str]:
+    """What a GET /access/permissions answer says its token holds on path: the answer's entry for the path, else
+    what the nearest listed path above it hands down (the privileges whose propagate flag is set). PVE lists
+    every existing pool's path; one not made yet inherits from /pool or /."""
+    if path in permissions:
+        return frozenset(permissions[path])
+    while path != "/":
+        path = path.rsplit("/", 1)[0] or "/"
+        if path in permissions:
+            return frozenset(p for p, propagates in permissions[path].items() if propagates)
+    return frozenset()
+
+
+def _check_pools(spec: Spec, facts: ClusterFacts, report: Report) -> None:
+    """What the provider needs of the pool each VM still to build goes into (its ensurePool, then the VM's create
+    with `pool`): it lists the pools its token may see (Pool.Audit on /pool/<pool>); a pool it does not see it
+    creates (Pool.Allocate on /pool/<pool>) if the pool is named after the machine request set (`pool` unset,
+    or set to that name), and otherwise fails with "does not exist"."""
+    wanted = pools_to_fill(spec, facts.guests)
+    if not wanted or facts.pools is None:
+        return
+    pools: PoolFacts = facts.pools
+    token = pools.provider_token
+    unchecked: list[str] = []
+    for (class_id, pool), set_ids in sorted(wanted.items()):
+        where = f"machine_classes.{class_id}.provider_data.pool"
+        creatable = pool in set_ids
+        exists = pool in pools.existing
+        path = f"/pool/{pool}"
+        if not creatable and not exists:
+            report.errors.append(
+                f"{where}: pool {pool!r} does not exist; the provider creates only the pool named after a machine "
+                f"request set, so create it in Proxmox (pveum pool add {pool}) or leave `pool` unset"
+            )
+            continue
+        if pools.provider_permissions is None:
+            unchecked.append(pool)
+            continue
+        held = privileges_on(pools.provider_permissions, path)
+        may_see, may_create = "Pool.Audit" in held, "Pool.Allocate" in held
+        named_in_class = getattr(spec.machine_classes[class_id].provider_data, "pool", None)
+        label = f"pool {pool!r}" + ("" if pool == named_in_class else " (`pool` unset: its machine request set's)")
+        if not exists and not may_create:
+            needs = "Pool.Allocate" if may_see else "Pool.Allocate and Pool.Audit"
+            why = "" if may_see else ": to create the pool, then to find it when it lists pools"
+            report.errors.append(
+                f"{where}: {label} does not exist and the provider's token {token} may not create it "
+                f"(needs {needs} on {path}{why})"
+            )
+        elif not may_see:
+            failure = '"already exists" when it tries to create it' if creatable else '"does not exist"'
+            report.errors.append(
+                f"{where}: the provider's token {token} may not see {label} (needs Pool.Audit on {path}): it finds "
+                f"the pool by listing pools, and fails with {failure}"
+            )
+    if unchecked:
+        why = (
+            f"the preflight's token may not read its permissions ({pools.unread_because}; reading another token's "
+            "needs Sys.Audit on /access, as PVEAuditor on / gives)"
+            if token
+            else "omni-scale:providerProxmoxTokenId is not set"
+        )
+        report.warnings.append(
+            f"pools {', '.join(repr(p) for p in unchecked)}: the provider's token is not checked: {why}; the "
+            "provider needs Pool.Audit on each pool to find it, and Pool.Allocate to create its machine request "
+            "set's pool"
+        )
 
 
 def _storage_problems(storage: dict) -> list[str]:
@@ -226,44 +336,40 @@ def _check_capacity(spec: Spec, facts: ClusterFacts, online: list[str], disk_sto
     needs: dict[str, Counter] = {"memory": Counter(), "cores": Counter(), "disk": Counter()}
     sets_on: dict[object, Counter] = {}  # node or disk slot -> set id -> VMs still to build there
     machine_sets = {}
-    for cluster_name, cluster in spec.clusters.items():
-        for set_id, pool, size in cluster.machine_sets(cluster_name):
-            tag = MACHINE_REQUEST_TAG.format(set_id)
-            existing = sum(count for (t, _node), count in of_set.items() if t == tag)
-            to_build = max((size if isinstance(size, int) else 0) - existing, 0)
-            data = spec.machine_classes[pool.machine_class].provider_data
-            placement: Counter = Counter()
-            # With `ha`, the provider leaves existing VMs out of its counts (Proxmox HA owns placement); the ones it
-            # is placing now still count (its reservations).
-            counted = Counter() if data.ha is not None else of_set
-            for _ in range(to_build):
-                room = {n: free_memory[n] - needs["memory"][n] for n in online}
-                node = _place(data, tag, online, counted, vms_on, memory_share, room)
-                if node is None:
-                    break  # its node is missing or offline: reported already
-                of_set[(tag, node)] += 1
-                if counted is not of_set:
-                    counted[(tag, node)] += 1
-                vms_on[node] += 1
-                if nodes[node].maxmem:
-                    memory_share[node] -= data.memory * 1024 * 1024 / nodes[node].maxmem
-                needs["memory"][node] += data.memory
-                needs["cores"][node] += data.vcpus
-                sets_on.setdefault(node, Counter())[set_id] += 1
-                placement[node] += 1
-                sizes = [data.disk_size] + [d.disk_size for d in data.additional_disks or []]
-                for storage, gb in zip(disk_storages.get((pool.machine_class, node), []), sizes, strict=False):
-                    if storage is not None:
-                        slot = _disk_slot(storage, node)
-                        needs["disk"][slot] += gb
-                        sets_on.setdefault(slot, Counter())[set_id] += 1
-            machine_sets[set_id] = {
-                "class": pool.machine_class,
-                "wanted": size,
-                "existing": existing,
-                "to_build": to_build,
-                "placement": dict(sorted(placement.items())),
-            }
+    for set_id, class_id, data, size, existing, to_build in machine_sets_to_build(spec, facts.guests):
+        tag = MACHINE_REQUEST_TAG.format(set_id)
+        placement: Counter = Counter()
+        # With `ha`, the provider leaves existing VMs out of its counts (Proxmox HA owns placement); the ones it
+        # is placing now still count (its reservations).
+        counted = Counter() if data.ha is not None else of_set
+        for _ in range(to_build):
+            room = {n: free_memory[n] - needs["memory"][n] for n in online}
+            node = _place(data, tag, online, counted, vms_on, memory_share, room)
+            if node is None:
+                break  # its node is missing or offline: reported already
+            of_set[(tag, node)] += 1
+            if counted is not of_set:
+                counted[(tag, node)] += 1
+            vms_on[node] += 1
+            if nodes[node].maxmem:
+                memory_share[node] -= data.memory * 1024 * 1024 / nodes[node].maxmem
+            needs["memory"][node] += data.memory
+            needs["cores"][node] += data.vcpus
+            sets_on.setdefault(node, Counter())[set_id] += 1
+            placement[node] += 1
+            sizes = [data.disk_size] + [d.disk_size for d in data.additional_disks or []]
+            for storage, gb in zip(disk_storages.get((class_id, node), []), sizes, strict=False):
+                if storage is not None:
+                    slot = _disk_slot(storage, node)
+                    needs["disk"][slot] += gb
+                    sets_on.setdefault(slot, Counter())[set_id] += 1
+        machine_sets[set_id] = {
+            "class": class_id,
+            "wanted": size,
+            "existing": existing,
+            "to_build": to_build,
+            "placement": dict(sorted(placement.items())),
+        }
     report.readings = {
         "nodes": {n: {"free_memory_mb": free_memory[n], "free_cores": free_cores[n]} for n in online},
         "storages": {f"{s}@{scope}": gb for (s, scope), gb in sorted(free_disk.items())},
@@ -331,7 +437,10 @@ def _check_control_plane_spread(spec: Spec, facts: ClusterFacts, online: list[st
         size = cluster.control_plane.size
         if size < 2:
             continue
-        pinned = spec.machine_classes[cluster.control_plane.machine_class].provider_data.node
+        data = spec.machine_classes[cluster.control_plane.machine_class].provider_data
+        if data is None:
+            continue  # machines already registered: the provider places none of them
+        pinned = data.node
         if pinned is not None:
             report.warnings.append(
                 f"cluster {name}: all {size} control planes are pinned to {pinned}; "

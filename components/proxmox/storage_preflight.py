@@ -4,17 +4,19 @@ when the live infrastructure changed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
 from components.core.console import progress
 from components.core.dynamic import StackConfiguredProvider, TypedResource
 from components.core.errors import UserError
-from components.core.settings import proxmox_from_config
+from components.core.settings import provider_token_id, proxmox_from_config
 from components.core.spec import Spec, spec_document
 from components.core.spec_file import parse_spec
 from components.proxmox.client import ProxmoxClient, ProxmoxError
-from components.proxmox.preflight import Report, run_preflight
+from components.proxmox.preflight import Report, pools_to_fill, run_preflight
 
 # Before each problem the preflight finds: the drift job (components/cli/drift.py) tells such a failure (the estate no
 # longer satisfies the spec: drift) from any other (unreachable, refused: not judged) by this, not by engine wording.
@@ -28,9 +30,16 @@ class StoragePreflightProvider(StackConfiguredProvider):
     Inputs hold the judgement (see preflight.Report), which `diff` compares; the readings are outputs only,
     taken again when the resource is created, updated or read, so a moving estate never shows as a change."""
 
-    def _observe(self, document: dict, quiet: bool = False) -> Report:
+    def _observe(self, document: dict, quiet: bool = False, judge: bool = True) -> Report:
+        """judge=False: for the readings only, which leave the pools out."""
         spec = parse_spec(document, "specs/omni.yaml")
-        report = run_preflight(spec, ProxmoxClient(proxmox_from_config(self._config)).cluster_facts())
+        client = ProxmoxClient(proxmox_from_config(self._config))
+        facts = client.cluster_facts()
+        # The pools matter only while a VM is still to be built (the provider fills them as it makes VMs): 2 more
+        # requests then, once per run.
+        if judge and pools_to_fill(spec, facts.guests):
+            facts = replace(facts, pools=client.pool_facts(provider_token_id(self._config)))
+        report = run_preflight(spec, facts)
         for warning in [] if quiet else report.warnings:
             progress(f"preflight warning: {warning}")
         return report
@@ -54,7 +63,7 @@ class StoragePreflightProvider(StackConfiguredProvider):
 
     def _with_readings(self, props: dict) -> dict:
         try:
-            readings = self._observe(props["spec"], quiet=True).readings
+            readings = self._observe(props["spec"], quiet=True, judge=False).readings
         except ProxmoxError as exc:  # the check just passed: readings are for people, so they do not stop `up`
             progress(f"preflight: could not take the readings ({exc})")
             readings = {}

@@ -1,12 +1,15 @@
 """The lab's docker stand-in validates compose files for real (compose-go's compose-spec schema, .env
 interpolation, bind sources), so a compose file it accepts is one docker compose would load."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+import yaml
 
+from components.core.spec import SidecarHealthcheck
 from components.core.spec_file import load_spec
 from components.proxmox.compose import render_provider_stack
 from tests.conftest import PROJECT_ROOT, lab_secrets
@@ -92,3 +95,38 @@ def test_a_service_pid_taken_by_another_process_is_never_stopped():
         assert other.wait(5) is not None  # the recorded process itself is stopped
     finally:
         terminate(other.pid, grace_seconds=0)
+
+
+def test_a_healthy_dependency_is_waited_for_and_one_without_a_healthcheck_is_refused(tmp_path):
+    stack = SPEC.provider_lxc.compose.model_copy(update={"tailscale_healthcheck": SidecarHealthcheck()})
+    for f in render_provider_stack(stack, "proxmox", SECRETS):
+        (tmp_path / f.name).write_text(f.content)
+    assert docker(tmp_path, "compose", "up", "-d").returncode == 0
+    ps = [
+        json.loads(line) for line in docker(tmp_path, "compose", "ps", "--all", "--format", "json").stdout.splitlines()
+    ]
+    assert {(p["Service"], p["State"], p["Health"]) for p in ps} == {
+        ("provider", "running", ""),
+        ("tailscale", "running", "healthy"),
+    }
+    # The same dependency, its healthcheck taken out: compose refuses to wait for a health it cannot know.
+    compose = yaml.safe_load((tmp_path / "compose.yml").read_text())
+    del compose["services"]["tailscale"]["healthcheck"]
+    (tmp_path / "compose.yml").write_text(yaml.safe_dump(compose))
+    proc = docker(tmp_path, "compose", "up", "-d")
+    assert proc.returncode == 1
+    assert "container omni-provider-tailscale-1 has no healthcheck configured" in proc.stderr
+
+
+def test_services_start_dependencies_first_and_a_cycle_is_refused(tmp_path):
+    services = {
+        "a": {"image": "x/a:v1", "depends_on": ["b"]},
+        "b": {"image": "x/b:v1", "depends_on": {"c": {"condition": "service_started"}}},
+        "c": {"image": "x/c:v1"},
+    }
+    (tmp_path / "compose.yml").write_text(yaml.safe_dump({"name": "p", "services": services}))
+    assert docker(tmp_path, "compose", "up", "-d").returncode == 0
+    services["c"]["depends_on"] = ["a"]
+    (tmp_path / "compose.yml").write_text(yaml.safe_dump({"name": "p", "services": services}))
+    proc = docker(tmp_path, "compose", "up", "-d")
+    assert proc.returncode == 1 and "dependency cycle detected" in proc.stderr

@@ -8,7 +8,7 @@ from components.core.errors import ConfigError
 from components.omni import omnictl as omnictl_mod
 from components.omni.infra_provider import ProviderNotReady
 from components.omni.machine_class import MachineClassProvider
-from components.omni.render import MACHINE_CLASS_TYPE, machine_class_document
+from components.omni.render import MACHINE_CLASS_TYPE, label_class_document, machine_class_document
 from lab import omni_lab, provider_standin
 from tests.conftest import SEED_CONTROL_PLANE_DATA
 from tests.provider.conftest import PROVIDER_ID, configured, stack_config
@@ -190,3 +190,42 @@ def test_kernel_args_meta_values_and_grpc_tunnel_round_trip_through_omni(provide
     # Unset again: Omni's empty fields read back as nothing set, and the class is its plain self.
     assert provider.diff(created.id, created.outs, INPUTS).changes
     assert provider.update(created.id, created.outs, INPUTS).outs == INPUTS
+
+
+LABEL_CLASS = {
+    "class_id": "bare-metal-workers",
+    "namespace": "default",
+    "match_labels": ["omni.sidero.dev/arch = amd64, rack in (a, b)", "!omni.sidero.dev/cluster"],
+}
+
+
+def test_a_class_that_matches_labels_round_trips_through_omni_without_any_provider(provider, lab):
+    # No provider is asked: the class selects machines already registered, so not even a stale one stops it.
+    provider_standin.set_heartbeat(lab["dir"], age_seconds=3600)
+    assert provider.check({}, LABEL_CLASS).failures == []
+    created = provider.create(LABEL_CLASS)
+    assert created.outs == LABEL_CLASS
+    assert live(provider, "bare-metal-workers")["spec"]["matchlabels"] == LABEL_CLASS["match_labels"]
+    assert provider.read(created.id, created.outs).inputs == LABEL_CLASS
+    narrower = {**LABEL_CLASS, "match_labels": ["rack = a"]}
+    assert provider.diff(created.id, created.outs, narrower).changes
+    assert provider.update(created.id, created.outs, narrower).outs == narrower
+    # From matching labels to provisioning: the same class, now with the provider's data only.
+    assert provider.diff(created.id, narrower, {**INPUTS, "class_id": "bare-metal-workers"}).replaces == []
+
+
+def test_omni_refuses_what_the_spec_refuses_of_a_label_class(provider):
+    # The spec's checks (components/core/label_selector.py) restate these answers of Omni's.
+    with pytest.raises(omnictl_mod.OmnictlError, match="failed to parse matchLabels"):
+        provider.client.apply({**label_document(["a b"])})
+    with pytest.raises(omnictl_mod.OmnictlError, match="omni.sidero.dev/no-manual-allocation are not allowed"):
+        provider.client.apply(label_document(["omni.sidero.dev/no-manual-allocation"]))
+    both = label_document(["a"])
+    both["spec"]["autoprovision"] = machine_class_document("x", PROVIDER_ID, PROVIDER_DATA)["spec"]["autoprovision"]
+    with pytest.raises(omnictl_mod.OmnictlError, match="can't set both auto provision and match labels"):
+        provider.client.apply(both)
+    assert live(provider, "bare-metal-workers") is None
+
+
+def label_document(selectors: list[str]) -> dict:
+    return label_class_document("bare-metal-workers", selectors)

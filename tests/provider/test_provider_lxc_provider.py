@@ -10,13 +10,22 @@ import pytest
 import yaml
 
 from components.core.settings import provider_secrets_from_lookup
+from components.core.spec import ComposeStackSpec, SidecarHealthcheck
 from components.core.spec_file import load_spec
 from components.omni.infra_provider import STATUS_NAMESPACE, STATUS_TYPE, ProviderNotRegistered
 from components.proxmox.client import ProxmoxClient, ProxmoxSettings
 from components.proxmox.compose import file_states, render_provider_stack
-from components.proxmox.lxc import ComposeDeploymentProvider, LxcContainerProvider, container_inputs
-from components.proxmox.ssh import public_key_of
+from components.proxmox.lxc import (
+    TUN_BY_LXC_LINES,
+    TUN_LXC_LINES,
+    ComposeDeploymentProvider,
+    LxcContainerProvider,
+    LxcError,
+    container_inputs,
+)
+from components.proxmox.ssh import SshError, public_key_of
 from lab import fakepve_lab, omni_lab, provider_standin
+from lab.docker_standin import set_health
 from tests.conftest import PROJECT_ROOT, stack_lookup
 from tests.fakepve_matrix import running_matrix
 from tests.lxc_host import docker_history, running_lxc_host
@@ -58,6 +67,61 @@ def test_container_is_created_as_the_spec_says_and_reads_back_identically(matrix
     read = provider.read(created.id, created.outs)
     assert read.outs == created.outs  # canonical: no cosmetic drift
     assert not provider.diff(created.id, read.outs, props).changes
+
+
+def _hand_made_tun(matrix, lines) -> None:
+    """What an operator does as root on the node: the TUN by raw lines in the config file, no dev0."""
+
+    def edit():
+        ct = matrix.pve.ct(200)
+        ct.config.pop("dev0", None)
+        ct.config["lxc"] = [list(line) for line in lines]
+
+    matrix.call(edit)
+
+
+def test_a_tun_given_by_raw_lxc_lines_reads_back_as_the_spec_asks_either_way(matrix):
+    provider = configured(LxcContainerProvider, admin_config(matrix))
+    by_device = ct_props()
+    by_lines = {**by_device, **container_inputs(LXC.model_copy(update={"tun": "lxc"}), False)}
+    created = provider.create(by_device)
+    _hand_made_tun(matrix, TUN_LXC_LINES)
+    # Asked for as raw lines: they are read back as that, no change.
+    live = provider.read(created.id, by_lines).outs
+    assert live["devices"] == [TUN_BY_LXC_LINES] and not provider.diff(created.id, live, by_lines).changes
+    # Asked for as a device: the missing dev0 is drift, and update adds it without touching the lines.
+    live = provider.read(created.id, by_device).outs
+    assert live["devices"] == [] and provider.diff(created.id, live, by_device).changes
+    provider.update(created.id, live, by_device)
+    config = root_api(matrix).get("nodes/foxtrot/lxc/200/config")
+    assert config["dev0"] == "/dev/net/tun" and config["lxc"] == [list(line) for line in TUN_LXC_LINES]
+    # Back to the lines: the passthrough goes, the lines stay.
+    provider.update(created.id, provider.read(created.id, by_lines).outs, by_lines)
+    assert "dev0" not in root_api(matrix).get("nodes/foxtrot/lxc/200/config")
+
+
+def test_raw_lxc_lines_the_api_cannot_write_stop_before_anything_changes(matrix):
+    provider = configured(LxcContainerProvider, admin_config(matrix))
+    by_lines = {**ct_props(), **container_inputs(LXC.model_copy(update={"tun": "lxc"}), False)}
+    with pytest.raises(LxcError, match=r"/etc/pve/lxc/200.conf on foxtrot .*lxc.cgroup2.devices.allow: c 10:200 rwm"):
+        provider.create(by_lines)
+    assert provider.read("foxtrot/200", by_lines).id is None  # nothing was created
+    created = provider.create(ct_props())
+    _hand_made_tun(matrix, TUN_LXC_LINES[:1])  # half the lines: no TUN inside
+    root_api(matrix).call("PUT", "nodes/foxtrot/lxc/200/config", memory=2048)
+    live = provider.read(created.id, by_lines).outs
+    with pytest.raises(LxcError, match="no raw lines giving it /dev/net/tun"):
+        provider.update(created.id, live, {**by_lines, "memory": 1024})
+    assert root_api(matrix).get("nodes/foxtrot/lxc/200/config")["memory"] == 2048  # untouched
+
+
+def test_the_os_template_is_the_operators_choice_ubuntu_included(matrix):
+    provider = configured(LxcContainerProvider, admin_config(matrix))
+    ubuntu = "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst"
+    props = {**ct_props(), **container_inputs(LXC.model_copy(update={"os_template": ubuntu}), False)}
+    created = provider.create(props)
+    assert root_api(matrix).get("nodes/foxtrot/lxc/200/config")["ostype"] == "ubuntu"  # as PVE detects it
+    assert not provider.diff(created.id, provider.read(created.id, created.outs).outs, props).changes
 
 
 def test_memory_changed_in_proxmox_is_drift_and_update_puts_it_back(matrix):
@@ -229,6 +293,52 @@ def test_a_stack_of_another_shape_deploys_under_its_own_names_with_its_state_bes
     assert created.outs["services"] == {"omni-infra-provider-proxmox": "running", "ts": "running"}
     assert registered(services)["spec"]["schema"]  # the provider runs under its service name
     assert provider.read(created.id, created.outs).outs["services"] == created.outs["services"]
+
+
+def test_an_absolute_app_directory_is_the_containers_own(host, services):
+    stack = LXC.compose.model_copy(update={"directory": "/opt/omni-provider", "tailscale_state": "./tailscale"})
+    config = stack_config(host, services)
+    provider = configured(ComposeDeploymentProvider, config)
+    created = provider.create(compose_props(config, stack=stack))
+    assert created.id.endswith(":/opt/omni-provider")
+    # Written into the container's /opt (the lab's overlay), never the host's.
+    in_container = Path(host["home"]).parent / "rootfs" / "opt" / "upper" / "omni-provider"
+    assert {p.name for p in in_container.iterdir()} == {"compose.yml", "config.yaml", ".env", "tailscale"}
+    assert not Path("/opt/omni-provider").exists()
+    assert not (Path(host["home"]) / "opt").exists()
+    assert registered(services)["spec"]["schema"]  # compose ran there: the provider runs
+    live = provider.read(created.id, created.outs).outs
+    assert not provider.diff(created.id, live, compose_props(config, stack=stack)).changes
+
+
+def test_a_healthy_sidecar_is_waited_for_and_an_unhealthy_one_keeps_the_provider_from_starting(host, services):
+    stack = LXC.compose.model_copy(update={"tailscale_healthcheck": SidecarHealthcheck()})
+    config = stack_config(host, services)
+    provider = configured(ComposeDeploymentProvider, config)
+    props = compose_props(config, stack=stack)
+    compose = yaml.safe_load(props["compose_yml"])
+    assert compose["services"]["provider"]["depends_on"] == {"tailscale": {"condition": "service_healthy"}}
+    assert compose["services"]["tailscale"]["healthcheck"]["test"][-1] == "http://127.0.0.1:9002/healthz"
+    assert compose["services"]["tailscale"]["environment"]["TS_ENABLE_HEALTH_CHECK"] == "true"
+    created = provider.create(props)
+    assert registered(services)["spec"]["schema"]
+    assert provider.read(created.id, created.outs).outs["services"] == {"provider": "running", "tailscale": "running"}
+
+    # The tailnet refuses the sidecar now (say its key expired): its healthcheck fails, which is drift, and the
+    # next deployment stops at compose's own message, with the provider not started again.
+    set_health(Path(host["home"]), "omni-provider", "tailscale", "unhealthy")
+    live = provider.read(created.id, created.outs).outs
+    assert live["services"] == {"provider": "running", "tailscale": "running (unhealthy)"}
+    assert provider.diff(created.id, live, props).changes
+    changed = {**props, "stack": {**props["stack"], "tailscale_hostname": "omni-provider-2"}}
+    changed_stack = ComposeStackSpec(**changed["stack"])
+    files = render_provider_stack(
+        changed_stack, SPEC.infra_provider.id, provider_secrets_from_lookup(stack_lookup(config), "test")
+    )
+    changed.update(files=file_states(files), compose_yml=files[-1].content)
+    with pytest.raises(SshError, match="dependency failed to start: container omni-provider-tailscale-1 is unhealthy"):
+        provider.update(created.id, live, changed)
+    assert provider.read(created.id, created.outs).outs["services"]["provider"] == "created"
 
 
 def test_no_change_means_no_second_compose_up_and_edits_in_the_container_are_drift(host, services):

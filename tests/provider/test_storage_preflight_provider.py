@@ -33,6 +33,8 @@ def preflight_config(matrix, **config) -> dict:
         "omni-scale:proxmoxTokenId": matrix.token_id,
         "omni-scale:proxmoxTokenSecret": matrix.token_secret,
         "omni-scale:proxmoxCaFile": matrix.cafile,
+        # The provider's own token, whose pool privileges the preflight reads (the stack names it for the compose).
+        "omni-scale:providerProxmoxTokenId": matrix.provider_token_id,
         **{f"omni-scale:{k}": v for k, v in config.items()},
     }
 
@@ -378,5 +380,69 @@ def test_requests_grow_with_nodes_not_classes(matrix, monkeypatch):
     grown = spec_document(load_spec(PROJECT_ROOT / "tests" / "fixtures" / "grown-estate.yaml"))
     preflight(matrix, grown)
     preflight(matrix)
-    # GET /cluster/resources, then storage, bridges and DNS of each of the 3 nodes: 10, whatever the classes.
-    assert [c.requests for c in counted] == [10, 10]
+    # GET /cluster/resources, then storage, bridges and DNS of each of the 3 nodes: 10, whatever the classes; with
+    # VMs still to build, GET /pools and the provider token's /access/permissions once each: 12.
+    assert [c.requests for c in counted] == [12, 12]
+    _running_seed_estate(matrix)
+    preflight(matrix)
+    assert counted[-1].requests == 10  # nothing left to build: the provider fills no pool, none is read
+
+
+# The provider puts every VM in a pool: the class's `pool`, or, unset, the one named after its machine request set,
+# which it creates when it does not find it (Pool.Allocate); it finds pools by listing them (Pool.Audit).
+SETS = ("talos-prod-01-control-planes", "talos-prod-01-workers")
+
+
+def with_worker_pool(pool: str) -> dict:
+    spec = copy.deepcopy(SEED)
+    spec["machine_classes"]["matrix-worker"]["provider_data"]["pool"] = pool
+    return spec
+
+
+def test_a_named_pool_that_exists_is_no_problem_and_one_that_does_not_is_one_error(matrix):
+    assert problems(preflight(matrix, with_worker_pool("talos"))) == [
+        "machine_classes.matrix-worker.provider_data.pool: pool 'talos' does not exist; the provider creates only the "
+        "pool named after a machine request set, so create it in Proxmox (pveum pool add talos) or leave `pool` unset"
+    ]  # though the provider's token may create pools: it does not create this one
+    matrix.call(fakepve_lab.add_pool, matrix.pve, "talos")
+    result = preflight(matrix, with_worker_pool("talos"))
+    assert problems(result) == [] and result.inputs["judgement"]["warnings"] == []
+
+
+def test_the_sets_own_pools_missing_are_no_problem_while_the_provider_may_create_them(matrix):
+    assert not set(SETS) & set(matrix.pve.pools)  # the seed's pools are unset, and none exists yet
+    result = preflight(matrix)
+    assert problems(result) == [] and result.inputs["judgement"]["warnings"] == []
+
+
+def test_a_sets_own_pool_the_provider_may_not_create_is_one_error(matrix):
+    matrix.call(fakepve_lab.add_pool, matrix.pve, SETS[0])  # the control planes' pool exists
+    matrix.call(fakepve_lab.FAULTS["provider-token-without"], matrix.pve, "Pool.Allocate")
+    assert problems(preflight(matrix)) == [
+        f"machine_classes.matrix-worker.provider_data.pool: pool {SETS[1]!r} (`pool` unset: its machine request "
+        f"set's) does not exist and the provider's token {matrix.provider_token_id} may not create it (needs "
+        f"Pool.Allocate on /pool/{SETS[1]})"
+    ]
+
+
+def test_permissions_the_preflights_token_may_not_read_are_a_warning_not_an_error(matrix):
+    def without_access_audit(pve):
+        # PVEAuditor on / less Sys.Audit, which it keeps on the nodes (their DNS needs it): not on /access.
+        fakepve_lab.revoke(pve, matrix.token_id, "Sys.Audit")
+        pve.grant(matrix.token_id, "/nodes", "Sys.Audit")
+
+    matrix.call(fakepve_lab.FAULTS["provider-token-without"], matrix.pve, "Pool.Allocate")
+    matrix.call(without_access_audit, matrix.pve)
+    result = preflight(matrix)
+    assert problems(result) == []  # the missing Pool.Allocate is not seen: no false error either way
+    assert result.inputs["judgement"]["warnings"] == [
+        f"pools {SETS[0]!r}, {SETS[1]!r}: the provider's token is not checked: the preflight's token may not read "
+        "its permissions (GET /access/permissions: 403 Forbidden: Permission check failed (/access, Sys.Audit); "
+        "reading another token's needs Sys.Audit on /access, as PVEAuditor on / gives); the provider needs "
+        "Pool.Audit on each pool to find it, and Pool.Allocate to create its machine request set's pool"
+    ]
+
+
+def test_a_malformed_provider_token_id_is_named(matrix):
+    [failure] = preflight(matrix, providerProxmoxTokenId="omni-provider").failures
+    assert "providerProxmoxTokenId: an API token id, USER@REALM!TOKENID (got 'omni-provider')" in failure.reason

@@ -91,6 +91,8 @@ BAD_CONFIG = [
     ({"clusterReadyTimeoutSeconds": "soon"}, "config.omni-scale:clusterReadyTimeoutSeconds"),
     ({"retryAttempts": "0"}, "config.omni-scale:retryAttempts: a whole number from 1 to 10"),
     ({"providerLxcSshPort": "70000"}, "config.omni-scale:providerLxcSshPort: a TCP port"),
+    # The preflight asks Proxmox for this token's pool privileges.
+    ({"providerProxmoxTokenId": "omni-provider@pve"}, "config.omni-scale:providerProxmoxTokenId: an API token id"),
     ({"providerLxcSshPrivateKey": "not a key"}, "config.omni-scale:providerLxcSshPrivateKey: an OpenSSH private key"),
     (
         {"providerRegistrationTimeoutSeconds": "soon"},

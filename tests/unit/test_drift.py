@@ -54,6 +54,16 @@ def test_an_update_names_each_changed_field_and_ignores_provider_only_outputs():
     assert "provider_data.memory: live 4096, desired 16384" in summary(report)
 
 
+def test_a_desired_value_not_known_until_applied_is_not_reported_as_a_difference():
+    unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # how the engine's events carry a preview's unknown
+    report = analyse(
+        events(step("update", {"container_creation": None, "memory": 1}, {"container_creation": unknown, "memory": 2})),
+        0,
+    )
+    [resource] = report["resources"]
+    assert resource["fields"] == [{"field": "memory", "live": 1, "desired": 2}]
+
+
 PREFLIGHT_URN = (
     "urn:pulumi:prod::omni-scale::omni-scale:proxmox:StoragePreflight$"
     "pulumi-python:dynamic/proxmox:StoragePreflight::storage-preflight"

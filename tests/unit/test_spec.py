@@ -194,6 +194,36 @@ BAD_SPECS = [
     ),
     (f"{CL}.workers", [{"machine_class": "matrix-worker", "size": 1}], f"{CL}.workers[0].name", "required"),
     (
+        "machine_classes.bare-metal",
+        {"match_labels": ["rack = a", "a b"]},
+        "machine_classes.bare-metal.match_labels[1]",
+        "found 'b', expected: ==, =, !=",
+    ),
+    (
+        "machine_classes.bare-metal",
+        {"match_labels": ["omni.sidero.dev/no-manual-allocation"]},
+        "machine_classes.bare-metal.match_labels[0]",
+        "which Omni does not allow in a class",
+    ),
+    (
+        "machine_classes.bare-metal",
+        {"match_labels": [" "]},
+        "machine_classes.bare-metal.match_labels[0]",
+        "at least one term",
+    ),
+    (
+        "machine_classes.bare-metal",
+        {"match_labels": ["rack = a"], "kernel_args": ["console=ttyS0"]},
+        "machine_classes.bare-metal.kernel_args",
+        "can't set both auto provision and match labels",
+    ),
+    (
+        "machine_classes.bare-metal",
+        {"kernel_args": ["console=ttyS0"]},
+        "machine_classes.bare-metal.provider_id",
+        "or match_labels instead",
+    ),
+    (
         f"{CL}.kubernetes_version",
         "1.34.3",
         f"{CL}.kubernetes_version",
@@ -258,13 +288,23 @@ BAD_SPECS = [
         "provider_lxc.compose.tailscale_image",
         "not an image reference",
     ),
-    (
-        "provider_lxc.compose.directory",
-        "/opt/omni",
-        "provider_lxc.compose.directory",
-        "relative to the SSH user's home",
-    ),
+    ("provider_lxc.compose.directory", "/tmp/omni", "provider_lxc.compose.directory", "outlives a restart"),
+    ("provider_lxc.compose.directory", "/", "provider_lxc.compose.directory", "not / or under /proc"),
+    ("provider_lxc.compose.directory", "/opt/../etc", "provider_lxc.compose.directory", "such as /opt/omni-provider"),
     ("provider_lxc.compose.directory", "a/../../etc", "provider_lxc.compose.directory", "without '..'"),
+    (
+        "provider_lxc.compose.tailscale_healthcheck",
+        {"interval": "10 seconds"},
+        "provider_lxc.compose.tailscale_healthcheck.interval",
+        "a duration as compose writes it",
+    ),
+    (
+        "provider_lxc.compose.tailscale_healthcheck",
+        {"retries": 0},
+        "provider_lxc.compose.tailscale_healthcheck.retries",
+        "greater than or equal to 1",
+    ),
+    ("provider_lxc.tun", "passthrough", "provider_lxc.tun", "'device' or 'lxc'"),
     ("provider_lxc.cpus", 1, "provider_lxc.cpus", "no such field"),
 ]
 
@@ -283,6 +323,32 @@ def test_bad_spec_names_file_path_and_expectation(field, value, path, expected):
     lines = str(err).splitlines()
     assert lines[0].startswith(f"specs/omni.yaml: {path}: ") and len(lines) == len(err.problems)
     assert not any(marker in str(err) for marker in ("pattern", "^", "$", "\\d", "[a-z"))
+
+
+def test_a_class_that_matches_labels_may_have_an_unlimited_pool_and_asks_nothing_of_proxmox():
+    data = copy.deepcopy(seed())
+    data["machine_classes"]["bare-metal"] = {"match_labels": ["omni.sidero.dev/arch = amd64, rack in (a, b)"]}
+    data["clusters"]["talos-prod-01"]["workers"].append(
+        {"name": "metal", "machine_class": "bare-metal", "size": "unlimited"}
+    )
+    spec = parse_spec(data, "specs/omni.yaml")
+    assert not spec.machine_classes["bare-metal"].autoprovisions
+    assert spec.cluster_totals("talos-prod-01") == load_spec(SEED).cluster_totals("talos-prod-01")
+
+
+def test_an_absolute_app_directory_a_sidecar_healthcheck_and_raw_tun_lines_are_accepted():
+    data = copy.deepcopy(seed())
+    data["provider_lxc"]["compose"].update(directory="/opt/omni-provider", tailscale_healthcheck={"interval": "1m30s"})
+    data["provider_lxc"]["tun"] = "lxc"
+    lxc = parse_spec(data, "specs/omni.yaml").provider_lxc
+    assert lxc.compose.directory == "/opt/omni-provider" and lxc.tun == "lxc"
+    assert lxc.compose.tailscale_healthcheck.model_dump() == {
+        "port": 9002,
+        "interval": "1m30s",
+        "timeout": "5s",
+        "retries": 3,
+        "start_period": "30s",
+    }
 
 
 def test_bad_class_name_is_reported_at_the_key():
