@@ -131,6 +131,10 @@ type providerData struct {
 	Balloon         *bool  `yaml:"balloon"`
 	AdditionalDisks []disk `yaml:"additional_disks"`
 	AdditionalNICs  []nic  `yaml:"additional_nics"`
+	// How a node is picked (spread, the default; fewer-vms; round-robin; binpack) and the Proxmox pool each VM
+	// joins (unset: one named after its machine request set, made when missing).
+	PlacementStrategy string `yaml:"placement_strategy"`
+	Pool              string `yaml:"pool"`
 }
 
 // ---------------------------------------------------------------------------------------- Proxmox API
@@ -361,17 +365,20 @@ func (p *provisioner) pickNode(ctx context.Context, logger *zap.Logger, pctx pro
 	}
 	type candidate struct {
 		name      string
-		sameSet   int
+		sameSet   int // VMs of this machine request set on the node
+		allVMs    int
 		freeShare float64
+		freeMB    float64
 	}
 	setID, inSet := pctx.GetMachineRequestSetID()
 	candidates := make([]candidate, 0, len(nodes))
 	for _, n := range nodes {
-		c := candidate{name: n.Node, freeShare: math.Inf(-1)} // an offline node has no memory figures: last
+		c := candidate{name: n.Node, freeShare: math.Inf(-1), freeMB: math.Inf(-1)} // an offline node: last
 		if n.MaxMem > 0 {
 			c.freeShare = (n.MaxMem - n.Mem) / n.MaxMem
+			c.freeMB = (n.MaxMem - n.Mem) / (1024 * 1024)
 		}
-		if inSet {
+		if inSet || d.PlacementStrategy == "fewer-vms" {
 			var vms []struct {
 				Tags string `json:"tags"`
 			}
@@ -379,9 +386,10 @@ func (p *provisioner) pickNode(ctx context.Context, logger *zap.Logger, pctx pro
 			if err = p.pve.call(ctx, "GET", "nodes/"+n.Node+"/qemu", nil, &vms); err != nil {
 				return fmt.Errorf("failed to list the VMs of node %s: %w", n.Node, err)
 			}
+			c.allVMs = len(vms)
 			for _, vm := range vms {
 				for _, tag := range strings.FieldsFunc(vm.Tags, func(r rune) bool { return r == ';' || r == ',' || r == ' ' }) {
-					if tag == machineRequestTag(setID) {
+					if inSet && tag == machineRequestTag(setID) {
 						c.sameSet++
 					}
 				}
@@ -389,13 +397,45 @@ func (p *provisioner) pickNode(ctx context.Context, logger *zap.Logger, pctx pro
 		}
 		candidates = append(candidates, c)
 	}
+	// The provider's strategies, ties by name (components/proxmox/preflight.py's _place predicts the same).
+	fits := func(c candidate) bool { return c.freeMB >= float64(d.Memory) }
+	less := map[string]func(a, b candidate) bool{
+		"spread": func(a, b candidate) bool {
+			if a.sameSet != b.sameSet {
+				return a.sameSet < b.sameSet
+			}
+			return a.freeShare > b.freeShare
+		},
+		"fewer-vms": func(a, b candidate) bool {
+			if a.allVMs != b.allVMs {
+				return a.allVMs < b.allVMs
+			}
+			return a.freeShare > b.freeShare
+		},
+		"round-robin": func(a, b candidate) bool { return a.sameSet < b.sameSet },
+		// The least free memory that still holds the VM; when none does, the most.
+		"binpack": func(a, b candidate) bool {
+			if fits(a) != fits(b) {
+				return fits(a)
+			}
+			if fits(a) {
+				return a.freeMB < b.freeMB
+			}
+			return a.freeMB > b.freeMB
+		},
+	}
+	strategy := d.PlacementStrategy
+	if strategy == "" {
+		strategy = "spread"
+	}
+	before, known := less[strategy]
+	if !known {
+		return fmt.Errorf("unknown placement strategy %q", strategy)
+	}
 	sort.Slice(candidates, func(i, j int) bool {
 		a, b := candidates[i], candidates[j]
-		if a.sameSet != b.sameSet {
-			return a.sameSet < b.sameSet
-		}
-		if a.freeShare != b.freeShare {
-			return a.freeShare > b.freeShare
+		if before(a, b) || before(b, a) {
+			return before(a, b)
 		}
 		return a.name < b.name
 	})
@@ -545,8 +585,20 @@ func (p *provisioner) syncVM(ctx context.Context, logger *zap.Logger, pctx provi
 	if d.Balloon != nil && !*d.Balloon {
 		form.Set("balloon", "0")
 	}
-	if setID, ok := pctx.GetMachineRequestSetID(); ok {
+	setID, inSet := pctx.GetMachineRequestSetID()
+	if inSet {
 		form.Set("tags", machineRequestTag(setID))
+	}
+	pool := d.Pool
+	if pool == "" && inSet {
+		pool = setID
+	}
+	if pool != "" {
+		if err = p.ensurePool(ctx, pool, inSet && pool == setID); err != nil {
+			return err
+		}
+		form.Set("pool", pool)
+		setState(pctx.State, "pool", pool)
 	}
 	var upid string
 	if err = p.pve.call(ctx, "POST", "nodes/"+node+"/qemu", form, &upid); err != nil {
@@ -556,6 +608,41 @@ func (p *provisioner) syncVM(ctx context.Context, logger *zap.Logger, pctx provi
 	pctx.SetMachineUUID(uuid)
 	logger.Info("creating VM", zap.String("node", node), zap.String("vmid", nextID))
 	return p.pve.waitTask(ctx, node, upid)
+}
+
+// poolComment marks a pool the provider made itself: only such a pool is removed once it is empty.
+const poolComment = "managed by omni-infra-provider-proxmox"
+
+// ensurePool finds the pool among those the token may see (GET /pools) and, if it is missing, creates it only
+// when it is the machine request set's own; a pool the class names must exist, as the provider requires.
+func (p *provisioner) ensurePool(ctx context.Context, pool string, ownedBySet bool) error {
+	var pools []struct {
+		PoolID string `json:"poolid"`
+	}
+	if err := p.pve.call(ctx, "GET", "pools", nil, &pools); err != nil {
+		return err
+	}
+	for _, existing := range pools {
+		if existing.PoolID == pool {
+			return nil
+		}
+	}
+	if !ownedBySet {
+		return fmt.Errorf("proxmox pool %q does not exist; create it in Proxmox or leave \"pool\" empty to use the machine request set id", pool)
+	}
+	return p.pve.call(ctx, "POST", "pools", url.Values{"poolid": {pool}, "comment": {poolComment}}, nil)
+}
+
+// cleanupPool removes a pool the provider made once its last VM is gone; what fails is left for next time.
+func (p *provisioner) cleanupPool(ctx context.Context, pool string) {
+	var info struct {
+		Comment string            `json:"comment"`
+		Members []json.RawMessage `json:"members"`
+	}
+	if err := p.pve.call(ctx, "GET", "pools/"+pool, nil, &info); err != nil || len(info.Members) > 0 || info.Comment != poolComment {
+		return
+	}
+	_ = p.pve.call(ctx, "DELETE", "pools/"+pool, nil, nil)
 }
 
 func (p *provisioner) startVM(ctx context.Context, _ *zap.Logger, pctx provision.Context[*Machine]) error {
@@ -605,7 +692,13 @@ func (p *provisioner) Deprovision(ctx context.Context, logger *zap.Logger, machi
 		return err
 	}
 	logger.Info("deleting VM", zap.String("node", node), zap.String("vmid", vmid))
-	return p.pve.waitTask(ctx, node, upid)
+	if err := p.pve.waitTask(ctx, node, upid); err != nil {
+		return err
+	}
+	if pool := stateString(machine, "pool"); pool != "" {
+		p.cleanupPool(ctx, pool)
+	}
+	return nil
 }
 
 // ---------------------------------------------------------------------------------------- main
