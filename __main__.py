@@ -9,12 +9,21 @@ import pulumi
 from components.core.program import cluster_manifests, load_program_inputs
 from components.kubernetes.tailscale_operator import TailscaleOperator
 from components.omni.machine_class import MachineClass
+from components.omni.service_account_key import KEY_EXPIRY_MARK
 from components.omni.talos_cluster import TalosCluster
 from components.proxmox.lxc import ProviderLxc
 from components.proxmox.placement import ControlPlanePlacement
 from components.proxmox.storage_preflight import StoragePreflight
 
 spec, settings = load_program_inputs()
+
+# Keys expire silently (an expired provider key stalls provisioning mid-way): say so in every preview, and the drift
+# job counts it as drift.
+due_keys, unreadable_keys = settings.key_expiry_notices()
+for notice in due_keys:
+    pulumi.log.warn(KEY_EXPIRY_MARK + notice)
+for notice in unreadable_keys:
+    pulumi.log.warn(notice)
 
 # Proxmox first: would the provider find nodes, storage, bridges, capacity and sane DNS?
 # It stops `preview` with every problem before anything is applied.

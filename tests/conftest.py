@@ -48,6 +48,15 @@ def configure(provider, config: dict):
     return provider
 
 
+def program_settings(config, **overrides):
+    """ProgramSettings for a test: no Omni settings, protected, none of the lab's mirrors; config, anything with
+    .get (a pulumi.Config, or a stand-in over a dict)."""
+    from components.core.program import ProgramSettings
+
+    plain = dict(omni=None, protect=True, spec_file="specs/omni.yaml", helm_path=None, cilium_chart_repository=None)
+    return ProgramSettings(**{**plain, "tailscale_chart_repository": None, "config": config, **overrides})
+
+
 def stack_lookup(config: dict):
     """What the settings readers get: a key lookup over this stack config."""
     from pulumi.dynamic.config import Config

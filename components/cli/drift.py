@@ -13,8 +13,10 @@ each diagnostic's resource and severity), never from the engine's wording. It an
 
 A preflight failure (a storage gone from a node, a node offline, public DNS) is drift too: the
 infrastructure no longer satisfies the spec; so are control planes not spread where a cluster's
-`control_plane.spread` is `require`. Every report also says, per cluster, where the control planes run and
-what losing each Proxmox node would leave (components/proxmox/placement.py): two on one node is a warning there.
+`control_plane.spread` is `require`; and an Omni key the stack holds that has expired or expires within
+keyExpiryWarningDays (the program's marked warning, components/omni/service_account_key.py). Every report also
+says, per cluster, where the control planes run and what losing each Proxmox node would leave
+(components/proxmox/placement.py): two on one node is a warning there.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from components import PROJECT_ROOT
 from components.core.dynamic import is_dynamic_type
+from components.omni.service_account_key import KEY_EXPIRY_MARK
 from components.proxmox.placement import RESOURCE_NAME as PLACEMENT
 from components.proxmox.placement import report_lines, required_spread_broken
 from components.proxmox.storage_preflight import PREFLIGHT_MARK, PREFLIGHT_TYPE
@@ -159,13 +162,27 @@ def steps_of(events: list[dict]) -> list[dict]:
     return list(steps.values())
 
 
-def errors_of(events: list[dict]) -> list[dict]:
-    """The error diagnostics, each with the URN of the resource it is about (None for the program's own)."""
+def errors_of(events: list[dict], severity: str = "error") -> list[dict]:
+    """The diagnostics of a severity (errors by default), each with the URN of the resource it is about (None for
+    the program's own)."""
     return [
         {"urn": d.get("urn") or None, "message": _COLOURS.sub("", d.get("message", "")).strip()}
         for d in (e.get("diagnosticEvent") for e in events)
-        if d and d.get("severity") == "error"
+        if d and d.get("severity") == severity
     ]
+
+
+def expiring_keys(events: list[dict]) -> list[str]:
+    """The program's warnings about Omni keys expired or due for renewal (marked by the program, not worded by the
+    engine): drift, since the estate stops working when they run out."""
+    return sorted(
+        {
+            line.split(KEY_EXPIRY_MARK, 1)[1].strip()
+            for d in errors_of(events, "warning")
+            for line in d["message"].splitlines()
+            if KEY_EXPIRY_MARK in line
+        }
+    )
 
 
 # A problem the StoragePreflight found is drift (the estate no longer satisfies the spec); any other failure of that
@@ -210,9 +227,10 @@ def analyse(events: list[dict], returncode: int, stderr: str = "") -> dict:
     preflight, errors = sorted(set(preflight)), sorted({e for e in errors if e})
     placement = placement_of(steps)
     required = required_spread_broken(placement)
+    keys = expiring_keys(events)
     if errors:
         code = UNJUDGED
-    elif resources or preflight or required:
+    elif resources or preflight or required or keys:
         code = DRIFT
     elif returncode != 0:
         code, errors = UNJUDGED, [stderr.strip() or f"pulumi preview exited with {returncode}"]
@@ -223,6 +241,7 @@ def analyse(events: list[dict], returncode: int, stderr: str = "") -> dict:
         "drift": code == DRIFT,
         "resources": resources,
         "preflight": preflight,
+        "keys": keys,
         "errors": errors,
         "placement": placement,
     }
@@ -280,6 +299,7 @@ def summary(report: dict) -> str:
         for f in r["fields"]:
             lines += _field_lines(f)
     lines += [f"  preflight: {p}" for p in report["preflight"]]
+    lines += [f"  key: {k}" for k in report.get("keys") or []]
     lines += [f"  placement: {p}" for p in required_spread_broken(report.get("placement") or {})]
     return "\n".join(lines)
 

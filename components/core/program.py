@@ -7,6 +7,7 @@ here, never a pulumi.Config of their own (the dynamic providers read theirs in `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pulumi
 
@@ -20,6 +21,7 @@ from components.core.settings import (
     TAILSCALE_CLIENT_ID,
     TAILSCALE_CLIENT_SECRET,
     OmniSettings,
+    key_expiry_warning_days,
     provider_secrets_from_lookup,
     provider_token_id,
     require,
@@ -42,6 +44,31 @@ class ProgramSettings:
     cilium_chart_repository: str | None  # a mirror standing in for the spec's repositories
     tailscale_chart_repository: str | None
     config: pulumi.Config
+    key_expiry_warning_days: float = 30.0
+    # The Omni keys the stack holds: the program's own, and the provider's when the stack runs it.
+    omni_key_names: tuple[str, ...] = ("omniServiceAccountKey",)
+
+    def key_expiry_notices(self, now: datetime | None = None) -> tuple[list[str], list[str]]:
+        """(a line per Omni key the stack holds that has expired or expires within the warning window, a line per
+        key that cannot be read as one). The keys are read here, in the program's process; no line carries any
+        of one."""
+        from components.omni.service_account_key import KeyUnreadable, expiry_notice, key_facts
+
+        now = now or datetime.now(UTC)
+        due, unreadable = [], []
+        for name in self.omni_key_names:
+            value = self.config.get(name)
+            if not value:
+                continue
+            try:
+                facts = key_facts(value)
+            except KeyUnreadable as exc:
+                unreadable.append(f"{name}: {exc}; when it expires is not known")
+                continue
+            line = expiry_notice(name, facts, now, timedelta(days=self.key_expiry_warning_days))
+            if line:
+                due.append(line)
+        return due, unreadable
 
     def provider_stack_secrets(self) -> pulumi.Output:
         """The provider LXC's compose secrets as one secret Output of ProviderSecrets."""
@@ -108,6 +135,9 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
         cilium_chart_repository=config.get("ciliumChartRepository"),
         tailscale_chart_repository=config.get("tailscaleChartRepository"),
         config=config,
+        key_expiry_warning_days=key_expiry_warning_days(config.get, stack_file),
+        omni_key_names=("omniServiceAccountKey",)
+        + (("providerOmniServiceAccountKey",) if spec.provider_lxc is not None else ()),
     )
 
 

@@ -83,6 +83,23 @@ def _seconds(get: Lookup, key: str, default: float, stack_file: str, maximum: fl
     return value
 
 
+KEY_EXPIRY_WARNING_DAYS_DEFAULT = 30.0
+
+
+def key_expiry_warning_days(get: Lookup, stack_file: str) -> float:
+    """How many days before an Omni key expires the program warns (and the drift job reports drift)."""
+    raw = get("keyExpiryWarningDays")
+    try:
+        value = float(str(raw)) if raw is not None else KEY_EXPIRY_WARNING_DAYS_DEFAULT
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ConfigError(
+            stack_file, f"config.{NAMESPACE}:keyExpiryWarningDays", f"a number of days, 0 or more (got {raw!r})"
+        )
+    return value
+
+
 KUBECONFIG_TTL_DEFAULT = 90 * 86400  # well under omnictl's year: renewed by `up` once a third is left
 KUBECONFIG_TTL_MAX = 10 * 365 * 86400  # what Omni accepts
 

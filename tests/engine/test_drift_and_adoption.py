@@ -87,6 +87,26 @@ def test_no_drift_after_a_clean_up(estate, tmp_path):
     assert text == "drift: none; the live estate matches the spec"
 
 
+def test_keys_due_for_renewal_are_drift_named_without_the_keys(estate, tmp_path):
+    # The lab's keys live a year, as omnictl's do: a window longer than that makes both due now.
+    estate.set_config("omni-scale:keyExpiryWarningDays", "400")
+    try:
+        preview = estate.pulumi("preview")
+        assert "[key expiry] providerOmniServiceAccountKey (service account 'infra-provider:" in preview.stdout
+        code, text, report = run_drift(estate, tmp_path)
+        assert code == 1 and report["resources"] == [], text
+        assert [k.split(" ")[0] for k in report["keys"]] == ["omniServiceAccountKey", "providerOmniServiceAccountKey"]
+        assert "  key: omniServiceAccountKey (service account " in text and "renew it" in text
+        secrets = [
+            estate.info["omni"]["service_account_key"],
+            estate.info["provider_stack"]["omni_service_account_key"],
+        ]
+        assert not any(key in preview.stdout + preview.stderr + text for key in secrets)
+    finally:
+        estate.pulumi("config", "rm", "omni-scale:keyExpiryWarningDays")
+    assert run_drift(estate, tmp_path)[0] == 0
+
+
 def test_class_memory_changed_out_of_band(estate, tmp_path):
     estate.omni.apply(class_document(4096))
     code, text, report = run_drift(estate, tmp_path)

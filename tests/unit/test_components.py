@@ -8,7 +8,7 @@ from components import MOVED
 from components.core.spec import TailscaleOAuthSpec
 from components.core.spec_file import load_spec
 from components.omni.machine_class import MachineClass
-from tests.conftest import PROJECT_ROOT, configure
+from tests.conftest import PROJECT_ROOT, configure, program_settings
 from tests.unit.mocks import RecordingMocks
 
 REGISTERED: list[pulumi.runtime.MockResourceArgs] = []
@@ -146,17 +146,7 @@ def _operator(monkeypatch, spec):
 
     monkeypatch.setattr(pulumi.Config, "require_secret", lambda self, key: pulumi.Output.secret(f"value-of-{key}"))
     monkeypatch.setattr(pulumi.Config, "get", lambda self, key, default=None: None)
-    from components.core.program import ProgramSettings
-
-    settings = ProgramSettings(
-        omni=None,
-        protect=True,
-        spec_file="specs/omni.yaml",
-        helm_path=None,
-        cilium_chart_repository=None,
-        tailscale_chart_repository=None,
-        config=pulumi.Config("omni-scale"),
-    )
+    settings = program_settings(pulumi.Config("omni-scale"))
     cluster = pulumi.CustomResource("test:index:Cluster", "talos-prod-01", {})
     kubeconfig = pulumi.Output.secret("apiVersion: v1\nusers: [{user: {token: t0ken}}]\n")
     return cluster, op.TailscaleOperator(

@@ -219,3 +219,20 @@ def test_an_update_the_engine_could_not_diff_for_want_of_a_kubeconfig_is_not_dri
     ]
     report = analyse(events(*steps), 0)
     assert [r["name"] for r in report["resources"]] == ["talos-prod-01"]
+
+
+def test_a_key_due_for_renewal_is_drift_named_in_the_summary():
+    from components.omni.service_account_key import KEY_EXPIRY_MARK
+
+    warning = {
+        "diagnosticEvent": {
+            "severity": "warning",
+            "message": f"{KEY_EXPIRY_MARK}providerOmniServiceAccountKey (service account 'x', key ab) expired at X\n",
+        }
+    }
+    report = analyse([warning, *events()], 0)
+    assert report["exit_code"] == DRIFT and report["resources"] == []
+    assert report["keys"] == ["providerOmniServiceAccountKey (service account 'x', key ab) expired at X"]
+    assert "  key: providerOmniServiceAccountKey" in summary(report)
+    other = {"diagnosticEvent": {"severity": "warning", "message": "some other warning"}}
+    assert analyse([other, *events()], 0)["exit_code"] == NO_DRIFT
