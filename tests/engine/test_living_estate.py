@@ -88,38 +88,41 @@ def test_the_provider_made_the_seed_estates_vms_where_its_placement_puts_them(es
     assert all(vm["name"].startswith(vm["tags"].split(".", 1)[1] + "-") for vm in vms)  # named after its request
 
 
-def set_worker_strategy(estate, strategy: str | None) -> None:
-    def edit(d):
-        data = d["machine_classes"]["matrix-worker"]["provider_data"]
-        data.pop("placement_strategy", None)
-        if strategy:
-            data["placement_strategy"] = strategy
-
-    estate.edit_spec(edit)
-
-
-def test_binpack_fills_a_node_that_holds_the_set_already_and_every_vm_joins_its_sets_pool(estate):
+def test_binpack_fills_a_node_that_holds_workers_already_and_every_vm_joins_its_sets_pool(estate):
+    # A pool of its own, on a class of its own (the strategy is the class's): the seed's workers stay as they are,
+    # and removing the pool afterwards puts the estate back exactly.
     vms = estate.provider_vms()
-    before = {vm["vmid"] for vm in vms}
     with_a_worker = {vm["node"] for vm in vms if "workers" in vm["tags"]}
-    assert len(with_a_worker) == 2  # spread put the two workers apart, so spread would put a third on the last node
+    assert len(with_a_worker) == 2  # spread put the two workers apart: the third node holds less
+
+    def packed(d):
+        d["machine_classes"]["matrix-packed"] = {
+            **d["machine_classes"]["matrix-worker"],
+            "provider_data": {
+                **d["machine_classes"]["matrix-worker"]["provider_data"],
+                "placement_strategy": "binpack",
+            },
+        }
+        d["clusters"][CLUSTER]["workers"].append({"name": "packed", "machine_class": "matrix-packed", "size": 1})
+
+    original = (estate.project / "specs" / "omni.yaml").read_text()
     try:
-        set_worker_strategy(estate, "binpack")
-        set_workers(estate, 3)
-        estate.pulumi("up", "--yes", "--skip-preview")  # returns once the cluster is Ready with the new worker
-        [new] = [vm for vm in estate.provider_vms() if vm["vmid"] not in before]
-        # binpack: the least free memory that still holds the VM, a node with a worker (16 GiB less free) already.
+        estate.edit_spec(packed)
+        estate.pulumi("up", "--yes", "--skip-preview")  # returns once the cluster is Ready with the new machine
+        [new] = [vm for vm in estate.provider_vms() if vm["tags"].endswith("talos-prod-01-packed")]
+        # binpack: the least free memory that still holds the VM, a node with a worker (16 GiB less free); a new set
+        # placed by spread would take the node with the most free memory, the one without.
         assert new["node"] in with_a_worker
         # No class names a pool: each VM is in its machine request set's, which the provider made and marked.
-        for set_id in ("talos-prod-01-control-planes", "talos-prod-01-workers"):
+        for set_id in ("talos-prod-01-control-planes", "talos-prod-01-workers", "talos-prod-01-packed"):
             pool = estate.pve().get(f"pools/{set_id}")
             members = {m["vmid"] for m in pool["members"]}
             assert members == {vm["vmid"] for vm in estate.provider_vms() if vm["tags"].endswith(set_id)}
             assert pool["comment"] == "managed by omni-infra-provider-proxmox"
     finally:
-        set_workers(estate, 2)
-        set_worker_strategy(estate, None)
+        (estate.project / "specs" / "omni.yaml").write_text(original)
         estate.pulumi("up", "--yes", "--skip-preview")
+    assert sorted(vm["vmid"] for vm in estate.provider_vms()) == sorted(vm["vmid"] for vm in vms)
     assert estate.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
 
 
