@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import dataclasses
 import fcntl
 import hashlib
@@ -59,6 +58,7 @@ from lab.processes import (
     MS_BIND,
     MS_PRIVATE,
     MS_REC,
+    checked_call,
     spawn,
     terminate,
     wait_until,
@@ -96,11 +96,7 @@ def _new_namespaces(wireguard_dir: Path) -> None:
     wireguard_dir.mkdir(mode=0o700, exist_ok=True)
 
     def check(result: int, what: str) -> None:
-        if result != 0:
-            raise SystemExit(
-                f"omni lab: cannot {what}: {os.strerror(ctypes.get_errno())} "
-                "(the lab's Omni needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN)"
-            )
+        checked_call(result, "omni lab", what, "the lab's Omni needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN")
 
     check(LIBC.unshare(CLONE_NEWNET | CLONE_NEWNS), "create network and mount namespaces")
     check(LIBC.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make the new mount namespace private")

@@ -18,6 +18,12 @@ MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 
+def checked_call(result: int, who: str, what: str, needs: str) -> None:
+    """A libc call's result: on failure, the lab stops saying what it could not do, why, and what it needs."""
+    if result != 0:
+        raise SystemExit(f"{who}: cannot {what}: {os.strerror(ctypes.get_errno())} ({needs})")
+
+
 def spawn(directory: Path, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
     with open(directory / f"{name}.log", "ab") as out:
         return subprocess.Popen(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import json
 import os
 import shutil
@@ -37,19 +36,25 @@ from pathlib import Path
 import asyncssh
 
 from lab.docker_standin import running_service_pids
-from lab.processes import CLONE_NEWNS, LIBC, MS_PRIVATE, MS_REC, terminate, write_file_atomically, write_private_json
+from lab.processes import (
+    CLONE_NEWNS,
+    LIBC,
+    MS_PRIVATE,
+    MS_REC,
+    checked_call,
+    terminate,
+    write_file_atomically,
+    write_private_json,
+)
 
 HOST = "127.0.0.1"
-RELOADED = "ssh.reloaded"
+RELOADED = "ssh.reloaded"  # the generation of the container now served, written once a SIGUSR1 is acted on
 CONTAINER_ROOTS = ("/opt", "/srv", "/var/lib")
 MNT_DETACH = 2
 
 
 def _checked(result: int, what: str) -> None:
-    if result != 0:
-        raise SystemExit(
-            f"lab ssh: cannot {what}: {os.strerror(ctypes.get_errno())} (the lab needs root, or CAP_SYS_ADMIN)"
-        )
+    checked_call(result, "lab ssh", what, "the lab needs root, or CAP_SYS_ADMIN")
 
 
 def private_mount_namespace() -> None:
@@ -63,9 +68,7 @@ def container_roots(state_dir: Path) -> list[str]:
     """The roots overlaid for the container: never one that holds the lab's state or the interpreter, whose
     files the host side must keep seeing and writing."""
     ours = [state_dir.resolve(), Path(sys.prefix).resolve(), Path(sys.executable).resolve()]
-    return [
-        root for root in CONTAINER_ROOTS if not any(p.is_relative_to(root) for p in ours)
-    ]  # the generation of the container now served, written once a SIGUSR1 is acted on
+    return [root for root in CONTAINER_ROOTS if not any(p.is_relative_to(root) for p in ours)]
 
 
 def docker_wrapper(bin_dir: Path) -> None:

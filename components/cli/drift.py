@@ -162,7 +162,7 @@ def steps_of(events: list[dict]) -> list[dict]:
     return list(steps.values())
 
 
-def errors_of(events: list[dict], severity: str = "error") -> list[dict]:
+def diagnostics_of(events: list[dict], severity: str = "error") -> list[dict]:
     """The diagnostics of a severity (errors by default), each with the URN of the resource it is about (None for
     the program's own)."""
     return [
@@ -178,7 +178,7 @@ def expiring_keys(events: list[dict]) -> list[str]:
     return sorted(
         {
             line.split(KEY_EXPIRY_MARK, 1)[1].strip()
-            for d in errors_of(events, "warning")
+            for d in diagnostics_of(events, "warning")
             for line in d["message"].splitlines()
             if KEY_EXPIRY_MARK in line
         }
@@ -213,7 +213,7 @@ def analyse(events: list[dict], returncode: int, stderr: str = "") -> dict:
             }
         )
     errors, preflight = [], []
-    diagnostics = errors_of(events)
+    diagnostics = diagnostics_of(events)
     # An error about no resource is the engine's closing "preview failed" when resources failed: theirs explain it.
     about_resources = [d for d in diagnostics if d["urn"]]
     for diagnostic in about_resources or diagnostics:

@@ -69,18 +69,28 @@ def require(get: Lookup, keys: tuple[str, ...], stack_file: str) -> None:
         )
 
 
-def _seconds(get: Lookup, key: str, default: float, stack_file: str, maximum: float | None = None) -> float:
+def _number(get: Lookup, key: str, default: float, stack_file: str, refused, expected: str) -> float:
+    """A number from the stack config (default when unset); refused(value) names what it may not be."""
     raw = get(key)
     try:
         value = float(str(raw)) if raw is not None else default
     except ValueError:
-        value = -1.0
-    if value <= 0 or (maximum is not None and value > maximum):
-        at_most = f" of at most {maximum:.0f}" if maximum is not None else ""
-        raise ConfigError(
-            stack_file, f"config.{NAMESPACE}:{key}", f"a positive number of seconds{at_most} (got {raw!r})"
-        )
+        raise ConfigError(stack_file, f"config.{NAMESPACE}:{key}", f"{expected} (got {raw!r})") from None
+    if refused(value):
+        raise ConfigError(stack_file, f"config.{NAMESPACE}:{key}", f"{expected} (got {raw!r})")
     return value
+
+
+def _seconds(get: Lookup, key: str, default: float, stack_file: str, maximum: float | None = None) -> float:
+    at_most = f" of at most {maximum:.0f}" if maximum is not None else ""
+    return _number(
+        get,
+        key,
+        default,
+        stack_file,
+        lambda value: value <= 0 or (maximum is not None and value > maximum),
+        f"a positive number of seconds{at_most}",
+    )
 
 
 KEY_EXPIRY_WARNING_DAYS_DEFAULT = 30.0
@@ -88,16 +98,14 @@ KEY_EXPIRY_WARNING_DAYS_DEFAULT = 30.0
 
 def key_expiry_warning_days(get: Lookup, stack_file: str) -> float:
     """How many days before an Omni key expires the program warns (and the drift job reports drift)."""
-    raw = get("keyExpiryWarningDays")
-    try:
-        value = float(str(raw)) if raw is not None else KEY_EXPIRY_WARNING_DAYS_DEFAULT
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise ConfigError(
-            stack_file, f"config.{NAMESPACE}:keyExpiryWarningDays", f"a number of days, 0 or more (got {raw!r})"
-        )
-    return value
+    return _number(
+        get,
+        "keyExpiryWarningDays",
+        KEY_EXPIRY_WARNING_DAYS_DEFAULT,
+        stack_file,
+        lambda value: value < 0,
+        "a number of days, 0 or more",
+    )
 
 
 KUBECONFIG_TTL_DEFAULT = 90 * 86400  # well under omnictl's year: renewed by `up` once a third is left

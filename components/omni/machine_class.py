@@ -79,22 +79,19 @@ class MachineClassProvider(OmniProvider):
         failures = []
         inputs = dict(news)
         inputs.setdefault("namespace", DEFAULT_NAMESPACE)
-        if "match_labels" in news:
-            if not news.get("class_id"):
-                failures.append(CheckFailure("class_id", "a non-empty string"))
-            if not news["match_labels"]:
-                failures.append(CheckFailure("match_labels", "at least one label selector"))
-            return CheckResult(inputs, failures)
-        try:
-            inputs["provider_data"] = canonical_provider_data(news.get("provider_data"))
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"])
-                failures.append(CheckFailure(f"provider_data.{loc}" if loc else "provider_data", err["msg"]))
-        for key in ("class_id", "provider_id"):
+        matches_labels = "match_labels" in news  # a class of registered machines: no provider, no providerdata
+        if not matches_labels:
+            try:
+                inputs["provider_data"] = canonical_provider_data(news.get("provider_data"))
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = ".".join(str(p) for p in err["loc"])
+                    failures.append(CheckFailure(f"provider_data.{loc}" if loc else "provider_data", err["msg"]))
+        for key in ("class_id",) if matches_labels else ("class_id", "provider_id"):
             if not news.get(key):
                 failures.append(CheckFailure(key, "a non-empty string"))
-        inputs.setdefault("namespace", DEFAULT_NAMESPACE)
+        if matches_labels and not news["match_labels"]:
+            failures.append(CheckFailure("match_labels", "at least one label selector"))
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
@@ -105,24 +102,20 @@ class MachineClassProvider(OmniProvider):
     def _apply(self, props: dict) -> dict:
         if "match_labels" in props:
             document = label_class_document(props["class_id"], props["match_labels"])
-            document["metadata"]["namespace"] = props["namespace"]
-            self.client.apply(document)
-            return live_inputs(
-                self.client.get(MACHINE_CLASS_TYPE, props["class_id"], props["namespace"]), props["namespace"]
+        else:
+            check_provider(
+                self.client,
+                props["provider_id"],
+                props["provider_data"],
+                props["class_id"],
+                self.settings.provider_heartbeat_max_age_seconds,
             )
-        check_provider(
-            self.client,
-            props["provider_id"],
-            props["provider_data"],
-            props["class_id"],
-            self.settings.provider_heartbeat_max_age_seconds,
-        )
-        document = machine_class_document(
-            props["class_id"],
-            props["provider_id"],
-            props["provider_data"],
-            {k: props[k] for k in _PROVISIONING if k in props},
-        )
+            document = machine_class_document(
+                props["class_id"],
+                props["provider_id"],
+                props["provider_data"],
+                {k: props[k] for k in _PROVISIONING if k in props},
+            )
         document["metadata"]["namespace"] = props["namespace"]
         self.client.apply(document)
         live = self.client.get(MACHINE_CLASS_TYPE, props["class_id"], props["namespace"])
