@@ -5,7 +5,7 @@ PYTHON := .venv/bin/python
 # `$(or $(SIZES),1,10,50)` would split at the commas and keep only 1.
 SIZES ?= 1,10,50
 
-.PHONY: setup lab lab-stop lab-pulumi drift survive adopt bench test
+.PHONY: setup lab lab-stop lab-pulumi drift survive adopt service-account-key bench test
 
 # drift and adopt act on the lab stack unless STACK names another (e.g. STACK=prod).
 STACK ?= lab
@@ -42,6 +42,13 @@ ifeq ($(STACK),lab)
 	@$(PYTHON) -m lab.ctl adopt $(if $(YES),--yes)
 else
 	@$(TOOLS_PATH) $(PYTHON) -m components.cli.adoption --stack $(STACK) $(if $(YES),--yes)
+endif
+
+service-account-key: setup  ## a service account's key (specs/omni.yaml), once: NAME=drift [OUT=new file, made 0600]
+ifeq ($(STACK),lab)
+	@$(PYTHON) -m lab.ctl service-account-key $(NAME) $(if $(OUT),--out $(OUT))
+else
+	@$(TOOLS_PATH) $(PYTHON) -m components.cli.keys $(NAME) --stack $(STACK) $(if $(OUT),--out $(OUT))
 endif
 
 bench: setup  ## wall time and call counts of up / preview / refresh on the lab, 1, 10 and 50 clusters

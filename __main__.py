@@ -10,7 +10,14 @@ from components.core.program import cluster_manifests, load_program_inputs
 from components.kubernetes.tailscale_operator import TailscaleOperator
 from components.omni.machine_class import MachineClass
 from components.omni.service_account_key import KEY_EXPIRY_MARK
+from components.omni.service_accounts import (
+    INFRA_PROVIDER_ROLE,
+    OmniServiceAccount,
+    provider_account,
+    warn_when_due,
+)
 from components.omni.talos_cluster import TalosCluster
+from components.proxmox.identity import ProviderProxmoxIdentity
 from components.proxmox.lxc import ProviderLxc
 from components.proxmox.placement import ControlPlanePlacement
 from components.proxmox.storage_preflight import StoragePreflight
@@ -30,18 +37,64 @@ for notice in unreadable_keys:
 preflight = StoragePreflight(spec.proxmox.cluster, spec)
 
 # The provider LXC and its compose stack: the provider must run (and register its providerdata
-# schema with Omni) before MachineClasses can be checked against it.
+# schema with Omni) before MachineClasses can be checked against it. Its Omni identity and key are the program's:
+# made (or adopted from the stack config once), renewed when due, and written only into the stack's .env.
 provider_lxc = None
 if spec.provider_lxc is not None:
+    registration = OmniServiceAccount(
+        f"infra-provider-{spec.infra_provider.id}",
+        account=provider_account(spec.infra_provider.id),
+        role=INFRA_PROVIDER_ROLE,
+        ttl_days=spec.infra_provider.key_ttl_days,
+        infra_provider=spec.infra_provider.id,
+        adoption_key=settings.adoption_key("providerOmniServiceAccountKey"),
+        rotation=settings.key_rotation("providerKeyRotation"),
+        opts=pulumi.ResourceOptions(protect=settings.protect),
+    )
+    warn_when_due(registration, provider_account(spec.infra_provider.id), settings.key_expiry_warning_days)
+    # Its Proxmox user, role and token too, when the spec asks the program to make them.
+    proxmox_identity: ProviderProxmoxIdentity | None = None
+    proxmox_token: pulumi.Output | None = None
+    if spec.infra_provider.proxmox_identity is not None:
+        proxmox_identity = ProviderProxmoxIdentity(
+            "omni-provider-proxmox-identity",
+            spec.infra_provider.proxmox_identity,
+            rotation=settings.key_rotation("providerTokenRotation"),
+            adoption_token_id=settings.config.get("providerProxmoxTokenId"),
+            adoption_token_secret=settings.adoption_key("providerProxmoxTokenSecret"),
+            protect=settings.protect,
+            opts=pulumi.ResourceOptions(depends_on=[preflight]),
+        )
+        proxmox_identity.warn_when_due(settings.key_expiry_warning_days)
+        token = proxmox_identity.token
+        proxmox_token = pulumi.Output.secret(
+            pulumi.Output.all(token.token_id, token.token_secret).apply(lambda t: {"id": t[0], "secret": t[1]})
+        )
     provider_lxc = ProviderLxc(
         spec.provider_lxc.hostname,
         spec.provider_lxc,
         spec.infra_provider.id,
-        secrets=settings.provider_stack_secrets(),
+        secrets=settings.provider_stack_secrets(registration.key, proxmox_token),
         ssh_public_key=settings.provider_lxc_ssh_public_key(),
+        provider_key=registration.key,
+        provider_proxmox_token=proxmox_token,
         protect=settings.protect,
         opts=pulumi.ResourceOptions(depends_on=[preflight]),
     )
+    if proxmox_identity is not None:
+        # A rotation's old token goes only once the provider runs on the new one (the deployment waits for that).
+        proxmox_identity.retire_after(provider_lxc.deployment)
+
+# Omni service accounts for automation (the drift job's Reader): `make service-account-key NAME=...` hands out a key.
+for account_id, account_spec in spec.service_accounts.items():
+    automation = OmniServiceAccount(
+        f"service-account-{account_id}",
+        account=account_id,
+        role=account_spec.role,
+        ttl_days=account_spec.key_ttl_days,
+        rotation=settings.key_rotation("automationKeyRotation"),
+    )
+    warn_when_due(automation, account_id, settings.key_expiry_warning_days)
 
 # MachineClasses: how the infra provider sizes each kind of VM.
 classes = {

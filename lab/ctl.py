@@ -13,6 +13,8 @@
     python -m lab.ctl fault NAME ARGS  a Proxmox fault on demand: node-offline NODE, node-online NODE, ceph-down,
                                        ceph-up, storage-full STORAGE, storage-free STORAGE GIB,
                                        flaky-network DROP_RATE, token-expired
+    python -m lab.ctl service-account-key NAME [--out FILE]   the key of a service account the program made
+                                       (components/cli/keys.py): printed to a terminal, or into a new 0600 file
 
 The lab's secrets are made per start, kept in <lab>/lab.json (mode 0600) and handed
 to the stack as Pulumi secrets through stdin, never argv.
@@ -120,12 +122,11 @@ def start(directory: Path | None = None) -> dict:
     # The new cluster's Kubernetes API (and a chart repository), for the Tailscale operator release.
     kube = kube_lab.start(directory / "kubernetes")
 
-    # The real Omni, and the infra provider's identity in it (`omnictl infraprovider create`, the operator's step).
-    # The provider itself runs once the program's `docker compose up -d` starts its container, as on Matrix.
+    # The real Omni, with no infra provider in it: the program makes the provider's identity and key. The provider
+    # itself runs once the program's `docker compose up -d` starts its container, as on Matrix.
     spec = load_spec(PROJECT_ROOT / "specs" / "omni.yaml")
     omni = omni_lab.start(directory / "omni", spec)
     provider_id = spec.infra_provider.id
-    provider_key = provider_standin.create(omni, provider_id)
     provider_standin.containers(ssh_dir, omni, pve["cafile"])
     info = {
         "omni": omni,
@@ -151,10 +152,11 @@ def start(directory: Path | None = None) -> dict:
             "client_id": f"lab-client-{secrets.token_hex(6)}",
             "client_secret": f"tskey-client-lab-{secrets.token_hex(16)}",
         },
-        # What the provider's compose stack is handed; nothing in the lab checks them but their secrecy.
+        # What the provider's compose stack is handed from the stack config (nothing in the lab checks the auth key
+        # but its secrecy), and the lab's own hand-made provider token (fakepve_lab.PROVIDER_TOKEN_ID): the lab
+        # reads the provider's VMs with it; the stack's provider runs on the token the program makes.
         "provider_stack": {
             "tailscale_auth_key": f"tskey-auth-lab-{secrets.token_hex(16)}",
-            "omni_service_account_key": provider_key,
             "proxmox_token_id": pve["provider_token_id"],
             "proxmox_token_secret": pve["provider_token_secret"],
         },
@@ -311,9 +313,6 @@ class LabStack:
         # No providerLxcSshHostKey: a new container has a new host key, which the state keeps at first contact.
         self.set_config("omni-scale:providerLxcSshPrivateKey", lxc["ssh_private_key"], secret=True)
         self.set_config("omni-scale:tailscaleAuthKey", stack["tailscale_auth_key"], secret=True)
-        self.set_config("omni-scale:providerOmniServiceAccountKey", stack["omni_service_account_key"], secret=True)
-        self.set_config("omni-scale:providerProxmoxTokenId", stack["proxmox_token_id"])
-        self.set_config("omni-scale:providerProxmoxTokenSecret", stack["proxmox_token_secret"], secret=True)
         self.set_config("omni-scale:tailscaleOAuthClientId", info["tailscale_oauth"]["client_id"], secret=True)
         self.set_config("omni-scale:tailscaleOAuthClientSecret", info["tailscale_oauth"]["client_secret"], secret=True)
         # The lab serves the charts itself (stand-ins under the real names and versions): pkgs.tailscale.com and
@@ -470,8 +469,23 @@ def adopt(yes: bool = False) -> int:
     )
 
 
+def service_account_key(argv: list[str]) -> int:
+    """components.cli.keys on the lab stack: NAME [--out FILE]."""
+    from components.cli import keys
+
+    if not argv or argv[0].startswith("-") or argv[1:2] not in ([], ["--out"]) or len(argv) not in (1, 3):
+        print("usage: python -m lab.ctl service-account-key NAME [--out FILE]", file=sys.stderr)
+        return 2
+    stack = default_lab_stack()
+    out = Path(argv[2]) if len(argv) == 3 else None
+    return keys.hand_out(argv[0], out, stack.argv, stack.project_dir, stack.env(), sys.stdout.isatty())
+
+
+VERBS = ("start", "stop", "up", "pulumi", "drift", "survive", "adopt", "fault", "service-account-key")
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("start", "stop", "up", "pulumi", "drift", "survive", "adopt", "fault"):
+    if not argv or argv[0] not in VERBS:
         print(__doc__, file=sys.stderr)
         return 2
     verb = argv[0]
@@ -489,6 +503,8 @@ def main(argv: list[str]) -> int:
         return survive()
     elif verb == "adopt":
         return adopt(yes="--yes" in argv[1:])
+    elif verb == "service-account-key":
+        return service_account_key(argv[1:])
     elif verb == "fault":
         fault(*argv[1:])
         print(f"lab: fault {' '.join(argv[1:])} applied")

@@ -368,6 +368,26 @@ def compose(args: list[str], directory: Path) -> int:
                 del state["volumes"][volume]
         _save_state(state)
         return 0
+    if verb == "restart":
+        # The same containers, their processes started again: what they read at start (a bind-mounted file) is read
+        # anew. A service that was not running is left as it is, as docker does.
+        name, document = load_project(directory)
+        project = state["projects"].get(name, {"services": {}})
+        wanted = [f for f in flags if not f.startswith("-")] or list(project["services"])
+        for service in wanted:
+            if service not in document.get("services", {}):
+                raise ComposeError(f"no such service: {service}")
+            info = project["services"].get(service)
+            if not info or info["state"] != "running":
+                continue
+            runner = _runner(info["image"])
+            info["starts"] = info.get("starts", 0) + 1
+            if runner is not None:
+                _stop(info)
+                info["pid"] = _start(name, service, document["services"][service], directory, runner)
+                info["pid_started"] = started_at(info["pid"])
+        _save_state(state)
+        return 0
     raise ComposeError(f"lab: `docker compose {verb}` is not modelled by the stand-in")
 
 

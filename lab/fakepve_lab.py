@@ -19,18 +19,21 @@ import signal
 import sys
 import time
 
-from fakepve import FakePve, routing, shapes
+from fakepve import routing, shapes
 from fakepve.certs import make_cert
 from fakepve.routing import split_list
 from fakepve.storage import BLOCK_NAME, spec_of
 
+from lab.fakepve_access import AccessControlledPve
 from lab.processes import write_private_json
 
 NODES = ("foxtrot", "golf", "hotel")
 TOKEN_USER, TOKEN_NAME = "pulumi@pve", "omni-scale"
 TOKEN_ID = f"{TOKEN_USER}!{TOKEN_NAME}"
-# The token the Omni Proxmox provider itself would use inside the provider LXC (config.yaml).
-PROVIDER_TOKEN_ID = "omni-provider@pve!provider"
+# A token as an operator would have made one for the Omni Proxmox provider by hand (Administrator on /): what the
+# provider-level tests hand the provider stand-in, and the lab reads the provider's VMs with. The lab stack does not
+# use it: the program makes the provider's own identity (infra_provider.proxmox_identity).
+PROVIDER_TOKEN_ID = "lab-provider@pve!provider"
 # The container templates on 'local', as `pveam download` leaves them: the spec's provider_lxc names the first.
 CT_TEMPLATES = (
     "vztmpl/debian-12-standard_12.12-1_amd64.tar.zst",
@@ -468,7 +471,10 @@ async def serve(args):
     root_password = secrets.token_hex(16)
     readings = None if args.still else LiveReadings(seed=args.seed)
     pve = build_matrix(
-        FakePve(password=root_password, host=host, port=args.port), token_secret, readings, provider_token_secret
+        AccessControlledPve(password=root_password, host=host, port=args.port),
+        token_secret,
+        readings,
+        provider_token_secret,
     )
     if args.container_hook:
         link_containers(pve, os.path.abspath(args.container_hook))

@@ -17,10 +17,10 @@ import ssl
 import threading
 import urllib.request
 
-from fakepve import FakePve
 from fakepve.certs import make_cert
 
 from lab import fakepve_lab
+from lab.fakepve_access import AccessControlledPve
 
 HOST = "127.0.0.1"
 TIMEOUT = 30  # seconds; a start, stop or call taking longer fails the test instead of hanging it
@@ -65,7 +65,10 @@ def running_matrix(tmp_path, prepare=None, readings=None):
     certfile, keyfile, _ = make_cert(str(tmp_path), hosts=(HOST,))
     token_secret, provider_token_secret = secrets.token_hex(16), secrets.token_hex(16)
     pve = fakepve_lab.build_matrix(
-        FakePve(password=secrets.token_hex(16), host=HOST, port=0), token_secret, readings, provider_token_secret
+        AccessControlledPve(password=secrets.token_hex(16), host=HOST, port=0),
+        token_secret,
+        readings,
+        provider_token_secret,
     )
     pve.time_scale = 0
     if prepare is not None:

@@ -33,6 +33,7 @@ from components.core.spec_file import load_spec
 from components.kubernetes.tailscale_operator import RELEASE, release_id
 from components.omni.machine_class import class_resource_id
 from components.omni.render import DEFAULT_NAMESPACE
+from components.omni.service_accounts import OmniServiceAccount, provider_account
 from components.omni.talos_cluster import KUBECONFIG_USER
 from components.proxmox.lxc import compose_id, container_id
 
@@ -42,6 +43,15 @@ def import_list(spec: Spec) -> list[dict]:
     items = []
     lxc = spec.provider_lxc
     if lxc is not None:
+        account = provider_account(spec.infra_provider.id)
+        items.append(
+            {
+                "type": OmniServiceAccount.TYPE,
+                "name": f"infra-provider-{spec.infra_provider.id}",
+                "what": "Omni infra provider identity (key: providerOmniServiceAccountKey)",
+                "id": account,
+            }
+        )
         items.append(
             {
                 "type": "omni-scale:proxmox:ProviderLxc",
@@ -56,6 +66,15 @@ def import_list(spec: Spec) -> list[dict]:
                 "name": f"{lxc.hostname}-compose",
                 "what": "docker compose stack in it",
                 "id": compose_id(str(lxc.network.address.ip), lxc.compose.directory),
+            }
+        )
+    for name in spec.service_accounts:
+        items.append(
+            {
+                "type": OmniServiceAccount.TYPE,
+                "name": f"service-account-{name}",
+                "what": "Omni service account (made if absent)",
+                "id": name,
             }
         )
     for class_id in spec.machine_classes:
@@ -150,6 +169,12 @@ def what_adoption_does(spec: Spec) -> str:
         "  recorded in the state as it is (nothing written), what does not is created; each `~ update` (a thing",
         "  the state already holds) is applied as shown.",
     ]
+    if spec.provider_lxc is not None:
+        lines.append(
+            "adoption: Omni never gives a key back: the infra provider's identity, if it exists, is taken over with "
+            "the key\n  in omni-scale:providerOmniServiceAccountKey (the one its .env holds); `up` renews it from then "
+            "on. An automation\n  account that exists already is refused (its key cannot be had): destroy it first."
+        )
     op = spec.tailscale_operator
     if op is not None and op.enabled:
         lines.append(

@@ -6,6 +6,7 @@ here, never a pulumi.Config of their own (the dynamic providers read theirs in `
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +17,9 @@ from components.core.errors import ConfigError, UserError
 from components.core.settings import (
     NAMESPACE,
     OMNI_CREDENTIALS,
+    OMNI_KEY_ENV,
     PROVIDER_STACK_CREDENTIALS,
+    PROVIDER_TOKEN_CREDENTIALS,
     PROXMOX_ADMIN_CREDENTIALS,
     TAILSCALE_CLIENT_ID,
     TAILSCALE_CLIENT_SECRET,
@@ -29,6 +32,7 @@ from components.core.settings import (
     ssh_from_lookup,
     tailscale_credentials,
     truthy,
+    with_omni_key_from_env,
 )
 from components.core.spec import Spec
 from components.core.spec_file import load_spec
@@ -56,12 +60,15 @@ class ProgramSettings:
 
         now = now or datetime.now(UTC)
         due, unreadable = [], []
+        get = with_omni_key_from_env(self.config.get)
         for name in self.omni_key_names:
-            value = self.config.get(name)
+            value = get(name)
             if not value:
                 continue
+            if name == "omniServiceAccountKey" and os.environ.get(OMNI_KEY_ENV):
+                name = OMNI_KEY_ENV  # the run's own key (the drift job's), named where it came from
             try:
-                facts = key_facts(value)
+                facts = key_facts(str(value))
             except KeyUnreadable as exc:
                 unreadable.append(f"{name}: {exc}; when it expires is not known")
                 continue
@@ -70,17 +77,36 @@ class ProgramSettings:
                 due.append(line)
         return due, unreadable
 
-    def provider_stack_secrets(self) -> pulumi.Output:
-        """The provider LXC's compose secrets as one secret Output of ProviderSecrets."""
-        keys = PROVIDER_STACK_CREDENTIALS + (
-            "proxmoxApiUrl",
-            "providerProxmoxApiUrl",
-            "providerProxmoxInsecureSkipVerify",
+    def provider_stack_secrets(self, provider_key: pulumi.Output, proxmox_token: pulumi.Output | None) -> pulumi.Output:
+        """The provider LXC's compose secrets as one secret Output of ProviderSecrets, with the provider's Omni key
+        the program holds (its registration's) and the Proxmox token it made (None: the config's)."""
+        keys = (
+            PROVIDER_STACK_CREDENTIALS
+            + PROVIDER_TOKEN_CREDENTIALS
+            + (
+                "proxmoxApiUrl",
+                "providerProxmoxApiUrl",
+                "providerProxmoxInsecureSkipVerify",
+                "providerOmniServiceAccountKey",
+            )
         )
-        values = pulumi.Output.all(**{key: self.config.get_secret(key) for key in keys})
+        values = pulumi.Output.all(provider_key, proxmox_token, {key: self.config.get_secret(key) for key in keys})
         return pulumi.Output.secret(
-            values.apply(lambda got: provider_secrets_from_lookup(got.get, f"Pulumi.{pulumi.get_stack()}.yaml"))
+            values.apply(
+                lambda got: provider_secrets_from_lookup(
+                    got[2].get, f"Pulumi.{pulumi.get_stack()}.yaml", got[0], got[1]
+                )
+            )
         )
+
+    def adoption_key(self, name: str) -> pulumi.Output | None:
+        """A key the stack config holds for an Omni account that exists already (adoption), as a secret; None when
+        unset."""
+        return self.config.get_secret(name) if self.config.get(name) else None
+
+    def key_rotation(self, name: str) -> str:
+        """The stack's label for a deliberate rotation (changing it makes the accounts' keys anew)."""
+        return str(self.config.get(name) or "")
 
     def provider_lxc_ssh_public_key(self) -> pulumi.Output:
         """The public half of the key the program logs in to the provider LXC with (it goes into the container)."""
@@ -105,10 +131,12 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
         required: tuple[str, ...] = OMNI_CREDENTIALS
         if spec.provider_lxc is not None:
             required += PROXMOX_ADMIN_CREDENTIALS + PROVIDER_STACK_CREDENTIALS
+            if spec.infra_provider.proxmox_identity is None:
+                required += PROVIDER_TOKEN_CREDENTIALS
         operator = spec.tailscale_operator
         if operator is not None and operator.enabled:
             required += tailscale_credentials(config.get, operator.oauth.audience, stack_file, spec_path)
-        require(config.get, tuple(dict.fromkeys(required)), stack_file)
+        require(with_omni_key_from_env(config.get), tuple(dict.fromkeys(required)), stack_file)
         # The settings the providers read later, checked now: a bad value stops before anything registers.
         retry_policy(config.get, stack_file)
         provider_token_id(config.get, stack_file)  # the preflight asks Proxmox about it
@@ -136,8 +164,8 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
         tailscale_chart_repository=config.get("tailscaleChartRepository"),
         config=config,
         key_expiry_warning_days=key_expiry_warning_days(config.get, stack_file),
-        omni_key_names=("omniServiceAccountKey",)
-        + (("providerOmniServiceAccountKey",) if spec.provider_lxc is not None else ()),
+        # The provider's key, when the program runs the provider, is its own (warned about from its registration).
+        omni_key_names=("omniServiceAccountKey",),
     )
 
 

@@ -5,6 +5,7 @@ than through their inputs, so no secret is pickled into or stored in the state."
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,10 +53,22 @@ def tailscale_credentials(get: Lookup, audience: str | None, stack_file: str, sp
     return (TAILSCALE_CLIENT_ID,)
 
 
+# An Omni key for one run in place of the stack's omniServiceAccountKey: the drift job's Reader (its CI secret). From
+# the environment, which reaches the program and every dynamic provider alike, never the stack file.
+OMNI_KEY_ENV = "OMNI_SCALE_OMNI_KEY"
+
+
+def with_omni_key_from_env(get: Lookup) -> Lookup:
+    override = os.environ.get(OMNI_KEY_ENV)
+    if not override:
+        return get
+    return lambda key: override if key == "omniServiceAccountKey" else get(key)
+
+
 def lookup_in(config: DynamicConfig) -> Lookup:
     """Reads this project's keys from the stack config a dynamic provider is handed (pulumi.dynamic.Config). Keys
     are named in full: the SDK qualifies a bare key with PULUMI_PROJECT, which not every engine sets for plugins."""
-    return lambda key: config.get(f"{NAMESPACE}:{key}")
+    return with_omni_key_from_env(lambda key: config.get(f"{NAMESPACE}:{key}"))
 
 
 def require(get: Lookup, keys: tuple[str, ...], stack_file: str) -> None:
@@ -259,29 +272,39 @@ def proxmox_admin_from_config(get: Lookup, stack_file: str = "Pulumi.<stack>.yam
     )
 
 
-# What the compose stack in the provider LXC needs; secrets are set with `pulumi config set --secret`.
+# What the compose stack in the provider LXC needs; secrets are set with `pulumi config set --secret`. The provider's
+# Omni key is the program's own (components/omni/service_accounts.py); providerOmniServiceAccountKey only adopts one.
 PROVIDER_STACK_CREDENTIALS = (
     "omniEndpoint",
-    "providerOmniServiceAccountKey",
     "tailscaleAuthKey",
-    "providerProxmoxTokenId",
-    "providerProxmoxTokenSecret",
     "providerLxcSshPrivateKey",
 )
+# The provider's Proxmox token, unless the program makes it (infra_provider.proxmox_identity).
+PROVIDER_TOKEN_CREDENTIALS = ("providerProxmoxTokenId", "providerProxmoxTokenSecret")
 
 
-def provider_secrets_from_lookup(get: Lookup, stack_file: str) -> ProviderSecrets:
+def provider_secrets_from_lookup(
+    get: Lookup, stack_file: str, provider_key: str | None = None, proxmox_token: dict | None = None
+) -> ProviderSecrets:
+    """provider_key: the Omni key the program holds for the provider (its registration's); proxmox_token: the
+    Proxmox token it made for it ({"id", "secret"}). The config's where they are None."""
     from components.proxmox.compose import ProviderSecrets
 
     require(get, PROVIDER_STACK_CREDENTIALS, stack_file)
+    key = provider_key or get("providerOmniServiceAccountKey")
+    if not key:
+        require(get, ("providerOmniServiceAccountKey",), stack_file)
+    if not proxmox_token:
+        require(get, PROVIDER_TOKEN_CREDENTIALS, stack_file)
+        proxmox_token = {"id": get("providerProxmoxTokenId"), "secret": get("providerProxmoxTokenSecret")}
     return ProviderSecrets(
         omni_endpoint=str(get("omniEndpoint")),
-        omni_service_account_key=str(get("providerOmniServiceAccountKey")),
+        omni_service_account_key=str(key),
         tailscale_auth_key=str(get("tailscaleAuthKey")),
         # The provider reaches the same Proxmox API as this program unless the stack says otherwise.
         proxmox_api_url=str(get("providerProxmoxApiUrl") or get("proxmoxApiUrl") or ""),
-        proxmox_token_id=str(get("providerProxmoxTokenId")),
-        proxmox_token_secret=str(get("providerProxmoxTokenSecret")),
+        proxmox_token_id=str(proxmox_token["id"]),
+        proxmox_token_secret=str(proxmox_token["secret"]),
         proxmox_insecure_skip_verify=truthy(get("providerProxmoxInsecureSkipVerify") or False),
     )
 

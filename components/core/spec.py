@@ -358,8 +358,81 @@ def _provider_id(value: str) -> str:
 ProviderId = Annotated[str, AfterValidator(_provider_id)]
 
 
+# Omni refuses a service-account key that lives longer than a year (auth.ServiceAccountMaxAllowedLifetime).
+KEY_TTL_MAX_DAYS = 365.0
+KeyTtlDays = Annotated[float, Field(gt=0, le=KEY_TTL_MAX_DAYS)]
+
+
+# What the Omni Proxmox provider (v0.3) asks of the Proxmox API, by privilege: VMs made, configured (CPU, memory,
+# disks, NICs, the boot ISO and cloud-init), started, stopped and deleted; space on storages and the Talos ISO
+# downloaded to one (download-url: Datastore.AllocateTemplate, Sys.Audit and Sys.Modify); pools made and filled;
+# bridges used (SDN.Use); the cluster read.
+PROVIDER_PRIVILEGES = (
+    "Datastore.AllocateSpace",
+    "Datastore.AllocateTemplate",
+    "Datastore.Audit",
+    "Pool.Allocate",
+    "Pool.Audit",
+    "SDN.Use",
+    "Sys.Audit",
+    "Sys.Modify",
+    "VM.Allocate",
+    "VM.Audit",
+    "VM.Config.CDROM",
+    "VM.Config.CPU",
+    "VM.Config.Cloudinit",
+    "VM.Config.Disk",
+    "VM.Config.HWType",
+    "VM.Config.Memory",
+    "VM.Config.Network",
+    "VM.Config.Options",
+    "VM.PowerMgmt",
+)
+PveUser = Annotated[
+    str,
+    _shaped(
+        r"[^\s:/@!]{1,60}@(pve|pam)",
+        "a Proxmox user, NAME@pve (a PVE realm user: no password, only tokens), e.g. omni-provider@pve",
+    ),
+]
+PveRoleId = Annotated[str, _shaped(r"[A-Za-z][A-Za-z0-9.\-_]{1,39}", "a Proxmox role id, e.g. OmniInfraProvider")]
+
+
+class ProxmoxIdentitySpec(_Strict):
+    """The provider's own Proxmox identity, made by the program through the API: a user, a role of exactly the
+    privileges the provider needs, the role on / for both, and an API token with privilege separation."""
+
+    user: PveUser = "omni-provider@pve"
+    role: PveRoleId = "OmniInfraProvider"
+    # The token's life (PVE's `expire`): `up` makes a new token once a third is left, deploys it, then deletes the
+    # old one.
+    token_ttl_days: KeyTtlDays = KEY_TTL_MAX_DAYS
+    extra_privileges: list[Literal["Sys.Console", "Mapping.Use", "Mapping.Audit"]] = Field(default_factory=list)
+
+    @property
+    def privileges(self) -> list[str]:
+        return sorted(set(PROVIDER_PRIVILEGES) | set(self.extra_privileges))
+
+
 class InfraProviderSpec(_Strict):
     id: ProviderId
+    # The life of the key the program makes for the provider (`up` renews it once a third of it is left, or once it
+    # is inside the stack's keyExpiryWarningDays).
+    key_ttl_days: KeyTtlDays = KEY_TTL_MAX_DAYS
+    # Set: the program makes the provider's Proxmox user, role and token (providerProxmoxTokenId/Secret unneeded).
+    proxmox_identity: ProxmoxIdentitySpec | None = None
+
+
+# Omni's roles a service account for automation may have (InfraProvider is only ever an infra provider's).
+AutomationRole = Literal["Reader", "Operator", "Admin"]
+
+
+class ServiceAccountSpec(_Strict):
+    """An Omni service account for automation (the scheduled drift job): made and renewed by the program; its key
+    leaves the state only through `make service-account-key`."""
+
+    role: AutomationRole
+    key_ttl_days: KeyTtlDays = 90.0
 
 
 class ProxmoxSpec(_Strict):
@@ -917,6 +990,8 @@ class Spec(_Strict):
     clusters: dict[Name, ClusterSpec] = Field(default_factory=dict)
     tailscale_operator: TailscaleOperatorSpec | None = None
     provider_lxc: ProviderLxcSpec | None = None
+    # Named as Omni names service accounts (lowercase letters, digits, dashes).
+    service_accounts: dict[Name, ServiceAccountSpec] = Field(default_factory=dict)
 
     def cluster_totals(self, name: str) -> Totals:
         """What one cluster asks of Proxmox; unlimited pools count as their current minimum (0), and pools of a
@@ -960,6 +1035,8 @@ _ADDED_FIELDS = {
     ),
     "ProviderLxcSpec": ("tun",),
 }
+# What neither reader of spec_document uses: the Omni identities' settings (a change there is no change to them).
+_IDENTITY_FIELDS = {"infra_provider": ("key_ttl_days", "proxmox_identity"), "": ("service_accounts",)}
 
 
 def _drop_added_defaults(model: BaseModel, data: object) -> None:
@@ -989,6 +1066,9 @@ def spec_document(spec: Spec) -> dict:
     preflight, the placement): file patches and manifests travel as their content, a secret patch without it."""
     data = spec.model_dump(mode="json", exclude_none=True)
     _drop_added_defaults(spec, data)
+    for section, fields in _IDENTITY_FIELDS.items():
+        for name in fields:
+            (data[section] if section else data).pop(name, None)
     for cluster in data.get("clusters", {}).values():
         pools = [cluster, cluster["control_plane"], *cluster.get("workers", [])]
         for pool in pools:

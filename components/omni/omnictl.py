@@ -123,15 +123,20 @@ class Omnictl:
         env = dict(os.environ)
         env["OMNI_ENDPOINT"] = self.endpoint
         env["OMNI_SERVICE_ACCOUNT_KEY"] = self.service_account_key
+        # omnictl would prefer a Sidero key left in the environment to the one this client was given.
+        env.pop("SIDERO_SERVICE_ACCOUNT_KEY", None)
         if self.ca_file:
             env["SSL_CERT_FILE"] = self.ca_file  # Go's TLS reads it in place of the system bundle
         return env
 
-    def run(self, *args: str, timeout_seconds: float | None = None) -> str:
+    def run(self, *args: str, timeout_seconds: float | None = None, idempotent: bool = True) -> str:
         """One omnictl call; an unreachable Omni, or one that did not answer in the usual time, is tried
-        again (every verb this program uses is idempotent); a deliberate long wait is not."""
+        again; a deliberate long wait is not, nor a verb that must not happen twice (making a service account or a
+        key: a try that timed out may have done it, and the second would fail or make a key no one holds)."""
 
         def transient(exc: Exception) -> bool:
+            if not idempotent:
+                return False
             return isinstance(exc, Unreachable) or (isinstance(exc, Timeout) and timeout_seconds is None)
 
         verb = " ".join(a for a in args[:3] if not a.startswith("-"))

@@ -46,7 +46,9 @@ def key_facts(key: str) -> KeyFacts:
     return KeyFacts(str(account), cert.fingerprint.lower(), cert.expiration)
 
 
-def expiry_notice(config_key: str, facts: KeyFacts, now: datetime, warn_within: timedelta) -> str | None:
+def expiry_notice(
+    config_key: str, facts: KeyFacts, now: datetime, warn_within: timedelta, remedy: str = "renew it"
+) -> str | None:
     """A line for a key that has expired or expires within warn_within; None otherwise."""
     if facts.expires_at is None:
         return None
@@ -58,6 +60,6 @@ def expiry_notice(config_key: str, facts: KeyFacts, now: datetime, warn_within: 
         days = left.total_seconds() / 86400
         return (
             f"{config_key} (service account {facts.account!r}, key {facts.fingerprint[:16]}) expires at {when}, "
-            f"in {days:.1f} days: renew it"
+            f"in {days:.1f} days: {remedy}"
         )
     return None

@@ -158,12 +158,12 @@ class ProxmoxClient:
         if (
             isinstance(exc, ResourceException)
             and getattr(exc, "status_code", None) == 500
-            and "does not exist" in str(exc)
+            and ("does not exist" in str(exc) or "no such " in str(exc))
         ):
             return ProxmoxNotFound(f"{method} {path}: {exc}")
         return ProxmoxError(f"{method} {path}: {exc}")
 
-    def call(self, method: str, path: str, **params) -> Any:
+    def call(self, method: str, api_path: str, /, **params) -> Any:
         """One API call, answering the API's JSON (a mapping, a list, or a task's UPID string). A read that gets
         no answer is tried again; a write is not (PVE's creates are not idempotent: a retried create whose first
         answer was lost would fail as 'already exists')."""
@@ -171,16 +171,16 @@ class ProxmoxClient:
         def once():
             self.requests += 1
             try:
-                return getattr(self._api, method.lower())(path, **params)
+                return getattr(self._api, method.lower())(api_path, **params)
             except (AuthenticationError, ResourceException, requests.exceptions.RequestException) as exc:
-                raise self._error(method, path, exc) from None
+                raise self._error(method, api_path, exc) from None
 
         if method.upper() != "GET":
             return once()
-        return with_retries(once, lambda e: isinstance(e, ProxmoxUnreachable), f"GET {path}", self._retry)
+        return with_retries(once, lambda e: isinstance(e, ProxmoxUnreachable), f"GET {api_path}", self._retry)
 
-    def get(self, path: str, **params) -> Any:
-        return self.call("GET", path, **params)
+    def get(self, api_path: str, /, **params) -> Any:
+        return self.call("GET", api_path, **params)
 
     def wait_task(self, node: str, upid: str, timeout_seconds: float) -> None:
         """Polls a task (create, start, stop, destroy) until it ends; its failure is an error."""

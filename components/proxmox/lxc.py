@@ -34,6 +34,7 @@ from components.omni.infra_provider import ProviderNotRegistered, last_heartbeat
 from components.proxmox.client import ProxmoxClient, ProxmoxNotFound
 from components.proxmox.compose import (
     COMPOSE_FILE,
+    CONFIG_FILE,
     FILE_ORDER,
     ProviderSecrets,
     RenderedFile,
@@ -302,9 +303,20 @@ class _LxcContainer(TypedResource, module="proxmox", name="LxcContainer"):
 # ------------------------------------------------------------------------- the compose stack
 
 
+def _stack_secrets(get: Lookup, props: dict) -> ProviderSecrets:
+    """The stack's secrets, with the provider's Omni key the program holds (a state made before it had none: the
+    config's)."""
+    return provider_secrets_from_lookup(
+        get, "Pulumi.<stack>.yaml", props.get("provider_key") or None, props.get("provider_proxmox_token") or None
+    )
+
+
 def _stack_files(get: Lookup, props: dict) -> list[RenderedFile]:
-    secrets = provider_secrets_from_lookup(get, "Pulumi.<stack>.yaml")
-    return render_provider_stack(ComposeStackSpec(**props["stack"]), props["provider_id"], secrets)
+    return render_provider_stack(ComposeStackSpec(**props["stack"]), props["provider_id"], _stack_secrets(get, props))
+
+
+def _has_unknown(value) -> bool:
+    return isinstance(value, dict) and any(is_unknown(v) for v in value.values())
 
 
 def _shown(directory: str) -> str:
@@ -363,7 +375,11 @@ class ComposeDeploymentProvider(OmniProvider):
 
     def check(self, _olds: dict, news: dict) -> CheckResult:
         # The digests the program computed and what this provider would write must agree: they differ
-        # only if the stack config changed between the program's run and this one.
+        # only if the stack config changed between the program's run and this one. In a preview the provider's key
+        # may not be known yet (it is about to be made or renewed).
+        made = [news[k] for k in ("provider_key", "provider_proxmox_token") if k in news]
+        if is_unknown(news.get("files")) or any(is_unknown(v) or _has_unknown(v) for v in made):
+            return CheckResult(news, [])
         try:
             rendered = file_states(_stack_files(self._config, news))
         except Exception as exc:  # a user mistake in the config: one message, no traceback
@@ -403,14 +419,17 @@ class ComposeDeploymentProvider(OmniProvider):
         )
         # The provider's last heartbeat before its container starts again: registered means a newer one.
         before = last_heartbeat(self.client, props["provider_id"])
-        host.run_all(
-            _write_commands(props["directory"], files, ComposeStackSpec(**props["stack"]).state_directory)
-            + [
-                # Validated where it runs, before anything is (re)started.
-                (f"cd {d} && docker compose config --quiet", None),
-                (f"cd {d} && docker compose up -d", None),
-            ]
-        )
+        stack = ComposeStackSpec(**props["stack"])
+        commands = _write_commands(props["directory"], files, stack.state_directory) + [
+            # Validated where it runs, before anything is (re)started.
+            (f"cd {d} && docker compose config --quiet", None),
+            (f"cd {d} && docker compose up -d", None),
+        ]
+        if changed_only is not None and CONFIG_FILE in {f.name for f in files}:
+            # config.yaml is bind-mounted: compose recreates no container for a change in it, and the provider
+            # reads it only when it starts (a new Proxmox token, say).
+            commands.append((f"cd {d} && docker compose restart {shlex.quote(stack.provider_service)}", None))
+        host.run_all(commands)
         self._await_registration(host, props, before)
         # The state keeps the key the container accepts, so refresh still reads it while a new key waits in the
         # config for the next `up` (which puts it in the container, see _rotate_ssh_key).
@@ -434,13 +453,12 @@ class ComposeDeploymentProvider(OmniProvider):
             d = shlex.quote(props["directory"])
             service = ComposeStackSpec(**props["stack"]).provider_service  # an older state's stack: the default
             [logs] = host.run_all([(f"cd {d} && docker compose logs --tail 10 {service} 2>&1 || true", None)])
-            secrets = provider_secrets_from_lookup(self._config, "Pulumi.<stack>.yaml")
-            tail = redact(logs.stdout.strip(), secrets)
+            tail = redact(logs.stdout.strip(), _stack_secrets(self._config, props))
             where = _shown(props["directory"])
             raise ProviderNotRegistered(
                 f"{exc}: look at its container's logs (`docker compose logs {service}` in {where} on "
-                f"the provider LXC) and at its key (providerOmniServiceAccountKey: the key `omnictl infraprovider "
-                f"create {provider_id}` printed, and not expired?)" + (f"; its last lines:\n{tail}" if tail else "")
+                f"the provider LXC) and at its Omni key (the one the program made for it, or adopted from "
+                f"providerOmniServiceAccountKey: not expired?)" + (f"; its last lines:\n{tail}" if tail else "")
             ) from None
         progress(f"infra provider {provider_id!r} registered with Omni")
 
@@ -538,6 +556,8 @@ class ProviderLxc(pulumi.ComponentResource):
         secrets: pulumi.Output,
         ssh_public_key: pulumi.Output,
         protect: bool,
+        provider_key: pulumi.Output | None = None,
+        provider_proxmox_token: pulumi.Output | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("omni-scale:proxmox:ProviderLxc", name, None, opts)
@@ -565,8 +585,16 @@ class ProviderLxc(pulumi.ComponentResource):
                 # Changes when the container is replaced: the new one is empty, and everything is deployed again.
                 "container_creation": self.container.creation_id,
                 "ssh_public_key": ssh_public_key,
+                # The provider's Omni key, from its registration: a new one redeploys .env and restarts the provider.
+                "provider_key": provider_key,
+                # The Proxmox token the program made for the provider ({"id", "secret"}), when it makes one.
+                "provider_proxmox_token": provider_proxmox_token,
             },
-            pulumi.ResourceOptions(parent=self, protect=protect, additional_secret_outputs=["files", "login_key"]),
+            pulumi.ResourceOptions(
+                parent=self,
+                protect=protect,
+                additional_secret_outputs=["files", "login_key", "provider_key", "provider_proxmox_token"],
+            ),
         )
         self.register_outputs({"container": self.container.id, "deployment": self.deployment.id})
 

@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -13,8 +14,9 @@ import pytest
 import yaml
 
 from components.omni.render import MACHINE_CLASS_TYPE
+from components.omni.service_accounts import provider_account
 from components.proxmox.client import ProxmoxClient, ProxmoxNotFound, ProxmoxSettings
-from lab import ctl, kube_lab, omni_lab
+from lab import ctl, kube_lab, omni_lab, provider_standin
 from tests.conftest import PROJECT_ROOT
 from tests.lxc_host import docker_history
 
@@ -30,6 +32,8 @@ def call_failed(item: pytest.Item) -> bool:
 CLASS = "matrix-control-plane"
 PROVIDER_ID = yaml.safe_load((PROJECT_ROOT / "specs" / "omni.yaml").read_text())["infra_provider"]["id"]
 CLUSTER = "talos-prod-01"
+PROVIDER_ACCOUNT = provider_account(PROVIDER_ID)
+SPEC_IDENTITY = yaml.safe_load((PROJECT_ROOT / "specs" / "omni.yaml").read_text())["infra_provider"]["proxmox_identity"]
 # Each kind of the program's dynamic resources has its own type; states before that recorded UNTYPED for all.
 UNTYPED = "pulumi-python:dynamic:Resource"
 CLASS_TYPE, CLUSTER_TYPE = "pulumi-python:dynamic/omni:MachineClass", "pulumi-python:dynamic/omni:TalosCluster"
@@ -70,6 +74,32 @@ class Estate:
     def set_config(self, key: str, value: str) -> None:
         self.stack.set_config(key, value)
 
+    def forget_the_stack(self) -> None:
+        """A new, empty stack over the running estate, configured as an operator who adopts it would: the lab's
+        credentials, and the provider's Omni key (from the provider's .env) as providerOmniServiceAccountKey. The
+        automation accounts the forgotten stack made are gone too: the estate being adopted had none."""
+        keys = self.managed_keys()
+        self.stack.run_plain("stack", "rm", self.stack.stack, "--force", "--yes", "--preserve-config")
+        self.stack.ensure_stack()
+        self.stack.configure_from_lab(self.info)
+        self.stack.set_config("omni-scale:providerOmniServiceAccountKey", keys[PROVIDER_ACCOUNT], secret=True)
+        for account in keys:
+            if account != PROVIDER_ACCOUNT:
+                self.omni.run("serviceaccount", "destroy", account)
+
+    def provider_made_by_hand(self) -> None:
+        """What the operator did before the program made the provider's identities: `omnictl infraprovider create`,
+        its key pasted into providerOmniServiceAccountKey; in Proxmox (`pveum user add`, `pveum user token add`,
+        `pveum acl modify`) a user and a token with Administrator on /, pasted into providerProxmoxTokenId/Secret."""
+        key = provider_standin.create(self.info["omni"], PROVIDER_ID)
+        self.stack.set_config("omni-scale:providerOmniServiceAccountKey", key, secret=True)
+        pve, user = self.pve(), SPEC_IDENTITY["user"]
+        pve.call("POST", "access/users", userid=user)
+        made = pve.call("POST", f"access/users/{user}/token/by-hand", privsep=0)
+        pve.call("PUT", "access/acl", path="/", roles="Administrator", users=user)
+        self.stack.set_config("omni-scale:providerProxmoxTokenId", made["full-tokenid"])
+        self.stack.set_config("omni-scale:providerProxmoxTokenSecret", made["value"], secret=True)
+
     def class_in_state(self) -> dict:
         deployment = json.loads(self.pulumi("stack", "export").stdout)["deployment"]
         [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{CLASS_TYPE}::{CLASS}")]
@@ -79,9 +109,7 @@ class Estate:
         """The cluster's service-account kubeconfig, as the TalosCluster resource keeps it (encrypted) in the state."""
         deployment = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)["deployment"]
         [resource] = [r for r in deployment["resources"] if r["urn"].endswith(f"{CLUSTER_TYPE}::{CLUSTER}")]
-        value = resource["outputs"]["kubeconfig"]
-        # --show-secrets keeps the secret envelope: {"<sig>": "<secret sig>", "plaintext": "<the value, JSON>"}.
-        return json.loads(value["plaintext"]) if isinstance(value, dict) else value
+        return plain(resource["outputs"]["kubeconfig"])
 
     def state_text(self) -> str:
         files = list((self.stack.state_dir / ".pulumi").rglob("*.json"))
@@ -134,12 +162,21 @@ class Estate:
             self.info["lxc"]["root_password"],
             private_key_body,
             stack["tailscale_auth_key"],
-            stack["omni_service_account_key"],
+            *self.managed_keys().values(),
             stack["proxmox_token_secret"],
             self.info["tailscale_oauth"]["client_id"],
             self.info["tailscale_oauth"]["client_secret"],
             self.info["kubernetes"]["token"],
         ]
+
+    def managed_keys(self) -> dict[str, str]:
+        """The Omni keys the program holds, by service account (its ServiceAccounts' outputs, decrypted)."""
+        deployment = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)["deployment"]
+        return {
+            r["outputs"]["account"]: plain(r["outputs"]["key"])
+            for r in deployment.get("resources", [])
+            if r["type"].endswith("omni:ServiceAccount") and r.get("outputs", {}).get("key")
+        }
 
     def pve(self) -> ProxmoxClient:
         return ProxmoxClient(
@@ -197,6 +234,26 @@ class Estate:
     def kubeconfig_token(self) -> str:
         users = yaml.safe_load(self.kubeconfig())["users"]
         return users[0]["user"]["token"]
+
+
+# The engine's RPC log at -v=9 prints every property it marshals, secrets included (README: Secrets): the only lines
+# a secret may be on.
+ENGINE_RPC_LOG = {"Marshaling property for RPC", "Unmarshaling property for RPC"}
+
+
+def log_message(line: str) -> str:
+    """The message of an engine log line (JSON, or glog's text after `] `), with the RPC label cut off."""
+    try:
+        message = json.loads(line)["msg"]
+    except (ValueError, KeyError, TypeError):
+        message = line.split("] ", 1)[-1]
+    return re.sub(r"RPC\[.*", "RPC", message, flags=re.S)
+
+
+def plain(value):
+    """A value `stack export --show-secrets` shows: secrets keep their envelope,
+    {"<sig>": "<secret sig>", "plaintext": "<the value, JSON>"}."""
+    return json.loads(value["plaintext"]) if isinstance(value, dict) and "plaintext" in value else value
 
 
 @contextlib.contextmanager

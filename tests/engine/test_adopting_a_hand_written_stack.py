@@ -16,7 +16,7 @@ from components.omni.infra_provider import last_heartbeat, wait_for_registration
 from components.proxmox.compose import COMPOSE_FILE, CONFIG_FILE, ENV_FILE
 from components.proxmox.ssh import RemoteHost, SshSettings
 from lab.docker_standin import running_service_pids
-from tests.engine.estate import PROVIDER_ID, running_estate
+from tests.engine.estate import PROVIDER_ID, plain, running_estate
 
 pytestmark = pytest.mark.engine
 
@@ -69,11 +69,6 @@ def hand_written_files(estate) -> dict[str, str]:
     return {CONFIG_FILE: bare(CONFIG_FILE), ENV_FILE: bare(ENV_FILE), COMPOSE_FILE: yaml.safe_dump(compose)}
 
 
-def revealed(value):
-    """A secret as `stack export --show-secrets` writes it: its value as JSON text under `plaintext`."""
-    return json.loads(value["plaintext"]) if isinstance(value, dict) and "plaintext" in value else value
-
-
 def docker_projects(estate) -> dict:
     state = Path(estate.info["lxc"]["home"]) / ".docker-standin" / "state.json"
     return json.loads(state.read_text())["projects"]
@@ -84,9 +79,7 @@ def test_a_hand_written_stack_of_another_shape_is_adopted_and_then_replaced_in_p
     files = hand_written_files(estate)
     # The operator's estate: the stack was written by hand in /opt, its tailnet identity in ./tailscale, and no
     # Pulumi stack knows any of it.
-    estate.stack.run_plain("stack", "rm", estate.stack.stack, "--force", "--yes", "--preserve-config")
-    estate.stack.ensure_stack()
-    estate.stack.configure_from_lab(estate.info)
+    estate.forget_the_stack()
     in_container(estate, "cd ~/omni-provider && docker compose down && cd && rm -rf omni-provider")
     before = last_heartbeat(estate.omni, PROVIDER_ID)
     directory = HAND_WRITTEN["directory"]
@@ -116,7 +109,7 @@ def test_a_hand_written_stack_of_another_shape_is_adopted_and_then_replaced_in_p
     [recorded] = [r for r in state if r["type"] == DEPLOYMENT]
     live, wanted = recorded["outputs"], recorded["inputs"]
     assert {k for k in COMPARED if live.get(k) != wanted.get(k)} == {"compose_yml", "files"}
-    live_files, wanted_files = revealed(live["files"]), revealed(wanted["files"])
+    live_files, wanted_files = plain(live["files"]), plain(wanted["files"])
     assert {n for n in wanted_files if live_files[n] != wanted_files[n]} == {CONFIG_FILE, ENV_FILE, COMPOSE_FILE}
     # The drift job reads the same preview's events and names each differing field with both values: compose.yml's
     # text (the digests of the files that hold secrets are secrets themselves, so it cannot show those).

@@ -10,12 +10,13 @@ present at adoption shows as exactly that difference.
 import copy
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
 import yaml
 
-from components.cli import adoption, drift
+from components.cli import adoption, drift, keys
 from components.core.spec_file import load_spec
 from components.omni.render import MACHINE_CLASS_TYPE, machine_class_document
 from lab import omni_lab
@@ -46,11 +47,10 @@ def put_back_after_a_failure(estate, request):
         estate.pulumi("up", "--yes", "--skip-preview", "--refresh", check=False)
 
 
-def run_drift(estate, tmp_path):
+def run_drift(estate, tmp_path, extra_env: dict | None = None):
     report_path = tmp_path / "drift.json"
-    report = drift.detect(
-        estate.stack.argv(*drift.PREVIEW_ARGS), estate.stack.project_dir, estate.stack.env(), record=_recording()
-    )
+    env = {**estate.stack.env(), **(extra_env or {})}
+    report = drift.detect(estate.stack.argv(*drift.PREVIEW_ARGS), estate.stack.project_dir, env, record=_recording())
     code = drift.report_and_exit_code(report, str(report_path), estate.stack.stack)
     assert json.loads(report_path.read_text())["exit_code"] == code
     return code, drift.summary(report), report
@@ -88,22 +88,45 @@ def test_no_drift_after_a_clean_up(estate, tmp_path):
 
 
 def test_keys_due_for_renewal_are_drift_named_without_the_keys(estate, tmp_path):
-    # The lab's keys live a year, as omnictl's do: a window longer than that makes both due now.
+    # The lab's admin key lives a year, as omnictl's do, and so do the provider's Omni key and Proxmox token the
+    # program made (the drift job's key lives 90 days): a window longer than that makes all four due now.
     estate.set_config("omni-scale:keyExpiryWarningDays", "400")
     try:
         preview = estate.pulumi("preview")
-        assert "[key expiry] providerOmniServiceAccountKey (service account 'infra-provider:" in preview.stdout
+        assert "[key expiry] the program's key (service account 'infra-provider:" in preview.stdout
         code, text, report = run_drift(estate, tmp_path)
         assert code == 1 and report["resources"] == [], text
-        assert [k.split(" ")[0] for k in report["keys"]] == ["omniServiceAccountKey", "providerOmniServiceAccountKey"]
+        omni_keys, [proxmox_token] = report["keys"][:3], report["keys"][3:]
+        assert [k.split(" (")[0] for k in omni_keys] == ["omniServiceAccountKey"] + ["the program's key"] * 2
+        accounts = sorted(k.split("service account ")[1].split(",")[0] for k in omni_keys)
+        assert accounts == ["'automation'", "'drift'", f"'infra-provider:{PROVIDER_ID}'"]
+        assert proxmox_token.startswith("the provider's Proxmox token omni-provider@pve!omni-scale-1 expires at ")
         assert "  key: omniServiceAccountKey (service account " in text and "renew it" in text
-        secrets = [
-            estate.info["omni"]["service_account_key"],
-            estate.info["provider_stack"]["omni_service_account_key"],
-        ]
-        assert not any(key in preview.stdout + preview.stderr + text for key in secrets)
+        assert "`pulumi up` renews it" in text
+        secrets = [estate.info["omni"]["service_account_key"], *estate.managed_keys().values()]
+        assert len(secrets) == 3 and not any(key in preview.stdout + preview.stderr + text for key in secrets)
     finally:
         estate.pulumi("config", "rm", "omni-scale:keyExpiryWarningDays")
+    assert run_drift(estate, tmp_path)[0] == 0
+
+
+def test_the_drift_job_runs_as_the_reader_the_program_made(estate, tmp_path, capfd):
+    """`make service-account-key NAME=drift OUT=...` writes the Reader's key once, 0600; the drift job run with it
+    (OMNI_SCALE_OMNI_KEY, its CI secret) judges as the admin key does, and that key can change nothing."""
+    key_file = tmp_path / "drift.key"
+    assert keys.hand_out("drift", key_file, estate.stack.argv, estate.stack.project_dir, estate.stack.env(), False) == 0
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    reader_key = key_file.read_text().strip()
+    assert reader_key == estate.managed_keys()["drift"] and reader_key not in capfd.readouterr().out
+    as_reader = {"OMNI_SCALE_OMNI_KEY": reader_key}
+    assert run_drift(estate, tmp_path, as_reader)[0] == 0
+    estate.omni.apply(class_document(4096))
+    code, text, report = run_drift(estate, tmp_path, as_reader)
+    assert code == 1 and [r["name"] for r in report["resources"]] == [CLASS], text
+    refused = estate.stack.run("up", "--yes", "--skip-preview", "--refresh", check=False, extra_env=as_reader)
+    assert refused.returncode != 0 and "insufficient role" in refused.stdout + refused.stderr
+    assert estate.live_memory() == 4096
+    converge(estate)
     assert run_drift(estate, tmp_path)[0] == 0
 
 
@@ -235,9 +258,7 @@ def test_unreachable_omni_cannot_be_judged(estate, tmp_path):
 
 def test_adoption_shows_its_plan_and_writes_only_once_confirmed(estate, tmp_path, capfd):
     # Forget the stack that built it: every resource stays where it is.
-    estate.stack.run_plain("stack", "rm", estate.stack.stack, "--force", "--yes", "--preserve-config")
-    estate.stack.ensure_stack()
-    estate.stack.configure_from_lab(estate.info)
+    estate.forget_the_stack()
     compose_ups = len([a for a in estate.docker_history() if a[:2] == ["compose", "up"]])
     # One difference made before adoption: it must show afterwards, as exactly that.
     estate.omni.apply(class_document(6144))

@@ -8,19 +8,34 @@ previews and applies it (`first_up`), and each test finds the seed estate as the
 """
 
 import json
-import re
 import stat
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from components.omni.infra_provider import last_heartbeat
+from components.omni.omnictl import Unauthorized
 from components.omni.render import MACHINE_CLASS_TYPE, canonical_cluster, machine_class_document
+from components.omni.service_account_key import key_facts
+from components.omni.service_accounts import provider_account
+from lab import omni_lab
 from lab.processes import wait_until
 from tests.conftest import PROJECT_ROOT, SEED_CONTROL_PLANE_DATA
-from tests.engine.estate import CLASS, CLASS_TYPE, CLUSTER, CLUSTER_TYPE, PROVIDER_ID, Estate, call_failed
+from tests.engine.estate import (
+    CLASS,
+    CLASS_TYPE,
+    CLUSTER,
+    CLUSTER_TYPE,
+    ENGINE_RPC_LOG,
+    PROVIDER_ID,
+    Estate,
+    call_failed,
+    log_message,
+)
 
 # Every test starts from the seed estate applied, and leaves it so (see `seed`).
 pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("seed")]
@@ -403,22 +418,10 @@ def test_at_v9_an_oauth_value_shows_only_in_the_engines_own_rpc_log_and_never_in
     oauth = [estate.info["tailscale_oauth"]["client_id"], estate.info["tailscale_oauth"]["client_secret"]]
     lines = (run.stdout + run.stderr).splitlines()
     assert len(lines) > 1000 and any("helm.sh/v3:Release" in line and "Update" in line for line in lines)
-    leaking = {_log_message(line) for line in lines if any(secret in line for secret in oauth)}
+    leaking = {log_message(line) for line in lines if any(secret in line for secret in oauth)}
     assert leaking <= ENGINE_RPC_LOG, leaking
     argvs = argv_log.read_text()
     assert "pulumi-resource-kubernetes" in argvs and not any(secret in argvs for secret in estate.secrets())
-
-
-ENGINE_RPC_LOG = {"Marshaling property for RPC", "Unmarshaling property for RPC"}
-
-
-def _log_message(line: str) -> str:
-    """The message of an engine log line (JSON, or glog's text after `] `), with the RPC label cut off."""
-    try:
-        message = json.loads(line)["msg"]
-    except (ValueError, KeyError, TypeError):
-        message = line.split("] ", 1)[-1]
-    return re.sub(r"RPC\[.*", "RPC", message, flags=re.S)
 
 
 def test_at_v9_the_engines_own_log_files_hold_secrets_only_in_its_rpc_lines_and_stay_private(estate):
@@ -437,7 +440,7 @@ def test_at_v9_the_engines_own_log_files_hold_secrets_only_in_its_rpc_lines_and_
     assert [p for p in written if stat.S_IMODE(p.stat().st_mode) & 0o077] == []
     secrets = estate.secrets()
     leaking = {
-        _log_message(line)
+        log_message(line)
         for p in written
         for line in p.read_text(errors="replace").splitlines()
         if any(secret in line for secret in secrets)
@@ -445,6 +448,59 @@ def test_at_v9_the_engines_own_log_files_hold_secrets_only_in_its_rpc_lines_and_
     # Were the engine to stop printing them (an upstream fix), this fails: then README: Secrets should say so.
     assert leaking == ENGINE_RPC_LOG or leaking == {"Marshaling property for RPC"}, leaking
     assert not any(secret in run.stdout + run.stderr for secret in secrets)
+
+
+def test_the_provider_key_rotated_then_renewed_the_provider_runs_on_each_and_no_key_leaks(estate, tmp_path):
+    """A rotation on purpose to a key of a quarter hour (the old key refused at once), then the spec's year again:
+    the short key is then in the last third of its asked life, and `up` renews it. Each time the new key reaches the
+    provider's .env, the provider restarts and registers with it. Both runs at -v=9, with omnictl's argv recorded."""
+    account = provider_account(PROVIDER_ID)
+    first = estate.managed_keys()[account]
+    argv_log = tmp_path / "omnictl-argv.log"
+    verbose = ("up", "--yes", "--skip-preview", "--logtostderr", "-v=9")
+
+    def provider_starts() -> int:
+        projects = json.loads((Path(estate.info["lxc"]["home"]) / ".docker-standin" / "state.json").read_text())
+        return projects["projects"]["omni-provider"]["services"]["provider"]["starts"]
+
+    def runs_on(key: str) -> None:
+        assert f"OMNI_SERVICE_ACCOUNT_KEY={key}\n" in (estate.stack_dir / ".env").read_text()
+
+    starts, heartbeat = provider_starts(), last_heartbeat(estate.omni, PROVIDER_ID)
+    estate.edit_spec(lambda d: d["infra_provider"].update(key_ttl_days=0.01))
+    estate.set_config("omni-scale:providerKeyRotation", "engine-test")
+    rotate = estate.stack.run(*verbose, extra_env={"OMNI_SCALE_LAB_ARGV_LOG": str(argv_log)})
+    short = estate.managed_keys()[account]
+    assert short != first and key_facts(short).expires_at - datetime.now(UTC) < timedelta(minutes=15)
+    runs_on(short)
+    assert provider_starts() == starts + 1 and last_heartbeat(estate.omni, PROVIDER_ID) > heartbeat
+    with pytest.raises(Unauthorized):  # the account was made again: every key it had is void
+        omni_lab.lab_omnictl(estate.info["omni"], first).run("get", "infraproviderstatuses", "-n", "infra-provider")
+
+    estate.edit_spec(lambda d: d["infra_provider"].update(key_ttl_days=365))
+    preview = estate.preview_json()
+    changing = {s["urn"].split("::")[-1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
+    assert changing == {f"infra-provider-{PROVIDER_ID}": "update", "omni-provider-compose": "update"}, changing
+    starts, heartbeat = provider_starts(), last_heartbeat(estate.omni, PROVIDER_ID)
+    renew = estate.stack.run(*verbose, extra_env={"OMNI_SCALE_LAB_ARGV_LOG": str(argv_log)})
+    renewed = estate.managed_keys()[account]
+    assert renewed != short and key_facts(renewed).expires_at - datetime.now(UTC) > timedelta(days=364)
+    runs_on(renewed)
+    assert provider_starts() == starts + 1 and last_heartbeat(estate.omni, PROVIDER_ID) > heartbeat
+    # Omni revokes no single key of an account: the quarter-hour key works until it lapses on its own.
+    omni_lab.lab_omnictl(estate.info["omni"], short).run("get", "infraproviderstatuses", "-n", "infra-provider")
+
+    keys = (first, short, renewed)
+    lines = (rotate.stdout + rotate.stderr + renew.stdout + renew.stderr).splitlines()
+    assert len(lines) > 1000
+    assert {log_message(line) for line in lines if any(k in line for k in keys)} <= ENGINE_RPC_LOG
+    argvs = argv_log.read_text()
+    assert "serviceaccount" in argvs and not any(k in argvs for k in keys)
+    commands = (estate.lab_dir / "lxc" / "commands.log").read_text()
+    outputs = json.dumps(estate.stack_outputs())
+    state = estate.state_text()
+    assert not any(k in text for k in keys for text in (commands, outputs, state))
+    estate.refresh_preview_and_drift_see_no_difference()
 
 
 def test_destroy_is_refused_while_protected_and_the_deliberate_path_works(estate):

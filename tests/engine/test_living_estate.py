@@ -19,7 +19,7 @@ from components.proxmox.ssh import public_key_of
 from components.proxmox.storage_preflight import PREFLIGHT_MARK
 from lab import ctl, provider_standin
 from lab.processes import wait_until
-from tests.engine.estate import CLUSTER, PROVIDER_ID, running_estate
+from tests.engine.estate import CLUSTER, PROVIDER_ID, plain, running_estate
 
 PROVIDER = PROVIDER_ID
 NODES = ("foxtrot", "golf", "hotel")
@@ -34,7 +34,7 @@ def estate(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_up(estate) -> dict:
     """The first `up` on the empty lab: what Omni knew of the provider before it, and what it printed."""
-    # Omni knows the provider's identity (`omnictl infraprovider create`), but nothing runs it yet.
+    # Nothing runs the provider yet, and Omni does not know it: the program makes its identity.
     status_before = estate.omni.get_or_none(STATUS_TYPE, PROVIDER, STATUS_NAMESPACE)
     up = estate.pulumi("up", "--yes", "--skip-preview")
     return {"status_before": status_before, "out": up.stdout + up.stderr}
@@ -42,11 +42,6 @@ def first_up(estate) -> dict:
 
 # Every test runs on the estate made by the first `up`.
 pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("first_up")]
-
-
-def plain(value):
-    """A value `stack export --show-secrets` shows: secrets keep their envelope, with the plaintext as JSON."""
-    return json.loads(value["plaintext"]) if isinstance(value, dict) and "plaintext" in value else value
 
 
 def run_drift(estate) -> int:

@@ -13,6 +13,7 @@ from tests.engine.estate import (
     CLASS_TYPE,
     CLUSTER,
     CLUSTER_TYPE,
+    PROVIDER_ID,
     UNTYPED,
     program_at,
     running_estate,
@@ -33,9 +34,23 @@ def _resources(estate) -> dict:
     }
 
 
+# What the program registers that the code before it did not: the Omni identities (components/omni/service_accounts.py)
+# and the provider's Proxmox identity (components/proxmox/identity.py: a component around its access, its token and
+# the resource that retires replaced tokens).
+NEW_IDENTITIES = {
+    f"infra-provider-{PROVIDER_ID}": "create",
+    "service-account-drift": "create",
+    "omni-provider-proxmox-identity": "create",
+    "omni-provider-proxmox-identity-access": "create",
+    "omni-provider-proxmox-identity-token": "create",
+    "omni-provider-proxmox-identity-retired-tokens": "create",
+}
+
+
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory):
     with running_estate(tmp_path_factory, "untyped") as estate:
+        estate.provider_made_by_hand()  # that code ran the provider on the key the operator made
         swap_program(estate.project, program_at(BEFORE_THE_TYPES))
         estate.pulumi("up", "--yes", "--skip-preview")
         estate.before = _resources(estate)
@@ -63,7 +78,10 @@ def test_a_refresh_before_any_up_runs_the_providers_the_state_pickled(estate):
 def test_preview_shows_every_resource_the_same(estate):
     steps = json.loads(estate.pulumi("preview", "--json", "--show-sames").stdout)["steps"]
     changed = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in steps if s["op"] != "same"}
-    assert changed == {}, changed
+    # Only the identities the program has managed since: the provider's Omni account and its Proxmox token are taken
+    # over with the key and the token the stack config holds (the ones its files have), so the compose stack stays
+    # the same.
+    assert changed == NEW_IDENTITIES, changed
     # The preview already speaks of them by their new types.
     types = {s["urn"].rsplit("::", 1)[1]: s["newState"]["type"] for s in steps}
     assert (types[CLASS], types[CLUSTER]) == (CLASS_TYPE, CLUSTER_TYPE)
@@ -72,9 +90,11 @@ def test_preview_shows_every_resource_the_same(estate):
 def test_up_records_the_new_types_and_touches_nothing_live(estate):
     estate.pulumi("up", "--yes", "--skip-preview")
     [last] = json.loads(estate.pulumi("stack", "history", "--output", "json", "--page-size", "1").stdout)
-    assert set(last["resourceChanges"]) == {"same"}, last["resourceChanges"]
+    assert set(last["resourceChanges"]) == {"same", "create"}, last["resourceChanges"]
+    assert last["resourceChanges"]["create"] == len(NEW_IDENTITIES)
     after = _resources(estate)
-    assert after.keys() == estate.before.keys()
+    assert after.keys() - estate.before.keys() == NEW_IDENTITIES.keys() - {"omni-provider-proxmox-identity"}
+    after = {name: after[name] for name in estate.before}
     for name, (type_, id_) in after.items():
         old_type, old_id = estate.before[name]
         assert id_ == old_id, name  # the same thing, never a new one

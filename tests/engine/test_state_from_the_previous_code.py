@@ -32,6 +32,7 @@ def _history(estate) -> list[dict]:
 def estate(tmp_path_factory):
     archive = program_at(PREVIOUS)
     with running_estate(tmp_path_factory, "previous") as estate:
+        estate.provider_made_by_hand()  # that code ran the provider on the key the operator made
         swap_program(estate.project, archive)
         estate.pulumi("up", "--yes", "--skip-preview")
         estate.before = {

@@ -425,6 +425,17 @@ def test_a_sets_own_pool_the_provider_may_not_create_is_one_error(matrix):
     ]
 
 
+def test_a_token_the_program_makes_is_not_read_it_holds_the_pool_privileges_by_construction(matrix):
+    matrix.call(fakepve_lab.add_pool, matrix.pve, SETS[0])
+    matrix.call(fakepve_lab.FAULTS["provider-token-without"], matrix.pve, "Pool.Allocate")
+    provider = configure(StoragePreflightProvider(), preflight_config(matrix))
+    before = len(matrix.pve.requests)
+    result = provider.check({}, {"spec": SEED, "managed_token": True})
+    assert problems(result) == [] and result.inputs["judgement"]["warnings"] == []
+    assert result.inputs["managed_token"] is True
+    assert not any("/access/permissions" in path for _m, path, _b in matrix.pve.requests[before:])
+
+
 def test_permissions_the_preflights_token_may_not_read_are_a_warning_not_an_error(matrix):
     def without_access_audit(pve):
         # PVEAuditor on / less Sys.Audit, which it keeps on the nodes (their DNS needs it): not on /access.

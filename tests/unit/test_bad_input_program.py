@@ -26,7 +26,7 @@ GOOD_CONFIG = {
     "proxmoxLxcPassword": "p",
     "providerLxcSshPrivateKey": asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode(),
     "tailscaleAuthKey": "t",
-    "providerOmniServiceAccountKey": "o",
+    # No providerOmniServiceAccountKey: the program makes the provider's key (the config's only adopts one).
     "providerProxmoxTokenId": "c@pve!d",
     "providerProxmoxTokenSecret": "u",
     "tailscaleOAuthClientId": "i",
@@ -83,8 +83,8 @@ BAD_CONFIG = [
     ({"proxmoxLxcPassword": None}, "config.omni-scale:proxmoxLxcPassword"),
     ({"providerLxcSshPrivateKey": None}, "config.omni-scale:providerLxcSshPrivateKey"),
     (
-        {"tailscaleAuthKey": None, "providerOmniServiceAccountKey": None},
-        "config.omni-scale:providerOmniServiceAccountKey, config.omni-scale:tailscaleAuthKey",
+        {"tailscaleAuthKey": None, "proxmoxLxcPassword": None},
+        "config.omni-scale:proxmoxLxcPassword, config.omni-scale:tailscaleAuthKey",
     ),
     ({"tailscaleOAuthClientSecret": None}, "config.omni-scale:tailscaleOAuthClientSecret"),
     ({"omniTimeoutSeconds": "-5"}, "config.omni-scale:omniTimeoutSeconds: a positive number of seconds"),
@@ -112,6 +112,17 @@ def test_bad_stack_config_stops_the_program_naming_the_key(tmp_path, change, nam
     config = {k: v for k, v in {**GOOD_CONFIG, **change}.items() if v is not None}
     message = run_program(tmp_path, seed_text(), config)
     assert message is not None and message.startswith("Pulumi.prod.yaml: ") and named in message, message
+    assert REGISTERED == []
+
+
+def test_the_providers_proxmox_token_is_asked_for_only_when_the_program_does_not_make_it(tmp_path):
+    config = {k: v for k, v in GOOD_CONFIG.items() if not k.startswith("providerProxmoxToken")}
+    assert run_program(tmp_path, seed_text(), config) is None  # the seed's proxmox_identity: the program makes it
+    REGISTERED.clear()
+    given = seed_text(lambda d: d["infra_provider"].pop("proxmox_identity"))
+    message = run_program(tmp_path, given, config)
+    assert message is not None and message.startswith("Pulumi.prod.yaml: "), message
+    assert "config.omni-scale:providerProxmoxTokenId, config.omni-scale:providerProxmoxTokenSecret" in message
     assert REGISTERED == []
 
 
