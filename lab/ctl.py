@@ -402,14 +402,14 @@ def fault(name: str, *args: str, directory: Path | None = None) -> None:
 def proxmox_requests(directory: Path | None = None) -> list[list[str]]:
     """Every (method, path) the lab's fakepve has answered for the program since it started: the requests of the
     infra provider (which runs in the lab's LXC, with its own token) are not the program's."""
-    from .fakepve_lab import PROVIDER_TOKEN_ID
+    from .fakepve_lab import is_providers
 
     directory = directory or lab_dir()
     fault("dump-requests", directory=directory)
     return [
         [method, path]
         for method, path, caller in json.loads((directory / "fakepve" / "requests.json").read_text())
-        if caller != PROVIDER_TOKEN_ID
+        if not is_providers(caller)
     ]
 
 

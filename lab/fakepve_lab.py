@@ -195,8 +195,7 @@ def _with_live_nodes(pve, handler):
         if response.status != 200:
             return response
         data = json.loads(response.text)["data"]
-        auth = request.headers.get("Authorization", "")
-        if auth.startswith("PVEAPIToken=" + PROVIDER_TOKEN_ID + "="):
+        if is_providers(caller_of(request)):
             data = [
                 item
                 for item in data
@@ -220,6 +219,18 @@ def node_absent_at_provisioning(pve, node, absent="1"):
     (pve.matrix["absent_to_provider"].add if absent == "1" else pve.matrix["absent_to_provider"].discard)(node)
 
 
+def caller_of(request) -> str:
+    """Who asked: an API token's id, or "ticket" for a login (root@pam's)."""
+    auth = request.headers.get("Authorization", "")
+    return auth[len("PVEAPIToken=") :].partition("=")[0] if auth.startswith("PVEAPIToken=") else "ticket"
+
+
+def is_providers(caller: str) -> bool:
+    """The infra provider's requests: any token but the program's read-only one (the provider runs on the token the
+    program made for it, or on the lab's hand-made one); the program's are that token's and root@pam's login's."""
+    return caller not in (TOKEN_ID, "ticket")
+
+
 def _with_caller(pve, record):
     """fakepve's request log, with who asked (an API token's id, or a login's ticket): the program's requests
     and the infra provider's, which the lab also runs, are told apart when they are counted."""
@@ -227,10 +238,7 @@ def _with_caller(pve, record):
 
     def recorded(request, body):
         record(request, body)
-        auth = request.headers.get("Authorization", "")
-        pve.matrix["callers"].append(
-            auth[len("PVEAPIToken=") :].partition("=")[0] if auth.startswith("PVEAPIToken=") else "ticket"
-        )
+        pve.matrix["callers"].append(caller_of(request))
         del pve.matrix["callers"][: max(0, len(pve.matrix["callers"]) - len(pve.requests))]
 
     return recorded

@@ -26,6 +26,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
 from components.core.console import progress
+from components.core.credential_life import rotation_asked, running_out
 from components.core.dynamic import OmniProvider, TypedResource, is_unknown
 from components.omni.omnictl import NotFound, Unauthorized
 from components.omni.service_account_key import KEY_EXPIRY_MARK, KeyFacts, KeyUnreadable, expiry_notice, key_facts
@@ -35,8 +36,6 @@ INFRA_PROVIDER_ROLE = "InfraProvider"
 IDENTITY_TYPE = "Identities.omni.sidero.dev"
 PROVIDER_TYPE = "InfraProviders.omni.sidero.dev"
 PROVIDER_NAMESPACE = "infra-provider"
-# `up` renews a key once less than this share of its life is left (as it does a cluster's kubeconfig).
-RENEW_AT_SHARE_LEFT = 1 / 3
 # Where the provider's key is taken from when its account exists already (adoption).
 PROVIDER_ADOPTION_KEY = "providerOmniServiceAccountKey"
 
@@ -66,7 +65,7 @@ def renewal_due(expires_at: str | None, ttl_seconds: float, now: datetime) -> bo
     the spec asks for is left."""
     if not expires_at:
         return False
-    return datetime.fromisoformat(expires_at) - now < timedelta(seconds=ttl_seconds * RENEW_AT_SHARE_LEFT)
+    return running_out(datetime.fromisoformat(expires_at).timestamp(), ttl_seconds, now.timestamp())
 
 
 def _key_outputs(props: dict, key: str) -> dict:
@@ -80,12 +79,6 @@ def _key_outputs(props: dict, key: str) -> dict:
         "expires_at": facts.expires_at.isoformat() if facts.expires_at else None,
         "rotated": props.get("rotation") or props.get("rotated") or "",
     }
-
-
-def _rotation_asked(olds: dict, news: dict) -> bool:
-    """A new rotation label (unsetting it asks for nothing: the label of the last rotation stays in the state)."""
-    asked = news.get("rotation") or ""
-    return bool(asked) and asked != (olds.get("rotated") or "")
 
 
 class ServiceAccountError(Exception):
@@ -107,7 +100,7 @@ class ServiceAccountProvider(OmniProvider):
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
         replaces = [k for k in ("account", "role") if olds.get(k) != news.get(k)]
         changed = list(replaces)
-        if _rotation_asked(olds, news):
+        if rotation_asked(olds, news):
             changed.append("rotation")
         if not olds.get("key_id") or renewal_due(olds.get("expires_at"), float(news["ttl_seconds"]), datetime.now(UTC)):
             changed.append("key_id")
@@ -176,7 +169,7 @@ class ServiceAccountProvider(OmniProvider):
     def update(self, _id: str, olds: dict, news: dict) -> UpdateResult:
         account = news["account"]
         news = {**news, "rotated": olds.get("rotated")}  # the last rotation's label, unless this is a new one
-        if _rotation_asked(olds, news) or not self._exists(account):
+        if rotation_asked(olds, news) or not self._exists(account):
             progress(f"rotating {account!r}: the account is made again, so every key it had stops working now")
             try:
                 self.client.run("serviceaccount", "destroy", account, idempotent=False)

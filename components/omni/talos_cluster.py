@@ -13,6 +13,7 @@ import yaml
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
 from components.core.console import progress
+from components.core.credential_life import RENEW_WHEN_LEFT
 from components.core.dynamic import OmniProvider, TypedResource, adopted, whole_numbers
 from components.core.spec import ClusterSpec
 from components.omni.omnictl import NotFound, OmnictlError
@@ -36,8 +37,6 @@ READY_POLL_SECONDS = 2.0
 
 
 _EMPTY: dict[str, list] = {"manifests": []}
-# A kubeconfig is renewed once less than this share of its life is left.
-RENEW_WHEN_LEFT = 1 / 3
 _COMPARED = ("cluster_name", "template", "manifests", "kubeconfig_ttl_seconds", "kubeconfig_minted_at")
 
 

@@ -23,6 +23,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, UpdateResult
 
 from components.core.console import progress
+from components.core.credential_life import rotation_asked, running_out
 from components.core.dynamic import StackConfiguredProvider, TypedResource
 from components.core.settings import proxmox_admin_from_config
 from components.omni.service_account_key import KEY_EXPIRY_MARK
@@ -30,7 +31,6 @@ from components.proxmox.client import ProxmoxClient, ProxmoxNotFound
 
 # The program's tokens are named PREFIX-SERIAL; a rotation makes the next serial.
 TOKEN_PREFIX = "omni-scale"
-RENEW_AT_SHARE_LEFT = 1 / 3
 
 
 def token_name(serial: int) -> str:
@@ -44,12 +44,7 @@ def is_programs_token(name: str) -> bool:
 
 def token_due(expire: int | None, ttl_seconds: float, now: float) -> bool:
     """A token expiring at `expire` (epoch seconds; 0 or None: never) is renewed once a third of its life is left."""
-    return bool(expire) and float(expire or 0) - now < ttl_seconds * RENEW_AT_SHARE_LEFT
-
-
-def _rotation_asked(olds: dict, news: dict) -> bool:
-    asked = news.get("rotation") or ""
-    return bool(asked) and asked != (olds.get("rotated") or "")
+    return bool(expire) and running_out(float(expire or 0), ttl_seconds, now)
 
 
 class _AsRoot(StackConfiguredProvider):
@@ -133,7 +128,7 @@ class ProxmoxTokenProvider(_AsRoot):
     def _renew(olds: dict, news: dict) -> bool:
         return (
             not olds.get("token_id")
-            or _rotation_asked(olds, news)
+            or rotation_asked(olds, news)
             or token_due(olds.get("token_expire"), float(news["ttl_seconds"]), time.time())
         )
 
@@ -171,7 +166,7 @@ class ProxmoxTokenProvider(_AsRoot):
 
     def _adopted(self, api: ProxmoxClient, props: dict) -> dict | None:
         """The token the stack config names, if it is this user's and exists: taken over (its secret from config)."""
-        token_id, secret = props.get("adoption_token_id"), props.get("adoption_token_secret")
+        token_id, secret = props.get("token_id"), props.get("token_secret")
         if not token_id or not secret or str(token_id).split("!")[0] != props["user"]:
             return None
         name = str(token_id).split("!", 1)[1]
@@ -282,7 +277,9 @@ class _ProxmoxToken(TypedResource, module="proxmox", name="ProviderToken"):
     token_expire: pulumi.Output[int]
 
     def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
-        outputs = dict.fromkeys(("token_id", "token_secret", "token_expire", "token_serial", "acl_token", "rotated"))
+        # token_id and token_secret as inputs are the token the stack config holds for adoption (or none): a preview
+        # of the adopting create shows them, so the compose stack built from them shows no change.
+        outputs = dict.fromkeys(("token_expire", "token_serial", "acl_token", "rotated"))
         super().__init__(ProxmoxTokenProvider(), name, {**props, **outputs}, opts)
 
 
@@ -332,14 +329,11 @@ class ProviderProxmoxIdentity(pulumi.ComponentResource):
                 "role": spec.role,
                 "ttl_seconds": spec.token_ttl_days * 86400,
                 "rotation": rotation,
-                "adoption_token_id": adoption_token_id,
-                "adoption_token_secret": adoption_token_secret,
+                "token_id": adoption_token_id,
+                "token_secret": adoption_token_secret,
             },
             pulumi.ResourceOptions(
-                parent=self,
-                protect=protect,
-                depends_on=[self.access],
-                additional_secret_outputs=["token_secret", "adoption_token_secret"],
+                parent=self, protect=protect, depends_on=[self.access], additional_secret_outputs=["token_secret"]
             ),
         )
         self.register_outputs({"token_id": self.token.token_id})

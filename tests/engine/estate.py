@@ -76,13 +76,17 @@ class Estate:
 
     def forget_the_stack(self) -> None:
         """A new, empty stack over the running estate, configured as an operator who adopts it would: the lab's
-        credentials, and the provider's Omni key (from the provider's .env) as providerOmniServiceAccountKey. The
-        automation accounts the forgotten stack made are gone too: the estate being adopted had none."""
+        credentials, and the provider's Omni key and Proxmox token (from its .env and config.yaml) as
+        providerOmniServiceAccountKey and providerProxmoxTokenId/Secret. The automation accounts the forgotten stack
+        made are gone too: the estate being adopted had none."""
         keys = self.managed_keys()
+        token = self.state_resource("omni-provider-proxmox-identity-token")["outputs"]
         self.stack.run_plain("stack", "rm", self.stack.stack, "--force", "--yes", "--preserve-config")
         self.stack.ensure_stack()
         self.stack.configure_from_lab(self.info)
         self.stack.set_config("omni-scale:providerOmniServiceAccountKey", keys[PROVIDER_ACCOUNT], secret=True)
+        self.stack.set_config("omni-scale:providerProxmoxTokenId", token["token_id"])
+        self.stack.set_config("omni-scale:providerProxmoxTokenSecret", plain(token["token_secret"]), secret=True)
         for account in keys:
             if account != PROVIDER_ACCOUNT:
                 self.omni.run("serviceaccount", "destroy", account)

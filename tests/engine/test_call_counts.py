@@ -44,11 +44,15 @@ def test_refresh_reads_each_omni_resource_once(estate, tmp_path):
     omni = ctl.omni_calls(argvs)
     assert not [a for a in omni if WRITES & set(a[:3])]
     reads = sorted(" ".join(a[:4]) for a in omni)
-    # 2 classes (get), 1 cluster (template export): one read each.
+    # 2 classes (get), 1 cluster (template export), 2 service accounts (their identities; the drift job's key among
+    # the keys Omni lists, which leave infra providers out): one read each.
     assert reads == [
         "cluster template export -c",
+        "get Identities.omni.sidero.dev drift@serviceaccount.omni.sidero.dev -n",
+        "get Identities.omni.sidero.dev matrix-cluster@infra-provider.serviceaccount.omni.sidero.dev -n",
         "get MachineClasses.omni.sidero.dev matrix-control-plane -n",
         "get MachineClasses.omni.sidero.dev matrix-worker -n",
+        "serviceaccount list",
     ], reads
     assert {method for method, _ in requests} <= {"GET", "POST"}  # POST: the root login for the container
     assert not [p for m, p in requests if m == "POST" and not p.endswith("/access/ticket")]

@@ -99,6 +99,13 @@ def test_preview_shows_the_seed_estate_to_create(first_up):
         "omni-provider": "pulumi-python:dynamic/proxmox:LxcContainer",
         "omni-provider-compose": "pulumi-python:dynamic/proxmox:ComposeDeployment",
         CLUSTER: CLUSTER_TYPE,
+        # The identities the program makes: the provider's Omni account, the drift job's, the provider's Proxmox
+        # access and token, and what retires replaced tokens.
+        f"infra-provider-{PROVIDER_ID}": "pulumi-python:dynamic/omni:ServiceAccount",
+        "service-account-drift": "pulumi-python:dynamic/omni:ServiceAccount",
+        "omni-provider-proxmox-identity-access": "pulumi-python:dynamic/proxmox:ProviderAccess",
+        "omni-provider-proxmox-identity-token": "pulumi-python:dynamic/proxmox:ProviderToken",
+        "omni-provider-proxmox-identity-retired-tokens": "pulumi-python:dynamic/proxmox:RetiredProviderTokens",
     }
     # The operator: pulumi-kubernetes resources, on a provider of the new cluster's own.
     assert {
