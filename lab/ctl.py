@@ -421,6 +421,17 @@ def omni_calls(argvs: list[list[str]]) -> list[list[str]]:
     return [a for a in argvs if a and a[0] != "--version" and a[:3] not in OFFLINE_OMNICTL_VERBS]
 
 
+def set_pre_check_findings(name: str, findings: str | None, directory: Path | None = None) -> None:
+    """What Kubernetes' upgrade pre-checks find in the cluster (a table as Omni prints it), or None for nothing:
+    the lab's omnictl answers the pre-checks, which need a running cluster (lab/omnictl_standin.py)."""
+    marker = (directory or lab_dir()) / "pre-check-findings" / name
+    if findings is None:
+        marker.unlink(missing_ok=True)
+    else:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(findings)
+
+
 def set_cluster_ready(name: str, ready: bool, directory: Path | None = None) -> None:
     """No Talos machine boots in the lab, so the lab's omnictl reports an existing cluster ready
     (lab/bin/omnictl); this makes it report one not ready, as a cluster stuck provisioning would be."""

@@ -75,8 +75,9 @@ FACTORY_PORT = 18080  # inside the namespace: nothing else listens there
 ACCOUNT_ID = "ac000000-0000-0000-0000-000000000000"
 # Omni's Talos-compatibility matrix decides which Kubernetes versions a Talos version accepts; these
 # neighbours of the spec's versions let tests move a version without editing the lab.
-TALOS_VERSIONS = ["v1.10.7", "v1.11.5", "v1.11.6"]
-KUBERNETES_VERSIONS = ["v1.32.9", "v1.33.5", "v1.33.6", "v1.34.1", "v1.34.3"]
+# A Talos and a Kubernetes minor past the seed's too, to upgrade to (Talos 1.12 runs Kubernetes 1.30 to 1.35).
+TALOS_VERSIONS = ["v1.10.7", "v1.11.5", "v1.11.6", "v1.12.1"]
+KUBERNETES_VERSIONS = ["v1.32.9", "v1.33.5", "v1.33.6", "v1.34.1", "v1.34.3", "v1.35.0"]
 EXTENSIONS = [
     "siderolabs/qemu-guest-agent",
     "siderolabs/iscsi-tools",

@@ -6,7 +6,12 @@ lab's real Omni, for every verb but those that need a booted Talos cluster, whic
   MachineSetStatuses, KubernetesStatuses, ClusterMachineStatuses, MachineStatusSnapshots): answered from
   lab/omni_readiness.py's model, built by its rules from the real Omni's resources and fakepve's VMs;
 - `kubeconfig`: the real omnictl makes the service-account kubeconfig (Omni creates the account), and
-  the lab points it at its own Kubernetes API server (lab/kube_lab.py) with that server's token.
+  the lab points it at its own Kubernetes API server (lab/kube_lab.py) with that server's token;
+- `cluster kubernetes upgrade-pre-checks NAME --to V`: Omni's server needs the cluster's running Kubernetes and
+  each control plane's Talos API for it, so the lab answers by Omni's rules (management.go
+  KubernetesUpgradePreChecks): the cluster must exist and be ready (its Kubernetes version known), the path must
+  be a patch or one minor up (`unsupported upgrade path: 1.34->1.36`), and then the checks pass (nothing printed,
+  exit 0) unless the lab marks findings for the cluster (set_pre_check_findings), which fail them as Omni words it.
 
 Everything else is exec'd unchanged. When OMNI_SCALE_LAB_ARGV_LOG names a file, every argv is appended
 to it, so a test can prove no secret was ever on one.
@@ -134,6 +139,61 @@ def kubeconfig(globals_: list[str], args: list[str]) -> int:
     return 0
 
 
+PRE_CHECKS = (["cluster", "kubernetes", "upgrade-pre-checks"], ["cluster", "k", "upgrade-pre-checks"])
+
+
+def findings_file(name: str) -> Path:
+    return lab_dir() / "pre-check-findings" / name
+
+
+def upgrade_pre_checks(globals_: list[str], args: list[str]) -> int:
+    import yaml
+
+    to = flag(args, "--to")
+    names = [a for i, a in enumerate(args[3:], 3) if not a.startswith("-") and args[i - 1] != "--to"]
+    if to is None:
+        sys.stderr.write('Error: required flag(s) "to" not set\n')
+        return 1
+    [name] = names
+    got = subprocess.run([REAL, *globals_, "get", "clusters", name, "-o", "yaml"], capture_output=True, text=True)
+    cluster = yaml.safe_load(got.stdout) if got.returncode == 0 and got.stdout.strip() else None
+    missing = (
+        "Error: rpc error: code = Unknown desc = failed to get: resource "
+        f"KubernetesUpgradeStatuses.omni.sidero.dev(default/{name}@undefined) doesn't exist\n"
+    )
+    if cluster is None:
+        sys.stderr.write(missing)
+        return 1
+    try:
+        ready = readiness.build(name, REAL, globals_, lab_dir()).ready
+    except LookupError:
+        ready = False
+    if not ready:  # Omni learns the running version only once the cluster's Kubernetes is up
+        sys.stderr.write("Error: rpc error: code = FailedPrecondition desc = current version is not known yet\n")
+        return 1
+    current = str(cluster["spec"]["kubernetesversion"]).lstrip("v")
+    try:
+        (cmaj, cmin), (tmaj, tmin) = (tuple(int(p) for p in v.lstrip("v").split(".")[:2]) for v in (current, to))
+    except ValueError:
+        sys.stderr.write(
+            f"Error: rpc error: code = InvalidArgument desc = invalid upgrade path: error parsing to version: {to}\n"
+        )
+        return 1
+    if cmaj != tmaj or tmin not in (cmin, cmin + 1):
+        sys.stderr.write(
+            f"Error: rpc error: code = InvalidArgument desc = unsupported upgrade path: {cmaj}.{cmin}->{tmaj}.{tmin}\n"
+        )
+        return 1
+    marked = findings_file(name)
+    if marked.exists():
+        sys.stderr.write(
+            "Error: checking for removed Kubernetes component flags\nchecking for removed Kubernetes API resource "
+            f"versions\npre-checks failed: \n{marked.read_text()}"
+        )
+        return 1
+    return 0
+
+
 def main() -> int:
     args = sys.argv[1:]
     if os.environ.get("OMNI_SCALE_LAB_ARGV_LOG"):
@@ -147,6 +207,8 @@ def main() -> int:
         return get_synthesized(globals_, readiness.resource_kind(rest[1]), rest)
     if rest[:1] == ["kubeconfig"]:
         return kubeconfig(globals_, rest)
+    if rest[:3] in PRE_CHECKS:
+        return upgrade_pre_checks(globals_, rest)
     os.execv(REAL, [REAL, *args])
 
 

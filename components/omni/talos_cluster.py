@@ -16,6 +16,7 @@ from components.core.console import progress
 from components.core.credential_life import RENEW_WHEN_LEFT
 from components.core.dynamic import OmniProvider, TypedResource, adopted, whole_numbers
 from components.core.spec import ClusterSpec
+from components.omni import upgrades
 from components.omni.omnictl import NotFound, OmnictlError
 from components.omni.readiness import NotReady, read_progress, unmet_conditions
 from components.omni.render import (
@@ -78,6 +79,26 @@ class TalosClusterProvider(OmniProvider):
             return CheckResult(inputs, [CheckFailure("template", exc.message)])
         inputs["template"] = canonical_template(news["template"])
         inputs["manifests"] = canonical_manifests(news.get("manifests"))
+        changes = upgrades.planned_changes(olds.get("template"), inputs["template"])
+        if changes:
+            # Checked before anything is applied, against what Omni offers (its only Omni reads in a check).
+            problems = upgrades.plan_problems(
+                changes, upgrades.template_versions(inputs["template"]), self._offered_versions()
+            )
+            if problems:
+                return CheckResult(
+                    inputs, [CheckFailure("template", f"cluster {news['cluster_name']}: " + "; ".join(problems))]
+                )
+            pre_checks = (
+                " (Kubernetes' upgrade pre-checks first)"
+                if any(c.component == upgrades.KUBERNETES for c in changes)
+                else ""
+            )
+            progress(
+                f"cluster {news['cluster_name']}: upgrade planned, one sync per step with the cluster healthy between: "
+                + ", then ".join(str(c) for c in changes)
+                + pre_checks
+            )
         ttl, minted = news.get("kubeconfig_ttl_seconds"), olds.get("kubeconfig_minted_at")
         now = time.time()
         if (
@@ -104,6 +125,14 @@ class TalosClusterProvider(OmniProvider):
             changes=bool(changed), replaces=[k for k in changed if k == "cluster_name"], delete_before_replace=True
         )
 
+    def _offered_versions(self) -> upgrades.OfferedVersions:
+        def documents(kind: str) -> list[dict]:
+            return [d for d in yaml.safe_load_all(self.client.run("get", kind, "-o", "yaml")) if d]
+
+        return upgrades.OfferedVersions.from_documents(
+            documents(TALOS_VERSION_TYPE), documents(KUBERNETES_VERSION_TYPE)
+        )
+
     def _sync_and_wait(self, name: str, template: str, manifests: list[dict]) -> tuple[str, list[dict]]:
         """Syncs the template, waits for the cluster to be ready, and returns the live template and manifests."""
         progress(f"syncing cluster template {name}")
@@ -111,6 +140,67 @@ class TalosClusterProvider(OmniProvider):
         self.client.template("sync", template)
         self._wait_ready(name, template)
         return canonical_cluster(self.client.export_template(name))
+
+    def _upgrade(self, name: str, old_template: str, template: str, manifests: list[dict]) -> bool:
+        """The version changes one step at a time, Talos first, each synced and waited for; True when the last step
+        synced the whole template. A step the live cluster has taken already (an `up` that stopped half-way) is
+        skipped, so the next `up` goes on from there."""
+        synced = False
+        for change, step_template in upgrades.steps(upgrades.planned_changes(old_template, template), template):
+            live = self._live_versions(name)
+            if live.get(change.component) == change.new.lstrip("v"):
+                progress(f"cluster {name}: {change.component} is at {change.new} already: that step is done")
+                synced = False
+                continue
+            if change.component == upgrades.KUBERNETES:
+                self._pre_checks(name, change)
+            progress(f"cluster {name}: upgrading {change}")
+            self.client.template("sync", with_manifests(step_template, manifests))
+            if change.component == upgrades.TALOS:
+                self._wait_talos_upgrade(name, change.new)
+            self._wait_ready(name, with_manifests(step_template, manifests))
+            synced = step_template == template
+        return synced
+
+    def _live_versions(self, name: str) -> dict[str, str]:
+        spec = (self.client.get_or_none(CLUSTER_TYPE, name, DEFAULT_NAMESPACE) or {}).get("spec") or {}
+        return {
+            upgrades.TALOS: str(spec.get("talosversion", "")),
+            upgrades.KUBERNETES: str(spec.get("kubernetesversion", "")),
+        }
+
+    def _pre_checks(self, name: str, change: upgrades.VersionChange) -> None:
+        """Omni's own check for what a Kubernetes upgrade would break (removed APIs and flags still in use)."""
+        progress(f"cluster {name}: running Kubernetes' upgrade pre-checks for {change.new}")
+        try:
+            self.client.run("cluster", "kubernetes", "upgrade-pre-checks", name, "--to", change.new.lstrip("v"))
+        except OmnictlError as exc:
+            raise UpgradeStopped(
+                f"cluster {name}: the upgrade pre-checks for kubernetes {change.new} failed, so the kubernetes step "
+                f"was not applied (the steps before it were):\n{_without_client_noise(exc.message)}"
+            ) from None
+
+    def _wait_talos_upgrade(self, name: str, version: str) -> None:
+        """Until Omni's TalosUpgradeStatus says every machine runs the version: its progress printed as it moves."""
+        timeout = self.settings.cluster_ready_timeout_seconds
+        deadline, shown, target = time.monotonic() + timeout, None, version.lstrip("v")
+        while True:
+            found = self.client.get_or_none(TALOS_UPGRADE_STATUS_TYPE, name, DEFAULT_NAMESPACE) or {}
+            status = found.get("spec") or {}
+            said = status.get("status") or PHASES.get(int(status.get("phase") or 0), "pending")
+            line = f"cluster {name}: talos upgrade: {said}"
+            if line != shown:
+                shown = line
+                progress(line)
+            if status.get("phase") == PHASE_DONE and str(status.get("lastupgradeversion")) == target:
+                return
+            if status.get("phase") == PHASE_FAILED:
+                raise UpgradeStopped(f"cluster {name}: the talos upgrade to {version} failed: {status.get('error')}")
+            if time.monotonic() >= deadline:
+                raise UpgradeStopped(
+                    f"cluster {name}: the talos upgrade to {version} is not done after {timeout:.0f}s: {shown}"
+                )
+            time.sleep(READY_POLL_SECONDS)  # Omni upgrades the machines one at a time, on its own: re-read
 
     def _wait_ready(self, name: str, template: str) -> None:
         """Until Omni calls the cluster healthy: its progress, read from Omni's resources, printed as it moves; on
@@ -176,8 +266,14 @@ class TalosClusterProvider(OmniProvider):
             any(outs[k] != news.get(k, _EMPTY.get(k)) for k in ("template", "manifests"))
             or olds.get("cluster_name") != news["cluster_name"]
         ):
-            outs["template"], outs["manifests"] = self._sync_and_wait(
-                news["cluster_name"], news["template"], news.get("manifests") or []
+            name, manifests = news["cluster_name"], news.get("manifests") or []
+            upgraded = olds.get("cluster_name") == name and self._upgrade(
+                name, olds.get("template") or news["template"], news["template"], manifests
+            )
+            outs["template"], outs["manifests"] = (
+                canonical_cluster(self.client.export_template(name))
+                if upgraded
+                else self._sync_and_wait(name, news["template"], manifests)
             )
         renew = any(olds.get(k) != news.get(k) for k in ("kubeconfig_minted_at", "kubeconfig_ttl_seconds"))
         if renew or not olds.get("kubeconfig"):
@@ -218,6 +314,27 @@ class TalosClusterProvider(OmniProvider):
             if time.monotonic() > deadline:
                 raise OmnictlError("cluster template delete", f"cluster {id_} still exists after {timeout:.0f}s")
             time.sleep(1)  # Omni's own teardown, in another process: nothing to wait on but a re-read
+
+
+class UpgradeStopped(OmnictlError):
+    """A version step Omni refused, failed, or did not finish; what was done before it stays done."""
+
+    def __init__(self, message: str):
+        super().__init__("cluster upgrade", message)
+
+
+TALOS_VERSION_TYPE = "TalosVersions.omni.sidero.dev"
+KUBERNETES_VERSION_TYPE = "KubernetesVersions.omni.sidero.dev"
+TALOS_UPGRADE_STATUS_TYPE = "TalosUpgradeStatuses.omni.sidero.dev"
+# TalosUpgradeStatusSpec.Phase (client/api/omni/specs/omni.proto).
+PHASES = {0: "unknown", 1: "upgrading", 2: "done", 3: "failed", 4: "reverting", 5: "updating machine schematics"}
+PHASE_DONE, PHASE_FAILED = 2, 3
+
+
+def _without_client_noise(message: str) -> str:
+    """omnictl's own lines (its version warning, the Error: prefix) taken off what Omni said."""
+    lines = [line for line in message.splitlines() if not line.startswith("[WARN]")]
+    return "\n".join(lines).removeprefix("Error: ").strip()
 
 
 def _life(kubeconfig: str, minted_at: str, ttl_seconds: float) -> dict:
