@@ -242,6 +242,13 @@ def _start(project: str, service: str, body: dict, directory: Path, runner: dict
     return proc.pid
 
 
+def _start_anew(info: dict, project: str, service: str, body: dict, directory: Path, runner: dict) -> None:
+    """The service's process stopped (if it runs) and started again, recorded in info."""
+    _stop(info)
+    info["pid"] = _start(project, service, body, directory, runner)
+    info["pid_started"] = started_at(info["pid"])
+
+
 def running_service_pids(home: Path) -> list[int]:
     """The processes that run as services in the container whose home this is (each checked to be the one
     recorded, not a later holder of its pid)."""
@@ -321,9 +328,7 @@ def compose(args: list[str], directory: Path) -> int:
             if runner is not None:
                 info["pid"], info["pid_started"] = old.get("pid"), old.get("pid_started")
                 if recreated:
-                    _stop(info)
-                    info["pid"] = _start(name, service, body, directory, runner)
-                    info["pid_started"] = started_at(info["pid"])
+                    _start_anew(info, name, service, body, directory, runner)
             project["services"][service] = info
         for volume in document.get("volumes", {}) or {}:
             state["volumes"].setdefault(f"{name}_{volume}", {"created_by": "up"})
@@ -383,9 +388,7 @@ def compose(args: list[str], directory: Path) -> int:
             runner = _runner(info["image"])
             info["starts"] = info.get("starts", 0) + 1
             if runner is not None:
-                _stop(info)
-                info["pid"] = _start(name, service, document["services"][service], directory, runner)
-                info["pid_started"] = started_at(info["pid"])
+                _start_anew(info, name, service, document["services"][service], directory, runner)
         _save_state(state)
         return 0
     raise ComposeError(f"lab: `docker compose {verb}` is not modelled by the stand-in")

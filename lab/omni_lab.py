@@ -502,10 +502,13 @@ def revoked_key(info: dict, name: str = "lab-revoked") -> str:
 
 def printed_key(printed: str) -> str:
     """The key `omnictl serviceaccount create` / `infraprovider create` print once, as an env assignment."""
-    for line in printed.splitlines():
-        if line.startswith("OMNI_SERVICE_ACCOUNT_KEY="):
-            return line.split("=", 1)[1].strip()
-    raise SystemExit("omni lab: omnictl printed no service-account key")
+    from components.omni.service_account_key import KeyUnreadable
+    from components.omni.service_accounts import printed_key as parsed
+
+    try:
+        return parsed(printed)
+    except KeyUnreadable:
+        raise SystemExit("omni lab: omnictl printed no service-account key") from None
 
 
 if __name__ == "__main__":

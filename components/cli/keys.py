@@ -25,14 +25,18 @@ class KeyNotHeld(Exception):
     pass
 
 
+def revealed(value):
+    """A value as `stack export --show-secrets` writes it: a secret keeps its envelope,
+    {"<sig>": "<secret sig>", "plaintext": "<the value, JSON>"}; anything else is itself."""
+    return json.loads(value["plaintext"]) if isinstance(value, dict) and "plaintext" in value else value
+
+
 def key_in_state(deployment: dict, account: str) -> str:
     """The key the state holds for the account (decrypted: `stack export --show-secrets`)."""
     for resource in deployment.get("resources", []):
         outputs = resource.get("outputs") or {}
         if resource.get("type") == SERVICE_ACCOUNT_TYPE and outputs.get("account") == account:
-            key = outputs.get("key")
-            if isinstance(key, dict) and "plaintext" in key:
-                key = json.loads(key["plaintext"])
+            key = revealed(outputs.get("key"))
             if key:
                 return str(key)
     held = sorted(

@@ -81,6 +81,11 @@ def _key_outputs(props: dict, key: str) -> dict:
     }
 
 
+def _ttl(props: dict) -> tuple[str, str]:
+    """omnictl's --ttl for the life the spec asks for (a Go duration in seconds)."""
+    return "--ttl", f"{int(float(props['ttl_seconds']))}s"
+
+
 class ServiceAccountError(Exception):
     pass
 
@@ -131,8 +136,7 @@ class ServiceAccountProvider(OmniProvider):
             "--use-user-role=false",
             "--role",
             props["role"],
-            "--ttl",
-            f"{int(float(props['ttl_seconds']))}s",
+            *_ttl(props),
             idempotent=False,
         )
         return _key_outputs(props, printed_key(printed))
@@ -171,15 +175,10 @@ class ServiceAccountProvider(OmniProvider):
         news = {**news, "rotated": olds.get("rotated")}  # the last rotation's label, unless this is a new one
         if rotation_asked(olds, news) or not self._exists(account):
             progress(f"rotating {account!r}: the account is made again, so every key it had stops working now")
-            try:
-                self.client.run("serviceaccount", "destroy", account, idempotent=False)
-            except NotFound:
-                pass
+            self._destroy(account)
             return UpdateResult(self._mint(news))
         progress(f"renewing the key of Omni service account {account!r}")
-        printed = self.client.run(
-            "serviceaccount", "renew", account, "--ttl", f"{int(float(news['ttl_seconds']))}s", idempotent=False
-        )
+        printed = self.client.run("serviceaccount", "renew", account, *_ttl(news), idempotent=False)
         return UpdateResult(_key_outputs(news, printed_key(printed)))
 
     def read(self, id_: str, props: dict) -> ReadResult:
@@ -204,8 +203,12 @@ class ServiceAccountProvider(OmniProvider):
     def delete(self, _id: str, props: dict) -> None:
         # The account only: an infra provider's InfraProvider resource (and the machines it made) stay; Omni tears
         # those down only with `omnictl infraprovider delete`, which is not this program's to run.
+        self._destroy(props["account"])
+
+    def _destroy(self, account: str) -> None:
+        """The account and every key of it; one already gone is no error."""
         try:
-            self.client.run("serviceaccount", "destroy", props["account"], idempotent=False)
+            self.client.run("serviceaccount", "destroy", account, idempotent=False)
         except NotFound:
             pass
 

@@ -150,15 +150,15 @@ class TalosClusterProvider(OmniProvider):
             live = self._live_versions(name)
             if live.get(change.component) == change.new.lstrip("v"):
                 progress(f"cluster {name}: {change.component} is at {change.new} already: that step is done")
-                synced = False
                 continue
             if change.component == upgrades.KUBERNETES:
                 self._pre_checks(name, change)
             progress(f"cluster {name}: upgrading {change}")
-            self.client.template("sync", with_manifests(step_template, manifests))
+            synced_template = with_manifests(step_template, manifests)
+            self.client.template("sync", synced_template)
             if change.component == upgrades.TALOS:
                 self._wait_talos_upgrade(name, change.new)
-            self._wait_ready(name, with_manifests(step_template, manifests))
+            self._wait_ready(name, synced_template)
             synced = step_template == template
         return synced
 

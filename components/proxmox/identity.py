@@ -24,10 +24,10 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, UpdateResult
 
 from components.core.console import progress
 from components.core.credential_life import rotation_asked, running_out
-from components.core.dynamic import StackConfiguredProvider, TypedResource
-from components.core.settings import proxmox_admin_from_config
+from components.core.dynamic import TypedResource
 from components.omni.service_account_key import KEY_EXPIRY_MARK
 from components.proxmox.client import ProxmoxClient, ProxmoxNotFound
+from components.proxmox.lxc import AsRootProvider
 
 # The program's tokens are named PREFIX-SERIAL; a rotation makes the next serial.
 TOKEN_PREFIX = "omni-scale"
@@ -47,9 +47,10 @@ def token_due(expire: int | None, ttl_seconds: float, now: float) -> bool:
     return bool(expire) and running_out(float(expire or 0), ttl_seconds, now)
 
 
-class _AsRoot(StackConfiguredProvider):
-    def _api(self) -> ProxmoxClient:
-        return ProxmoxClient(proxmox_admin_from_config(self._config))
+def token_path(token_id: str) -> str:
+    """The API path of a token, USER@REALM!NAME."""
+    user, _, name = str(token_id).partition("!")
+    return f"access/users/{user}/token/{name}"
 
 
 def _granted(entries: list[dict], kind: str, ugid: str | None, role: str) -> bool:
@@ -63,7 +64,7 @@ def _grant(api: ProxmoxClient, role: str, **subject: str) -> None:
     api.call("PUT", "access/acl", path="/", roles=role, propagate=1, **subject)
 
 
-class ProxmoxAccessProvider(_AsRoot):
+class ProxmoxAccessProvider(AsRootProvider):
     """The user, the role and the role on / for the user. Apart from the token, so that putting a privilege back
     changes nothing the compose stack is made from."""
 
@@ -121,7 +122,7 @@ class ProxmoxAccessProvider(_AsRoot):
                 pass
 
 
-class ProxmoxTokenProvider(_AsRoot):
+class ProxmoxTokenProvider(AsRootProvider):
     """The user's API token, with privilege separation and the role on / of its own."""
 
     @staticmethod
@@ -155,7 +156,7 @@ class ProxmoxTokenProvider(_AsRoot):
         progress(f"Proxmox: making API token {props['user']}!{name} (privilege separation, {days:g} days)")
         made = api.call(
             "POST",
-            f"access/users/{props['user']}/token/{name}",
+            token_path(f"{props['user']}!{name}"),
             privsep=1,
             expire=expire,
             comment="the Omni Proxmox provider's; rotated by omni-scale",
@@ -171,7 +172,7 @@ class ProxmoxTokenProvider(_AsRoot):
             return None
         name = str(token_id).split("!", 1)[1]
         try:
-            info = api.get(f"access/users/{props['user']}/token/{name}")
+            info = api.get(token_path(str(token_id)))
         except ProxmoxNotFound:
             return None
         progress(f"Proxmox: API token {token_id} exists: taken over with the secret the stack config holds")
@@ -209,7 +210,7 @@ class ProxmoxTokenProvider(_AsRoot):
         if not token_id:
             return ReadResult(id_, props)
         try:
-            info = api.get(f"access/users/{props['user']}/token/{str(token_id).split('!', 1)[1]}")
+            info = api.get(token_path(str(token_id)))
         except ProxmoxNotFound:
             # Gone (or its user): `up` makes the next one. The secret the state held is of no use any more.
             return ReadResult(id_, {**props, "token_id": None, "token_secret": None, "acl_token": False})
@@ -220,12 +221,12 @@ class ProxmoxTokenProvider(_AsRoot):
         if not props.get("token_id"):
             return
         try:
-            self._api().call("DELETE", f"access/users/{props['user']}/token/{str(props['token_id']).split('!', 1)[1]}")
+            self._api().call("DELETE", token_path(props["token_id"]))
         except ProxmoxNotFound:
             pass
 
 
-class RetiredTokensProvider(_AsRoot):
+class RetiredTokensProvider(AsRootProvider):
     """Deletes the program's tokens of the user but `keep`; runs after the compose stack deployed `keep`."""
 
     def _stale(self, api: ProxmoxClient, user: str, keep: str) -> list[str]:
@@ -244,7 +245,7 @@ class RetiredTokensProvider(_AsRoot):
         for full in self._stale(api, props["user"], props["keep"]):
             progress(f"Proxmox: deleting API token {full} (the provider runs on {props['keep']} now)")
             try:
-                api.call("DELETE", f"access/users/{props['user']}/token/{full.split('!', 1)[1]}")
+                api.call("DELETE", token_path(full))
             except ProxmoxNotFound:
                 pass
         return {**props, "stale": []}

@@ -190,12 +190,15 @@ class LxcError(Exception):
     pass
 
 
-class LxcContainerProvider(StackConfiguredProvider):
-    """The root@pam password comes from the stack config (see StackConfiguredProvider)."""
+class AsRootProvider(StackConfiguredProvider):
+    """Talks to Proxmox as root@pam, whose password comes from the stack config (see StackConfiguredProvider): the
+    container and the provider's Proxmox identity."""
 
     def _api(self) -> ProxmoxClient:
         return ProxmoxClient(proxmox_admin_from_config(self._config))
 
+
+class LxcContainerProvider(AsRootProvider):
     def _base(self, props: dict) -> str:
         return f"nodes/{props['node']}/lxc/{props['vmid']}"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.cli.keys import revealed as plain
 from components.omni.render import MACHINE_CLASS_TYPE
 from components.omni.service_accounts import provider_account
 from components.proxmox.client import ProxmoxClient, ProxmoxNotFound, ProxmoxSettings
@@ -252,12 +253,6 @@ def log_message(line: str) -> str:
     except (ValueError, KeyError, TypeError):
         message = line.split("] ", 1)[-1]
     return re.sub(r"RPC\[.*", "RPC", message, flags=re.S)
-
-
-def plain(value):
-    """A value `stack export --show-secrets` shows: secrets keep their envelope,
-    {"<sig>": "<secret sig>", "plaintext": "<the value, JSON>"}."""
-    return json.loads(value["plaintext"]) if isinstance(value, dict) and "plaintext" in value else value
 
 
 @contextlib.contextmanager
