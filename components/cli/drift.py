@@ -213,7 +213,14 @@ def analyse(events: list[dict], returncode: int, stderr: str = "") -> dict:
             }
         )
     errors, preflight = [], []
-    diagnostics = diagnostics_of(events)
+    plan, after_plan = _split_at_summary(events)
+    diagnostics = diagnostics_of(plan)
+    # After the summary the plan is whole: what the engine says then is about stopping plugins (it gives each 5 s
+    # to answer Cancel, and reports one that did not, on a busy host, as having "exited prematurely"). With exit
+    # 0 that cannot unmake the verdict; it is kept as a note. A failed run's late errors still count.
+    notes = [d["message"] for d in diagnostics_of(after_plan)]
+    if returncode != 0:
+        diagnostics, notes = diagnostics + diagnostics_of(after_plan), []
     # An error about no resource is the engine's closing "preview failed" when resources failed: theirs explain it.
     about_resources = [d for d in diagnostics if d["urn"]]
     for diagnostic in about_resources or diagnostics:
@@ -243,8 +250,18 @@ def analyse(events: list[dict], returncode: int, stderr: str = "") -> dict:
         "preflight": preflight,
         "keys": keys,
         "errors": errors,
+        "notes": notes,
         "placement": placement,
     }
+
+
+def _split_at_summary(events: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The events up to and including the engine's summary, and those after it (all of them are the plan's when
+    there is no summary: the run stopped before it)."""
+    for index, event in enumerate(events):
+        if "summaryEvent" in event:
+            return events[: index + 1], events[index + 1 :]
+    return events, []
 
 
 def placement_of(steps: list[dict]) -> dict:
@@ -289,10 +306,11 @@ def _field_lines(f: dict) -> list[str]:
 
 
 def summary(report: dict) -> str:
+    notes = [f"note (after the plan was complete): {n.splitlines()[0]}" for n in report.get("notes") or []]
     if report["exit_code"] == UNJUDGED:
         return "drift: could not judge:\n" + "\n".join(f"  {e}" for e in report["errors"])
     if report["exit_code"] == NO_DRIFT:
-        return "drift: none; the live estate matches the spec"
+        return "\n".join(["drift: none; the live estate matches the spec", *notes])
     lines = ["drift: the live estate differs from the spec:"]
     for r in report["resources"]:
         lines.append(f"  {r['name']} ({r['type']}): {r['change']}")
@@ -301,7 +319,7 @@ def summary(report: dict) -> str:
     lines += [f"  preflight: {p}" for p in report["preflight"]]
     lines += [f"  key: {k}" for k in report.get("keys") or []]
     lines += [f"  placement: {p}" for p in required_spread_broken(report.get("placement") or {})]
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 def placement_summary(report: dict) -> str:
