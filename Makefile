@@ -5,7 +5,7 @@ PYTHON := .venv/bin/python
 # `$(or $(SIZES),1,10,50)` would split at the commas and keep only 1.
 SIZES ?= 1,10,50
 
-.PHONY: setup lab lab-stop lab-pulumi drift survive adopt service-account-key bench test
+.PHONY: setup lab lab-stop lab-pulumi drift survive adopt service-account-key backup bench test
 
 # drift and adopt act on the lab stack unless STACK names another (e.g. STACK=prod).
 STACK ?= lab
@@ -49,6 +49,13 @@ ifeq ($(STACK),lab)
 	@$(PYTHON) -m lab.ctl service-account-key $(NAME) $(if $(OUT),--out $(OUT))
 else
 	@$(TOOLS_PATH) $(PYTHON) -m components.cli.keys $(NAME) --stack $(STACK) $(if $(OUT),--out $(OUT))
+endif
+
+backup: setup  ## an etcd backup of a cluster now, waited for: CLUSTER=talos-prod-01 (fails with Omni's error when its backup does)
+ifeq ($(STACK),lab)
+	@$(PYTHON) -m lab.ctl backup $(CLUSTER)
+else
+	@$(TOOLS_PATH) $(PYTHON) -m components.cli.backup $(CLUSTER) --stack $(STACK)
 endif
 
 bench: setup  ## wall time and call counts of up / preview / refresh on the lab, 1, 10 and 50 clusters

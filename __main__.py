@@ -8,6 +8,7 @@ import pulumi
 
 from components.core.program import cluster_manifests, load_program_inputs
 from components.kubernetes.tailscale_operator import TailscaleOperator
+from components.omni.etcd_backups import EtcdBackupStore
 from components.omni.machine_class import MachineClass
 from components.omni.service_account_key import KEY_EXPIRY_MARK
 from components.omni.service_accounts import (
@@ -96,6 +97,19 @@ for account_id, account_spec in spec.service_accounts.items():
     )
     warn_when_due(automation, account_id, settings.key_expiry_warning_days)
 
+# Omni's one etcd backup store; Omni lists its bucket before it accepts it.
+backup_store = None
+if spec.backups is not None:
+    s3 = spec.backups.s3
+    backup_store = EtcdBackupStore(
+        "etcd-backup-store",
+        bucket=s3.bucket,
+        region=s3.region,
+        endpoint=settings.backup_s3_endpoint(s3.endpoint),
+        credentials=settings.backup_s3_credentials(),
+        opts=pulumi.ResourceOptions(protect=settings.protect),
+    )
+
 # MachineClasses: how the infra provider sizes each kind of VM.
 classes = {
     class_id: MachineClass(
@@ -116,6 +130,9 @@ clusters = {
         kubeconfig_ttl_seconds=settings.omni.kubeconfig_ttl_seconds,
         manifests=cluster_manifests(spec, name, settings),
         machine_classes=[classes[pool.machine_class] for _, pool, _ in cluster.pools()],
+        backup_store=backup_store,
+        # A restore deletes the control planes: on a protected production cluster, only when the stack says so.
+        restore_confirmed=not (settings.protect and cluster.production) or settings.restore_confirmed(name),
     )
     for name, cluster in spec.clusters.items()
 }

@@ -13,6 +13,8 @@
     python -m lab.ctl fault NAME ARGS  a Proxmox fault on demand: node-offline NODE, node-online NODE, ceph-down,
                                        ceph-up, storage-full STORAGE, storage-free STORAGE GIB,
                                        flaky-network DROP_RATE, token-expired
+    python -m lab.ctl backup CLUSTER [--timeout S]   an etcd backup of the cluster now, waited for
+                                       (components/cli/backup.py; in the lab Omni's attempt fails: no Talos API)
     python -m lab.ctl service-account-key NAME [--out FILE]   the key of a service account the program made
                                        (components/cli/keys.py): printed to a terminal, or into a new 0600 file
 
@@ -37,7 +39,7 @@ import yaml
 
 from components.core.spec_file import load_spec
 
-from . import kube_lab, omni_lab, provider_standin
+from . import kube_lab, omni_lab, provider_standin, s3_lab
 from .docker_standin import running_service_pids
 from .processes import pid_alive, request_and_await, spawn, terminate, wait_until, write_private_json
 
@@ -65,14 +67,14 @@ def start(directory: Path | None = None) -> dict:
         info = json.loads(info_file.read_text())
         if (
             "kubernetes" in info
-            and all(pid_alive(info[part]["pid"]) for part in ("proxmox", "lxc"))
+            and all(pid_alive(info[part]["pid"]) for part in ("proxmox", "lxc") + (("s3",) if "s3" in info else ()))
             and all(pid_alive(pid) for pid in info["kubernetes"]["pids"] + info["omni"]["pids"])
         ):
             return info
         stop(directory)
     # fakepve keeps its guests in memory only, so a new lab starts empty everywhere: Omni's resources,
     # the container's files and the lab stack's state go too, or they would describe things that are gone.
-    for stale in ("omni", "lxc", "kubernetes", "state", "project", "not-ready", "cni-by-hand"):
+    for stale in ("omni", "lxc", "kubernetes", "s3", "state", "project", "not-ready", "cni-by-hand"):
         shutil.rmtree(directory / stale, ignore_errors=True)
 
     pve_dir = directory / "fakepve"
@@ -128,8 +130,11 @@ def start(directory: Path | None = None) -> dict:
     omni = omni_lab.start(directory / "omni", spec)
     provider_id = spec.infra_provider.id
     provider_standin.containers(ssh_dir, omni, pve["cafile"])
+    # The etcd backup store Omni checks the spec's backups.s3 against, with the spec's bucket in it.
+    s3 = s3_lab.start(directory / "s3", omni["netns_pid"], spec.backups.s3.bucket) if spec.backups else None
     info = {
         "omni": omni,
+        **({"s3": s3} if s3 else {}),
         "proxmox": {
             "api_url": pve["api_url"],
             "token_id": pve["token_id"],
@@ -179,6 +184,8 @@ def stop(directory: Path | None = None) -> None:
         ):
             if pid:
                 terminate(pid)
+        if "s3" in info:
+            s3_lab.stop(info["s3"])
         if "omni" in info:
             omni_lab.stop(info["omni"])
         info_file.unlink()
@@ -319,6 +326,11 @@ class LabStack:
         # helm.cilium.io are not reachable from here.
         self.set_config("omni-scale:tailscaleChartRepository", info["kubernetes"]["chart_repository"])
         self.set_config("omni-scale:ciliumChartRepository", info["kubernetes"]["chart_repository"])
+        if "s3" in info:
+            # The lab's S3 in place of the spec's endpoint, with the keys its IAM made.
+            self.set_config("omni-scale:backupS3Endpoint", info["s3"]["endpoint"])
+            self.set_config("omni-scale:backupS3AccessKeyId", info["s3"]["access_key_id"], secret=True)
+            self.set_config("omni-scale:backupS3SecretAccessKey", info["s3"]["secret_access_key"], secret=True)
 
 
 # What the lab's pulumi project dir links to: the program, read live from the repo.
@@ -492,7 +504,20 @@ def service_account_key(argv: list[str]) -> int:
     return keys.hand_out(argv[0], out, stack.argv, stack.project_dir, stack.env(), sys.stdout.isatty())
 
 
-VERBS = ("start", "stop", "up", "pulumi", "drift", "survive", "adopt", "fault", "service-account-key")
+def backup(argv: list[str]) -> int:
+    """components.cli.backup on the lab stack: CLUSTER [--timeout SECONDS]. Omni's backup fails in the lab (no
+    Talos API to take a snapshot through): the command reports Omni's error, as it would on the estate."""
+    from components.cli.backup import DEFAULT_TIMEOUT_SECONDS, take_backup
+
+    if len(argv) not in (1, 3) or argv[0].startswith("-") or argv[1:2] not in ([], ["--timeout"]):
+        print("usage: python -m lab.ctl backup CLUSTER [--timeout SECONDS]", file=sys.stderr)
+        return 2
+    stack = default_lab_stack()
+    timeout = float(argv[2]) if len(argv) == 3 else DEFAULT_TIMEOUT_SECONDS
+    return take_backup(argv[0], stack.argv, stack.project_dir, stack.env(), timeout)
+
+
+VERBS = ("start", "stop", "up", "pulumi", "drift", "survive", "adopt", "fault", "service-account-key", "backup")
 
 
 def main(argv: list[str]) -> int:
@@ -516,6 +541,8 @@ def main(argv: list[str]) -> int:
         return adopt(yes="--yes" in argv[1:])
     elif verb == "service-account-key":
         return service_account_key(argv[1:])
+    elif verb == "backup":
+        return backup(argv[1:])
     elif verb == "fault":
         fault(*argv[1:])
         print(f"lab: fault {' '.join(argv[1:])} applied")

@@ -439,11 +439,20 @@ def start(directory: Path, spec) -> dict:
             "-m",
             "--",
             "env",
+            # With AWS_CA_BUNDLE set, Omni v1.7 fails every http:// S3 endpoint ("unable to add custom RootCAs
+            # HTTPClient"): its S3 client brings an HTTP client of its own, which the SDK cannot give a CA bundle.
+            "-u",
+            "AWS_CA_BUNDLE",
             f"--chdir={directory}",
             *omni_argv(directory, netns["api_port"], cert, key, gpg_key),
         ],
     )
-    info = {"endpoint": f"https://{HOST}:{netns['api_port']}", "ca_file": str(cert), "pids": [omni.pid, helper.pid]}
+    info = {
+        "endpoint": f"https://{HOST}:{netns['api_port']}",
+        "ca_file": str(cert),
+        "pids": [omni.pid, helper.pid],
+        "netns_pid": netns["pid"],  # what a service Omni dials (the lab's S3) is started in
+    }
     key_file = directory / "admin.key"
     info["service_account_key"] = wait_until(
         lambda: key_file.exists() and key_file.read_text().strip(), omni, "Omni", log_dir / "omni.log"

@@ -31,6 +31,7 @@ from components.core.errors import UserError
 from components.core.spec import Spec
 from components.core.spec_file import load_spec
 from components.kubernetes.tailscale_operator import RELEASE, release_id
+from components.omni.etcd_backups import S3_CONFIG_ID, EtcdBackupStore
 from components.omni.machine_class import class_resource_id
 from components.omni.render import DEFAULT_NAMESPACE
 from components.omni.service_accounts import OmniServiceAccount, provider_account
@@ -75,6 +76,15 @@ def import_list(spec: Spec) -> list[dict]:
                 "name": f"service-account-{name}",
                 "what": "Omni service account (made if absent)",
                 "id": name,
+            }
+        )
+    if spec.backups is not None:
+        items.append(
+            {
+                "type": EtcdBackupStore.TYPE,
+                "name": "etcd-backup-store",
+                "what": "Omni's etcd backup store (keys: backupS3AccessKeyId, backupS3SecretAccessKey)",
+                "id": S3_CONFIG_ID,
             }
         )
     for class_id in spec.machine_classes:

@@ -14,7 +14,8 @@ each diagnostic's resource and severity), never from the engine's wording. It an
 A preflight failure (a storage gone from a node, a node offline, public DNS) is drift too: the
 infrastructure no longer satisfies the spec; so are control planes not spread where a cluster's
 `control_plane.spread` is `require`; and an Omni key the stack holds that has expired or expires within
-keyExpiryWarningDays (the program's marked warning, components/omni/service_account_key.py). Every report also
+keyExpiryWarningDays (the program's marked warning, components/omni/service_account_key.py); and a cluster whose
+newest etcd backup is older than twice its backup interval (components/omni/etcd_backups.py). Every report also
 says, per cluster, where the control planes run and what losing each Proxmox node would leave
 (components/proxmox/placement.py): two on one node is a warning there.
 """
@@ -36,6 +37,7 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from components import PROJECT_ROOT
 from components.core.dynamic import is_dynamic_type
+from components.omni.etcd_backups import BACKUP_STALE_MARK
 from components.omni.service_account_key import KEY_EXPIRY_MARK
 from components.proxmox.placement import RESOURCE_NAME as PLACEMENT
 from components.proxmox.placement import report_lines, required_spread_broken
@@ -172,17 +174,27 @@ def diagnostics_of(events: list[dict], severity: str = "error") -> list[dict]:
     ]
 
 
-def expiring_keys(events: list[dict]) -> list[str]:
-    """The program's warnings about Omni keys expired or due for renewal (marked by the program, not worded by the
-    engine): drift, since the estate stops working when they run out."""
+def marked_warnings(events: list[dict], mark: str) -> list[str]:
+    """The program's warnings marked so (marked by the program, not worded by the engine), without the mark."""
     return sorted(
         {
-            line.split(KEY_EXPIRY_MARK, 1)[1].strip()
+            line.split(mark, 1)[1].strip()
             for d in diagnostics_of(events, "warning")
             for line in d["message"].splitlines()
-            if KEY_EXPIRY_MARK in line
+            if mark in line
         }
     )
+
+
+def expiring_keys(events: list[dict]) -> list[str]:
+    """Omni keys expired or due for renewal: drift, since the estate stops working when they run out."""
+    return marked_warnings(events, KEY_EXPIRY_MARK)
+
+
+def stale_backups(events: list[dict]) -> list[str]:
+    """Clusters whose newest etcd backup is older than twice their interval: drift, since a restore would lose
+    more than the spec allows."""
+    return marked_warnings(events, BACKUP_STALE_MARK)
 
 
 # A problem the StoragePreflight found is drift (the estate no longer satisfies the spec); any other failure of that
@@ -234,10 +246,10 @@ def analyse(events: list[dict], returncode: int, stderr: str = "") -> dict:
     preflight, errors = sorted(set(preflight)), sorted({e for e in errors if e})
     placement = placement_of(steps)
     required = required_spread_broken(placement)
-    keys = expiring_keys(events)
+    keys, backups = expiring_keys(events), stale_backups(events)
     if errors:
         code = UNJUDGED
-    elif resources or preflight or required or keys:
+    elif resources or preflight or required or keys or backups:
         code = DRIFT
     elif returncode != 0:
         code, errors = UNJUDGED, [stderr.strip() or f"pulumi preview exited with {returncode}"]
@@ -249,6 +261,7 @@ def analyse(events: list[dict], returncode: int, stderr: str = "") -> dict:
         "resources": resources,
         "preflight": preflight,
         "keys": keys,
+        "backups": backups,
         "errors": errors,
         "notes": notes,
         "placement": placement,
@@ -318,6 +331,7 @@ def summary(report: dict) -> str:
             lines += _field_lines(f)
     lines += [f"  preflight: {p}" for p in report["preflight"]]
     lines += [f"  key: {k}" for k in report.get("keys") or []]
+    lines += [f"  backup: {b}" for b in report.get("backups") or []]
     lines += [f"  placement: {p}" for p in required_spread_broken(report.get("placement") or {})]
     return "\n".join(lines + notes)
 

@@ -15,6 +15,8 @@ import pulumi
 from components import PROJECT_ROOT
 from components.core.errors import ConfigError, UserError
 from components.core.settings import (
+    BACKUP_S3_CREDENTIALS,
+    BACKUP_S3_SESSION_TOKEN,
     NAMESPACE,
     OMNI_CREDENTIALS,
     OMNI_KEY_ENV,
@@ -112,6 +114,23 @@ class ProgramSettings:
         """The public half of the key the program logs in to the provider LXC with (it goes into the container)."""
         return self.config.require_secret("providerLxcSshPrivateKey").apply(public_key_of)  # a secret, as its key
 
+    def backup_s3_credentials(self) -> dict[str, pulumi.Output | None]:
+        """The etcd backup store's keys, as secrets (components/omni/etcd_backups.py SECRET_FIELDS)."""
+        access_key_id, secret_access_key = BACKUP_S3_CREDENTIALS
+        return {
+            "access_key_id": self.config.require_secret(access_key_id),
+            "secret_access_key": self.config.require_secret(secret_access_key),
+            "session_token": self.config.get_secret(BACKUP_S3_SESSION_TOKEN),
+        }
+
+    def backup_s3_endpoint(self, spec_endpoint: str | None) -> str | None:
+        """The store's endpoint: the spec's, unless the stack names another (the lab's S3 on loopback)."""
+        return self.config.get("backupS3Endpoint") or spec_endpoint
+
+    def restore_confirmed(self, cluster: str) -> bool:
+        """Whether the stack confirms, for this run, the restore the spec asks of a cluster (restoreCluster)."""
+        return str(self.config.get("restoreCluster") or "") == cluster
+
     def tailscale_oauth(self, audience: str | None) -> pulumi.Output:
         """The chart's OAuth client, a secret: the id and secret, or with workload identity federation (the spec's
         tailscale_operator.oauth.audience) the id alone."""
@@ -136,6 +155,8 @@ def load_program_inputs() -> tuple[Spec, ProgramSettings]:
         operator = spec.tailscale_operator
         if operator is not None and operator.enabled:
             required += tailscale_credentials(config.get, operator.oauth.audience, stack_file, spec_path)
+        if spec.backups is not None:
+            required += BACKUP_S3_CREDENTIALS
         require(with_omni_key_from_env(config.get), tuple(dict.fromkeys(required)), stack_file)
         # The settings the providers read later, checked now: a bad value stops before anything registers.
         retry_policy(config.get, stack_file)

@@ -35,6 +35,9 @@ OMNI_CREDENTIALS = ("omniEndpoint", "omniServiceAccountKey")
 PROXMOX_CREDENTIALS = ("proxmoxApiUrl", "proxmoxTokenId", "proxmoxTokenSecret")
 TAILSCALE_OAUTH_CREDENTIALS = ("tailscaleOAuthClientId", "tailscaleOAuthClientSecret")
 TAILSCALE_CLIENT_ID, TAILSCALE_CLIENT_SECRET = TAILSCALE_OAUTH_CREDENTIALS
+# The etcd backup store's keys (specs/omni.yaml backups.s3), and an optional session token beside them.
+BACKUP_S3_CREDENTIALS = ("backupS3AccessKeyId", "backupS3SecretAccessKey")
+BACKUP_S3_SESSION_TOKEN = "backupS3SessionToken"
 
 
 def tailscale_credentials(get: Lookup, audience: str | None, stack_file: str, spec_file: str) -> tuple[str, ...]:

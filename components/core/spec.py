@@ -608,13 +608,61 @@ def _go_duration(value: object) -> object:
     return f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
+def duration_seconds(go_duration: str) -> int:
+    """Seconds of a duration as _go_duration prints it (1h30m0s)."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", go_duration)
+    if not parts:
+        raise ValueError(f"not a duration: {go_duration!r}")
+    return int(parts[1] or 0) * 3600 + int(parts[2] or 0) * 60 + int(parts[3] or 0)
+
+
+# Omni's bounds on a cluster's backup interval (its --etcd-backup-min-interval and --etcd-backup-max-interval
+# defaults): outside them Omni refuses the cluster ("backup interval must be greater than 1h0m0s").
+BACKUP_INTERVAL_BOUNDS = (3600, 86400)
+
+
+def _backup_interval(value: str) -> str:
+    low, high = BACKUP_INTERVAL_BOUNDS
+    if not low <= duration_seconds(value) <= high:
+        raise ValueError(f"a duration from 1h to 24h, Omni's bounds on a backup interval (got {value})")
+    return value
+
+
 class ClusterFeatures(_Strict):
     """Omni's cluster features (the template's `features`)."""
 
     disk_encryption: bool = False  # KMS disk encryption through Omni; only when the cluster is created
     enable_workload_proxy: bool = False  # expose services through Omni's workload proxy
     use_embedded_discovery_service: bool = False  # Omni's own discovery service instead of the public one
-    backup_interval: Annotated[str, BeforeValidator(_go_duration)] | None = None  # etcd backups, e.g. 6h
+    # etcd backups to the store of `backups` (top level), e.g. 6h
+    backup_interval: Annotated[str, BeforeValidator(_go_duration), AfterValidator(_backup_interval)] | None = None
+
+
+# How Omni names a snapshot in the store: 16 hex digits (the backup time, negated) and `.snapshot`.
+SnapshotName = Annotated[
+    str,
+    _shaped(
+        r"[0-9A-F]{16}\.snapshot",
+        "a snapshot name as `omnictl get etcdbackups` lists it, e.g. FFFFFFFF9A99FBF6.snapshot",
+    ),
+]
+ClusterUuid = Annotated[
+    str,
+    _shaped(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "a cluster UUID as `omnictl get clusteruuid NAME` prints it, e.g. bb874758-ee54-4d3b-bac3-4c8349737298",
+    ),
+]
+
+
+class RestoreSpec(_Strict):
+    """Restore the cluster's etcd from a snapshot (README, "Backups and restore"): `up` deletes the control-plane
+    machine set and makes it again with Omni's bootstrapSpec. Keep it in the spec afterwards: the machine set's
+    bootstrapSpec cannot change once made."""
+
+    snapshot: SnapshotName
+    # The cluster whose backup it is: unset, this cluster (its UUID is read from Omni).
+    cluster_uuid: ClusterUuid | None = None
 
 
 class ManifestSpec(_Strict):
@@ -647,6 +695,7 @@ class ClusterSpec(_Strict):
     workers: list[WorkerPoolSpec] = Field(default_factory=list)
     # The CNI omni-scale installs (Omni applies it as soon as the control plane's API answers); none: Talos's own.
     cni: CniSpec | None = None
+    restore_from: RestoreSpec | None = None
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -983,6 +1032,26 @@ class ProviderLxcSpec(_Strict):
     compose: ComposeStackSpec
 
 
+S3Bucket = Annotated[
+    str,
+    _shaped(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", "an S3 bucket name (3-63 lowercase letters, digits, dots, dashes)"),
+]
+S3Endpoint = Annotated[str, _shaped(r"https?://\S+", "an http:// or https:// URL, e.g. https://s3.example.com")]
+
+
+class S3BackupSpec(_Strict):
+    """Omni's one etcd backup store (EtcdBackupS3Configs): the keys are the stack's secrets
+    (backupS3AccessKeyId, backupS3SecretAccessKey)."""
+
+    bucket: S3Bucket
+    region: str = "us-east-1"
+    endpoint: S3Endpoint | None = None  # unset: AWS; an S3-compatible store (MinIO, Garage, ...) by its URL
+
+
+class BackupsSpec(_Strict):
+    s3: S3BackupSpec
+
+
 class Spec(_Strict):
     infra_provider: InfraProviderSpec
     proxmox: ProxmoxSpec
@@ -992,6 +1061,22 @@ class Spec(_Strict):
     provider_lxc: ProviderLxcSpec | None = None
     # Named as Omni names service accounts (lowercase letters, digits, dashes).
     service_accounts: dict[Name, ServiceAccountSpec] = Field(default_factory=dict)
+    # Omni-wide: one store for every cluster's etcd backups.
+    backups: BackupsSpec | None = None
+
+    @model_validator(mode="after")
+    def _backups_have_a_store(self):
+        failures = [
+            CrossCheckFailure(
+                f"clusters.{name}.features.backup_interval",
+                "a `backups.s3` section too (Omni has nowhere to put the backups without it), or no interval",
+            )
+            for name, cluster in self.clusters.items()
+            if cluster.features.backup_interval and self.backups is None
+        ]
+        if failures:
+            raise CrossCheckFailures(failures)
+        return self
 
     def cluster_totals(self, name: str) -> Totals:
         """What one cluster asks of Proxmox; unlimited pools count as their current minimum (0), and pools of a
@@ -1035,8 +1120,9 @@ _ADDED_FIELDS = {
     ),
     "ProviderLxcSpec": ("tun",),
 }
-# What neither reader of spec_document uses: the Omni identities' settings (a change there is no change to them).
-_IDENTITY_FIELDS = {"infra_provider": ("key_ttl_days", "proxmox_identity"), "": ("service_accounts",)}
+# What neither reader of spec_document uses: the Omni identities' settings and the backup store (a change there is no
+# change to them).
+_IDENTITY_FIELDS = {"infra_provider": ("key_ttl_days", "proxmox_identity"), "": ("service_accounts", "backups")}
 
 
 def _drop_added_defaults(model: BaseModel, data: object) -> None:
@@ -1070,6 +1156,12 @@ def spec_document(spec: Spec) -> dict:
         for name in fields:
             (data[section] if section else data).pop(name, None)
     for cluster in data.get("clusters", {}).values():
+        # etcd's, the template's: neither reader looks at them (and the interval needs the backups section).
+        cluster.pop("restore_from", None)
+        features = cluster.get("features") or {}
+        features.pop("backup_interval", None)
+        if not any(features.values()):  # the rest are switches, off by default: as _drop_added_defaults leaves it
+            cluster.pop("features", None)
         pools = [cluster, cluster["control_plane"], *cluster.get("workers", [])]
         for pool in pools:
             for patch in pool.get("patches", []):

@@ -169,9 +169,37 @@ def cluster_template_documents(name: str, cluster) -> list[dict]:
         head["patches"] = _patches(cluster.patches)
     if cluster.system_extensions:
         head["systemExtensions"] = list(cluster.system_extensions)
-    docs = [head, _pool_document("ControlPlane", cluster.control_plane, cluster.control_plane.size)]
+    control_plane = _pool_document("ControlPlane", cluster.control_plane, cluster.control_plane.size)
+    if cluster.restore_from is not None:
+        control_plane["bootstrapSpec"] = {
+            "clusterUUID": cluster.restore_from.cluster_uuid or OWN_CLUSTER_UUID,
+            "snapshot": cluster.restore_from.snapshot,
+        }
+    docs = [head, control_plane]
     docs += [_pool_document("Workers", pool, pool.size, name=pool.name) for pool in cluster.workers]
     return docs
+
+
+# What a restore from the cluster's own backup names as its UUID until the provider reads the UUID from Omni.
+OWN_CLUSTER_UUID = "(this cluster's)"
+
+
+def bootstrap_spec(template: str | None) -> dict | None:
+    """The ControlPlane's bootstrapSpec (a restore from a backup), or None."""
+    for doc in yaml.safe_load_all(template or ""):
+        if doc and doc.get("kind") == "ControlPlane":
+            return doc.get("bootstrapSpec") or None
+    return None
+
+
+def with_bootstrap_uuid(template: str, cluster_uuid: str) -> str:
+    """The template with OWN_CLUSTER_UUID in its bootstrapSpec replaced by the cluster's UUID."""
+    documents = [d for d in yaml.safe_load_all(template) if d]
+    for doc in documents:
+        spec = doc.get("bootstrapSpec") if doc.get("kind") == "ControlPlane" else None
+        if spec and spec.get("clusterUUID") == OWN_CLUSTER_UUID:
+            spec["clusterUUID"] = cluster_uuid
+    return dump_documents(documents)
 
 
 def dump_documents(documents: list[dict]) -> str:
@@ -250,6 +278,7 @@ _DOC_ORDER = [
     "deleteStrategy",
     "upgradeStrategy",
     "machines",
+    "bootstrapSpec",
     "patches",
     "systemExtensions",
     "kernelArgs",

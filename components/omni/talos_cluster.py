@@ -15,18 +15,27 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from components.core.console import progress
 from components.core.credential_life import RENEW_WHEN_LEFT
 from components.core.dynamic import OmniProvider, TypedResource, adopted, whole_numbers
-from components.core.spec import ClusterSpec
+from components.core.spec import ClusterSpec, duration_seconds, machine_set_id
 from components.omni import upgrades
+from components.omni.etcd_backups import (
+    CLUSTER_UUID_TYPE,
+    EtcdBackupWatch,
+    backups_of,
+    warn_when_stale,
+)
 from components.omni.omnictl import NotFound, OmnictlError
 from components.omni.readiness import NotReady, read_progress, unmet_conditions
 from components.omni.render import (
     DEFAULT_NAMESPACE,
+    OWN_CLUSTER_UUID,
+    bootstrap_spec,
     canonical_cluster,
     canonical_manifests,
     canonical_template,
     redacted_template,
     render_cluster_template,
     template_set_ids,
+    with_bootstrap_uuid,
     with_manifests,
 )
 
@@ -73,11 +82,23 @@ class TalosClusterProvider(OmniProvider):
 
     def check(self, olds: dict, news: dict) -> CheckResult:
         inputs = dict(news)
+        template = news["template"]
+        if (bootstrap_spec(template) or {}).get("clusterUUID") == OWN_CLUSTER_UUID:
+            try:
+                template = with_bootstrap_uuid(template, self._cluster_uuid(news["cluster_name"]))
+            except RestoreRefused as exc:
+                return _template_refused(inputs, exc.message)
         try:
-            self.offline_client.template("validate", with_manifests(news["template"], news.get("manifests") or []))
+            self.offline_client.template("validate", with_manifests(template, news.get("manifests") or []))
         except OmnictlError as exc:
             return CheckResult(inputs, [CheckFailure("template", exc.message)])
-        inputs["template"] = canonical_template(news["template"])
+        inputs["template"] = canonical_template(template)
+        restore = restore_planned(olds.get("template"), inputs["template"])
+        if restore:
+            try:
+                self._check_restore(news["cluster_name"], restore, bool(news.get("restore_confirmed")))
+            except RestoreRefused as exc:
+                return _template_refused(inputs, exc.message)
         inputs["manifests"] = canonical_manifests(news.get("manifests"))
         changes = upgrades.planned_changes(olds.get("template"), inputs["template"])
         if changes:
@@ -124,6 +145,54 @@ class TalosClusterProvider(OmniProvider):
         return DiffResult(
             changes=bool(changed), replaces=[k for k in changed if k == "cluster_name"], delete_before_replace=True
         )
+
+    def _cluster_uuid(self, name: str) -> str:
+        found = self.client.get_or_none(CLUSTER_UUID_TYPE, name, DEFAULT_NAMESPACE)
+        if found is None:
+            raise RestoreRefused(
+                f"cluster {name}: restore_from without cluster_uuid restores the cluster's own backup, but Omni has "
+                "no cluster of that name: name the cluster_uuid of the cluster whose backup it is"
+            )
+        return str((found.get("spec") or {}).get("uuid"))
+
+    def _check_restore(self, name: str, restore: dict, confirmed: bool) -> None:
+        """What can be known before the control planes go: the snapshot is in the store (when it is this cluster's
+        backup) and the stack confirms the restore of a production cluster."""
+        own = self.client.get_or_none(CLUSTER_UUID_TYPE, name, DEFAULT_NAMESPACE)
+        if own is not None and str((own.get("spec") or {}).get("uuid")) == restore["clusterUUID"]:
+            listed = [b.snapshot for b in backups_of(self.client, name)]
+            if restore["snapshot"] not in listed:
+                newest = ", ".join(listed[:3]) or "none"
+                raise RestoreRefused(
+                    f"cluster {name}: snapshot {restore['snapshot']} is not among its backups in the store "
+                    f"(newest: {newest}; `omnictl get etcdbackups -l omni.sidero.dev/cluster={name}`)"
+                )
+        if not confirmed:
+            raise RestoreRefused(
+                f"cluster {name}: restore_from deletes its control-plane machine set and makes it again from snapshot "
+                f"{restore['snapshot']}; it is production, so confirm this once: `pulumi config set "
+                f"omni-scale:restoreCluster {name}` (and unset it after the restore)"
+            )
+        progress(
+            f"cluster {name}: restore planned: its control-plane machine set is deleted, then made again from snapshot "
+            f"{restore['snapshot']} of cluster {restore['clusterUUID']}"
+        )
+
+    def _restore(self, name: str) -> None:
+        """The control-plane machine set goes (Omni then treats the cluster as not bootstrapped), so the sync that
+        follows makes it anew with the template's bootstrapSpec."""
+        set_id = machine_set_id(name, None)
+        progress(f"cluster {name}: restoring etcd: deleting machine set {set_id}")
+        try:
+            self.client.delete(MACHINE_SET_TYPE, set_id, DEFAULT_NAMESPACE)
+        except NotFound:
+            pass  # an earlier `up` deleted it already
+        timeout = self.settings.cluster_ready_timeout_seconds
+        deadline = time.monotonic() + timeout
+        while self.client.get_or_none(MACHINE_SET_TYPE, set_id, DEFAULT_NAMESPACE) is not None:
+            if time.monotonic() > deadline:
+                raise RestoreStopped(f"cluster {name}: machine set {set_id} still exists after {timeout:.0f}s")
+            time.sleep(1)  # Omni tears the machines down in its own process: nothing to wait on but a re-read
 
     def _offered_versions(self) -> upgrades.OfferedVersions:
         def documents(kind: str) -> list[dict]:
@@ -267,14 +336,28 @@ class TalosClusterProvider(OmniProvider):
             or olds.get("cluster_name") != news["cluster_name"]
         ):
             name, manifests = news["cluster_name"], news.get("manifests") or []
-            upgraded = olds.get("cluster_name") == name and self._upgrade(
-                name, olds.get("template") or news["template"], news["template"], manifests
+            restoring = restore_planned(olds.get("template"), news["template"])
+            if restoring:
+                self._restore(name)
+            upgraded = (
+                not restoring
+                and olds.get("cluster_name") == name
+                and self._upgrade(name, olds.get("template") or news["template"], news["template"], manifests)
             )
-            outs["template"], outs["manifests"] = (
-                canonical_cluster(self.client.export_template(name))
-                if upgraded
-                else self._sync_and_wait(name, news["template"], manifests)
-            )
+            try:
+                outs["template"], outs["manifests"] = (
+                    canonical_cluster(self.client.export_template(name))
+                    if upgraded
+                    else self._sync_and_wait(name, news["template"], manifests)
+                )
+            except OmnictlError as exc:
+                if not restoring:
+                    raise
+                raise RestoreStopped(
+                    f"cluster {name}: its control planes are deleted, and Omni refused to make them again from "
+                    f"snapshot {restoring['snapshot']}: {exc.message}\n`pulumi up` tries again once that is put "
+                    "right (or name another snapshot in restore_from)"
+                ) from None
         renew = any(olds.get(k) != news.get(k) for k in ("kubeconfig_minted_at", "kubeconfig_ttl_seconds"))
         if renew or not olds.get("kubeconfig"):
             outs.update(self._kubeconfig(news))
@@ -316,6 +399,33 @@ class TalosClusterProvider(OmniProvider):
             time.sleep(1)  # Omni's own teardown, in another process: nothing to wait on but a re-read
 
 
+def restore_planned(old_template: str | None, new_template: str) -> dict | None:
+    """The bootstrapSpec the new template restores from, when the old one (the live cluster's) had another or
+    none: a restore to carry out. A cluster the program makes anew restores without deleting anything."""
+    wanted = bootstrap_spec(new_template)
+    if not wanted or old_template is None or bootstrap_spec(old_template) == wanted:
+        return None
+    return wanted
+
+
+def _template_refused(inputs: dict, message: str) -> CheckResult:
+    return CheckResult(inputs, [CheckFailure("template", message)])
+
+
+class RestoreRefused(OmnictlError):
+    """A restore that cannot start: nothing was changed."""
+
+    def __init__(self, message: str):
+        super().__init__("cluster restore", message)
+
+
+class RestoreStopped(OmnictlError):
+    """A restore that started (the control planes were deleted) and did not finish."""
+
+    def __init__(self, message: str):
+        super().__init__("cluster restore", message)
+
+
 class UpgradeStopped(OmnictlError):
     """A version step Omni refused, failed, or did not finish; what was done before it stays done."""
 
@@ -323,6 +433,7 @@ class UpgradeStopped(OmnictlError):
         super().__init__("cluster upgrade", message)
 
 
+MACHINE_SET_TYPE = "MachineSets.omni.sidero.dev"
 TALOS_VERSION_TYPE = "TalosVersions.omni.sidero.dev"
 KUBERNETES_VERSION_TYPE = "KubernetesVersions.omni.sidero.dev"
 TALOS_UPGRADE_STATUS_TYPE = "TalosUpgradeStatuses.omni.sidero.dev"
@@ -375,6 +486,8 @@ class TalosCluster(pulumi.ComponentResource):
         kubeconfig_ttl_seconds: float,
         manifests: Sequence[dict] = (),
         machine_classes: Sequence[pulumi.Resource] = (),
+        backup_store: pulumi.Resource | None = None,
+        restore_confirmed: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("omni-scale:omni:TalosCluster", name, None, opts)
@@ -388,11 +501,13 @@ class TalosCluster(pulumi.ComponentResource):
                 "template": pulumi.Output.secret(template) if secret_patches else template,
                 "manifests": list(manifests),
                 "kubeconfig_ttl_seconds": int(kubeconfig_ttl_seconds),
+                # Set only with restore_from (an older state has no such input, and is the same).
+                **({"restore_confirmed": restore_confirmed} if spec.restore_from is not None else {}),
             },
             pulumi.ResourceOptions(
                 parent=self,
                 protect=protect,
-                depends_on=list(machine_classes),
+                depends_on=list(machine_classes) + ([backup_store] if backup_store is not None else []),
                 additional_secret_outputs=["kubeconfig"] + (["template"] if secret_patches else []),
             ),
         )
@@ -405,5 +520,13 @@ class TalosCluster(pulumi.ComponentResource):
         )
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(self.resource.kubeconfig)
         self.kubeconfig_expires_at = self.resource.kubeconfig_expires_at
+        # How recent its etcd backups are, when it has them: a warning (drift) once they are stale.
+        if spec.features.backup_interval:
+            watch = EtcdBackupWatch(
+                name,
+                duration_seconds(spec.features.backup_interval),
+                pulumi.ResourceOptions(parent=self, depends_on=[self.resource]),
+            )
+            warn_when_stale(watch, name)
         # Not registered as a component output: verbose SDK logs print those in plain text, secrets too.
         self.register_outputs({"template": self.shown_template})

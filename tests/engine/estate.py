@@ -172,6 +172,8 @@ class Estate:
             self.info["tailscale_oauth"]["client_id"],
             self.info["tailscale_oauth"]["client_secret"],
             self.info["kubernetes"]["token"],
+            # The etcd backup store's keys (the lab's S3 made them).
+            *[self.info["s3"][k] for k in ("access_key_id", "secret_access_key") if "s3" in self.info],
         ]
 
     def managed_keys(self) -> dict[str, str]:

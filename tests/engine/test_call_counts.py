@@ -45,9 +45,14 @@ def test_refresh_reads_each_omni_resource_once(estate, tmp_path):
     assert not [a for a in omni if WRITES & set(a[:3])]
     reads = sorted(" ".join(a[:4]) for a in omni)
     # 2 classes (get), 1 cluster (template export), 2 service accounts (their identities; the drift job's key among
-    # the keys Omni lists, which leave infra providers out): one read each.
+    # the keys Omni lists, which leave infra providers out), the backup store (its configuration and its status),
+    # the cluster's backups (those in the store, and Omni's last attempt): one read each.
     assert reads == [
         "cluster template export -c",
+        "get EtcdBackupS3Configs.omni.sidero.dev etcd-backup-s3-conf -n",
+        "get EtcdBackupStatuses.omni.sidero.dev talos-prod-01 -n",
+        "get EtcdBackupStoreStatuses.omni.sidero.dev etcdbackup-store-status -n",
+        "get EtcdBackups.omni.sidero.dev -n external",
         "get Identities.omni.sidero.dev drift@serviceaccount.omni.sidero.dev -n",
         "get Identities.omni.sidero.dev matrix-cluster@infra-provider.serviceaccount.omni.sidero.dev -n",
         "get MachineClasses.omni.sidero.dev matrix-control-plane -n",

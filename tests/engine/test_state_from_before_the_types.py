@@ -61,7 +61,16 @@ def estate(tmp_path_factory):
             "workers": estate.live_workers(),
         }
         swap_program(estate.project, None)
+        # The seed's etcd backups came later, as a change of the estate (a new store, the cluster's interval): left
+        # out, so what the code's move alone does shows.
+        estate.edit_spec(_without_backups)
         yield estate
+
+
+def _without_backups(data: dict) -> None:
+    data.pop("backups", None)
+    for cluster in data["clusters"].values():
+        cluster.get("features", {}).pop("backup_interval", None)
 
 
 def test_the_old_state_holds_every_dynamic_resource_untyped(estate):

@@ -31,6 +31,8 @@ GOOD_CONFIG = {
     "providerProxmoxTokenSecret": "u",
     "tailscaleOAuthClientId": "i",
     "tailscaleOAuthClientSecret": "j",
+    "backupS3AccessKeyId": "v",
+    "backupS3SecretAccessKey": "w",
 }
 
 
