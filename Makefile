@@ -5,22 +5,25 @@ PYTHON := .venv/bin/python
 # `$(or $(SIZES),1,10,50)` would split at the commas and keep only 1.
 SIZES ?= 1,10,50
 
-.PHONY: setup lab lab-stop lab-pulumi drift survive adopt service-account-key backup bench test
+.PHONY: setup setup-lab lab lab-stop lab-pulumi drift survive adopt service-account-key backup bench test
 
 # drift and adopt act on the lab stack unless STACK names another (e.g. STACK=prod).
 STACK ?= lab
 TOOLS_PATH := PATH="$(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$$PATH"
 
-setup:  ## venv + pinned pulumi, language host and omnictl (built from Go modules, cached)
+setup:  ## venv + pinned toolchain, cached; with STACK=prod (any stack but lab) only what a real stack runs with
+	@tools/bootstrap.sh $(if $(filter lab,$(STACK)),,--prod)
+
+setup-lab:  ## venv + pinned toolchain + the lab's servers, whatever STACK says (the lab and the tests need them)
 	@tools/bootstrap.sh
 
-lab: setup  ## start the lab, `pulumi up` the lab stack, print the outputs
+lab: setup-lab  ## start the lab, `pulumi up` the lab stack, print the outputs
 	@$(PYTHON) -m lab.ctl up
 
 lab-stop:
 	@$(PYTHON) -m lab.ctl stop
 
-lab-pulumi: setup  ## any pulumi command on the lab stack: make lab-pulumi ARGS="preview --diff"
+lab-pulumi: setup-lab  ## any pulumi command on the lab stack: make lab-pulumi ARGS="preview --diff"
 	@$(PYTHON) -m lab.ctl pulumi $(ARGS)
 
 drift: setup  ## exit 0 no drift, 1 drift (summary + drift-report.json), 2 could not judge
@@ -58,11 +61,11 @@ else
 	@$(TOOLS_PATH) $(PYTHON) -m components.cli.backup $(CLUSTER) --stack $(STACK)
 endif
 
-bench: setup  ## wall time and call counts of up / preview / refresh on the lab, 1, 10 and 50 clusters
+bench: setup-lab  ## wall time and call counts of up / preview / refresh on the lab, 1, 10 and 50 clusters
 	@$(PYTHON) -m pip install --quiet -r requirements-bench.txt  # only the plot needs it
 	@$(TOOLS_PATH) $(PYTHON) -m lab.bench --sizes $(SIZES) --out bench-results.md --plot docs/bench.png
 
-test: setup  ## every test: format, lint and types first, then unit, provider, tools, lab, engine
+test: setup-lab  ## every test: format, lint and types first, then unit, provider, tools, lab, engine
 	@$(PYTHON) -m ruff format --check --quiet . && $(PYTHON) -m ruff check --quiet .
 	@$(PYTHON) -m mypy
 	@$(TOOLS_PATH) $(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Sets up everything the project runs with, idempotently and offline-friendly:
 #   .venv/        the Python virtualenv from requirements.txt
-#   .tools/bin/   pulumi, pulumi-language-python (+ its scripts), pulumi-resource-kubernetes, omnictl,
-#                 and for the lab omni (the server), kube-apiserver, kube-controller-manager, etcd, helm
+#   .tools/bin/   pulumi, pulumi-language-python (+ its scripts), pulumi-resource-kubernetes, omnictl, helm,
+#                 and for the lab omni (the server), kube-apiserver, kube-controller-manager, etcd, the provider
+#                 stand-in and the compose-spec schema
+# --prod: only what a real stack runs with (no lab server). There an omnictl, a helm and a pulumi-kubernetes
+# plugin already installed at the pinned versions (the drift workflow's installers) are used instead of building.
 # The Go tools are built from pinned Go modules (tools/*/go.mod) into a cache
 # outside the clone, keyed by a hash of their inputs, so a fresh clone on a warm
 # machine builds nothing. A compatible `pulumi` already on PATH is used instead
@@ -19,7 +22,14 @@ mkdir -p "$bin" "$cache"
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
 tools_only=false
-[ "${1:-}" = "--tools-only" ] && tools_only=true  # tests of this script skip the venv
+prod=false
+for arg in "$@"; do
+  case "$arg" in
+    --tools-only) tools_only=true ;;  # tests of this script skip the venv
+    --prod) prod=true ;;
+    *) echo "bootstrap: unknown option $arg (known: --tools-only, --prod)" >&2; exit 2 ;;
+  esac
+done
 
 # --- Python -----------------------------------------------------------------
 # The dependencies live in a venv in the cache, keyed by requirements.txt, so a fresh clone reuses it.
@@ -53,14 +63,18 @@ if ! $tools_only; then
 fi
 
 # --- Go tools ---------------------------------------------------------------
-command -v go >/dev/null || { echo "bootstrap: Go is required to build the pinned toolchain (https://go.dev/dl)" >&2; exit 1; }
-go_version=$(go env GOVERSION)
+# Go only when something is built (with --prod and every tool installed, nothing is).
+go_version() {
+  command -v go >/dev/null || { echo "bootstrap: Go is required to build the pinned toolchain (https://go.dev/dl)" >&2; exit 1; }
+  go env GOVERSION
+}
 
 # build_tool NAME LDFLAGS [DIR]: builds the Go module in DIR (default tools/NAME) into $cache/NAME-HASH/bin
 # and prints that dir.
 build_tool() {
   local name=$1 ldflags=$2 dir=${3:-"$root/tools/$1"}
-  local hash
+  local hash go_version
+  go_version=$(go_version)
   hash=$( (cd "$dir" && cat go.mod go.sum ./*.go 2>/dev/null; echo "$go_version $ldflags") | sha256sum | cut -c1-16)
   local out="$cache/$name-$hash/bin"
   if [ ! -f "$out/.complete" ]; then
@@ -119,25 +133,51 @@ else
     "$venv/bin" "$cli/pulumi")"
 fi
 
-# The real Omni server for the lab (issue 9). Three of its modules have no entry in the
-# checksum database (the lookup answers 404); go.sum, committed, pins their hashes instead.
-omni=$(GONOSUMDB=github.com/siderolabs/omni,github.com/cosi-project/state-etcd,github.com/unix4ever/saml \
-  build_tool omni "-s -w")
-ln -sfn "$omni/omni" "$bin/omni"
+# installed NAME VERSION_COMMAND PINNED: with --prod, the NAME on PATH (outside .tools) whose VERSION_COMMAND says
+# PINNED (an installer's), printed; else nothing.
+installed() {
+  local found
+  $prod || return 1
+  found=$(PATH=$(echo "$PATH" | tr ':' '\n' | grep -vx "$bin" | paste -sd:) command -v "$1") || return 1
+  "$found" $2 2>/dev/null | grep -qF "$3" || return 1
+  echo "$found"
+}
 
-omnictl=$(build_tool omnictl "-X github.com/siderolabs/omni/client/pkg/version.Tag=$OMNICTL_VERSION -X main.apiVersion=$OMNICTL_API_VERSION")
-ln -sfn "$omnictl/omnictl" "$bin/omnictl"
+if ! $prod; then
+  # The real Omni server for the lab (issue 9). Three of its modules have no entry in the
+  # checksum database (the lookup answers 404); go.sum, committed, pins their hashes instead.
+  omni=$(GONOSUMDB=github.com/siderolabs/omni,github.com/cosi-project/state-etcd,github.com/unix4ever/saml \
+    build_tool omni "-s -w")
+  ln -sfn "$omni/omni" "$bin/omni"
+fi
 
-# The lab's Kubernetes API server, its controller-manager (one module, both tools) and helm (Tailscale operator
-# release). kube-apiserver must report its real version: helm checks charts' kubeVersion against it.
-k8s_minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
-apiserver=$(build_tool kube-apiserver "-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION")
-ln -sfn "$apiserver/kube-apiserver" "$bin/kube-apiserver"
-ln -sfn "$apiserver/kube-controller-manager" "$bin/kube-controller-manager"
-etcd=$(build_tool etcd "-s -w")
-ln -sfn "$etcd/etcd" "$bin/etcd"
-helm=$(build_tool helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean")
-ln -sfn "$helm/helm" "$bin/helm"
+if found=$(installed omnictl --version "$OMNICTL_VERSION"); then
+  say "using $found (omnictl $OMNICTL_VERSION)"
+  ln -sfn "$found" "$bin/omnictl"
+else
+  omnictl=$(build_tool omnictl "-X github.com/siderolabs/omni/client/pkg/version.Tag=$OMNICTL_VERSION -X main.apiVersion=$OMNICTL_API_VERSION")
+  ln -sfn "$omnictl/omnictl" "$bin/omnictl"
+fi
+
+if ! $prod; then
+  # The lab's Kubernetes API server and its controller-manager (one module, both tools). kube-apiserver must
+  # report its real version: helm checks charts' kubeVersion against it.
+  k8s_minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
+  apiserver=$(build_tool kube-apiserver "-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION")
+  ln -sfn "$apiserver/kube-apiserver" "$bin/kube-apiserver"
+  ln -sfn "$apiserver/kube-controller-manager" "$bin/kube-controller-manager"
+  etcd=$(build_tool etcd "-s -w")
+  ln -sfn "$etcd/etcd" "$bin/etcd"
+fi
+
+# helm: the program renders Cilium's chart with it (and the lab's tests install with it).
+if found=$(installed helm "version --template {{.Version}}" "$HELM_VERSION"); then
+  say "using $found (helm $HELM_VERSION)"
+  ln -sfn "$found" "$bin/helm"
+else
+  helm=$(build_tool helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean")
+  ln -sfn "$helm/helm" "$bin/helm"
+fi
 
 # The pulumi-kubernetes provider plugin (issue 17): the module proxy refuses every tagged provider/v4, but
 # serves the v4.25.0 release commit as a pseudo-version (tools/pulumi-kubernetes/go.mod). Upstream's main embeds
@@ -148,6 +188,12 @@ ln -sfn "$helm/helm" "$bin/helm"
 # about 4.5 GB of memory.
 k8s_src="$root/tools/pulumi-kubernetes"
 k8s_stage="$cache/pulumi-kubernetes-src-$( (cd "$k8s_src" && cat go.mod go.sum main.go) | sha256sum | cut -c1-16)"
+# With --prod, the plugin `pulumi plugin install resource kubernetes vX` put in the plugin cache, if it is the pin.
+k8s_installed="${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-kubernetes-v$PULUMI_KUBERNETES_VERSION/pulumi-resource-kubernetes"
+if $prod && [ -x "$k8s_installed" ]; then
+  say "using $k8s_installed"
+  k8s_binary=$k8s_installed
+else
 if [ ! -f "$k8s_stage/.complete" ]; then
   rm -rf "$k8s_stage" && mkdir -p "$k8s_stage"
   cp "$k8s_src/go.mod" "$k8s_src/go.sum" "$k8s_src/main.go" "$k8s_stage/"
@@ -158,11 +204,15 @@ if [ ! -f "$k8s_stage/.complete" ]; then
   touch "$k8s_stage/.complete"
 fi
 k8s_plugin=$(build_tool pulumi-kubernetes "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$PULUMI_KUBERNETES_VERSION" "$k8s_stage")
+k8s_binary="$k8s_plugin/pulumi-kubernetes"
+fi
 # The plugin writes its provider's kubeconfig (a credential) to a temporary file for helm and never removes it
 # (pkg/provider/util.go: writeKubeconfigToFile): it runs with a private TMPDIR that goes when it exits. The engine
 # stops a plugin with SIGINT to its process group; the trap lets this shell outlive the plugin to clean up.
 write_script pulumi-resource-kubernetes "$(printf '#!/bin/sh\n# Written by tools/bootstrap.sh: the pinned pulumi-kubernetes plugin, in a private TMPDIR removed when it exits.\ndir=$(mktemp -d "${TMPDIR:-/tmp}/pulumi-kubernetes.XXXXXX") || exit 1\ntrap : INT TERM\nTMPDIR="$dir" "%s" "$@"\nstatus=$?\nrm -rf "$dir"\nexit $status\n' \
-  "$k8s_plugin/pulumi-kubernetes")"
+  "$k8s_binary")"
+
+$prod && exit 0  # what follows only the lab and the tests run with
 
 # The lab's Omni Proxmox infra provider stand-in (this project's own code, on Omni's infra-provider library
 # from the client module omnictl is built from): what the provider LXC's docker stand-in runs.

@@ -27,7 +27,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from components.core.console import progress
 from components.core.dynamic import OmniProvider, TypedResource, adopted, is_unknown, whole_numbers
-from components.omni.omnictl import NotFound, Omnictl, OmnictlError, Unauthorized
+from components.omni.omnictl import NotFound, Omnictl, OmnictlError, Timeout, Unauthorized, Unreachable
 
 S3_CONFIG_TYPE = "EtcdBackupS3Configs.omni.sidero.dev"
 S3_CONFIG_ID = "etcd-backup-s3-conf"
@@ -264,8 +264,11 @@ class EtcdBackupWatchProvider(OmniProvider):
         cluster = props["cluster_name"]
         try:
             newest = next(iter(backups_of(self.client, cluster)), None)
+        except (Unreachable, Unauthorized, Timeout):
+            raise  # Omni itself not answering, or not to this key: nothing can be judged
         except OmnictlError as exc:
-            # The store unset or unreachable: no backup can be listed, which is what the warning is about.
+            # Omni answers but cannot list the store (unset, or unreachable from Omni): no backup to count, which
+            # is what the warning is about.
             progress(f"cluster {cluster}: its etcd backups could not be listed: {exc.message}")
             newest = None
         attempt = last_attempt(self.client, cluster)

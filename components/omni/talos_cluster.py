@@ -93,6 +93,14 @@ class TalosClusterProvider(OmniProvider):
         except OmnictlError as exc:
             return CheckResult(inputs, [CheckFailure("template", exc.message)])
         inputs["template"] = canonical_template(template)
+        made_from = bootstrap_spec(olds.get("template"))
+        if made_from and not bootstrap_spec(inputs["template"]):
+            return _template_refused(
+                inputs,
+                f"cluster {news['cluster_name']}: its control planes were made from snapshot {made_from['snapshot']} "
+                f"(restore_from), which Omni never changes afterwards: keep `restore_from: {{snapshot: "
+                f"{made_from['snapshot']}}}` in the spec",
+            )
         restore = restore_planned(olds.get("template"), inputs["template"])
         if restore:
             try:

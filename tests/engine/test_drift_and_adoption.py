@@ -246,8 +246,9 @@ def test_unreachable_omni_cannot_be_judged(estate, tmp_path):
     try:
         code, text, report = run_drift(estate, tmp_path)
         assert code == 2, text
-        # The cluster's template, its 3 classes and the 2 service accounts' identities: each read once, each refused.
-        assert len(report["errors"]) == 6 and all("could not reach Omni" in e for e in report["errors"]), text
+        # The cluster's template, its 3 classes, the 2 service accounts' identities, the backup store and the
+        # cluster's backups: each read once, each refused.
+        assert len(report["errors"]) == 8 and all("could not reach Omni" in e for e in report["errors"]), text
         assert "omnictl cluster template export could not reach Omni" in text
     finally:
         omni_lab.set_reachable(estate.info["omni"], True)

@@ -106,6 +106,9 @@ def test_preview_shows_the_seed_estate_to_create(first_up):
         "omni-provider-proxmox-identity-access": "pulumi-python:dynamic/proxmox:ProviderAccess",
         "omni-provider-proxmox-identity-token": "pulumi-python:dynamic/proxmox:ProviderToken",
         "omni-provider-proxmox-identity-retired-tokens": "pulumi-python:dynamic/proxmox:RetiredProviderTokens",
+        # Omni's etcd backup store, and the watch on the cluster's backups.
+        "etcd-backup-store": "pulumi-python:dynamic/omni:EtcdBackupStore",
+        f"{CLUSTER}-etcd-backups": "pulumi-python:dynamic/omni:EtcdBackupWatch",
     }
     # The operator: pulumi-kubernetes resources, on a provider of the new cluster's own.
     assert {

@@ -126,6 +126,24 @@ def test_check_validates_offline_and_canonicalises(lab):
     assert "field sise not found" in bad.failures[0].reason
 
 
+def test_taking_restore_from_out_after_a_restore_is_refused_in_check(lab):
+    """Omni never changes a machine set's bootstrapSpec: a template without it, for a cluster whose control planes
+    were made from a snapshot, would fail at Omni; check says why before anything is applied."""
+    from components.core.spec import RestoreSpec
+
+    offline = configured(TalosClusterProvider, {"omni-scale:omnictlPath": "lab/bin/omnictl"})
+    restore = RestoreSpec(snapshot="FFFFFFFF9A99FBF6.snapshot", cluster_uuid="bb874758-ee54-4d3b-bac3-4c8349737298")
+    restored = render_cluster_template(NAME, SPEC.clusters[NAME].model_copy(update={"restore_from": restore}))
+    olds = {"cluster_name": NAME, "template": canonical_template(restored), "kubeconfig_ttl_seconds": TTL}
+    kept = offline.check(olds, {**olds, "template": restored})
+    assert kept.failures == []
+    dropped = offline.check(olds, {**olds, "template": TEMPLATE})
+    assert [f.reason for f in dropped.failures] == [
+        f"cluster {NAME}: its control planes were made from snapshot FFFFFFFF9A99FBF6.snapshot (restore_from), "
+        "which Omni never changes afterwards: keep `restore_from: {snapshot: FFFFFFFF9A99FBF6.snapshot}` in the spec"
+    ]
+
+
 def test_create_syncs_waits_and_returns_the_live_template_and_a_kubeconfig(provider):
     created = provider.create(props())
     assert created.id == NAME

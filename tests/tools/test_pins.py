@@ -72,3 +72,25 @@ def test_pulumi_kubernetes_plugin_module_and_python_sdk_agree():
     # The module proxy serves the provider only as the pseudo-version of its release tag; its SDK by the tag.
     assert require("pulumi-kubernetes/go.mod", "github.com/pulumi/pulumi-kubernetes/sdk/v4") == f"v{version}"
     assert f"pulumi-kubernetes=={version}\n" in (PROJECT_ROOT / "requirements.txt").read_text()
+
+
+def test_the_drift_workflows_installers_ask_for_the_pinned_versions_and_its_go_for_the_newest_module():
+    import yaml
+
+    workflow = yaml.safe_load((PROJECT_ROOT / ".github" / "workflows" / "drift.yml").read_text())
+    steps = workflow["jobs"]["drift"]["steps"]
+    uses = {s["uses"].split("@")[0]: s.get("with", {}) for s in steps if "uses" in s}
+    runs = "\n".join(s.get("run", "") for s in steps)
+    p = pins()
+    assert uses["pulumi/actions"]["pulumi-version"] == p["PULUMI_VERSION"]
+    assert uses["azure/setup-helm"]["version"] == p["HELM_VERSION"]
+    assert f"pulumi plugin install resource kubernetes v{p['PULUMI_KUBERNETES_VERSION']}" in runs
+    assert f"version={p['OMNICTL_VERSION']}" in runs
+    assert "make setup STACK=prod" in runs
+
+    def go_line(go_mod) -> tuple[int, ...]:
+        return tuple(int(n) for n in re.search(r"^go (\S+)", go_mod.read_text(), re.M).group(1).split("."))
+
+    modules = [*TOOLS.glob("*/go.mod"), PROJECT_ROOT / "lab" / "provider-standin" / "go.mod"]
+    asked = go_line(PROJECT_ROOT / uses["actions/setup-go"]["go-version-file"])
+    assert asked == max(go_line(m) for m in modules)
