@@ -98,10 +98,15 @@ write_script() {  # name content
   fi
 }
 
+# outside_tools NAME: NAME on PATH, not counting .tools/bin (what this script put there).
+outside_tools() {
+  PATH=$(echo "$PATH" | tr ':' '\n' | grep -vx "$bin" | paste -sd:) command -v "$1"
+}
+
 # A pulumi on PATH (outside .tools) at or above the pinned version is used as is.
 system_pulumi() {
   local p v
-  p=$(PATH=$(echo "$PATH" | tr ':' '\n' | grep -vx "$bin" | paste -sd:) command -v pulumi) || return 1
+  p=$(outside_tools pulumi) || return 1
   v=$("$p" version 2>/dev/null | sed 's/^v//') || return 1
   [ -n "$v" ] && [ "$(printf '%s\n%s\n' "$PULUMI_VERSION" "$v" | sort -V | head -1)" = "$PULUMI_VERSION" ] || return 1
   echo "$p"
@@ -138,7 +143,7 @@ fi
 installed() {
   local found
   $prod || return 1
-  found=$(PATH=$(echo "$PATH" | tr ':' '\n' | grep -vx "$bin" | paste -sd:) command -v "$1") || return 1
+  found=$(outside_tools "$1") || return 1
   "$found" $2 2>/dev/null | grep -qF "$3" || return 1
   echo "$found"
 }

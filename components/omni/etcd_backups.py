@@ -28,6 +28,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from components.core.console import progress
 from components.core.dynamic import OmniProvider, TypedResource, adopted, is_unknown, whole_numbers
 from components.omni.omnictl import NotFound, Omnictl, OmnictlError, Timeout, Unauthorized, Unreachable
+from components.omni.render import CLUSTER_TYPE
 
 S3_CONFIG_TYPE = "EtcdBackupS3Configs.omni.sidero.dev"
 S3_CONFIG_ID = "etcd-backup-s3-conf"
@@ -36,7 +37,6 @@ STORE_STATUS_ID = "etcdbackup-store-status"
 BACKUP_TYPE = "EtcdBackups.omni.sidero.dev"
 BACKUP_STATUS_TYPE = "EtcdBackupStatuses.omni.sidero.dev"
 MANUAL_BACKUP_TYPE = "EtcdManualBackups.omni.sidero.dev"
-CLUSTER_TYPE = "Clusters.omni.sidero.dev"
 CLUSTER_UUID_TYPE = "ClusterUUIDs.omni.sidero.dev"
 CLUSTER_LABEL = "omni.sidero.dev/cluster"
 # EtcdBackupStatusSpec.Status (client/api/omni/specs/omni.proto).
@@ -237,9 +237,10 @@ def stale_notice(cluster: str, watch: dict, now: datetime) -> str | None:
     limit = STALE_AFTER_INTERVALS * interval
     newest, since = watch.get("last_backup_at"), watch.get("watching_since")
     reference = newest or since
-    if not reference or (now - datetime.fromisoformat(reference)).total_seconds() <= limit:
+    age = (now - datetime.fromisoformat(reference)).total_seconds() if reference else 0.0
+    if age <= limit:
         return None
-    age_hours = (now - datetime.fromisoformat(reference)).total_seconds() / 3600
+    age_hours = age / 3600
     said = (
         f"cluster {cluster}: its newest etcd backup ({newest}) is {age_hours:.1f}h old"
         if newest

@@ -10,6 +10,7 @@ import yaml
 from components.core.spec import machine_set_id
 
 MACHINE_CLASS_TYPE = "MachineClasses.omni.sidero.dev"
+CLUSTER_TYPE = "Clusters.omni.sidero.dev"
 DEFAULT_NAMESPACE = "default"
 
 

@@ -26,6 +26,7 @@ from components.omni.etcd_backups import (
 from components.omni.omnictl import NotFound, OmnictlError
 from components.omni.readiness import NotReady, read_progress, unmet_conditions
 from components.omni.render import (
+    CLUSTER_TYPE,
     DEFAULT_NAMESPACE,
     OWN_CLUSTER_UUID,
     bootstrap_spec,
@@ -41,7 +42,6 @@ from components.omni.render import (
 
 # The service-account user the kubeconfig is made for (Omni names the SA after it).
 KUBECONFIG_USER = "omni-scale"
-CLUSTER_TYPE = "Clusters.omni.sidero.dev"
 # How often the readiness wait re-reads Omni's resources (each read is four omnictl calls).
 READY_POLL_SECONDS = 2.0
 
@@ -82,12 +82,17 @@ class TalosClusterProvider(OmniProvider):
 
     def check(self, olds: dict, news: dict) -> CheckResult:
         inputs = dict(news)
-        template = news["template"]
+        template, own_uuid = news["template"], None
         if (bootstrap_spec(template) or {}).get("clusterUUID") == OWN_CLUSTER_UUID:
-            try:
-                template = with_bootstrap_uuid(template, self._cluster_uuid(news["cluster_name"]))
-            except RestoreRefused as exc:
-                return _template_refused(inputs, exc.message)
+            own_uuid = self._own_uuid(news["cluster_name"])
+            if own_uuid is None:
+                return _template_refused(
+                    inputs,
+                    f"cluster {news['cluster_name']}: restore_from without cluster_uuid restores the cluster's own "
+                    "backup, but Omni has no cluster of that name: name the cluster_uuid of the cluster whose backup "
+                    "it is",
+                )
+            template = with_bootstrap_uuid(template, own_uuid)
         try:
             self.offline_client.template("validate", with_manifests(template, news.get("manifests") or []))
         except OmnictlError as exc:
@@ -104,7 +109,9 @@ class TalosClusterProvider(OmniProvider):
         restore = restore_planned(olds.get("template"), inputs["template"])
         if restore:
             try:
-                self._check_restore(news["cluster_name"], restore, bool(news.get("restore_confirmed")))
+                name = news["cluster_name"]
+                own_uuid = own_uuid or self._own_uuid(name)
+                self._check_restore(name, restore, bool(news.get("restore_confirmed")), own_uuid)
             except RestoreRefused as exc:
                 return _template_refused(inputs, exc.message)
         inputs["manifests"] = canonical_manifests(news.get("manifests"))
@@ -154,20 +161,15 @@ class TalosClusterProvider(OmniProvider):
             changes=bool(changed), replaces=[k for k in changed if k == "cluster_name"], delete_before_replace=True
         )
 
-    def _cluster_uuid(self, name: str) -> str:
+    def _own_uuid(self, name: str) -> str | None:
+        """The cluster's UUID in Omni (what its backups are filed under), None when Omni has no such cluster."""
         found = self.client.get_or_none(CLUSTER_UUID_TYPE, name, DEFAULT_NAMESPACE)
-        if found is None:
-            raise RestoreRefused(
-                f"cluster {name}: restore_from without cluster_uuid restores the cluster's own backup, but Omni has "
-                "no cluster of that name: name the cluster_uuid of the cluster whose backup it is"
-            )
-        return str((found.get("spec") or {}).get("uuid"))
+        return None if found is None else str((found.get("spec") or {}).get("uuid"))
 
-    def _check_restore(self, name: str, restore: dict, confirmed: bool) -> None:
+    def _check_restore(self, name: str, restore: dict, confirmed: bool, own_uuid: str | None) -> None:
         """What can be known before the control planes go: the snapshot is in the store (when it is this cluster's
-        backup) and the stack confirms the restore of a production cluster."""
-        own = self.client.get_or_none(CLUSTER_UUID_TYPE, name, DEFAULT_NAMESPACE)
-        if own is not None and str((own.get("spec") or {}).get("uuid")) == restore["clusterUUID"]:
+        backup, own_uuid's) and the stack confirms the restore of a production cluster."""
+        if own_uuid is not None and own_uuid == restore["clusterUUID"]:
             listed = [b.snapshot for b in backups_of(self.client, name)]
             if restore["snapshot"] not in listed:
                 newest = ", ".join(listed[:3]) or "none"
@@ -195,12 +197,21 @@ class TalosClusterProvider(OmniProvider):
             self.client.delete(MACHINE_SET_TYPE, set_id, DEFAULT_NAMESPACE)
         except NotFound:
             pass  # an earlier `up` deleted it already
+        self._wait_gone(
+            MACHINE_SET_TYPE,
+            set_id,
+            lambda timeout: RestoreStopped(f"cluster {name}: machine set {set_id} still exists after {timeout:.0f}s"),
+        )
+
+    def _wait_gone(self, resource_type: str, id_: str, stopped) -> None:
+        """Until Omni no longer has the resource (it tears down in the background, the infra provider
+        deprovisioning the VMs); stopped(the timeout) is the error once the readiness timeout has passed."""
         timeout = self.settings.cluster_ready_timeout_seconds
         deadline = time.monotonic() + timeout
-        while self.client.get_or_none(MACHINE_SET_TYPE, set_id, DEFAULT_NAMESPACE) is not None:
+        while self.client.get_or_none(resource_type, id_, DEFAULT_NAMESPACE) is not None:
             if time.monotonic() > deadline:
-                raise RestoreStopped(f"cluster {name}: machine set {set_id} still exists after {timeout:.0f}s")
-            time.sleep(1)  # Omni tears the machines down in its own process: nothing to wait on but a re-read
+                raise stopped(timeout)
+            time.sleep(1)  # Omni's own teardown, in another process: nothing to wait on but a re-read
 
     def _offered_versions(self) -> upgrades.OfferedVersions:
         def documents(kind: str) -> list[dict]:
@@ -400,11 +411,11 @@ class TalosClusterProvider(OmniProvider):
         # cluster depends on (its classes, the provider) is deleted after this returns, so wait for it.
         timeout = self.settings.cluster_ready_timeout_seconds
         progress(f"waiting up to {timeout:.0f}s for Omni to tear cluster {id_} down")
-        deadline = time.monotonic() + timeout
-        while self.client.get_or_none(CLUSTER_TYPE, id_, DEFAULT_NAMESPACE) is not None:
-            if time.monotonic() > deadline:
-                raise OmnictlError("cluster template delete", f"cluster {id_} still exists after {timeout:.0f}s")
-            time.sleep(1)  # Omni's own teardown, in another process: nothing to wait on but a re-read
+        self._wait_gone(
+            CLUSTER_TYPE,
+            id_,
+            lambda timeout: OmnictlError("cluster template delete", f"cluster {id_} still exists after {timeout:.0f}s"),
+        )
 
 
 def restore_planned(old_template: str | None, new_template: str) -> dict | None:
