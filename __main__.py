@@ -157,7 +157,9 @@ if operator_spec is not None and operator_spec.enabled:
         oauth=settings.tailscale_oauth(operator_spec.oauth.audience),
         chart_repository=settings.tailscale_chart_repository or operator_spec.chart_repository,
         protect=settings.protect and spec.clusters[operator_spec.cluster].production,
-        depends_on=[target],
+        # The cluster resource, which is created only once the cluster is Ready; not the component, whose backup
+        # watch (a read after the cluster) the release has no need to wait for.
+        depends_on=[target.resource],
     )
     pulumi.export("tailscale_operator", {"cluster": operator_spec.cluster, "status": operator.status})
 elif operator_spec is not None:

@@ -1,7 +1,11 @@
 """`make bench`: wall time, omnictl invocations and Proxmox requests of `up` (from empty), a no-change
-`preview` and `refresh`, on the lab, for the seed estate and generated estates of 10 and 50 clusters;
-against a baseline (a plain script reading each Omni resource once and each node's storage, network and
-DNS once) and the engine's own floor (a stack of as many no-op dynamic resources).
+`preview` and `refresh`, on the lab, for the seed estate and generated estates of 10 and 50 clusters, each against
+its baseline plus the engine's own floor (a stack of as many no-op dynamic resources):
+
+- `up` against the operator's by-hand sequence (lab/by_hand.py), which writes the same estate with omnictl, pveum-
+  and pct-equivalent API calls, ssh and helm, on a fresh lab of its own, paying the same waits;
+- `preview` and `refresh` against a read baseline: a plain script reading each Omni resource once and each node's
+  storage, network and DNS once.
 
     python -m lab.bench [--sizes 1,10,50] [--out bench-results.md] [--plot docs/bench.png]
     python -m lab.bench --from-json bench-results.json --plot docs/bench.png   # redraw, measure nothing
@@ -26,9 +30,11 @@ from pathlib import Path
 import yaml
 
 from components.core.dynamic import is_dynamic_type
+from components.core.spec_file import parse_spec
 from components.proxmox.client import ProxmoxClient, ProxmoxSettings
 
 from . import ctl, omni_lab
+from .by_hand import by_hand
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,11 +79,15 @@ class Run:
 
     def measure(self, *args: str) -> dict:
         counted = self.stack.run_counted(self.root / f"argv-{time.monotonic_ns()}.log", *args)
+        return counts(counted["seconds"], counted["omnictl"], counted["proxmox"])
+
+    def measure_up(self) -> dict:
+        """`up` from empty, with where its time went: its engine events (`--json` streams them), per kind of
+        resource."""
+        counted = self.stack.run_counted(self.root / "argv-up.log", "up", "--yes", "--skip-preview", "--json")
         return {
-            "seconds": counted["seconds"],
-            "omnictl": len(counted["omnictl"]),
-            "omni_calls": len(ctl.omni_calls(counted["omnictl"])),
-            "proxmox": len(counted["proxmox"]),
+            **counts(counted["seconds"], counted["omnictl"], counted["proxmox"]),
+            "profile": up_profile(counted["stdout"].splitlines()),
         }
 
     def baseline(self, spec: dict) -> float:
@@ -99,6 +109,68 @@ class Run:
 
     def stop(self) -> None:
         ctl.stop(self.lab_dir)
+
+
+def counts(seconds: float, argvs: list[list[str]], proxmox: list) -> dict:
+    return {
+        "seconds": seconds,
+        "omnictl": len(argvs),
+        "omni_calls": len(ctl.omni_calls(argvs)),
+        "proxmox": len(proxmox),
+    }
+
+
+def write_baseline(spec: dict, root: Path) -> dict:
+    """The by-hand sequence (lab/by_hand.py) on a fresh lab of its own, counted as `up` is: the lab's omnictl logs
+    every argv, fakepve every request."""
+    root.mkdir(parents=True, exist_ok=True)
+    lab_dir = root / "lab"
+    argv_log = root / "by-hand-argv.log"
+    saved = {k: os.environ.get(k) for k in ("OMNI_SCALE_LAB_DIR", "OMNI_SCALE_LAB_ARGV_LOG")}
+    os.environ.update(OMNI_SCALE_LAB_DIR=str(lab_dir), OMNI_SCALE_LAB_ARGV_LOG=str(argv_log))
+    try:
+        info = ctl.start(lab_dir)
+        before = len(ctl.proxmox_requests(lab_dir))
+        done = by_hand(info, parse_spec(spec, file="generated"))
+        argvs = [json.loads(line)[1:] for line in argv_log.read_text().splitlines()]
+        return {**counts(done["seconds"], argvs, ctl.proxmox_requests(lab_dir)[before:]), "steps": done["steps"]}
+    finally:
+        ctl.stop(lab_dir)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def up_profile(event_lines: list[str]) -> dict[str, dict]:
+    """Per kind of resource (its type's last part): how many, the longest one's seconds from its first event to its
+    outputs, and their sum (the engine runs independent ones side by side, so the sum can exceed the wall time)."""
+    started: dict[str, float] = {}
+    profile: dict[str, dict] = {}
+    for line in event_lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # not an event (a line the engine printed besides)
+        for key in ("resourcePreEvent", "resOutputsEvent"):
+            metadata = (event.get(key) or {}).get("metadata")
+            if not metadata or metadata.get("op") == "same" and key == "resourcePreEvent":
+                continue
+            # The stack and the program's components span their children: only what does the work is counted.
+            if metadata["type"] == "pulumi:pulumi:Stack" or metadata["type"].startswith("omni-scale:"):
+                continue
+            urn = metadata["urn"]
+            if key == "resourcePreEvent":
+                started.setdefault(urn, float(event["timestamp"]))
+            elif urn in started:
+                kind = metadata["type"].rsplit(":", 1)[-1]
+                seconds = float(event["timestamp"]) - started.pop(urn)
+                entry = profile.setdefault(kind, {"count": 0, "longest": 0.0, "total": 0.0})
+                entry["count"] += 1
+                entry["longest"] = max(entry["longest"], seconds)
+                entry["total"] += seconds
+    return dict(sorted(profile.items(), key=lambda item: -item[1]["longest"]))
 
 
 def engine_floor(resources: int, root: Path, repeat: int = 1) -> dict:
@@ -141,20 +213,22 @@ def median_of(times: int, measure) -> dict:
 
 
 def bench(size: int, repeat: int = 3) -> dict:
-    """`up` from empty happens once; preview, refresh, the baseline and the floor's preview `repeat` times."""
+    """`up` from empty and the by-hand sequence happen once each, on a fresh lab each; preview, refresh, the read
+    baseline and the floor's preview `repeat` times."""
     spec = generated_spec(size)
     with tempfile.TemporaryDirectory(prefix=f"omni-scale-bench-{size}-") as tmp:
-        run = Run(Path(tmp), spec)
+        run = Run(Path(tmp) / "program", spec)
         try:
-            up = run.measure("up", "--yes", "--skip-preview")
+            up = run.measure_up()
             preview = median_of(repeat, lambda: run.measure("preview", "--expect-no-changes"))
             refresh = median_of(repeat, lambda: run.measure("refresh", "--yes", "--skip-preview"))
             baseline = median_of(repeat, lambda: {"seconds": run.baseline(spec)})
             state = json.loads(run.stack.run("stack", "export").stdout)["deployment"]["resources"]
             dynamic = len([r for r in state if is_dynamic_type(r["type"])])
-            floor = engine_floor(dynamic, Path(tmp), repeat)
         finally:
             run.stop()
+        floor = engine_floor(dynamic, Path(tmp), repeat)
+        hand = write_baseline(spec, Path(tmp) / "by-hand")
     return {
         "measured": f"{time.strftime('%Y-%m-%d')} on {machine()}, median of {repeat} runs except up",
         "clusters": len(spec["clusters"]),
@@ -165,6 +239,7 @@ def bench(size: int, repeat: int = 3) -> dict:
         "refresh": refresh,
         "baseline": baseline["seconds"],
         "baseline_samples": baseline["samples"],
+        "by_hand": hand,
         "floor": floor,
     }
 
@@ -185,21 +260,26 @@ def machine() -> str:
 
 def table(results: list[dict]) -> str:
     lines = [
-        f"Measured {results[0]['measured']}, lab stack.",
+        f"Measured {results[0]['measured']}, lab stack. Baseline: for `up`, the by-hand sequence (the `by hand` row, "
+        "lab/by_hand.py); for `preview` and `refresh`, the read baseline. Engine floor: `up` of as many no-op "
+        "dynamic resources for `up`, their no-change `preview` otherwise.",
         "",
         "| clusters (classes) | op | wall s | omnictl runs (Omni calls) | Proxmox requests | baseline s "
         "| engine floor s | ours / (baseline + floor) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        for op in ("up", "preview", "refresh"):
-            m = r[op]
+        hand = r["by_hand"]
+        for op in ("up", "by hand", "preview", "refresh"):
+            m = hand if op == "by hand" else r[op]
+            calls = f"| {r['clusters']} ({r['classes']}) | {op} | {wall(m)} | {m['omnictl']} ({m['omni_calls']}) "
+            if op == "by hand":
+                lines.append(calls + f"| {m['proxmox']} | | | |")
+                continue
+            baseline = hand["seconds"] if op == "up" else r["baseline"]
             floor = r["floor"]["up" if op == "up" else "preview"]
-            ratio = m["seconds"] / (r["baseline"] + floor)
-            lines.append(
-                f"| {r['clusters']} ({r['classes']}) | {op} | {wall(m)} | {m['omnictl']} ({m['omni_calls']}) "
-                f"| {m['proxmox']} | {r['baseline']:.1f} | {floor:.1f} | {ratio:.2f} |"
-            )
+            ratio = m["seconds"] / (baseline + floor)
+            lines.append(calls + f"| {m['proxmox']} | {baseline:.1f} | {floor:.1f} | {ratio:.2f} |")
     slopes = seconds_per_added_cluster(results)
     if slopes:
         sizes = sorted(r["clusters"] for r in results)
@@ -210,7 +290,20 @@ def table(results: list[dict]) -> str:
             + "; ".join(f"{op} " + " / ".join(f"{x:.2f}" for x in per_op) for op, per_op in slopes.items())
             + " (equal figures: linear growth).",
         ]
+    lines += ["", "Where the time goes:", ""]
+    for r in sorted(results, key=lambda r: r["clusters"]):
+        lines.append(f"- {r['clusters']} cluster(s), by hand: " + profile_line(r["by_hand"]["steps"]))
+        kinds = list(r["up"].get("profile", {}).items())[:6]
+        lines.append(
+            f"- {r['clusters']} cluster(s), `up`, the longest of each kind of resource (from its first engine event to "
+            "its outputs; the sum of them all in brackets): "
+            + "; ".join(f"{kind} ×{p['count']} {p['longest']:.0f} s ({p['total']:.0f} s)" for kind, p in kinds)
+        )
     return "\n".join(lines) + "\n"
+
+
+def profile_line(steps: dict[str, float]) -> str:
+    return "; ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(steps.items(), key=lambda s: -s[1]))
 
 
 def seconds_per_added_cluster(results: list[dict]) -> dict[str, list[float]]:
@@ -245,9 +338,15 @@ def plot(results: list[dict], path: Path) -> None:
         axes.plot(clusters, [r[op]["seconds"] for r in ordered], style, label=f"pulumi {op}")
     axes.plot(
         clusters,
+        [r["by_hand"]["seconds"] + r["floor"]["up"] for r in ordered],
+        "k-.",
+        label="by hand + engine floor (up's baseline)",
+    )
+    axes.plot(
+        clusters,
         [r["baseline"] + r["floor"]["preview"] for r in ordered],
         "k--",
-        label="baseline + engine floor (preview)",
+        label="read baseline + engine floor (preview's)",
     )
     axes.set_xlabel("clusters (each with 2 machine classes)")
     axes.set_ylabel("wall time, s")

@@ -276,10 +276,15 @@ class LabStack:
         appends them to argv_log) and every (method, path) fakepve answered; with the run's wall time."""
         before = len(proxmox_requests(self.lab_dir))
         start = time.monotonic()
-        self.run(*args, extra_env={"OMNI_SCALE_LAB_ARGV_LOG": str(argv_log)})
+        proc = self.run(*args, extra_env={"OMNI_SCALE_LAB_ARGV_LOG": str(argv_log)})
         seconds = time.monotonic() - start
         argvs = [json.loads(line)[1:] for line in argv_log.read_text().splitlines()] if argv_log.exists() else []
-        return {"seconds": seconds, "omnictl": argvs, "proxmox": proxmox_requests(self.lab_dir)[before:]}
+        return {
+            "seconds": seconds,
+            "omnictl": argvs,
+            "proxmox": proxmox_requests(self.lab_dir)[before:],
+            "stdout": proc.stdout,
+        }
 
     def ensure_stack(self) -> None:
         env = self.env()

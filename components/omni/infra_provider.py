@@ -5,6 +5,7 @@ because a class for a missing or stalled provider silently provisions nothing.""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import jsonschema
@@ -75,6 +76,22 @@ def wait_for_registration(
         time.sleep(poll_seconds)  # Omni's state, written by another process: nothing to wait on but a re-read
 
 
+# One good reading of a provider (registered, a recent heartbeat, no error) serves every class checked within this
+# long in this process: an `up` checks its classes seconds apart, and a heartbeat is judged in minutes. Two reads per
+# provider and run, not per class (issue 22: 200 of an `up`'s Omni calls at 100 classes). A reading that finds the
+# provider not ready is never reused.
+READING_REUSE_SECONDS = 10.0
+_good_readings: dict[tuple[str, str], tuple[float, dict, dict]] = {}
+# Classes checked at once wait for the first one's reading instead of each reading Omni.
+_readings_lock = threading.Lock()
+
+
+def forget_provider_readings() -> None:
+    """Every held reading dropped: the next check reads Omni again (what a new `pulumi` run starts with)."""
+    with _readings_lock:
+        _good_readings.clear()
+
+
 def check_provider(
     client: Omnictl,
     provider_id: str,
@@ -83,7 +100,23 @@ def check_provider(
     max_heartbeat_age_seconds: float,
     now: float | None = None,
 ) -> None:
-    status = client.get_or_none(STATUS_TYPE, provider_id, STATUS_NAMESPACE)
+    key = (client.endpoint, provider_id)
+    with _readings_lock:
+        held = _good_readings.get(key)
+        reused = held is not None and time.monotonic() - held[0] < READING_REUSE_SECONDS
+        status: dict | None
+        health: dict | None
+        if held is not None and reused:
+            status, health = held[1], held[2]
+        else:
+            read_at = time.monotonic()
+            status = client.get_or_none(STATUS_TYPE, provider_id, STATUS_NAMESPACE)
+            health = client.get_or_none(HEALTH_TYPE, provider_id, HEALTH_NAMESPACE) if status is not None else None
+        problem = _readiness_problem(provider_id, class_id, health, max_heartbeat_age_seconds, now)
+        if status is None or problem is not None:
+            _good_readings.pop(key, None)
+        elif not reused and health is not None:
+            _good_readings[key] = (read_at, status, health)
     if status is None:
         raise ProviderNotReady(
             f"MachineClass {class_id}: infra provider {provider_id!r} is not registered with Omni "
@@ -98,19 +131,28 @@ def check_provider(
                 f"MachineClass {class_id}: providerdata does not satisfy the schema infra provider "
                 f"{provider_id!r} published: " + "; ".join(problems)
             )
-    health = client.get_or_none(HEALTH_TYPE, provider_id, HEALTH_NAMESPACE)
+    if problem is not None:
+        raise ProviderNotReady(problem)
+
+
+def _readiness_problem(
+    provider_id: str, class_id: str, health: dict | None, max_heartbeat_age_seconds: float, now: float | None
+) -> str | None:
+    """What keeps a registered provider from taking a class now, from its health: no heartbeat, an old one, an
+    error; None when it is fine."""
     age = heartbeat_age_seconds(health, now if now is not None else time.time()) if health else None
     if age is None:
-        raise ProviderNotReady(
+        return (
             f"MachineClass {class_id}: infra provider {provider_id!r} has never "
             "reported a heartbeat to Omni; is it running?"
         )
     if age > max_heartbeat_age_seconds:
-        raise ProviderNotReady(
+        return (
             f"MachineClass {class_id}: infra provider {provider_id!r} last reported {age:.0f}s ago "
             f"(more than {max_heartbeat_age_seconds:.0f}s); is it running, and is its Omni "
             "service-account key unexpired?"
         )
     error = ((health or {}).get("spec") or {}).get("error")
     if error:
-        raise ProviderNotReady(f"MachineClass {class_id}: infra provider {provider_id!r} reports an error: {error}")
+        return f"MachineClass {class_id}: infra provider {provider_id!r} reports an error: {error}"
+    return None

@@ -168,7 +168,7 @@ def _tun_lines_missing(props: dict) -> str:
     )
 
 
-def _config_params(props: dict) -> dict:
+def config_params(props: dict) -> dict:
     """container_inputs as the parameters of PVE's create and config calls."""
     net = props["net0"]
     params = {
@@ -237,7 +237,7 @@ class LxcContainerProvider(AsRootProvider):
             "rootfs": f"{props['rootfs_storage']}:{props['rootfs_size_gb']}",
             "ssh-public-keys": props["ssh_public_key"],
             "start": int(props["running"]),
-            **_config_params(props),
+            **config_params(props),
         }
         progress(f"creating CT {vmid} {props['hostname']!r} on {node}")
         api.wait_task(node, api.call("POST", f"nodes/{node}/lxc", **params), TASK_TIMEOUT_SECONDS)
@@ -251,7 +251,7 @@ class LxcContainerProvider(AsRootProvider):
         if TUN_BY_LXC_LINES in news["devices"] and TUN_BY_LXC_LINES not in live["devices"]:
             raise LxcError(_tun_lines_missing(news))  # before any change: nothing half-applied
         node, base = news["node"], self._base(news)
-        wanted, have = _config_params(news), _config_params(live)
+        wanted, have = config_params(news), config_params(live)
         changes = {k: v for k, v in wanted.items() if have.get(k) != v}
         removed = [k for k in have if k not in wanted]
         if changes or removed:

@@ -207,6 +207,18 @@ def test_up_installed_the_tailscale_operator_in_a_privileged_namespace(estate):
     assert apps.read_namespaced_deployment("operator", "tailscale").status.ready_replicas == 1
 
 
+def test_the_operator_waits_for_the_ready_cluster_and_not_for_its_backup_watch(estate):
+    """The release needs the cluster Ready (its resource's create ends there), not the reads after it: depending on
+    the whole cluster component made it wait for the backup watch too (issue 22, a second of every `up`)."""
+    deployment = json.loads(estate.pulumi("stack", "export").stdout)["deployment"]
+    by_name = {r["urn"].rsplit("::", 1)[-1]: r for r in deployment["resources"]}
+    [cluster_urn] = [r["urn"] for r in deployment["resources"] if r["type"] == CLUSTER_TYPE]
+    watch_urn = by_name[f"{CLUSTER}-etcd-backups"]["urn"]
+    provider = by_name["tailscale-operator-cluster"]
+    assert cluster_urn in provider["dependencies"]
+    assert watch_urn not in provider["dependencies"]
+
+
 def test_no_change_preview_and_refresh_pass_expect_no_changes(estate):
     for command in (("preview", "--expect-no-changes"), ("refresh", "--expect-no-changes", "--yes")):
         proc = estate.pulumi(*command, check=False)

@@ -26,6 +26,15 @@ def running_omni(directory: Path):
         omni_lab.stop(omni)
 
 
+@pytest.fixture(autouse=True)
+def no_held_provider_reading():
+    """Each test starts as a `pulumi` run does, holding no reading of the provider: these tests change its heartbeat
+    between checks (components/omni/infra_provider.py: READING_REUSE_SECONDS)."""
+    from components.omni.infra_provider import forget_provider_readings
+
+    forget_provider_readings()
+
+
 @pytest.fixture(scope="module")
 def module_omni(tmp_path_factory):
     with running_omni(tmp_path_factory.mktemp("omni")) as lab:

@@ -80,7 +80,14 @@ def _set(data: dict, dotted: str, value):
         node[last] = value
 
 
-_DELETE = object()
+class _Deleted:
+    """The field removed, not set; named in test ids (an object()'s address differs between xdist workers)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+_DELETE = _Deleted()
 PD = "machine_classes.matrix-control-plane.provider_data"
 CL = "clusters.talos-prod-01"
 
