@@ -103,3 +103,15 @@ def test_ups_profile_is_each_kind_of_resource_from_its_first_event_to_its_output
     text = table([result])
     assert "TalosCluster ×1 30 s (30 s); MachineClass ×2 3 s (5 s)" in text
     assert "by hand: clusters: template status --wait 4.0 s; classes: omnictl apply -f 1.0 s" in text
+
+
+def test_runs_that_each_need_a_fresh_lab_count_by_the_middle_one_and_keep_its_own_counts():
+    from lab.bench import middle_run
+
+    runs = [
+        {"seconds": 30.0, "omni_calls": 41, "profile": "slow"},
+        {"seconds": 20.0, "omni_calls": 40, "profile": "fast"},
+        {"seconds": 25.0, "omni_calls": 40, "profile": "middle"},
+    ]
+    # The seconds shown are the median, and the counts and the profile are that run's, not another's.
+    assert middle_run(runs) == {"seconds": 25.0, "omni_calls": 40, "profile": "middle", "samples": [30.0, 20.0, 25.0]}
