@@ -93,6 +93,11 @@ class Container:
         self.home = state_dir / "root"
         self.bin_dir = state_dir / "bin"
         self.port = port
+        # While no container listens, the port stays bound (not listening: a connection is refused, as to a CT that
+        # is not there) so that nothing else on this machine takes it meanwhile: labs run side by side (make test).
+        self.reservation: socket.socket | None = None
+        if container_file is not None:
+            self._reserve()
         self.overlaid = container_roots(state_dir)
         self.mounted = False
         self.server = None
@@ -154,9 +159,7 @@ class Container:
                     return False
                 return keys.validate(key, "", "127.0.0.1") is not None
 
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((HOST, self.port))
+        sock, self.reservation = self.reservation or self._bound(), None
         self.port = sock.getsockname()[1]
         self.server = await asyncssh.listen(
             sock=sock,
@@ -171,11 +174,24 @@ class Container:
             allow_pty=False,
         )
 
+    def _bound(self) -> socket.socket:
+        sock = socket.socket()
+        # The port again after a container is gone, while its closed connections linger in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((HOST, self.port))
+        return sock
+
+    def _reserve(self) -> None:
+        self.reservation = self._bound()
+        self.port = self.reservation.getsockname()[1]
+
     async def _close(self) -> None:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
             self.server = None
+            if self.container_file is not None:
+                self._reserve()
 
     async def handle(self, process: asyncssh.SSHServerProcess) -> None:
         if not process.command:
@@ -244,10 +260,6 @@ class Container:
 
 async def serve(state_dir: Path, port: int, container_file: Path | None) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
-    if container_file is not None and port == 0:
-        with socket.socket() as probe:  # a port of its own, kept while no container listens on it
-            probe.bind((HOST, 0))
-            port = probe.getsockname()[1]
     container = Container(state_dir, port, container_file)
     await container.start()
     stop = asyncio.Event()

@@ -20,10 +20,13 @@ VMID = 200
 
 
 @contextlib.contextmanager
-def running_lxc_host(tmp_path: Path, containers: Path | None = None, container_file: bool = False):
+def running_lxc_host(
+    tmp_path: Path, containers: Path | None = None, container_file: bool = False, created: bool = True
+):
     """containers: what its docker stand-in runs as containers (lab/provider_standin.py: containers()).
-    container_file: the server plays a container that is created (with the lab's client key), and that
-    host["replace_container"]() destroys and creates again, as lab/fakepve_lab.py does when the CT is."""
+    container_file: the server plays a container that is created (with the lab's client key; not yet, with
+    created=False: host["create_container"]() does), and that host["replace_container"]() destroys and creates
+    again, and host["destroy_container"]() destroys, as lab/fakepve_lab.py does when the CT is."""
     state = tmp_path / "lxc"
     extra = ["--container-file", str(state / f"ct-{VMID}.json")] if container_file else []
     proc = spawn(
@@ -53,11 +56,17 @@ def running_lxc_host(tmp_path: Path, containers: Path | None = None, container_f
                 )
                 info.update(json.loads((state / "ssh.json").read_text()))
 
-            def replace():
+            def destroy():
                 fakepve_lab.tell_ssh_server(str(state), VMID, None)
+                info.update(json.loads((state / "ssh.json").read_text()))
+
+            def replace():
+                destroy()
                 create()
 
-            create()
+            if created:
+                create()
+            info["create_container"], info["destroy_container"] = create, destroy
             info["replace_container"] = replace
             info["info"] = lambda: json.loads((state / "ssh.json").read_text())
         yield info
