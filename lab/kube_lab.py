@@ -18,7 +18,6 @@ import datetime
 import ipaddress
 import os
 import secrets
-import socket
 import ssl
 import subprocess
 import sys
@@ -31,20 +30,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from . import kubelet_standin
-from .processes import spawn, wait_until, write_file_atomically, write_private_json
+from .processes import free_port_below_ephemeral, spawn, wait_until, write_file_atomically, write_private_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOOLS = PROJECT_ROOT / ".tools" / "bin"
 CHARTS = PROJECT_ROOT / "lab" / "charts"
 HOST = "127.0.0.1"
 ADMIN_USER = "omni-scale"  # the service-account user `omnictl kubeconfig --service-account` is made for
-
-
-def _free_port() -> int:
-    # etcd and kube-apiserver take a fixed port; asking the kernel for a free one leaves a small window.
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def pem_key(key) -> bytes:
@@ -158,7 +150,7 @@ def start(directory: Path) -> dict:
         if not (TOOLS / tool).exists():
             raise SystemExit(f"lab: {TOOLS / tool} is missing; run tools/bootstrap.sh")
     pki = make_pki(directory / "pki")
-    etcd_port, peer_port, api_port, repo_port = (_free_port() for _ in range(4))
+    etcd_port, peer_port, api_port, repo_port = (free_port_below_ephemeral(HOST) for _ in range(4))
     etcd = spawn(
         directory,
         "etcd",
@@ -235,7 +227,7 @@ def start(directory: Path) -> dict:
             }
         ),
     )
-    manager_port = _free_port()
+    manager_port = free_port_below_ephemeral(HOST)
     manager = spawn(
         directory,
         "kube-controller-manager",

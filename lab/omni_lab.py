@@ -39,7 +39,6 @@ import fcntl
 import hashlib
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -59,6 +58,7 @@ from lab.processes import (
     MS_BIND,
     MS_PRIVATE,
     MS_REC,
+    bind_below_ephemeral,
     checked_call,
     spawn,
     terminate,
@@ -214,22 +214,6 @@ async def _forward(first: socket.socket, listen, port: int) -> None:
     await asyncio.Event().wait()
 
 
-def _bind_below_ephemeral(sock: socket.socket) -> int:
-    """Binds a free host port below the kernel's ephemeral range. Omni binds the same number inside its namespace,
-    where its embedded etcd takes an ephemeral port of its own: one from the range could be that very number
-    (seen: "bind: address already in use", and Omni exits)."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    candidates = list(range(max(1024, low - 12000), low))
-    random.shuffle(candidates)
-    for candidate in candidates:
-        try:
-            sock.bind((HOST, candidate))
-            return candidate
-        except OSError:
-            continue
-    raise SystemExit(f"omni lab: no free port on {HOST} below the ephemeral range ({low})")
-
-
 def helper_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="the lab Omni's network namespace, port forward and factory")
     parser.add_argument("--state-dir", required=True, type=Path)
@@ -251,7 +235,7 @@ def helper_main(argv: list[str]) -> int:
             if port:
                 sock.bind((HOST, port))
             else:
-                port = _bind_below_ephemeral(sock)
+                port = bind_below_ephemeral(sock)  # Omni binds the same number inside its namespace
             sock.listen(64)
             return sock
         finally:

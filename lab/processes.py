@@ -6,7 +6,9 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -120,3 +122,26 @@ def request_and_await(pid: int, request: Path, done: Path, payload: dict, what: 
     write_private_json(request, {"seq": seq, **payload})
     os.kill(pid, signal.SIGUSR1)
     wait_until(lambda: done.exists() and json.loads(done.read_text()).get("seq") == seq, None, what, log, 30)
+
+
+def bind_below_ephemeral(sock: socket.socket, host: str = "127.0.0.1") -> int:
+    """Binds sock to a free port on host below the kernel's ephemeral range, and returns it. The kernel gives
+    ports from that range to every outgoing connection (and to an embedded etcd in Omni's namespace): one picked
+    there and taken by a server a moment later may meanwhile be a connection's (seen: "bind: address already in use",
+    more often with labs side by side). Below it, only another lab's own pick could take it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = list(range(max(1024, low - 12000), low))
+    random.shuffle(candidates)
+    for candidate in candidates:
+        try:
+            sock.bind((host, candidate))
+            return candidate
+        except OSError:
+            continue
+    raise SystemExit(f"lab: no free port on {host} below the ephemeral range ({low})")
+
+
+def free_port_below_ephemeral(host: str = "127.0.0.1") -> int:
+    """A port a server started next is to take (etcd, kube-apiserver take a number, not a socket)."""
+    with socket.socket() as probe:
+        return bind_below_ephemeral(probe, host)
