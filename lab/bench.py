@@ -26,15 +26,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import yaml
 
 from components.core.dynamic import is_dynamic_type
 from components.core.spec_file import parse_spec
-from components.proxmox.client import ProxmoxClient, ProxmoxSettings
 
 from . import ctl, omni_lab
-from .by_hand import by_hand
+from .by_hand import by_hand, pvesh_client, read_node_facts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,12 +99,7 @@ class Run:
             omni.get("MachineClasses.omni.sidero.dev", class_id, "default")
         for name in spec["clusters"]:
             omni.export_template(name)
-        api = ProxmoxClient(
-            ProxmoxSettings(pve["api_url"], pve["token_id"], pve["token_secret"], verify_tls=pve["cafile"])
-        )
-        for node in api.get("nodes"):
-            for path in ("storage", "network", "dns"):
-                api.get(f"nodes/{node['node']}/{path}")
+        read_node_facts(pvesh_client(pve))
         return time.monotonic() - start
 
     def stop(self) -> None:
@@ -126,21 +121,16 @@ def write_baseline(spec: dict, root: Path) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     lab_dir = root / "lab"
     argv_log = root / "by-hand-argv.log"
-    saved = {k: os.environ.get(k) for k in ("OMNI_SCALE_LAB_DIR", "OMNI_SCALE_LAB_ARGV_LOG")}
-    os.environ.update(OMNI_SCALE_LAB_DIR=str(lab_dir), OMNI_SCALE_LAB_ARGV_LOG=str(argv_log))
-    try:
-        info = ctl.start(lab_dir)
-        before = len(ctl.proxmox_requests(lab_dir))
-        done = by_hand(info, parse_spec(spec, file="generated"))
-        argvs = [json.loads(line)[1:] for line in argv_log.read_text().splitlines()]
-        return {**counts(done["seconds"], argvs, ctl.proxmox_requests(lab_dir)[before:]), "steps": done["steps"]}
-    finally:
-        ctl.stop(lab_dir)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # The by-hand omnictl runs find this lab and log their argvs through the environment, as `up`'s do.
+    with mock.patch.dict(os.environ, OMNI_SCALE_LAB_DIR=str(lab_dir), OMNI_SCALE_LAB_ARGV_LOG=str(argv_log)):
+        try:
+            info = ctl.start(lab_dir)
+            before = len(ctl.proxmox_requests(lab_dir))
+            done = by_hand(info, parse_spec(spec, file="generated"))
+            counted = counts(done["seconds"], ctl.logged_argvs(argv_log), ctl.proxmox_requests(lab_dir)[before:])
+            return {**counted, "steps": done["steps"]}
+        finally:
+            ctl.stop(lab_dir)
 
 
 def up_profile(event_lines: list[str]) -> dict[str, dict]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from components.core.spec import PROVIDER_PRIVILEGES, ComposeStackSpec, Spec
+from components.core.spec import PROVIDER_PRIVILEGES, Spec
 from components.kubernetes.cni import cluster_manifests
 from components.kubernetes.tailscale_operator import CHART, RELEASE, release_values
 from components.omni.etcd_backups import s3_config_document
@@ -52,6 +52,20 @@ WAIT = "10m"
 PROVIDER_TOKEN = "by-hand"
 
 
+def pvesh_client(pve: dict) -> ProxmoxClient:
+    """The lab's Proxmox API with its read-only token (lab.json's `proxmox`), as `pvesh` on a node would read."""
+    return ProxmoxClient(
+        ProxmoxSettings(pve["api_url"], pve["token_id"], pve["token_secret"], verify_tls=pve["cafile"])
+    )
+
+
+def read_node_facts(api: ProxmoxClient) -> None:
+    """What the preflight reads of each node, read once: its storage, network and DNS (both baselines do this)."""
+    for node in api.get("nodes"):
+        for path in ("storage", "network", "dns"):
+            api.get(f"nodes/{node['node']}/{path}")
+
+
 class ByHand:
     """One by-hand run against a running lab (info: lab.json) for spec, working in workdir."""
 
@@ -65,9 +79,7 @@ class ByHand:
             ca_file=self.omni["ca_file"],
         )
         pve = info["proxmox"]
-        self.pvesh = ProxmoxClient(
-            ProxmoxSettings(pve["api_url"], pve["token_id"], pve["token_secret"], verify_tls=pve["cafile"])
-        )
+        self.pvesh = pvesh_client(pve)
         self.root = ProxmoxClient(
             ProxmoxSettings(pve["api_url"], "root@pam", info["lxc"]["root_password"], verify_tls=pve["cafile"])
         )
@@ -134,9 +146,7 @@ class ByHand:
     def preflight_reads(self) -> None:
         """`pvesh get` of what the preflight reads: the nodes, and each node's storage, network and DNS."""
         with self.step("preflight: pvesh get"):
-            for node in self.pvesh.get("nodes"):
-                for path in ("storage", "network", "dns"):
-                    self.pvesh.get(f"nodes/{node['node']}/{path}")
+            read_node_facts(self.pvesh)
 
     def provider_identities(self) -> tuple[str, str, str]:
         """`omnictl infraprovider create`; `pveum role add`, `user add`, `acl modify`, `user token add` (privilege
@@ -207,7 +217,7 @@ class ByHand:
 
     def compose(self, provider_key: str, token_id: str, token_secret: str) -> None:
         """The compose files copied in over SSH (each with its mode), then `docker compose up -d`."""
-        stack = ComposeStackSpec(**self.spec.provider_lxc.compose.model_dump())
+        stack = self.spec.provider_lxc.compose
         secrets = ProviderSecrets(
             omni_endpoint=self.omni["endpoint"],
             omni_service_account_key=provider_key,

@@ -278,10 +278,9 @@ class LabStack:
         start = time.monotonic()
         proc = self.run(*args, extra_env={"OMNI_SCALE_LAB_ARGV_LOG": str(argv_log)})
         seconds = time.monotonic() - start
-        argvs = [json.loads(line)[1:] for line in argv_log.read_text().splitlines()] if argv_log.exists() else []
         return {
             "seconds": seconds,
-            "omnictl": argvs,
+            "omnictl": logged_argvs(argv_log),
             "proxmox": proxmox_requests(self.lab_dir)[before:],
             "stdout": proc.stdout,
         }
@@ -431,6 +430,11 @@ def proxmox_requests(directory: Path | None = None) -> list[list[str]]:
 
 
 OFFLINE_OMNICTL_VERBS = (["cluster", "template", "validate"], ["cluster", "template", "render"])
+
+
+def logged_argvs(argv_log: Path) -> list[list[str]]:
+    """The omnictl argvs (without the binary) the lab's omnictl appended to argv_log (OMNI_SCALE_LAB_ARGV_LOG)."""
+    return [json.loads(line)[1:] for line in argv_log.read_text().splitlines()] if argv_log.exists() else []
 
 
 def omni_calls(argvs: list[list[str]]) -> list[list[str]]:

@@ -5,8 +5,6 @@ by failing pre-checks with the Talos step kept, and continued by the next `up`.
 The estate starts a step back from the seed (Talos v1.11.5, Kubernetes v1.33.6), so there are two upgrades to make:
 to the seed's versions, then to Talos v1.12.1 and Kubernetes v1.35.0 (the newest the lab's Omni offers)."""
 
-import json
-
 import pytest
 import yaml
 
@@ -41,7 +39,7 @@ def recorded_up(estate, tmp_path, check=True):
     run = estate.stack.run(
         "up", "--yes", "--skip-preview", check=check, extra_env={"OMNI_SCALE_LAB_ARGV_LOG": str(log)}
     )
-    argvs = [json.loads(line)[1:] for line in log.read_text().splitlines()] if log.exists() else []
+    argvs = ctl.logged_argvs(log)
     steps = [
         "sync" if a[:3] == ["cluster", "template", "sync"] else f"pre-checks --to {a[a.index('--to') + 1]}"
         for a in argvs
